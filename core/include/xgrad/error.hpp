@@ -1,0 +1,27 @@
+// xg::Error: the one exception type the library throws, and the checking helper
+// every op uses so that messages read "<op>: <expected> (got <what>)".
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace xg {
+
+class Error : public std::runtime_error {
+public:
+    explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Throws xg::Error with fmt-formatted text when `condition` is false.
+template <class... Args>
+void check(bool condition, fmt::format_string<Args...> format, Args&&... args) {
+    if (!condition) throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// Shapes print the way PyTorch prints them in messages: [2, 3], [] for a scalar.
+std::string shape_str(const std::vector<std::size_t>& shape);
+
+}  // namespace xg

@@ -1,0 +1,77 @@
+// Differentiable ops on xg::Tensor, as free functions named like torch's.
+// Each lives in core/ops/<family>.cpp next to its backward.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xgrad/tensor.hpp"
+
+namespace xg {
+
+// Elementwise, with NumPy broadcasting (core/ops/elementwise.cpp).
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor neg(const Tensor& x);
+Tensor add(const Tensor& a, double b);
+Tensor sub(const Tensor& a, double b);
+Tensor rsub(double a, const Tensor& b);  // a - b
+Tensor mul(const Tensor& a, double b);
+Tensor div(const Tensor& a, double b);
+Tensor rdiv(double a, const Tensor& b);  // a / b
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x, const std::string& approximate = "none");
+Tensor sigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor pow(const Tensor& x, double exponent);
+Tensor abs(const Tensor& x);
+Tensor dropout(const Tensor& x, double p, bool training);
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& x);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator/(double a, const Tensor& b);
+
+// Matrix product, as torch.matmul (core/ops/matmul.cpp).
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// Reductions (core/ops/reduce.cpp). Full reductions return 0-d tensors.
+Tensor sum(const Tensor& x);
+Tensor sum(const Tensor& x, const std::vector<int>& dims, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, const std::vector<int>& dims, bool keepdim = false);
+std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim = false);
+Tensor softmax(const Tensor& x, int dim);
+Tensor log_softmax(const Tensor& x, int dim);
+
+// Shape ops (core/ops/shape.cpp). They copy; none aliases its input.
+Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape);  // one -1 allowed
+Tensor transpose(const Tensor& x, int dim0, int dim1);
+Tensor permute(const Tensor& x, const std::vector<int>& dims);
+Tensor unsqueeze(const Tensor& x, int dim);
+Tensor squeeze(const Tensor& x);
+Tensor squeeze(const Tensor& x, int dim);
+Tensor cat(const std::vector<Tensor>& tensors, int dim = 0);
+
+// Losses (core/ops/loss.cpp).
+Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
+                     const std::string& reduction = "mean");
+
+}  // namespace xg

@@ -1,0 +1,119 @@
+// xg::Tensor: a cheap-to-copy handle to shared storage plus autograd metadata,
+// modelled on torch::Tensor. Ops live in ops.hpp; the engine in autograd.hpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include "xgrad/error.hpp"
+#include "xgrad/removable_handle.hpp"
+
+namespace xg {
+
+enum class Dtype { Float32, Float64, Int64 };
+inline constexpr Dtype kFloat32 = Dtype::Float32;
+inline constexpr Dtype kFloat64 = Dtype::Float64;
+inline constexpr Dtype kInt64 = Dtype::Int64;
+
+// "float32", "float64", "int64": the spelling used in every message.
+std::string dtype_name(Dtype dtype);
+bool is_floating_point(Dtype dtype);
+
+using Shape = std::vector<std::size_t>;
+
+class Tensor;
+struct TensorImpl;
+namespace autograd {
+struct Node;
+}
+
+// A tensor hook sees the incoming gradient and returns a replacement, or an
+// undefined Tensor to keep it.
+using TensorHook = std::function<Tensor(const Tensor& grad)>;
+
+class Tensor {
+public:
+    Tensor() = default;  // undefined
+    explicit Tensor(std::shared_ptr<TensorImpl> impl);
+
+    // Inspection.
+    bool defined() const { return impl_ != nullptr; }
+    Shape shape() const;  // by value: data<T>() may reshape the live array
+    std::size_t dim() const;
+    std::size_t numel() const;
+    Dtype dtype() const;
+    template <class T>
+    xt::xarray<T>& data() const;  // the live values; throws on a dtype mismatch
+    template <class T>
+    T item() const;  // the single value, converted to T
+
+    // Autograd.
+    bool requires_grad() const;
+    Tensor& requires_grad_(bool requires_grad = true);
+    Tensor grad() const;           // undefined until a backward reaches this tensor
+    Tensor& mutable_grad() const;  // for optimizers and zero_grad
+    bool is_leaf() const;
+    void retain_grad() const;
+    bool retains_grad() const;
+    Tensor detach() const;  // shares storage, no history
+    Tensor clone() const;   // copies storage, keeps history
+    Tensor to(Dtype dtype) const;
+    // Seeds with ones for a one-element tensor; otherwise `grad` is required.
+    // The graph is freed as it is walked unless `retain_graph` is true.
+    void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+    std::string grad_fn_name() const;  // "MatmulBackward", "" for leaves
+    const std::shared_ptr<autograd::Node>& grad_fn() const;
+
+    // fn(const Tensor& grad) returning void observes; returning Tensor replaces.
+    template <class F>
+    RemovableHandle register_hook(F fn) const {
+        if constexpr (std::is_void_v<std::invoke_result_t<F, const Tensor&>>) {
+            return add_hook([fn = std::move(fn)](const Tensor& g) mutable {
+                fn(g);
+                return Tensor();
+            });
+        } else {
+            return add_hook(TensorHook(std::move(fn)));
+        }
+    }
+
+    TensorImpl* impl() const { return impl_.get(); }
+    const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+private:
+    RemovableHandle add_hook(TensorHook hook) const;
+    TensorImpl& checked_impl(const char* what) const;
+
+    std::shared_ptr<TensorImpl> impl_;
+};
+
+// Factories. Float dtypes default to float32, like torch.
+template <class T>
+Tensor tensor(xt::xarray<T> values, bool requires_grad = false);
+Tensor zeros(const Shape& shape, Dtype dtype = kFloat32);
+Tensor ones(const Shape& shape, Dtype dtype = kFloat32);
+Tensor full(const Shape& shape, double value, Dtype dtype = kFloat32);
+Tensor empty(const Shape& shape, Dtype dtype = kFloat32);
+Tensor randn(const Shape& shape, Dtype dtype = kFloat32);
+Tensor rand(const Shape& shape, Dtype dtype = kFloat32);
+Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape);
+Tensor arange(std::int64_t n, Dtype dtype = kInt64);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+
+// Randomness: one global generator behind every random draw in the library.
+void manual_seed(std::uint64_t seed);
+// Draws a fresh 64-bit key from the global generator (for counter-based kernels).
+std::uint64_t next_random_key();
+
+// Threads used by BLAS and by xgrad's own kernels together.
+void set_num_threads(int n);
+int get_num_threads();
+
+}  // namespace xg

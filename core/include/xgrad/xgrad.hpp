@@ -1,0 +1,8 @@
+// The umbrella header: everything a user of xgrad needs.
+#pragma once
+
+#include "xgrad/autograd.hpp"
+#include "xgrad/error.hpp"
+#include "xgrad/ops.hpp"
+#include "xgrad/removable_handle.hpp"
+#include "xgrad/tensor.hpp"

@@ -1,0 +1,123 @@
+// Losses, fused so that each is one node with a closed-form gradient.
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+using autograd::make_result;
+using detail::wrap;
+
+namespace {
+
+enum class Reduction { None, Mean, Sum };
+
+Reduction parse_reduction(const std::string& reduction, const char* op) {
+    if (reduction == "none") return Reduction::None;
+    if (reduction == "mean") return Reduction::Mean;
+    if (reduction == "sum") return Reduction::Sum;
+    throw Error(fmt::format("{}: expected reduction 'none', 'mean' or 'sum' (got '{}')", op,
+                            reduction));
+}
+
+}  // namespace
+
+// mean((input - target)^2); d/dinput = 2 (input - target) / n, d/dtarget its negative.
+Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+    Reduction mode = parse_reduction(reduction, "mse_loss");
+    detail::check_same_dtype(input, target, "mse_loss");
+    check(input.shape() == target.shape(),
+          "mse_loss: expected input and target of the same shape (got {} and {})",
+          shape_str(input.shape()), shape_str(target.shape()));
+    return detail::visit_floating(input, "mse_loss", [&]<class T>(xt::xarray<T>& x) {
+        xt::xarray<T> diff = x - target.data<T>();
+        xt::xarray<T> out;
+        if (mode == Reduction::None) {
+            out = diff * diff;
+        } else {
+            T total = std::inner_product(diff.begin(), diff.end(), diff.begin(), T(0));
+            if (mode == Reduction::Mean) total /= static_cast<T>(diff.size());
+            out = detail::scalar_array(total);
+        }
+        bool need_input = input.requires_grad(), need_target = target.requires_grad();
+        return make_result(
+            wrap(std::move(out)), "MseLossBackward", {input, target},
+            [mode, need_input, need_target, saved = wrap(std::move(diff))](const Tensor& grad) {
+                auto& d = saved.template data<T>();
+                auto& g = grad.data<T>();
+                xt::xarray<T> gi;
+                if (mode == Reduction::None) {
+                    gi = T(2) * d * g;
+                } else {
+                    T scale = T(2) * g();
+                    if (mode == Reduction::Mean) scale /= static_cast<T>(d.size());
+                    gi = scale * d;
+                }
+                Tensor gt = need_target ? wrap(xt::xarray<T>(-gi)) : Tensor();
+                Tensor gin = need_input ? wrap(std::move(gi)) : Tensor();
+                return std::vector<Tensor>{gin, gt};
+            });
+    });
+}
+
+// -log_softmax(logits)[target], for logits [N, C] and int64 targets [N] in [0, C).
+// d/dlogits = softmax(logits) - one_hot(target), scaled by the reduction.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::string& reduction) {
+    Reduction mode = parse_reduction(reduction, "cross_entropy");
+    check(logits.defined() && targets.defined(),
+          "cross_entropy: expected defined tensors (got an undefined one)");
+    Shape ls = logits.shape(), ts = targets.shape();
+    check(targets.dtype() == kInt64, "cross_entropy: expected int64 targets (got {})",
+          dtype_name(targets.dtype()));
+    check(ls.size() == 2 && ts.size() == 1 && ts[0] == ls[0],
+          "cross_entropy: expected logits [N, C] and targets [N] (got {} and {})", shape_str(ls),
+          shape_str(ts));
+    std::size_t n = ls[0], classes = ls[1];
+    const std::int64_t* target = targets.data<std::int64_t>().data();
+    for (std::size_t i = 0; i < n; ++i) {
+        check(target[i] >= 0 && static_cast<std::size_t>(target[i]) < classes,
+              "cross_entropy: expected targets in [0, {}) (got {} at index {})", classes,
+              target[i], i);
+    }
+    return detail::visit_floating(logits, "cross_entropy", [&]<class T>(xt::xarray<T>& a) {
+        auto probabilities = xt::xarray<T>::from_shape(ls);
+        auto losses = xt::xarray<T>::from_shape({n});
+        for (std::size_t i = 0; i < n; ++i) {
+            const T* row = a.data() + i * classes;
+            T* p = probabilities.data() + i * classes;
+            T top = -std::numeric_limits<T>::infinity();
+            for (std::size_t c = 0; c < classes; ++c) top = std::max(top, row[c]);
+            T total = 0;
+            for (std::size_t c = 0; c < classes; ++c) total += (p[c] = std::exp(row[c] - top));
+            for (std::size_t c = 0; c < classes; ++c) p[c] /= total;
+            losses(i) = top + std::log(total) - row[target[i]];
+        }
+        xt::xarray<T> out = losses;
+        if (mode != Reduction::None) {
+            T total = std::accumulate(losses.begin(), losses.end(), T(0));
+            if (mode == Reduction::Mean) total /= static_cast<T>(n);
+            out = detail::scalar_array(total);
+        }
+        return make_result(
+            wrap(std::move(out)), "CrossEntropyBackward", {logits, targets},
+            [mode, n, classes, saved_p = wrap(std::move(probabilities)),
+             saved_t = targets.detach()](const Tensor& grad) {
+                xt::xarray<T> d = saved_p.template data<T>();
+                const std::int64_t* t = saved_t.data<std::int64_t>().data();
+                auto& g = grad.data<T>();
+                for (std::size_t i = 0; i < n; ++i) {
+                    T scale = mode == Reduction::None ? g(i) : g();
+                    if (mode == Reduction::Mean) scale /= static_cast<T>(n);
+                    T* row = d.data() + i * classes;
+                    row[t[i]] -= T(1);
+                    for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
+                }
+                return std::vector<Tensor>{wrap(std::move(d)), Tensor()};
+            });
+    });
+}
+
+}  // namespace xg

@@ -1,0 +1,132 @@
+// matmul with torch.matmul's rules: 1-D operands are promoted to matrices and
+// squeezed back, leading (batch) dimensions broadcast. Every product is a BLAS gemm.
+#include "blas.hpp"
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+namespace {
+
+std::size_t product(const Shape& shape) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+}
+
+// c[i] = op(a[i]) * op(b[i]) for every index i of `batch`, where a and b carry
+// their own (broadcastable) batch shapes. op(a) is [m, k], op(b) is [k, n].
+template <class T>
+void batched_gemm(const T* a, const Shape& batch_a, bool trans_a, const T* b, const Shape& batch_b,
+                  bool trans_b, std::size_t m, std::size_t n, std::size_t k, const Shape& batch,
+                  T* c) {
+    std::size_t rank = batch.size();
+    // Matrix strides of a and b along each batch dim; 0 where they broadcast.
+    std::vector<std::size_t> stride_a(rank, 0), stride_b(rank, 0);
+    for (std::size_t i = rank, sa = 1, sb = 1; i-- > 0;) {
+        std::size_t ia = i + batch_a.size(), ib = i + batch_b.size();  // right-aligned
+        if (ia >= rank) {
+            std::size_t d = batch_a[ia - rank];
+            stride_a[i] = d == 1 ? 0 : sa;
+            sa *= d;
+        }
+        if (ib >= rank) {
+            std::size_t d = batch_b[ib - rank];
+            stride_b[i] = d == 1 ? 0 : sb;
+            sb *= d;
+        }
+    }
+    std::size_t count = product(batch);
+    for (std::size_t index = 0; index < count; ++index) {
+        std::size_t rest = index, offset_a = 0, offset_b = 0;
+        for (std::size_t i = rank; i-- > 0;) {
+            std::size_t coordinate = rest % batch[i];
+            rest /= batch[i];
+            offset_a += coordinate * stride_a[i];
+            offset_b += coordinate * stride_b[i];
+        }
+        blas::gemm<T>(trans_a, trans_b, m, n, k, T(1), a + offset_a * m * k, b + offset_b * k * n,
+                      T(0), c + index * m * n);
+    }
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+    detail::check_same_dtype(a, b, "matmul");
+    Shape sa = a.shape(), sb = b.shape();
+    check(!sa.empty() && !sb.empty(),
+          "matmul: expected tensors with at least 1 dimension (got {} and {})", shape_str(sa),
+          shape_str(sb));
+    // Promote 1-D operands: a vector on the left is a row, on the right a column.
+    Shape pa = sa.size() == 1 ? Shape{1, sa[0]} : sa;
+    Shape pb = sb.size() == 1 ? Shape{sb[0], 1} : sb;
+    std::size_t m = pa[pa.size() - 2], k = pa.back(), n = pb.back();
+    check(k == pb[pb.size() - 2], "matmul: shapes {} and {} cannot be multiplied ({} != {})",
+          shape_str(sa), shape_str(sb), k, pb[pb.size() - 2]);
+    Shape batch_a(pa.begin(), pa.end() - 2), batch_b(pb.begin(), pb.end() - 2);
+    Shape batch;
+    try {
+        batch = detail::broadcast_shapes(batch_a, batch_b, "matmul");
+    } catch (const Error&) {
+        throw Error(fmt::format("matmul: batch dimensions of shapes {} and {} are not broadcastable",
+                                shape_str(sa), shape_str(sb)));
+    }
+    Shape out_shape = batch;
+    if (sa.size() > 1) out_shape.push_back(m);
+    if (sb.size() > 1) out_shape.push_back(n);
+    // With a 2-D right operand the left batch folds into rows: one gemm in all.
+    bool fold = batch_b.empty();
+    std::size_t rows = product(batch) * m;
+
+    return detail::visit_floating(a, "matmul", [&]<class T>(xt::xarray<T>& av) {
+        auto& bv = b.data<T>();
+        auto out = xt::xarray<T>::from_shape(out_shape);
+        if (fold) {
+            blas::gemm<T>(false, false, rows, n, k, T(1), av.data(), bv.data(), T(0), out.data());
+        } else {
+            batched_gemm<T>(av.data(), batch_a, false, bv.data(), batch_b, false, m, n, k, batch,
+                            out.data());
+        }
+        bool need_a = a.requires_grad(), need_b = b.requires_grad();
+        return autograd::make_result(
+            detail::wrap(std::move(out)), "MatmulBackward", {a, b},
+            [=, saved_a = a.detach(), saved_b = b.detach()](const Tensor& grad) {
+                const T* g = grad.data<T>().data();
+                const T* x = saved_a.data<T>().data();
+                const T* y = saved_b.data<T>().data();
+                Tensor ga, gb;
+                if (need_a) {  // dA = dC * B^T
+                    Shape full = batch;
+                    full.insert(full.end(), {m, k});
+                    auto d = xt::xarray<T>::from_shape(fold ? pa : full);
+                    if (fold) {
+                        blas::gemm<T>(false, true, rows, k, n, T(1), g, y, T(0), d.data());
+                    } else {
+                        batched_gemm<T>(g, batch, false, y, batch_b, true, m, k, n, batch,
+                                        d.data());
+                        d = detail::sum_to_shape(d, pa);
+                    }
+                    d.reshape(sa);
+                    ga = detail::wrap(std::move(d));
+                }
+                if (need_b) {  // dB = A^T * dC
+                    Shape full = batch;
+                    full.insert(full.end(), {k, n});
+                    auto d = xt::xarray<T>::from_shape(fold ? pb : full);
+                    if (fold) {
+                        blas::gemm<T>(true, false, k, n, rows, T(1), x, g, T(0), d.data());
+                    } else {
+                        batched_gemm<T>(x, batch_a, true, g, batch, false, k, n, m, batch,
+                                        d.data());
+                        d = detail::sum_to_shape(d, pb);
+                    }
+                    d.reshape(sb);
+                    gb = detail::wrap(std::move(d));
+                }
+                return std::vector<Tensor>{ga, gb};
+            });
+    });
+}
+
+}  // namespace xg

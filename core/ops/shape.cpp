@@ -1,0 +1,180 @@
+// Shape ops. Each returns a fresh copy (xgrad has no views), so a result
+// never aliases its input; the gradient is the inverse rearrangement.
+#include <algorithm>
+#include <numeric>
+
+#include <xtensor/xmanipulation.hpp>
+
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+using autograd::make_result;
+using detail::wrap;
+
+namespace {
+
+std::size_t product(const Shape& shape) {
+    return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>());
+}
+
+// Same values, new shape: reshape, unsqueeze and squeeze are all this.
+Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const char* node) {
+    Tensor out = detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& a) {
+        xt::xarray<T> copy = a;
+        copy.reshape(shape);
+        return wrap(std::move(copy));
+    });
+    return make_result(out, node, {x}, [in_shape = x.shape(), op, node](const Tensor& g) {
+        return std::vector<Tensor>{reshape_to(g, in_shape, op, node)};
+    });
+}
+
+}  // namespace
+
+Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
+    check(x.defined(), "reshape: expected a defined tensor (got an undefined one)");
+    std::size_t numel = x.numel(), known = 1;
+    auto inferred = shape.end();
+    bool valid = true;
+    for (auto it = shape.begin(); it != shape.end(); ++it) {
+        if (*it == -1 && inferred == shape.end()) inferred = it;
+        else if (*it < 0) valid = false;
+        else known *= static_cast<std::size_t>(*it);
+    }
+    Shape target;
+    for (auto it = shape.begin(); it != shape.end(); ++it) {
+        if (it != inferred) target.push_back(static_cast<std::size_t>(std::max<std::int64_t>(*it, 0)));
+        else target.push_back(known == 0 ? 0 : numel / known);
+    }
+    valid = valid && product(target) == numel && (inferred == shape.end() || known != 0);
+    check(valid, "reshape: shape [{}] is invalid for a tensor of {} elements",
+          fmt::join(shape, ", "), numel);
+    return reshape_to(x, target, "reshape", "ReshapeBackward");
+}
+
+Tensor permute(const Tensor& x, const std::vector<int>& dims) {
+    check(x.defined(), "permute: expected a defined tensor (got an undefined one)");
+    std::size_t n = x.dim();
+    check(dims.size() == n, "permute: expected {} dims for a tensor of shape {} (got [{}])", n,
+          shape_str(x.shape()), fmt::join(dims, ", "));
+    std::vector<std::size_t> perm, inverse(n);
+    for (int d : dims) perm.push_back(detail::normalize_dim(d, n, "permute"));
+    std::vector<bool> seen(n, false);
+    for (std::size_t i = 0; i < n; ++i) {
+        check(!seen[perm[i]], "permute: expected each dim once (got [{}])", fmt::join(dims, ", "));
+        seen[perm[i]] = true;
+        inverse[perm[i]] = i;
+    }
+    Tensor out = detail::visit_any(x, "permute", [&]<class T>(xt::xarray<T>& a) {
+        return wrap(xt::xarray<T>(xt::transpose(a, perm)));
+    });
+    std::vector<int> back(inverse.begin(), inverse.end());
+    return make_result(out, "PermuteBackward", {x},
+                       [back](const Tensor& g) { return std::vector<Tensor>{permute(g, back)}; });
+}
+
+Tensor transpose(const Tensor& x, int dim0, int dim1) {
+    check(x.defined(), "transpose: expected a defined tensor (got an undefined one)");
+    std::size_t n = x.dim();
+    std::size_t a = detail::normalize_dim(dim0, n, "transpose");
+    std::size_t b = detail::normalize_dim(dim1, n, "transpose");
+    if (n == 0) return x.clone();
+    std::vector<int> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::swap(perm[a], perm[b]);
+    Tensor out = detail::visit_any(x, "transpose", [&]<class T>(xt::xarray<T>& v) {
+        return wrap(xt::xarray<T>(xt::transpose(v, std::vector<std::size_t>(perm.begin(), perm.end()))));
+    });
+    return make_result(out, "TransposeBackward", {x}, [dim0, dim1](const Tensor& g) {
+        return std::vector<Tensor>{transpose(g, dim0, dim1)};
+    });
+}
+
+Tensor unsqueeze(const Tensor& x, int dim) {
+    check(x.defined(), "unsqueeze: expected a defined tensor (got an undefined one)");
+    Shape shape = x.shape();
+    std::size_t at = detail::normalize_dim(dim, shape.size() + 1, "unsqueeze");
+    shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(at), 1);
+    return reshape_to(x, shape, "unsqueeze", "UnsqueezeBackward");
+}
+
+Tensor squeeze(const Tensor& x) {
+    check(x.defined(), "squeeze: expected a defined tensor (got an undefined one)");
+    Shape shape;
+    for (auto d : x.shape()) {
+        if (d != 1) shape.push_back(d);
+    }
+    return reshape_to(x, shape, "squeeze", "SqueezeBackward");
+}
+
+// Like torch.squeeze(x, dim): a dim whose size is not 1 is left alone.
+Tensor squeeze(const Tensor& x, int dim) {
+    check(x.defined(), "squeeze: expected a defined tensor (got an undefined one)");
+    Shape shape = x.shape();
+    std::size_t at = detail::normalize_dim(dim, shape.size(), "squeeze");
+    if (!shape.empty() && shape[at] == 1) shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(at));
+    return reshape_to(x, shape, "squeeze", "SqueezeBackward");
+}
+
+Tensor cat(const std::vector<Tensor>& tensors, int dim) {
+    check(!tensors.empty(), "cat: expected a non-empty list of tensors (got none)");
+    const Tensor& first = tensors.front();
+    check(first.defined(), "cat: expected defined tensors (got an undefined one)");
+    Shape shape = first.shape();
+    check(!shape.empty(), "cat: expected tensors with at least 1 dimension (got {})",
+          shape_str(shape));
+    std::size_t axis = detail::normalize_dim(dim, shape.size(), "cat");
+    std::vector<std::size_t> sizes;
+    for (const Tensor& t : tensors) {
+        detail::check_same_dtype(first, t, "cat");
+        Shape s = t.shape();
+        bool compatible = s.size() == shape.size();
+        for (std::size_t i = 0; compatible && i < s.size(); ++i) {
+            compatible = i == axis || s[i] == shape[i];
+        }
+        check(compatible, "cat: expected tensors of shape {} except in dim {} (got {})",
+              shape_str(shape), dim, shape_str(s));
+        sizes.push_back(s[axis]);
+    }
+    Shape out_shape = shape;
+    out_shape[axis] = std::accumulate(sizes.begin(), sizes.end(), std::size_t{0});
+    auto split = detail::split_at(out_shape, axis);
+    Tensor out = detail::visit_any(first, "cat", [&]<class T>(xt::xarray<T>&) {
+        auto result = xt::xarray<T>::from_shape(out_shape);
+        std::size_t offset = 0;  // where this part starts inside one outer row
+        for (std::size_t p = 0; p < tensors.size(); ++p) {
+            const T* src = tensors[p].data<T>().data();
+            std::size_t chunk = sizes[p] * split.inner;
+            for (std::size_t o = 0; o < split.outer; ++o) {
+                std::copy_n(src + o * chunk, chunk,
+                            result.data() + o * split.size * split.inner + offset);
+            }
+            offset += chunk;
+        }
+        return wrap(std::move(result));
+    });
+    std::vector<Shape> part_shapes;
+    for (const Tensor& t : tensors) part_shapes.push_back(t.shape());
+    // Each input's gradient is its slab of g, cut out the way forward pasted it in.
+    return make_result(out, "CatBackward", tensors, [part_shapes, split](const Tensor& g) {
+        std::vector<Tensor> grads;
+        std::size_t offset = 0;
+        for (const Shape& part_shape : part_shapes) {
+            std::size_t chunk = product(part_shape) / std::max<std::size_t>(split.outer, 1);
+            grads.push_back(detail::visit_floating(g, "cat", [&]<class T>(xt::xarray<T>& gv) {
+                auto part = xt::xarray<T>::from_shape(part_shape);
+                for (std::size_t o = 0; o < split.outer; ++o) {
+                    std::copy_n(gv.data() + o * split.size * split.inner + offset, chunk,
+                                part.data() + o * chunk);
+                }
+                return wrap(std::move(part));
+            }));
+            offset += chunk;
+        }
+        return grads;
+    });
+}
+
+}  // namespace xg

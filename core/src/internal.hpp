@@ -1,0 +1,101 @@
+// Private helpers shared by the tensor, the engine and the op families.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "xgrad/autograd.hpp"
+#include "xgrad/tensor.hpp"
+
+namespace xg {
+
+using Storage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>>;
+
+struct TensorImpl {
+    std::shared_ptr<Storage> storage;  // shared by detach(), so saved values cost nothing
+    bool requires_grad = false;
+    Tensor grad;
+    std::shared_ptr<autograd::Node> grad_fn;
+    std::weak_ptr<autograd::Node> grad_accumulator;  // leaves: reused by every graph
+    bool retains_grad = false;
+    std::vector<std::pair<std::uint64_t, TensorHook>> hooks;
+    std::uint64_t next_hook_id = 0;
+};
+
+namespace detail {
+
+template <class T>
+Tensor wrap(xt::xarray<T> values) {
+    return tensor(std::move(values), false);
+}
+
+template <class T>
+xt::xarray<T> scalar_array(T value) {
+    auto a = xt::xarray<T>::from_shape({});
+    a() = value;
+    return a;
+}
+
+template <class A>
+Shape to_shape(const A& shape) {
+    return Shape(shape.begin(), shape.end());
+}
+
+// Calls f(xt::xarray<T>&) for a floating-point tensor; other dtypes are an error.
+template <class F>
+Tensor visit_floating(const Tensor& t, const char* op, F&& f) {
+    check(t.defined(), "{}: expected a defined tensor (got an undefined one)", op);
+    switch (t.dtype()) {
+        case Dtype::Float32: return f(t.data<float>());
+        case Dtype::Float64: return f(t.data<double>());
+        default: break;
+    }
+    throw Error(fmt::format("{}: expected a floating-point tensor (got {})", op,
+                            dtype_name(t.dtype())));
+}
+
+// Calls f(xt::xarray<T>&) for any dtype.
+template <class F>
+Tensor visit_any(const Tensor& t, const char* op, F&& f) {
+    check(t.defined(), "{}: expected a defined tensor (got an undefined one)", op);
+    switch (t.dtype()) {
+        case Dtype::Float32: return f(t.data<float>());
+        case Dtype::Float64: return f(t.data<double>());
+        case Dtype::Int64: return f(t.data<std::int64_t>());
+    }
+    throw Error(fmt::format("{}: unknown dtype", op));
+}
+
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+
+// Maps a possibly negative dim into [0, ndim); error names the op.
+std::size_t normalize_dim(int dim, std::size_t ndim, const char* op);
+
+// NumPy broadcasting of two shapes; error names the op and both shapes.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+// Sums `values` over the axes flagged in `reduced`, keeping them as size 1.
+// Hand-rolled: xt::sum's immediate mode mis-sizes results on xarray in 0.24.
+template <class T>
+xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced);
+
+// Sums a broadcast gradient back to `shape`: the one rule every broadcasting op uses.
+template <class T>
+xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape);
+
+// Splits `shape` around `dim` into the outer, dim and inner extents that
+// dim-wise kernels (softmax, max, cat) loop over.
+struct DimSplit {
+    std::size_t outer = 1, size = 1, inner = 1;
+};
+DimSplit split_at(const Shape& shape, std::size_t dim);
+
+}  // namespace detail
+}  // namespace xg

@@ -1,0 +1,318 @@
+// Tensor handle methods, factories and the shared shape helpers.
+#include "xgrad/tensor.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xreducer.hpp>
+
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+std::string shape_str(const std::vector<std::size_t>& shape) {
+    return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+std::string dtype_name(Dtype dtype) {
+    switch (dtype) {
+        case Dtype::Float32: return "float32";
+        case Dtype::Float64: return "float64";
+        case Dtype::Int64: return "int64";
+    }
+    return "unknown";
+}
+
+bool is_floating_point(Dtype dtype) { return dtype != Dtype::Int64; }
+
+Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+TensorImpl& Tensor::checked_impl(const char* what) const {
+    check(impl_ != nullptr, "{}: expected a defined tensor (got an undefined one)", what);
+    return *impl_;
+}
+
+Shape Tensor::shape() const {
+    return std::visit([](const auto& a) { return detail::to_shape(a.shape()); },
+                      *checked_impl("shape").storage);
+}
+
+std::size_t Tensor::dim() const {
+    return std::visit([](const auto& a) { return a.dimension(); }, *checked_impl("dim").storage);
+}
+
+std::size_t Tensor::numel() const {
+    return std::visit([](const auto& a) { return a.size(); }, *checked_impl("numel").storage);
+}
+
+Dtype Tensor::dtype() const { return static_cast<Dtype>(checked_impl("dtype").storage->index()); }
+
+template <class T>
+xt::xarray<T>& Tensor::data() const {
+    auto* values = std::get_if<xt::xarray<T>>(checked_impl("data").storage.get());
+    if (values == nullptr) {
+        Dtype wanted = std::is_same_v<T, float>    ? kFloat32
+                       : std::is_same_v<T, double> ? kFloat64
+                                                   : kInt64;
+        throw Error(fmt::format("data: expected dtype {} (got {})", dtype_name(wanted),
+                                dtype_name(dtype())));
+    }
+    return *values;
+}
+
+template <class T>
+T Tensor::item() const {
+    check(numel() == 1, "item: expected a tensor with one element (got shape {})",
+          shape_str(shape()));
+    return std::visit([](const auto& a) { return static_cast<T>(a.data()[0]); },
+                      *impl_->storage);
+}
+
+template xt::xarray<float>& Tensor::data<float>() const;
+template xt::xarray<double>& Tensor::data<double>() const;
+template xt::xarray<std::int64_t>& Tensor::data<std::int64_t>() const;
+template float Tensor::item<float>() const;
+template double Tensor::item<double>() const;
+template std::int64_t Tensor::item<std::int64_t>() const;
+template int Tensor::item<int>() const;
+
+bool Tensor::requires_grad() const { return checked_impl("requires_grad").requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool requires_grad) {
+    auto& impl = checked_impl("requires_grad_");
+    check(is_leaf() || requires_grad,
+          "requires_grad_: only leaf tensors can stop requiring grad (got one made by {}); use "
+          "detach()",
+          grad_fn_name());
+    check(!requires_grad || is_floating_point(dtype()),
+          "requires_grad_: only floating-point tensors can require gradients (got {})",
+          dtype_name(dtype()));
+    impl.requires_grad = requires_grad;
+    return *this;
+}
+
+Tensor Tensor::grad() const { return checked_impl("grad").grad; }
+
+Tensor& Tensor::mutable_grad() const { return checked_impl("mutable_grad").grad; }
+
+bool Tensor::is_leaf() const { return checked_impl("is_leaf").grad_fn == nullptr; }
+
+void Tensor::retain_grad() const {
+    auto& impl = checked_impl("retain_grad");
+    check(impl.requires_grad,
+          "retain_grad: expected a tensor that requires grad (got one that does not)");
+    if (impl.grad_fn) impl.retains_grad = true;  // leaves keep their grad anyway
+}
+
+bool Tensor::retains_grad() const { return checked_impl("retains_grad").retains_grad; }
+
+Tensor Tensor::detach() const {
+    auto impl = std::make_shared<TensorImpl>();
+    impl->storage = checked_impl("detach").storage;
+    return Tensor(std::move(impl));
+}
+
+Tensor Tensor::clone() const {
+    Tensor copy = detail::visit_any(*this, "clone", [](auto& a) { return detail::wrap(a); });
+    return autograd::make_result(copy, "CloneBackward", {*this},
+                                 [](const Tensor& g) { return std::vector<Tensor>{g}; });
+}
+
+Tensor Tensor::to(Dtype target) const {
+    Dtype source = dtype();
+    if (source == target) return *this;
+    Tensor converted = detail::visit_any(*this, "to", [&](auto& a) -> Tensor {
+        switch (target) {
+            case Dtype::Float32: return detail::wrap(xt::xarray<float>(xt::cast<float>(a)));
+            case Dtype::Float64: return detail::wrap(xt::xarray<double>(xt::cast<double>(a)));
+            case Dtype::Int64:
+                return detail::wrap(xt::xarray<std::int64_t>(xt::cast<std::int64_t>(a)));
+        }
+        throw Error("to: unknown dtype");
+    });
+    if (!is_floating_point(target) || !is_floating_point(source)) return converted;
+    return autograd::make_result(converted, "ToCopyBackward", {*this},
+                                 [source](const Tensor& g) {
+                                     return std::vector<Tensor>{g.to(source)};
+                                 });
+}
+
+std::string Tensor::grad_fn_name() const {
+    auto& impl = checked_impl("grad_fn_name");
+    return impl.grad_fn ? impl.grad_fn->name : std::string();
+}
+
+const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const {
+    return checked_impl("grad_fn").grad_fn;
+}
+
+void Tensor::backward(const Tensor& grad, bool retain_graph) const {
+    autograd::run_backward({*this}, {grad}, retain_graph);
+}
+
+RemovableHandle Tensor::add_hook(TensorHook hook) const {
+    auto& impl = checked_impl("register_hook");
+    check(impl.requires_grad,
+          "register_hook: expected a tensor that requires grad (got one that does not)");
+    std::uint64_t id = impl.next_hook_id++;
+    impl.hooks.emplace_back(id, std::move(hook));
+    // The handle holds the tensor weakly: it must not keep the graph alive.
+    return RemovableHandle([weak = std::weak_ptr<TensorImpl>(impl_), id] {
+        if (auto target = weak.lock()) {
+            std::erase_if(target->hooks, [id](const auto& entry) { return entry.first == id; });
+        }
+    });
+}
+
+// ---- factories ----
+
+template <class T>
+Tensor tensor(xt::xarray<T> values, bool requires_grad) {
+    auto impl = std::make_shared<TensorImpl>();
+    impl->storage = std::make_shared<Storage>(std::move(values));
+    Tensor t(std::move(impl));
+    if (requires_grad) t.requires_grad_(true);
+    return t;
+}
+
+template Tensor tensor<float>(xt::xarray<float>, bool);
+template Tensor tensor<double>(xt::xarray<double>, bool);
+template Tensor tensor<std::int64_t>(xt::xarray<std::int64_t>, bool);
+
+Tensor full(const Shape& shape, double value, Dtype dtype) {
+    switch (dtype) {
+        case Dtype::Float32: return detail::wrap(xt::xarray<float>(xt::full_like(xt::xarray<float>::from_shape(shape), static_cast<float>(value))));
+        case Dtype::Float64: return detail::wrap(xt::xarray<double>(xt::full_like(xt::xarray<double>::from_shape(shape), value)));
+        case Dtype::Int64:
+            return detail::wrap(xt::xarray<std::int64_t>(xt::full_like(
+                xt::xarray<std::int64_t>::from_shape(shape), static_cast<std::int64_t>(value))));
+    }
+    throw Error("full: unknown dtype");
+}
+
+Tensor zeros(const Shape& shape, Dtype dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
+
+Tensor empty(const Shape& shape, Dtype dtype) {
+    switch (dtype) {
+        case Dtype::Float32: return detail::wrap(xt::xarray<float>::from_shape(shape));
+        case Dtype::Float64: return detail::wrap(xt::xarray<double>::from_shape(shape));
+        case Dtype::Int64: return detail::wrap(xt::xarray<std::int64_t>::from_shape(shape));
+    }
+    throw Error("empty: unknown dtype");
+}
+
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+
+Tensor arange(std::int64_t n, Dtype dtype) {
+    check(n >= 0, "arange: expected a non-negative length (got {})", n);
+    auto values = xt::xarray<std::int64_t>(xt::arange<std::int64_t>(n));
+    return detail::wrap(std::move(values)).to(dtype);
+}
+
+// ---- shared helpers ----
+
+namespace detail {
+
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+    check(a.defined() && b.defined(), "{}: expected defined tensors (got an undefined one)", op);
+    check(a.dtype() == b.dtype(), "{}: expected operands of the same dtype (got {} and {})", op,
+          dtype_name(a.dtype()), dtype_name(b.dtype()));
+}
+
+std::size_t normalize_dim(int dim, std::size_t ndim, const char* op) {
+    auto n = static_cast<int>(ndim);
+    int low = n == 0 ? -1 : -n, high = n == 0 ? 0 : n - 1;  // a 0-d tensor accepts 0 and -1
+    check(dim >= low && dim <= high, "{}: expected dim in [{}, {}] for a {}-d tensor (got {})", op,
+          low, high, n, dim);
+    return static_cast<std::size_t>(dim < 0 ? dim + n : dim) ;
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+    std::size_t n = std::max(a.size(), b.size());
+    Shape out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+        std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+        check(da == db || da == 1 || db == 1, "{}: shapes {} and {} are not broadcastable", op,
+              shape_str(a), shape_str(b));
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+template <class T>
+xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced) {
+    std::size_t rank = values.dimension();
+    Shape out_shape(values.shape().begin(), values.shape().end());
+    for (std::size_t d = 0; d < rank; ++d) {
+        if (reduced[d]) out_shape[d] = 1;
+    }
+    xt::xarray<T> out = xt::zeros<T>(out_shape);
+    if (rank == 0) return values;
+    if (values.size() == 0) return out;
+    // Output stride of each input dim, 0 where it is summed away.
+    std::vector<std::size_t> stride(rank, 0);
+    for (std::size_t d = rank, s = 1; d-- > 0;) {
+        if (!reduced[d]) stride[d] = s;
+        s *= out_shape[d];
+    }
+    std::size_t last = values.shape()[rank - 1], rows = values.size() / last, offset = 0;
+    std::vector<std::size_t> index(rank, 0);
+    const T* src = values.data();
+    T* dst = out.data();
+    for (std::size_t r = 0; r < rows; ++r, src += last) {
+        if (stride[rank - 1] != 0) {
+            for (std::size_t j = 0; j < last; ++j) dst[offset + j] += src[j];
+        } else {
+            T total = 0;
+            for (std::size_t j = 0; j < last; ++j) total += src[j];
+            dst[offset] += total;
+        }
+        // Odometer step over the outer dims, keeping `offset` in sync.
+        for (std::size_t d = rank - 1; d-- > 0;) {
+            offset += stride[d];
+            if (++index[d] < values.shape()[d]) break;
+            offset -= stride[d] * index[d];
+            index[d] = 0;
+        }
+    }
+    return out;
+}
+
+template xt::xarray<float> sum_axes(const xt::xarray<float>&, const std::vector<bool>&);
+template xt::xarray<double> sum_axes(const xt::xarray<double>&, const std::vector<bool>&);
+
+template <class T>
+xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape) {
+    if (std::equal(grad.shape().begin(), grad.shape().end(), shape.begin(), shape.end())) {
+        return grad;
+    }
+    std::size_t lead = grad.dimension() - shape.size();
+    std::vector<bool> reduced(grad.dimension());
+    for (std::size_t i = 0; i < grad.dimension(); ++i) {
+        reduced[i] = i < lead || (shape[i - lead] == 1 && grad.shape()[i] != 1);
+    }
+    xt::xarray<T> out = sum_axes(grad, reduced);
+    out.reshape(shape);
+    return out;
+}
+
+template xt::xarray<float> sum_to_shape(const xt::xarray<float>&, const Shape&);
+template xt::xarray<double> sum_to_shape(const xt::xarray<double>&, const Shape&);
+
+DimSplit split_at(const Shape& shape, std::size_t dim) {
+    DimSplit s;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i < dim) s.outer *= shape[i];
+        else if (i == dim) s.size = shape[i];
+        else s.inner *= shape[i];
+    }
+    return s;
+}
+
+}  // namespace detail
+}  // namespace xg
