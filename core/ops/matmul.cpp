@@ -129,4 +129,61 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     });
 }
 
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+    detail::check_same_dtype(input, weight, "linear");
+    Shape si = input.shape(), sw = weight.shape();
+    check(sw.size() == 2, "linear: expected a 2-d weight [out, in] (got {})", shape_str(sw));
+    check(!si.empty() && si.back() == sw[1],
+          "linear: expected input [..., {}] for weight {} (got {})", sw[1], shape_str(sw),
+          shape_str(si));
+    std::size_t out_features = sw[0], in_features = sw[1];
+    if (bias.defined()) {
+        detail::check_same_dtype(input, bias, "linear");
+        check(bias.shape() == Shape{out_features}, "linear: expected bias [{}] (got {})",
+              out_features, shape_str(bias.shape()));
+    }
+    std::size_t rows = in_features == 0 ? product(si) : product(si) / in_features;
+    Shape out_shape = si;
+    out_shape.back() = out_features;
+    return detail::visit_floating(input, "linear", [&]<class T>(xt::xarray<T>& x) {
+        auto out = xt::xarray<T>::from_shape(out_shape);
+        T beta = T(0);
+        if (bias.defined()) {  // seed every row with the bias, then gemm accumulates onto it
+            const T* b = bias.data<T>().data();
+            for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, out_features, out.data() + r * out_features);
+            beta = T(1);
+        }
+        blas::gemm<T>(false, true, rows, out_features, in_features, T(1), x.data(),
+                      weight.data<T>().data(), beta, out.data());
+        bool need_x = input.requires_grad(), need_w = weight.requires_grad();
+        bool need_b = bias.defined() && bias.requires_grad();
+        return autograd::make_result(
+            detail::wrap(std::move(out)), "LinearBackward", {input, weight, bias},
+            [=, saved_x = input.detach(), saved_w = weight.detach()](const Tensor& grad) {
+                const T* g = grad.data<T>().data();
+                Tensor gx, gw, gb;
+                if (need_x) {  // dX = dY W
+                    auto d = xt::xarray<T>::from_shape(si);
+                    blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g,
+                                  saved_w.data<T>().data(), T(0), d.data());
+                    gx = detail::wrap(std::move(d));
+                }
+                if (need_w) {  // dW = dY^T X
+                    auto d = xt::xarray<T>::from_shape({out_features, in_features});
+                    blas::gemm<T>(true, false, out_features, in_features, rows, T(1), g,
+                                  saved_x.data<T>().data(), T(0), d.data());
+                    gw = detail::wrap(std::move(d));
+                }
+                if (need_b) {  // db = column sums of dY
+                    xt::xarray<T> d = xt::zeros<T>({out_features});
+                    for (std::size_t r = 0; r < rows; ++r) {
+                        for (std::size_t c = 0; c < out_features; ++c) d.data()[c] += g[r * out_features + c];
+                    }
+                    gb = detail::wrap(std::move(d));
+                }
+                return std::vector<Tensor>{gx, gw, gb};
+            });
+    });
+}
+
 }  // namespace xg

@@ -50,6 +50,9 @@ Tensor operator/(double a, const Tensor& b);
 
 // Matrix product, as torch.matmul (core/ops/matmul.cpp).
 Tensor matmul(const Tensor& a, const Tensor& b);
+// input [..., in] x weight [out, in]^T + bias [out] (bias may be undefined), as
+// torch.nn.functional.linear: one gemm over all leading dims, no transpose copy.
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = Tensor());
 
 // Reductions (core/ops/reduce.cpp). Full reductions return 0-d tensors.
 Tensor sum(const Tensor& x);

@@ -5,4 +5,5 @@
 #include "xgrad/error.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/removable_handle.hpp"
+#include "xgrad/state_dict.hpp"
 #include "xgrad/tensor.hpp"

@@ -1,0 +1,303 @@
+// xg::nn::Module: PyTorch's torch.nn.Module in C++.
+//
+// A module owns three insertion-ordered registries: parameters, buffers and
+// child modules. Everything else (traversal, state_dict, modes, conversion,
+// printing) is a walk over those registries, so the order users see is always
+// the order things were registered, exactly as in PyTorch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "xgrad/removable_handle.hpp"
+#include "xgrad/state_dict.hpp"
+#include "xgrad/tensor.hpp"
+
+namespace xg::nn {
+
+class Module;
+
+struct IncompatibleKeys {
+    std::vector<std::string> missing_keys;
+    std::vector<std::string> unexpected_keys;
+};
+
+// Hook signatures, normalised: a returned undefined Tensor (or empty vector)
+// means "keep the value"; register_* also accepts void-returning callables.
+using ForwardPreHook = std::function<Tensor(Module&, const Tensor& input)>;
+using ForwardHook = std::function<Tensor(Module&, const Tensor& input, const Tensor& output)>;
+using BackwardPreHook =
+    std::function<std::vector<Tensor>(Module&, const std::vector<Tensor>& grad_output)>;
+using BackwardHook = std::function<std::vector<Tensor>(
+    Module&, const std::vector<Tensor>& grad_input, const std::vector<Tensor>& grad_output)>;
+struct ForwardHookEntry {
+    ForwardHook fn;
+    bool always_call = false;
+};
+using StateDictPreHook = std::function<void(Module&, const std::string& prefix, bool keep_vars)>;
+using StateDictPostHook =
+    std::function<void(Module&, StateDict& state_dict, const std::string& prefix)>;
+using LoadStateDictPreHook =
+    std::function<void(Module&, StateDict& state_dict, const std::string& prefix)>;
+using LoadStateDictPostHook = std::function<void(Module&, IncompatibleKeys& incompatible_keys)>;
+
+// An ordered list of hooks that handles can remove from after the fact.
+template <class Fn>
+class HookList {
+public:
+    RemovableHandle add(Fn fn, bool prepend) {
+        std::uint64_t id = state_->next_id++;
+        if (prepend) state_->hooks.insert(state_->hooks.begin(), {id, std::move(fn)});
+        else state_->hooks.emplace_back(id, std::move(fn));
+        return RemovableHandle([weak = std::weak_ptr<State>(state_), id] {
+            if (auto state = weak.lock()) {
+                std::erase_if(state->hooks, [id](const auto& entry) { return entry.first == id; });
+            }
+        });
+    }
+    bool empty() const { return state_->hooks.empty(); }
+    // A snapshot, so a hook may remove itself (or others) while running.
+    std::vector<std::pair<std::uint64_t, Fn>> snapshot() const { return state_->hooks; }
+
+private:
+    struct State {
+        std::vector<std::pair<std::uint64_t, Fn>> hooks;
+        std::uint64_t next_id = 0;
+    };
+    std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+// Name -> value in registration order; re-inserting a name keeps its position.
+template <class V>
+class OrderedDict {
+public:
+    V* find(const std::string& key) {
+        for (auto& [k, v] : items_) {
+            if (k == key) return &v;
+        }
+        return nullptr;
+    }
+    const V* find(const std::string& key) const { return const_cast<OrderedDict*>(this)->find(key); }
+    V& insert_or_assign(const std::string& key, V value) {
+        if (V* existing = find(key)) return *existing = std::move(value);
+        return items_.emplace_back(key, std::move(value)).second;
+    }
+    auto begin() { return items_.begin(); }
+    auto end() { return items_.end(); }
+    auto begin() const { return items_.begin(); }
+    auto end() const { return items_.end(); }
+    auto rbegin() const { return items_.rbegin(); }
+    auto rend() const { return items_.rend(); }
+    std::size_t size() const { return items_.size(); }
+
+private:
+    std::vector<std::pair<std::string, V>> items_;
+};
+
+namespace detail {
+// Adapts a void-returning hook to the normalised signature.
+template <class R, class F, class... Args>
+std::function<R(Args...)> adapt_hook(F fn) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, Args...>>) {
+        return [fn = std::move(fn)](Args... args) mutable -> R {
+            fn(std::forward<Args>(args)...);
+            return R();
+        };
+    } else {
+        return std::function<R(Args...)>(std::move(fn));
+    }
+}
+}  // namespace detail
+
+class Module : public std::enable_shared_from_this<Module> {
+public:
+    Module() = default;
+    virtual ~Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+
+    // ---- running ----
+    virtual Tensor forward(const Tensor& input);
+    // Pre hooks, forward, forward hooks, and the wiring for backward hooks.
+    Tensor operator()(const Tensor& input);
+
+    // ---- registration ----
+    Tensor& register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+    Tensor& register_buffer(const std::string& name, Tensor value, bool persistent = true);
+    template <class M>
+    std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+        register_child(name, module);
+        return module;
+    }
+    template <class M>
+    std::shared_ptr<M> add_module(const std::string& name, std::shared_ptr<M> module) {
+        return register_module(name, std::move(module));
+    }
+
+    // ---- traversal (registration order; prefixes joined with '.') ----
+    std::vector<Tensor> parameters(bool recurse = true) const;
+    std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "",
+                                                                 bool recurse = true,
+                                                                 bool remove_duplicate = true) const;
+    std::vector<Tensor> buffers(bool recurse = true) const;
+    std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "",
+                                                              bool recurse = true,
+                                                              bool remove_duplicate = true) const;
+    std::vector<std::shared_ptr<Module>> children() const;
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
+    std::vector<std::shared_ptr<Module>> modules();
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules(
+        const std::string& prefix = "", bool remove_duplicate = true);
+
+    // ---- paths ----
+    std::shared_ptr<Module> get_submodule(const std::string& target);
+    void set_submodule(const std::string& target, std::shared_ptr<Module> module);
+    Tensor get_parameter(const std::string& target);
+    Tensor get_buffer(const std::string& target);
+
+    // ---- modes and gradients ----
+    Module& train(bool mode = true);
+    Module& eval() { return train(false); }
+    bool is_training() const { return training_; }
+    Module& requires_grad_(bool requires_grad = true);
+    void zero_grad(bool set_to_none = true);
+    Module& apply(const std::function<void(Module&)>& fn);
+
+    // ---- state ----
+    StateDict state_dict(const std::string& prefix = "", bool keep_vars = false);
+    IncompatibleKeys load_state_dict(const StateDict& state_dict, bool strict = true,
+                                     bool assign = false);
+    // State that is neither parameter nor buffer, saved under "<prefix>_extra_state.<key>".
+    // A module has extra state exactly when it overrides get_extra_state.
+    virtual StateDict get_extra_state() const;
+    virtual void set_extra_state(const StateDict& state);
+
+    // ---- hooks ----
+    template <class F>
+    RemovableHandle register_forward_pre_hook(F fn, bool prepend = false) {
+        return forward_pre_hooks_.add(
+            detail::adapt_hook<Tensor, F, Module&, const Tensor&>(std::move(fn)), prepend);
+    }
+    // always_call hooks also run when forward throws (then the error propagates).
+    template <class F>
+    RemovableHandle register_forward_hook(F fn, bool prepend = false, bool always_call = false) {
+        auto hook = detail::adapt_hook<Tensor, F, Module&, const Tensor&, const Tensor&>(std::move(fn));
+        return forward_hooks_.add({std::move(hook), always_call}, prepend);
+    }
+    template <class F>
+    RemovableHandle register_full_backward_pre_hook(F fn, bool prepend = false) {
+        return backward_pre_hooks_.add(
+            detail::adapt_hook<std::vector<Tensor>, F, Module&, const std::vector<Tensor>&>(
+                std::move(fn)),
+            prepend);
+    }
+    template <class F>
+    RemovableHandle register_full_backward_hook(F fn, bool prepend = false) {
+        return backward_hooks_.add(
+            detail::adapt_hook<std::vector<Tensor>, F, Module&, const std::vector<Tensor>&,
+                               const std::vector<Tensor>&>(std::move(fn)),
+            prepend);
+    }
+    RemovableHandle register_state_dict_pre_hook(StateDictPreHook fn, bool prepend = false) {
+        return state_dict_pre_hooks_.add(std::move(fn), prepend);
+    }
+    RemovableHandle register_state_dict_post_hook(StateDictPostHook fn, bool prepend = false) {
+        return state_dict_post_hooks_.add(std::move(fn), prepend);
+    }
+    RemovableHandle register_load_state_dict_pre_hook(LoadStateDictPreHook fn,
+                                                      bool prepend = false) {
+        return load_pre_hooks_.add(std::move(fn), prepend);
+    }
+    RemovableHandle register_load_state_dict_post_hook(LoadStateDictPostHook fn,
+                                                       bool prepend = false) {
+        return load_post_hooks_.add(std::move(fn), prepend);
+    }
+
+    // ---- conversion ----
+    Module& to(Dtype dtype);
+    Module& to(const std::string& device);  // "cpu" only
+    Module& cpu() { return to(std::string("cpu")); }
+    Module& cuda() { return to(std::string("cuda")); }
+    Module& to_empty();  // fresh uninitialised storage of the same shapes
+    // A deep copy: same class, same values, no shared tensors, no hooks.
+    std::shared_ptr<Module> clone() const;
+
+    // ---- printing ----
+    std::string name() const;  // the class name, like type(self).__name__
+    virtual std::string extra_repr() const { return ""; }
+    std::string repr() const;
+
+protected:
+    // A freshly constructed module of the same class and configuration; clone()
+    // then copies values into it. Built-in layers override this.
+    virtual std::shared_ptr<Module> make_fresh() const;
+
+private:
+    static void copy_values(const Module& from, Module& to);
+    std::optional<StateDict> extra_state_if_any() const;  // nullopt unless overridden
+    void save_into(StateDict& destination, const std::string& prefix, bool keep_vars);
+    struct LoadPlan;
+    void plan_load(LoadPlan& plan, StateDict& state_dict, const std::string& prefix);
+    void register_child(const std::string& name, std::shared_ptr<Module> module);
+    void check_name(const std::string& name, const char* op, const void* kind) const;
+    Tensor call_with_hooks(const Tensor& input);
+
+    bool training_ = true;
+    OrderedDict<Tensor> parameters_;
+    OrderedDict<Tensor> buffers_;
+    std::vector<std::string> non_persistent_;
+    OrderedDict<std::shared_ptr<Module>> children_;
+
+    HookList<ForwardPreHook> forward_pre_hooks_;
+    HookList<ForwardHookEntry> forward_hooks_;
+    HookList<BackwardPreHook> backward_pre_hooks_;
+    HookList<BackwardHook> backward_hooks_;
+    HookList<StateDictPreHook> state_dict_pre_hooks_;
+    HookList<StateDictPostHook> state_dict_post_hooks_;
+    HookList<LoadStateDictPreHook> load_pre_hooks_;
+    HookList<LoadStateDictPostHook> load_post_hooks_;
+    mutable bool extra_state_is_default_ = false;
+};
+
+std::ostream& operator<<(std::ostream& out, const Module& module);
+
+// Hooks for every module, run before each module's own.
+namespace detail {
+RemovableHandle add_global_forward_pre_hook(ForwardPreHook fn);
+RemovableHandle add_global_forward_hook(ForwardHook fn, bool always_call);
+RemovableHandle add_global_backward_pre_hook(BackwardPreHook fn);
+RemovableHandle add_global_backward_hook(BackwardHook fn);
+}  // namespace detail
+
+template <class F>
+RemovableHandle register_module_forward_pre_hook(F fn) {
+    return detail::add_global_forward_pre_hook(
+        detail::adapt_hook<Tensor, F, Module&, const Tensor&>(std::move(fn)));
+}
+template <class F>
+RemovableHandle register_module_forward_hook(F fn, bool always_call = false) {
+    return detail::add_global_forward_hook(
+        detail::adapt_hook<Tensor, F, Module&, const Tensor&, const Tensor&>(std::move(fn)),
+        always_call);
+}
+template <class F>
+RemovableHandle register_module_full_backward_pre_hook(F fn) {
+    return detail::add_global_backward_pre_hook(
+        detail::adapt_hook<std::vector<Tensor>, F, Module&, const std::vector<Tensor>&>(
+            std::move(fn)));
+}
+template <class F>
+RemovableHandle register_module_full_backward_hook(F fn) {
+    return detail::add_global_backward_hook(
+        detail::adapt_hook<std::vector<Tensor>, F, Module&, const std::vector<Tensor>&,
+                           const std::vector<Tensor>&>(std::move(fn)));
+}
+
+}  // namespace xg::nn

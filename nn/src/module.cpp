@@ -1,0 +1,397 @@
+// Module: registration, traversal, paths, modes, conversion and printing.
+// State (state_dict / load_state_dict) is in module_state.cpp, calls and hooks
+// in module_hooks.cpp.
+#include "xgrad/nn/module.hpp"
+
+#include <cxxabi.h>
+
+#include <set>
+#include <sstream>
+#include <typeinfo>
+
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg::nn {
+
+namespace {
+const char kParameterKind = 'p', kBufferKind = 'b', kModuleKind = 'm';
+
+std::string join(const std::string& prefix, const std::string& name) {
+    return prefix.empty() ? name : prefix + "." + name;
+}
+
+// Splits "a.b.c" at its dots.
+std::vector<std::string> split_path(const std::string& path) {
+    std::vector<std::string> parts;
+    std::string part;
+    std::istringstream stream(path);
+    while (std::getline(stream, part, '.')) parts.push_back(part);
+    return parts;
+}
+}  // namespace
+
+Tensor Module::forward(const Tensor&) {
+    throw Error(fmt::format("{}: forward is not implemented", name()));
+}
+
+// ---- registration ----
+
+void Module::check_name(const std::string& member, const char* op, const void* kind) const {
+    check(!member.empty(), "{}: expected a non-empty name (got \"\")", op);
+    check(member.find('.') == std::string::npos, "{}: expected a name without '.' (got '{}')", op,
+          member);
+    bool clash = (kind != &kParameterKind && parameters_.find(member)) ||
+                 (kind != &kBufferKind && buffers_.find(member)) ||
+                 (kind != &kModuleKind && children_.find(member));
+    check(!clash, "{}: expected a name not used by another member of {} (got '{}')", op, name(),
+          member);
+}
+
+Tensor& Module::register_parameter(const std::string& member, Tensor value, bool requires_grad) {
+    check_name(member, "register_parameter", &kParameterKind);
+    if (value.defined()) {
+        check(value.is_leaf(),
+              "register_parameter: expected a leaf tensor for '{}' (got one made by {}); "
+              "parameters must be created explicitly",
+              member, value.grad_fn_name());
+        value.requires_grad_(requires_grad);
+    }
+    return parameters_.insert_or_assign(member, std::move(value));
+}
+
+Tensor& Module::register_buffer(const std::string& member, Tensor value, bool persistent) {
+    check_name(member, "register_buffer", &kBufferKind);
+    std::erase(non_persistent_, member);
+    if (!persistent) non_persistent_.push_back(member);
+    return buffers_.insert_or_assign(member, std::move(value));
+}
+
+void Module::register_child(const std::string& member, std::shared_ptr<Module> module) {
+    check_name(member, "register_module", &kModuleKind);
+    children_.insert_or_assign(member, std::move(module));
+}
+
+// ---- traversal ----
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules(
+    const std::string& prefix, bool remove_duplicate) {
+    // Depth-first, self first, as PyTorch; `seen` drops modules reached twice.
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+    std::set<const Module*> seen;
+    std::shared_ptr<Module> self = weak_from_this().lock();
+    std::vector<std::pair<std::string, Module*>> stack{{prefix, this}};
+    std::vector<std::shared_ptr<Module>> owners{self};
+    while (!stack.empty()) {
+        auto [path, module] = stack.back();
+        std::shared_ptr<Module> owner = owners.back();
+        stack.pop_back();
+        owners.pop_back();
+        if (remove_duplicate && !seen.insert(module).second) continue;
+        out.emplace_back(path, owner);
+        // Push children in reverse so they pop in registration order.
+        for (auto it = module->children_.rbegin(); it != module->children_.rend(); ++it) {
+            if (!it->second) continue;
+            stack.emplace_back(join(path, it->first), it->second.get());
+            owners.push_back(it->second);
+        }
+    }
+    return out;
+}
+
+std::vector<std::shared_ptr<Module>> Module::modules() {
+    std::vector<std::shared_ptr<Module>> out;
+    for (auto& [path, module] : named_modules()) out.push_back(module);
+    return out;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const {
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+    std::set<const Module*> seen;
+    for (const auto& [member, child] : children_) {
+        if (child && seen.insert(child.get()).second) out.emplace_back(member, child);
+    }
+    return out;
+}
+
+std::vector<std::shared_ptr<Module>> Module::children() const {
+    std::vector<std::shared_ptr<Module>> out;
+    for (auto& [member, child] : named_children()) out.push_back(child);
+    return out;
+}
+
+namespace {
+// Shared walk of named_parameters and named_buffers.
+template <class Select>
+std::vector<std::pair<std::string, Tensor>> named_members(const Module& root,
+                                                          const std::string& prefix, bool recurse,
+                                                          bool remove_duplicate, Select select) {
+    std::vector<std::pair<std::string, const Module*>> modules;
+    if (recurse) {
+        for (auto& [path, module] : const_cast<Module&>(root).named_modules(prefix, remove_duplicate)) {
+            modules.emplace_back(path, module ? module.get() : &root);
+        }
+    } else {
+        modules.emplace_back(prefix, &root);
+    }
+    std::vector<std::pair<std::string, Tensor>> out;
+    std::set<const TensorImpl*> seen;
+    for (auto& [path, module] : modules) {
+        for (const auto& [member, tensor] : select(*module)) {
+            if (!tensor.defined()) continue;
+            if (remove_duplicate && !seen.insert(tensor.impl()).second) continue;
+            out.emplace_back(join(path, member), tensor);
+        }
+    }
+    return out;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(const std::string& prefix,
+                                                                     bool recurse,
+                                                                     bool remove_duplicate) const {
+    return named_members(*this, prefix, recurse, remove_duplicate,
+                         [](const Module& m) -> const auto& { return m.parameters_; });
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(const std::string& prefix,
+                                                                  bool recurse,
+                                                                  bool remove_duplicate) const {
+    return named_members(*this, prefix, recurse, remove_duplicate,
+                         [](const Module& m) -> const auto& { return m.buffers_; });
+}
+
+std::vector<Tensor> Module::parameters(bool recurse) const {
+    std::vector<Tensor> out;
+    for (auto& [path, p] : named_parameters("", recurse)) out.push_back(p);
+    return out;
+}
+
+std::vector<Tensor> Module::buffers(bool recurse) const {
+    std::vector<Tensor> out;
+    for (auto& [path, b] : named_buffers("", recurse)) out.push_back(b);
+    return out;
+}
+
+// ---- paths ----
+
+std::shared_ptr<Module> Module::get_submodule(const std::string& target) {
+    std::shared_ptr<Module> module = weak_from_this().lock();
+    Module* current = this;
+    if (target.empty()) return module;
+    for (const std::string& part : split_path(target)) {
+        const auto* child = current->children_.find(part);
+        if (child == nullptr || !*child) {
+            bool other = current->parameters_.find(part) || current->buffers_.find(part);
+            throw Error(other ? fmt::format("get_submodule: '{}' is not a Module", part)
+                              : fmt::format("{} has no attribute '{}'", current->name(), part));
+        }
+        module = *child;
+        current = module.get();
+    }
+    return module;
+}
+
+void Module::set_submodule(const std::string& target, std::shared_ptr<Module> module) {
+    check(!target.empty(), "set_submodule: expected a non-empty target (got \"\")");
+    auto dot = target.rfind('.');
+    std::string parent_path = dot == std::string::npos ? "" : target.substr(0, dot);
+    std::string member = dot == std::string::npos ? target : target.substr(dot + 1);
+    Module* parent = parent_path.empty() ? this : get_submodule(parent_path).get();
+    parent->register_child(member, std::move(module));
+}
+
+Tensor Module::get_parameter(const std::string& target) {
+    auto dot = target.rfind('.');
+    Module* owner = dot == std::string::npos ? this : get_submodule(target.substr(0, dot)).get();
+    std::string member = dot == std::string::npos ? target : target.substr(dot + 1);
+    if (const Tensor* p = owner->parameters_.find(member)) return *p;
+    check(!owner->buffers_.find(member) && !owner->children_.find(member),
+          "get_parameter: '{}' is not a parameter", member);
+    throw Error(fmt::format("{} has no attribute '{}'", owner->name(), member));
+}
+
+Tensor Module::get_buffer(const std::string& target) {
+    auto dot = target.rfind('.');
+    Module* owner = dot == std::string::npos ? this : get_submodule(target.substr(0, dot)).get();
+    std::string member = dot == std::string::npos ? target : target.substr(dot + 1);
+    if (const Tensor* b = owner->buffers_.find(member)) return *b;
+    check(!owner->parameters_.find(member) && !owner->children_.find(member),
+          "get_buffer: '{}' is not a buffer", member);
+    throw Error(fmt::format("{} has no attribute '{}'", owner->name(), member));
+}
+
+// ---- modes and gradients ----
+
+Module& Module::train(bool mode) {
+    training_ = mode;
+    for (auto& [member, child] : children_) {
+        if (child) child->train(mode);
+    }
+    return *this;
+}
+
+Module& Module::requires_grad_(bool requires_grad) {
+    for (Tensor& p : parameters()) p.requires_grad_(requires_grad);
+    return *this;
+}
+
+void Module::zero_grad(bool set_to_none) {
+    for (const Tensor& p : parameters()) {
+        Tensor& grad = p.mutable_grad();
+        if (!grad.defined()) continue;
+        if (set_to_none) {
+            grad = Tensor();
+        } else {
+            grad = grad.detach();  // drop any history, then zero in place
+            std::visit([](auto& a) { a.fill(0); }, *grad.impl()->storage);
+        }
+    }
+}
+
+Module& Module::apply(const std::function<void(Module&)>& fn) {
+    for (auto& child : children()) child->apply(fn);
+    fn(*this);
+    return *this;
+}
+
+// ---- conversion ----
+
+// Swaps a tensor's storage in place, so every handle to it (a layer's member,
+// the registry, an optimizer) sees the change, as `param.data = ...` does.
+void replace_storage(const Tensor& target, const Tensor& source) {
+    target.impl()->storage = source.impl()->storage;
+}
+
+Module& Module::to(Dtype dtype) {
+    check(is_floating_point(dtype), "Module.to: expected a floating-point dtype (got {})",
+          dtype_name(dtype));
+    auto convert = [dtype](const Tensor& t) {
+        if (!t.defined() || !is_floating_point(t.dtype()) || t.dtype() == dtype) return;
+        NoGradGuard no_grad;
+        replace_storage(t, t.detach().to(dtype));
+        if (Tensor& g = t.mutable_grad(); g.defined()) g = g.detach().to(dtype);
+    };
+    for (auto& [path, module] : named_modules("", false)) {
+        Module& m = module ? *module : *this;
+        for (auto& [member, p] : m.parameters_) convert(p);
+        for (auto& [member, b] : m.buffers_) convert(b);
+    }
+    return *this;
+}
+
+Module& Module::to(const std::string& device) {
+    check(device == "cpu", "Module.to: xgrad runs on the CPU only (got device '{}')", device);
+    return *this;
+}
+
+Module& Module::to_empty() {
+    auto renew = [](const Tensor& t) {
+        if (t.defined()) replace_storage(t, empty(t.shape(), t.dtype()));
+    };
+    for (auto& [path, module] : named_modules("", false)) {
+        Module& m = module ? *module : *this;
+        for (auto& [member, p] : m.parameters_) renew(p);
+        for (auto& [member, b] : m.buffers_) renew(b);
+    }
+    return *this;
+}
+
+std::shared_ptr<Module> Module::make_fresh() const {
+    throw Error(fmt::format(
+        "clone: {} does not support clone(); override make_fresh() to construct a new {} "
+        "with the same configuration",
+        name(), name()));
+}
+
+// Copies `from`'s values into `to`, a module of the same structure, keeping
+// `to`'s own tensor handles and children (its layers hold them as members).
+void Module::copy_values(const Module& from, Module& to) {
+    to.training_ = from.training_;
+    auto copy_members = [](const OrderedDict<Tensor>& source, OrderedDict<Tensor>& target) {
+        for (const auto& [member, tensor] : source) {
+            Tensor* existing = target.find(member);
+            if (!tensor.defined()) {
+                target.insert_or_assign(member, Tensor());
+                continue;
+            }
+            Tensor fresh = tensor.detach().clone();
+            if (existing && existing->defined()) {
+                replace_storage(*existing, fresh);
+                existing->requires_grad_(tensor.requires_grad());
+            } else {
+                fresh.requires_grad_(tensor.requires_grad());
+                target.insert_or_assign(member, fresh);
+            }
+        }
+    };
+    copy_members(from.parameters_, to.parameters_);
+    copy_members(from.buffers_, to.buffers_);
+    to.non_persistent_ = from.non_persistent_;
+    for (const auto& [member, child] : from.children_) {
+        auto* existing = to.children_.find(member);
+        if (child && existing && *existing && (*existing)->name() == child->name()) {
+            copy_values(*child, **existing);
+        } else {
+            to.children_.insert_or_assign(member, child ? child->clone() : nullptr);
+        }
+    }
+    if (auto extra = from.extra_state_if_any()) to.set_extra_state(*extra);
+}
+
+std::shared_ptr<Module> Module::clone() const {
+    std::shared_ptr<Module> copy = make_fresh();
+    copy_values(*this, *copy);
+    return copy;
+}
+
+// ---- printing ----
+
+std::string Module::name() const {
+    int status = 0;
+    const char* mangled = typeid(*this).name();
+    std::unique_ptr<char, void (*)(void*)> demangled(
+        abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+    std::string full = status == 0 ? demangled.get() : mangled;
+    // Drop namespaces ("xg::nn::Linear" -> "Linear"), but not inside template arguments.
+    std::size_t depth = 0, start = 0;
+    for (std::size_t i = 0; i < full.size(); ++i) {
+        if (full[i] == '<') ++depth;
+        else if (full[i] == '>') --depth;
+        else if (depth == 0 && full.compare(i, 2, "::") == 0) start = i + 2;
+    }
+    return full.substr(start);
+}
+
+std::string Module::repr() const {
+    // PyTorch's __repr__: extra_repr lines, then "(name): child" lines with
+    // the child's continuation lines indented by two spaces.
+    std::vector<std::string> lines;
+    std::string extra = extra_repr();
+    std::size_t extra_lines = 0;
+    if (!extra.empty()) {
+        std::istringstream stream(extra);
+        for (std::string line; std::getline(stream, line);) lines.push_back(line), ++extra_lines;
+    }
+    for (const auto& [member, child] : children_) {
+        std::string child_repr = child ? child->repr() : "None";
+        std::string indented;
+        for (char c : child_repr) {
+            indented += c;
+            if (c == '\n') indented += "  ";
+        }
+        lines.push_back("(" + member + "): " + indented);
+    }
+    std::string out = name() + "(";
+    if (extra_lines == 1 && lines.size() == 1) {
+        out += lines[0];
+    } else if (!lines.empty()) {
+        out += "\n";
+        for (const auto& line : lines) out += "  " + line + "\n";
+    }
+    return out + ")";
+}
+
+std::ostream& operator<<(std::ostream& out, const Module& module) { return out << module.repr(); }
+
+}  // namespace xg::nn

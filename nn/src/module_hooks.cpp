@@ -1,0 +1,152 @@
+// Calling a module: forward pre hooks, forward, forward hooks, and the two
+// identity nodes that let full backward hooks see grad_output and grad_input.
+#include "internal.hpp"
+#include "xgrad/nn/module.hpp"
+
+namespace xg::nn {
+
+namespace {
+
+struct GlobalHooks {
+    HookList<ForwardPreHook> forward_pre;
+    HookList<ForwardHookEntry> forward;
+    HookList<BackwardPreHook> backward_pre;
+    HookList<BackwardHook> backward;
+};
+
+GlobalHooks& global_hooks() {
+    static GlobalHooks hooks;
+    return hooks;
+}
+
+// Global hooks first, then the module's own, as PyTorch runs them.
+template <class Fn>
+std::vector<std::pair<std::uint64_t, Fn>> both(const HookList<Fn>& global, const HookList<Fn>& local) {
+    auto all = global.snapshot();
+    auto own = local.snapshot();
+    all.insert(all.end(), own.begin(), own.end());
+    return all;
+}
+
+// What one call of a module shares between its output node (which sees
+// grad_output first) and its input node (which later sees grad_input).
+struct BackwardCall {
+    std::weak_ptr<Module> weak_module;
+    Module* module = nullptr;
+    bool owned = false;  // whether the module lives in a shared_ptr we can watch
+    bool input_requires_grad = false;
+    std::vector<std::pair<std::uint64_t, BackwardPreHook>> pre_hooks;
+    std::vector<std::pair<std::uint64_t, BackwardHook>> hooks;
+    std::vector<Tensor> grad_output;
+
+    Module* alive() const { return owned && weak_module.expired() ? nullptr : module; }
+
+    std::vector<Tensor> run_hooks(std::vector<Tensor> grad_input) {
+        Module* m = alive();
+        if (m == nullptr) return grad_input;
+        for (auto& [id, hook] : hooks) {
+            if (auto replaced = hook(*m, grad_input, grad_output); !replaced.empty()) {
+                grad_input = std::move(replaced);
+            }
+        }
+        return grad_input;
+    }
+};
+
+constexpr const char* kHookNode = "BackwardHookFunctionBackward";
+
+}  // namespace
+
+namespace detail {
+RemovableHandle add_global_forward_pre_hook(ForwardPreHook fn) {
+    return global_hooks().forward_pre.add(std::move(fn), false);
+}
+RemovableHandle add_global_forward_hook(ForwardHook fn, bool always_call) {
+    return global_hooks().forward.add({std::move(fn), always_call}, false);
+}
+RemovableHandle add_global_backward_pre_hook(BackwardPreHook fn) {
+    return global_hooks().backward_pre.add(std::move(fn), false);
+}
+RemovableHandle add_global_backward_hook(BackwardHook fn) {
+    return global_hooks().backward.add(std::move(fn), false);
+}
+}  // namespace detail
+
+Tensor Module::operator()(const Tensor& input) {
+    const GlobalHooks& global = global_hooks();
+    bool no_hooks = forward_pre_hooks_.empty() && forward_hooks_.empty() &&
+                    backward_pre_hooks_.empty() && backward_hooks_.empty() &&
+                    global.forward_pre.empty() && global.forward.empty() &&
+                    global.backward_pre.empty() && global.backward.empty();
+    if (no_hooks) return forward(input);  // the fast path costs nothing extra
+    return call_with_hooks(input);
+}
+
+Tensor Module::call_with_hooks(const Tensor& original_input) {
+    GlobalHooks& global = global_hooks();
+    Tensor input = original_input;
+    for (auto& [id, hook] : both(global.forward_pre, forward_pre_hooks_)) {
+        if (Tensor replaced = hook(*this, input); replaced.defined()) input = replaced;
+    }
+
+    std::shared_ptr<BackwardCall> call;
+    if (GradMode::is_enabled() && !(backward_hooks_.empty() && backward_pre_hooks_.empty() &&
+                                     global.backward.empty() && global.backward_pre.empty())) {
+        call = std::make_shared<BackwardCall>();
+        call->weak_module = weak_from_this();
+        call->owned = !call->weak_module.expired();
+        call->module = this;
+        call->pre_hooks = both(global.backward_pre, backward_pre_hooks_);
+        call->hooks = both(global.backward, backward_hooks_);
+        call->input_requires_grad = input.defined() && input.requires_grad();
+        if (call->input_requires_grad && !call->hooks.empty()) {
+            // The gradient reaching this node is grad_input.
+            input = autograd::make_result(input.detach(), kHookNode, {input},
+                                          [call](const Tensor& g) { return call->run_hooks({g}); });
+        }
+    }
+
+    auto forward_hooks = both(global.forward, forward_hooks_);
+    std::vector<bool> called(forward_hooks.size(), false);
+    Tensor output;
+    try {
+        output = forward(input);
+        for (std::size_t i = 0; i < forward_hooks.size(); ++i) {
+            called[i] = true;
+            if (Tensor replaced = forward_hooks[i].second.fn(*this, input, output); replaced.defined()) {
+                output = replaced;
+            }
+        }
+    } catch (...) {
+        // always_call hooks still run; their own errors must not mask the first one.
+        for (std::size_t i = 0; i < forward_hooks.size(); ++i) {
+            if (called[i] || !forward_hooks[i].second.always_call) continue;
+            try {
+                forward_hooks[i].second.fn(*this, input, output);
+            } catch (...) {
+            }
+        }
+        throw;
+    }
+
+    if (call && output.defined() && output.requires_grad()) {
+        // The gradient reaching this node is grad_output.
+        output = autograd::make_result(output.detach(), kHookNode, {output}, [call](const Tensor& g) {
+            std::vector<Tensor> grad_output{g};
+            if (Module* m = call->alive()) {
+                for (auto& [id, hook] : call->pre_hooks) {
+                    if (auto replaced = hook(*m, grad_output); !replaced.empty()) {
+                        grad_output = std::move(replaced);
+                    }
+                }
+            }
+            call->grad_output = grad_output;
+            // No input node will fire: report grad_input as undefined now, as PyTorch does.
+            if (!call->input_requires_grad) call->run_hooks({Tensor()});
+            return std::vector<Tensor>{grad_output.at(0)};
+        });
+    }
+    return output;
+}
+
+}  // namespace xg::nn
