@@ -3,7 +3,9 @@
 
 #include "xgrad/autograd.hpp"
 #include "xgrad/error.hpp"
+#include "xgrad/nn.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/optim.hpp"
 #include "xgrad/removable_handle.hpp"
 #include "xgrad/state_dict.hpp"
 #include "xgrad/tensor.hpp"

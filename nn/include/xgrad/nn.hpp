@@ -1,0 +1,4 @@
+// Everything in xg::nn: the Module system, layers and utilities.
+#pragma once
+
+#include "xgrad/nn/module.hpp"

@@ -1,0 +1,2 @@
+// Everything in xg::optim: optimizers and learning-rate schedulers.
+#pragma once
