@@ -7,5 +7,6 @@
 #include "xgrad/ops.hpp"
 #include "xgrad/optim.hpp"
 #include "xgrad/removable_handle.hpp"
+#include "xgrad/serialize.hpp"
 #include "xgrad/state_dict.hpp"
 #include "xgrad/tensor.hpp"
