@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -92,6 +93,9 @@ private:
 
     std::shared_ptr<TensorImpl> impl_;
 };
+
+// Prints like torch: tensor([[ 0.5000, -1.0000]], requires_grad=True).
+std::ostream& operator<<(std::ostream& out, const Tensor& t);
 
 // Factories. Float dtypes default to float32, like torch.
 template <class T>
