@@ -95,7 +95,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
 Tensor unsqueeze(const Tensor& x, int dim) {
     check(x.defined(), "unsqueeze: expected a defined tensor (got an undefined one)");
     Shape shape = x.shape();
-    std::size_t at = detail::normalize_dim(dim, shape.size() + 1, "unsqueeze");
+    std::size_t at = detail::normalize_dim(dim, shape.size() + 1, "unsqueeze", shape.size());
     shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(at), 1);
     return reshape_to(x, shape, "unsqueeze", "UnsqueezeBackward");
 }

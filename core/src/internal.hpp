@@ -76,7 +76,9 @@ Tensor visit_any(const Tensor& t, const char* op, F&& f) {
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 
 // Maps a possibly negative dim into [0, ndim); error names the op.
+// `rank` is the tensor's rank for the message (unsqueeze accepts ndim + 1 positions).
 std::size_t normalize_dim(int dim, std::size_t ndim, const char* op);
+std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t rank);
 
 // NumPy broadcasting of two shapes; error names the op and both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);

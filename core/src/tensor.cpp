@@ -224,10 +224,14 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
 }
 
 std::size_t normalize_dim(int dim, std::size_t ndim, const char* op) {
+    return normalize_dim(dim, ndim, op, ndim);
+}
+
+std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t rank) {
     auto n = static_cast<int>(ndim);
     int low = n == 0 ? -1 : -n, high = n == 0 ? 0 : n - 1;  // a 0-d tensor accepts 0 and -1
     check(dim >= low && dim <= high, "{}: expected dim in [{}, {}] for a {}-d tensor (got {})", op,
-          low, high, n, dim);
+          low, high, rank, dim);
     return static_cast<std::size_t>(dim < 0 ? dim + n : dim) ;
 }
 

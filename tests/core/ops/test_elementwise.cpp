@@ -1,0 +1,249 @@
+// Tests for the elementwise ops (core/ops/elementwise.cpp): forward values, a float64
+// gradcheck for every op, broadcasting, kinks, dropout and error messages.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+
+#include "core/helpers.hpp"
+#include "core/reference/reference_values.hpp"
+
+using xg::Tensor;
+using In = std::vector<Tensor>;
+
+TEST_CASE("binary ops broadcast like NumPy") {
+    Tensor a = test::f64({{1, 2, 3}, {4, 5, 6}});
+    Tensor b = test::f64({10, 20, 30});
+    CHECK_VALUES(a + b, (xt::xarray<double>{{11, 22, 33}, {14, 25, 36}}));
+    CHECK_VALUES(xg::sub(a, b), (xt::xarray<double>{{-9, -18, -27}, {-6, -15, -24}}));
+    CHECK_VALUES(b - a, (xt::xarray<double>{{9, 18, 27}, {6, 15, 24}}));
+
+    Tensor col = test::f64(test::column({1, 2}));
+    Tensor row = test::f64({{3, 4, 5}});
+    CHECK_VALUES(col * row, (xt::xarray<double>{{3, 4, 5}, {6, 8, 10}}));  // outer product
+
+    // [4, 1, 3] / [2, 3] -> [4, 2, 3], checked against loops written out here.
+    xt::xarray<double> nv = xt::arange<double>(1, 13);
+    nv.reshape({4, 1, 3});
+    Tensor n = test::f64(nv);
+    xt::xarray<double> d = {{1, 2, 4}, {-1, -2, -4}};
+    Tensor q = n / test::f64(d);
+    REQUIRE(q.shape() == xg::Shape{4, 2, 3});
+    xt::xarray<double> expected = xt::zeros<double>({4, 2, 3});
+    for (std::size_t i = 0; i < 4; ++i)
+        for (std::size_t j = 0; j < 2; ++j)
+            for (std::size_t k = 0; k < 3; ++k) expected(i, j, k) = double(3 * i + k + 1) / d(j, k);
+    CHECK_VALUES(q, expected);
+}
+
+TEST_CASE("tensor-scalar and scalar-tensor arithmetic") {
+    Tensor x = test::f64({1, 2, 4});
+    CHECK_VALUES(x + 1.0, (xt::xarray<double>{2, 3, 5}));
+    CHECK_VALUES(1.0 + x, (xt::xarray<double>{2, 3, 5}));
+    CHECK_VALUES(x - 1.0, (xt::xarray<double>{0, 1, 3}));
+    CHECK_VALUES(2.0 - x, (xt::xarray<double>{1, 0, -2}));
+    CHECK_VALUES(xg::rsub(2.0, x), (xt::xarray<double>{1, 0, -2}));
+    CHECK_VALUES(x * 3.0, (xt::xarray<double>{3, 6, 12}));
+    CHECK_VALUES(3.0 * x, (xt::xarray<double>{3, 6, 12}));
+    CHECK_VALUES(x / 2.0, (xt::xarray<double>{0.5, 1, 2}));
+    CHECK_VALUES(2.0 / x, (xt::xarray<double>{2, 1, 0.5}));
+    CHECK_VALUES(xg::rdiv(2.0, x), (xt::xarray<double>{2, 1, 0.5}));
+    CHECK_VALUES(-x, (xt::xarray<double>{-1, -2, -4}));
+    CHECK_VALUES(xg::neg(x), (xt::xarray<double>{-1, -2, -4}));
+}
+
+TEST_CASE("float32 stays float32, also with a double scalar") {
+    Tensor x = test::f32({1.0f, 2.0f});
+    CHECK((x + 1.5).dtype() == xg::kFloat32);
+    CHECK((2.0 / x).dtype() == xg::kFloat32);
+    CHECK((x * x).dtype() == xg::kFloat32);
+    CHECK(xg::relu(x).dtype() == xg::kFloat32);
+    CHECK_VALUES_TOL(xg::exp(x), (xt::xarray<double>{std::exp(1.0), std::exp(2.0)}), 1e-6, 1e-6);
+}
+
+TEST_CASE("broadcast gradients are summed back to each input's shape and dtype") {
+    Tensor x = test::f32({{1, 2, 3}, {4, 5, 6}}, true);
+    Tensor y = test::f32({10, 20, 30}, true);
+    xg::sum(x * y).backward();
+    CHECK(y.grad().dtype() == xg::kFloat32);
+    CHECK(y.grad().shape() == xg::Shape{3});
+    CHECK_VALUES(y.grad(), (xt::xarray<double>{5, 7, 9}));  // column sums of x
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{{10, 20, 30}, {10, 20, 30}}));
+}
+
+TEST_CASE("unary ops with hand-computed values") {
+    CHECK_VALUES(xg::relu(test::f64({-1, 0, 2})), (xt::xarray<double>{0, 0, 2}));
+    CHECK_VALUES(xg::abs(test::f64({-1.5, 0, 2})), (xt::xarray<double>{1.5, 0, 2}));
+    CHECK_VALUES(xg::exp(test::f64({0, 1})), (xt::xarray<double>{1, std::exp(1.0)}));
+    CHECK_VALUES(xg::log(test::f64({1, std::exp(2.0)})), (xt::xarray<double>{0, 2}));
+    CHECK_VALUES(xg::sqrt(test::f64({4, 9, 0.25})), (xt::xarray<double>{2, 3, 0.5}));
+    CHECK_VALUES(xg::pow(test::f64({2, -3}), 3.0), (xt::xarray<double>{8, -27}));
+    CHECK_VALUES(xg::pow(test::f64({4, 16}), 0.5), (xt::xarray<double>{2, 4}));
+    CHECK_VALUES(xg::pow(test::f64({2, 4}), -1.0), (xt::xarray<double>{0.5, 0.25}));
+    CHECK_VALUES(xg::sigmoid(test::f64({0})), (xt::xarray<double>{0.5}));
+}
+
+TEST_CASE("activations match PyTorch") {
+    Tensor x = test::f64(ref::act_input);
+    CHECK_VALUES(xg::gelu(x), ref::gelu_none);  // "none" is the default, as in torch
+    CHECK_VALUES(xg::gelu(x, "none"), ref::gelu_none);
+    CHECK_VALUES(xg::gelu(x, "tanh"), ref::gelu_tanh);
+    CHECK_VALUES(xg::silu(x), ref::silu_out);
+    CHECK_VALUES(xg::sigmoid(x), ref::sigmoid_out);
+    CHECK_VALUES(xg::tanh(x), ref::tanh_out);
+    // float32 goes through the same formulas.
+    Tensor x32 = x.to(xg::kFloat32);
+    CHECK_VALUES_TOL(xg::gelu(x32, "tanh"), ref::gelu_tanh, 1e-5, 1e-6);
+    CHECK_VALUES_TOL(xg::silu(x32), ref::silu_out, 1e-5, 1e-6);
+}
+
+TEST_CASE("relu and abs have gradient exactly 0 at 0, as in PyTorch") {
+    Tensor x = test::f64({-1.0, 0.0, 2.0}, true);
+    xg::sum(xg::relu(x)).backward();
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{0, 0, 1}));
+    Tensor y = test::f64({-1.0, 0.0, 2.0}, true);
+    xg::sum(xg::abs(y)).backward();
+    CHECK_VALUES(y.grad(), (xt::xarray<double>{-1, 0, 1}));
+}
+
+TEST_CASE("gradcheck: binary ops, broadcasting and scalars") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    Tensor x23 = test::randn64({2, 3}, 1);
+    Tensor y23 = test::randn64({2, 3}, 2);
+    Tensor y3 = test::randn64({3}, 3);
+    Tensor c21 = test::randn64({2, 1}, 4);
+    Tensor r13 = test::randn64({1, 3}, 5);
+    Tensor n413 = test::randn64({4, 1, 3}, 6);
+    Tensor p23 = test::positive64({2, 3}, 0.5, 7);  // divisors away from 0
+    Tensor p3 = test::positive64({3}, 0.5, 8);
+    std::vector<Row> rows = {
+        {"add", [](const In& in) { return in[0] + in[1]; }, {x23, y23}},
+        {"add [2,3]+[3]", [](const In& in) { return in[0] + in[1]; }, {x23, y3}},
+        {"add [3]+[2,3]", [](const In& in) { return xg::add(in[0], in[1]); }, {y3, x23}},
+        {"sub", [](const In& in) { return in[0] - in[1]; }, {x23, y23}},
+        {"sub [2,1]-[1,3]", [](const In& in) { return xg::sub(in[0], in[1]); }, {c21, r13}},
+        {"mul", [](const In& in) { return in[0] * in[1]; }, {x23, y23}},
+        {"mul [2,1]*[1,3]", [](const In& in) { return xg::mul(in[0], in[1]); }, {c21, r13}},
+        {"mul x*x", [](const In& in) { return in[0] * in[0]; }, {x23}},
+        {"div", [](const In& in) { return in[0] / in[1]; }, {x23, p23}},
+        {"div [4,1,3]/[2,3]", [](const In& in) { return xg::div(in[0], in[1]); }, {n413, p23}},
+        {"div [2,3]/[3]", [](const In& in) { return in[0] / in[1]; }, {x23, p3}},
+        {"neg", [](const In& in) { return -in[0]; }, {x23}},
+        {"x + 2", [](const In& in) { return in[0] + 2.0; }, {x23}},
+        {"2 + x", [](const In& in) { return 2.0 + in[0]; }, {x23}},
+        {"x - 2", [](const In& in) { return in[0] - 2.0; }, {x23}},
+        {"2 - x", [](const In& in) { return 2.0 - in[0]; }, {x23}},
+        {"x * 3", [](const In& in) { return in[0] * 3.0; }, {x23}},
+        {"3 * x", [](const In& in) { return 3.0 * in[0]; }, {x23}},
+        {"x / 4", [](const In& in) { return in[0] / 4.0; }, {x23}},
+        {"2 / x", [](const In& in) { return 2.0 / in[0]; }, {p23}},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(row.fn, row.inputs));
+    }
+}
+
+TEST_CASE("gradcheck: unary ops") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        Tensor input;
+    };
+    Tensor x = test::randn64({2, 3}, 20);
+    // Kinked ops get inputs well away from 0.
+    Tensor away = test::f64({{-1.2, 0.3, 2.0}, {0.7, -0.4, -2.2}});
+    Tensor pos = test::positive64({2, 3}, 0.5, 21);
+    std::vector<Row> rows = {
+        {"relu", [](const In& in) { return xg::relu(in[0]); }, away},
+        {"abs", [](const In& in) { return xg::abs(in[0]); }, away},
+        {"gelu none", [](const In& in) { return xg::gelu(in[0], "none"); }, x},
+        {"gelu tanh", [](const In& in) { return xg::gelu(in[0], "tanh"); }, x},
+        {"sigmoid", [](const In& in) { return xg::sigmoid(in[0]); }, x},
+        {"silu", [](const In& in) { return xg::silu(in[0]); }, x},
+        {"tanh", [](const In& in) { return xg::tanh(in[0]); }, x},
+        {"exp", [](const In& in) { return xg::exp(in[0]); }, x},
+        {"log", [](const In& in) { return xg::log(in[0]); }, pos},
+        {"sqrt", [](const In& in) { return xg::sqrt(in[0]); }, pos},
+        {"pow 2", [](const In& in) { return xg::pow(in[0], 2.0); }, x},
+        {"pow 3", [](const In& in) { return xg::pow(in[0], 3.0); }, x},
+        {"pow 0.5", [](const In& in) { return xg::pow(in[0], 0.5); }, pos},
+        {"pow -1.5", [](const In& in) { return xg::pow(in[0], -1.5); }, pos},
+        {"dropout eval", [](const In& in) { return xg::dropout(in[0], 0.5, false); }, x},
+        // Reseeding inside fn gives the same mask on every call, so the op is a
+        // fixed linear map that gradcheck can differentiate.
+        {"dropout train, fixed seed",
+         [](const In& in) {
+             xg::manual_seed(99);
+             return xg::dropout(in[0], 0.4, true);
+         },
+         x},
+        {"composite", [](const In& in) { return xg::exp(xg::tanh(in[0]) * 2.0) / 3.0; }, x},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(row.fn, {row.input}));
+    }
+}
+
+TEST_CASE("dropout: eval mode and p = 0 are the identity, p = 1 zeroes") {
+    Tensor x = test::randn64({3, 4}, 30);
+    xg::manual_seed(0);
+    CHECK_VALUES(xg::dropout(x, 0.5, false), test::values(x));
+    CHECK_VALUES(xg::dropout(x, 0.0, true), test::values(x));
+    CHECK_VALUES(xg::dropout(x, 1.0, true), xt::zeros<double>({3, 4}));
+}
+
+TEST_CASE("dropout in training zeroes about p and scales the rest by 1/(1-p)") {
+    const double p = 0.3;
+    Tensor x = test::positive64({100, 100}, 0.5, 31);  // no zeros in the input
+    x.requires_grad_();
+    xg::manual_seed(7);
+    Tensor out = xg::dropout(x, p, true);
+    auto xv = test::values(x);
+    auto ov = test::values(out);
+    auto zero = xt::equal(ov, 0.0);
+    auto kept = xt::isclose(ov, xv / (1 - p), 1e-12);
+    CHECK(xt::all(zero || kept));  // every element is dropped or scaled, nothing else
+    double frac = double(xt::sum(xt::cast<int>(zero))()) / 10000.0;
+    CHECK(frac == doctest::Approx(p).epsilon(0.1));  // 10000 draws: sd of frac ~ 0.005
+
+    // The backward uses the same mask: grad = mask / (1 - p) = out / x.
+    xg::sum(out).backward();
+    CHECK_VALUES(x.grad(), xt::xarray<double>(ov / xv));
+
+    // Reseeding reproduces the mask; another seed gives a different one.
+    xg::manual_seed(7);
+    CHECK_VALUES(xg::dropout(x, p, true), ov);
+    xg::manual_seed(8);
+    CHECK_FALSE(test::close(test::values(xg::dropout(x, p, true)), ov));
+}
+
+TEST_CASE("elementwise error messages") {
+    Tensor a = xg::zeros({2, 3});
+    Tensor b = xg::zeros({4});
+    CHECK_THROWS_WITH_AS(a + b, "add: shapes [2, 3] and [4] are not broadcastable", xg::Error);
+    CHECK_THROWS_WITH_AS(a - b, "sub: shapes [2, 3] and [4] are not broadcastable", xg::Error);
+    CHECK_THROWS_WITH_AS(a * b, "mul: shapes [2, 3] and [4] are not broadcastable", xg::Error);
+    CHECK_THROWS_WITH_AS(a / b, "div: shapes [2, 3] and [4] are not broadcastable", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::add(a, xg::zeros({2, 3}, xg::kFloat64)),
+                         "add: expected operands of the same dtype (got float32 and float64)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(xg::mul(xg::zeros({2}, xg::kFloat64), xg::zeros({2})),
+                         "mul: expected operands of the same dtype (got float64 and float32)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(xg::relu(xg::arange(3)),
+                         "relu: expected a floating-point tensor (got int64)", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::gelu(a, "foo"),
+                         "gelu: expected approximate 'none' or 'tanh' (got 'foo')", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::dropout(a, 1.5, true), "dropout: expected p in [0, 1] (got 1.5)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(xg::dropout(a, -0.5, false), "dropout: expected p in [0, 1] (got -0.5)",
+                         xg::Error);
+}

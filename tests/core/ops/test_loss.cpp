@@ -1,0 +1,107 @@
+// Tests for the losses (core/ops/loss.cpp): mse_loss by hand, cross_entropy against
+// PyTorch, gradchecks for every reduction, and error messages.
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+
+#include "core/helpers.hpp"
+#include "core/reference/reference_values.hpp"
+
+using xg::Shape;
+using xg::Tensor;
+using In = std::vector<Tensor>;
+
+TEST_CASE("mse_loss with each reduction, by hand") {
+    Tensor input = test::f64({{1, 2, 3}, {4, 5, 6}});
+    Tensor target = test::f64({{1, 0, 3}, {2, 5, 9}});
+    // Squared differences: [[0, 4, 0], [4, 0, 9]], total 17.
+    Tensor mean = xg::mse_loss(input, target);
+    CHECK(mean.shape() == Shape{});
+    CHECK(mean.item<double>() == doctest::Approx(17.0 / 6.0).epsilon(1e-14));
+    CHECK(xg::mse_loss(input, target, "mean").item<double>() ==
+          doctest::Approx(17.0 / 6.0).epsilon(1e-14));
+    CHECK(xg::mse_loss(input, target, "sum").item<double>() == 17.0);
+    CHECK_VALUES(xg::mse_loss(input, target, "none"), (xt::xarray<double>{{0, 4, 0}, {4, 0, 9}}));
+}
+
+TEST_CASE("mse_loss gradient by hand: 2 (input - target) / n") {
+    Tensor input = test::f64({{1, 2, 3}, {4, 5, 6}}, true);
+    Tensor target = test::f64({{1, 0, 3}, {2, 5, 9}}, true);
+    xg::mse_loss(input, target).backward();
+    xt::xarray<double> expected = xt::xarray<double>{{0, 2, 0}, {2, 0, -3}} * (2.0 / 6.0);
+    CHECK_VALUES(input.grad(), expected);
+    CHECK_VALUES(target.grad(), xt::xarray<double>(-expected));  // targets get the negation
+}
+
+TEST_CASE("cross_entropy matches PyTorch") {
+    Tensor logits = test::f64(ref::ce_logits);
+    Tensor targets = test::i64(ref::ce_targets);
+    Tensor mean = xg::cross_entropy(logits, targets);
+    CHECK(mean.shape() == Shape{});
+    CHECK(mean.item<double>() == doctest::Approx(ref::ce_mean).epsilon(1e-12));
+    CHECK(xg::cross_entropy(logits, targets, "sum").item<double>() ==
+          doctest::Approx(ref::ce_sum).epsilon(1e-12));
+    CHECK_VALUES(xg::cross_entropy(logits, targets, "none"), ref::ce_none);
+
+    Tensor x = test::f64(ref::ce_logits, true);
+    xg::cross_entropy(x, targets).backward();
+    CHECK_VALUES(x.grad(), ref::ce_mean_grad);
+
+    // float32 logits give a float32 loss close to PyTorch's float64 value.
+    Tensor loss32 = xg::cross_entropy(logits.to(xg::kFloat32), targets);
+    CHECK(loss32.dtype() == xg::kFloat32);
+    CHECK(loss32.item<double>() == doctest::Approx(ref::ce_mean).epsilon(1e-6));
+}
+
+TEST_CASE("cross_entropy is stable for large logits") {
+    // log-sum-exp must subtract the max: exp(1000) overflows.
+    Tensor logits = test::f64({{1000.0, 0.0}, {0.0, -1000.0}});
+    Tensor loss = xg::cross_entropy(logits, test::i64({1, 0}), "none");
+    CHECK_VALUES(loss, (xt::xarray<double>{1000.0, 0.0}));
+}
+
+TEST_CASE("gradcheck: mse_loss and cross_entropy with every reduction") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    Tensor input = test::randn64({3, 4}, 60);
+    Tensor target = test::randn64({3, 4}, 61);
+    Tensor logits = test::randn64({4, 5}, 62);
+    Tensor classes = test::i64({4, 0, 2, 2});
+    std::vector<Row> rows = {
+        {"mse mean", [](const In& in) { return xg::mse_loss(in[0], in[1]); }, {input, target}},
+        {"mse sum", [](const In& in) { return xg::mse_loss(in[0], in[1], "sum"); },
+         {input, target}},
+        {"mse none", [](const In& in) { return xg::mse_loss(in[0], in[1], "none"); },
+         {input, target}},
+        {"ce mean", [](const In& in) { return xg::cross_entropy(in[0], in[1]); },
+         {logits, classes}},
+        {"ce sum", [](const In& in) { return xg::cross_entropy(in[0], in[1], "sum"); },
+         {logits, classes}},
+        {"ce none", [](const In& in) { return xg::cross_entropy(in[0], in[1], "none"); },
+         {logits, classes}},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(row.fn, row.inputs));
+    }
+}
+
+TEST_CASE("loss error messages") {
+    CHECK_THROWS_WITH_AS(
+        xg::mse_loss(xg::zeros({2, 3}), xg::zeros({3})),
+        "mse_loss: expected input and target of the same shape (got [2, 3] and [3])", xg::Error);
+    CHECK_THROWS_WITH_AS(
+        xg::mse_loss(xg::zeros({2}), xg::zeros({2}), "avg"),
+        "mse_loss: expected reduction 'none', 'mean' or 'sum' (got 'avg')", xg::Error);
+    Tensor logits = xg::zeros({2, 3});
+    CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, 3})), xg::Error);   // class 3 of 3
+    CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, -1})), xg::Error);  // negative class
+    // 3 targets for 2 rows.
+    CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, 1, 2})), xg::Error);
+    CHECK_THROWS_AS(xg::cross_entropy(logits, xg::zeros({2})), xg::Error);  // float targets
+    CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, 1}), "avg"), xg::Error);
+}

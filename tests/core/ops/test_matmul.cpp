@@ -1,0 +1,163 @@
+// Tests for matmul (core/ops/matmul.cpp): every torch.matmul case (1-D, 2-D, batched,
+// broadcast batch dims), checked against a naive triple loop and by gradcheck.
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+#include <xtensor/xview.hpp>
+
+#include "core/helpers.hpp"
+
+using xg::Shape;
+using xg::Tensor;
+using In = std::vector<Tensor>;
+
+namespace {
+
+// The textbook product of two 2-D arrays, independent of BLAS and of the library.
+xt::xarray<double> naive_mm(const xt::xarray<double>& a, const xt::xarray<double>& b) {
+    xt::xarray<double> c = xt::zeros<double>({a.shape(0), b.shape(1)});
+    for (std::size_t i = 0; i < a.shape(0); ++i)
+        for (std::size_t j = 0; j < b.shape(1); ++j)
+            for (std::size_t k = 0; k < a.shape(1); ++k) c(i, j) += a(i, k) * b(k, j);
+    return c;
+}
+
+Tensor mm(const In& in) { return xg::matmul(in[0], in[1]); }
+
+}  // namespace
+
+TEST_CASE("matmul of vectors and matrices, by hand") {
+    Tensor v = test::f64({1, 2, 3});
+    Tensor w = test::f64({4, -5, 6});
+    Tensor m = test::f64({{1, 0, 2}, {-1, 3, 1}});  // [2, 3]
+    Tensor n = test::f64({{1, 2}, {0, 1}, {4, 0}});  // [3, 2]
+
+    Tensor dot = xg::matmul(v, w);
+    CHECK(dot.shape() == Shape{});  // 1-D . 1-D is a 0-d dot product
+    CHECK(dot.item<double>() == 12.0);
+
+    CHECK_VALUES(xg::matmul(m, v), (xt::xarray<double>{7, 8}));          // [2,3].[3] -> [2]
+    CHECK_VALUES(xg::matmul(v, n), (xt::xarray<double>{13, 4}));         // [3].[3,2] -> [2]
+    CHECK_VALUES(xg::matmul(m, n), (xt::xarray<double>{{9, 2}, {3, 1}}));  // [2,3].[3,2]
+}
+
+TEST_CASE("matmul of larger float32 matrices agrees with a naive loop") {
+    // Big enough that a BLAS path (if any) is taken; float32 tolerance.
+    Tensor a = test::randn64({17, 33}, 1);
+    Tensor b = test::randn64({33, 9}, 2);
+    Tensor c = xg::matmul(a.to(xg::kFloat32), b.to(xg::kFloat32));
+    CHECK(c.dtype() == xg::kFloat32);
+    CHECK_VALUES_TOL(c, naive_mm(test::values(a), test::values(b)), 1e-4, 1e-4);
+    CHECK_VALUES(xg::matmul(a, b), naive_mm(test::values(a), test::values(b)));
+}
+
+TEST_CASE("batched matmul: [2,3,4].[4,5] and [2,3,4].[2,4,5]") {
+    auto a = test::values(test::randn64({2, 3, 4}, 3));
+    auto b = test::values(test::randn64({4, 5}, 4));
+    auto bb = test::values(test::randn64({2, 4, 5}, 5));
+    Tensor c = xg::matmul(test::f64(a), test::f64(b));
+    Tensor cc = xg::matmul(test::f64(a), test::f64(bb));
+    REQUIRE(c.shape() == Shape{2, 3, 5});
+    REQUIRE(cc.shape() == Shape{2, 3, 5});
+    xt::xarray<double> expected = xt::zeros<double>({2, 3, 5});
+    xt::xarray<double> expected_b = xt::zeros<double>({2, 3, 5});
+    for (std::size_t i = 0; i < 2; ++i) {
+        xt::xarray<double> ai = xt::view(a, i);
+        xt::view(expected, i) = naive_mm(ai, b);
+        xt::view(expected_b, i) = naive_mm(ai, xt::xarray<double>(xt::view(bb, i)));
+    }
+    CHECK_VALUES(c, expected);
+    CHECK_VALUES(cc, expected_b);
+}
+
+TEST_CASE("matmul broadcasts batch dims: [2,1,3,4].[5,4,2] and [3,4].[2,4,5]") {
+    auto a = test::values(test::randn64({2, 1, 3, 4}, 6));
+    auto b = test::values(test::randn64({5, 4, 2}, 7));
+    Tensor c = xg::matmul(test::f64(a), test::f64(b));
+    REQUIRE(c.shape() == Shape{2, 5, 3, 2});
+    xt::xarray<double> expected = xt::zeros<double>({2, 5, 3, 2});
+    for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t j = 0; j < 5; ++j)
+            xt::view(expected, i, j) = naive_mm(xt::xarray<double>(xt::view(a, i, 0)),
+                                                xt::xarray<double>(xt::view(b, j)));
+    CHECK_VALUES(c, expected);
+
+    auto m = test::values(test::randn64({3, 4}, 8));
+    auto bb = test::values(test::randn64({2, 4, 5}, 9));
+    Tensor d = xg::matmul(test::f64(m), test::f64(bb));
+    REQUIRE(d.shape() == Shape{2, 3, 5});
+    for (std::size_t j = 0; j < 2; ++j) {
+        CAPTURE(j);
+        CHECK(test::close(xt::xarray<double>(xt::view(test::values(d), j)),
+                          naive_mm(m, xt::xarray<double>(xt::view(bb, j)))));
+    }
+}
+
+TEST_CASE("batched matmul with a 1-D operand, as torch.matmul") {
+    // [2,3,4].[4] -> [2,3] and [4].[2,4,5] -> [2,5]: the vector gets a dim that is removed after.
+    auto a = test::values(test::randn64({2, 3, 4}, 10));
+    auto v = test::values(test::randn64({4}, 11));
+    Tensor c = xg::matmul(test::f64(a), test::f64(v));
+    REQUIRE(c.shape() == Shape{2, 3});
+    xt::xarray<double> col = v;
+    col.reshape({4, 1});
+    for (std::size_t i = 0; i < 2; ++i) {
+        xt::xarray<double> expected = xt::view(naive_mm(xt::xarray<double>(xt::view(a, i)), col),
+                                               xt::all(), 0);
+        CHECK(test::close(xt::xarray<double>(xt::view(test::values(c), i)), expected));
+    }
+    Tensor d = xg::matmul(test::f64(v), test::f64(test::values(test::randn64({2, 4, 5}, 12))));
+    CHECK(d.shape() == Shape{2, 5});
+}
+
+TEST_CASE("gradcheck: matmul in every form") {
+    struct Row {
+        const char* name;
+        Shape a, b;
+    };
+    std::vector<Row> rows = {
+        {"1-D . 1-D", {4}, {4}},
+        {"2-D . 1-D", {3, 4}, {4}},
+        {"1-D . 2-D", {4}, {4, 2}},
+        {"2-D . 2-D", {3, 4}, {4, 2}},
+        {"[2,3,4] . [4,5]", {2, 3, 4}, {4, 5}},
+        {"[2,3,4] . [2,4,5]", {2, 3, 4}, {2, 4, 5}},
+        {"[2,1,3,4] . [5,4,2]", {2, 1, 3, 4}, {5, 4, 2}},
+        {"[3,4] . [2,4,5]", {3, 4}, {2, 4, 5}},
+        {"[2,3,4] . [4]", {2, 3, 4}, {4}},
+        {"[4] . [2,4,5]", {4}, {2, 4, 5}},
+    };
+    std::uint64_t seed = 100;
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(mm, {test::randn64(row.a, seed), test::randn64(row.b, seed + 1)}));
+        seed += 2;
+    }
+    // The same tensor on both sides: both gradients must be added.
+    CHECK(test::gradcheck([](const In& in) { return xg::matmul(in[0], in[0]); },
+                          {test::randn64({3, 3}, 200)}));
+}
+
+TEST_CASE("matmul gradients come back in float32 for float32 inputs") {
+    Tensor a = test::randn64({3, 4}, 300).to(xg::kFloat32);
+    Tensor b = test::randn64({4, 2}, 301).to(xg::kFloat32);
+    a.requires_grad_();
+    b.requires_grad_();
+    xg::sum(xg::matmul(a, b)).backward();
+    CHECK(a.grad().dtype() == xg::kFloat32);
+    // d sum(A B) / dA = 1 B^T: each row of A's gradient is B's row sums.
+    auto bv = test::values(b);
+    xt::xarray<double> row = xt::sum(bv, {1});
+    CHECK_VALUES_TOL(a.grad(), xt::xarray<double>(xt::broadcast(row, {3, 4})), 1e-6, 1e-6);
+}
+
+TEST_CASE("matmul error messages") {
+    CHECK_THROWS_WITH_AS(xg::matmul(xg::zeros({2, 3}), xg::zeros({4, 5})),
+                         "matmul: shapes [2, 3] and [4, 5] cannot be multiplied (3 != 4)",
+                         xg::Error);
+    // Batch dims 2 and 3 do not broadcast.
+    CHECK_THROWS_AS(xg::matmul(xg::zeros({2, 3, 4}), xg::zeros({3, 4, 5})), xg::Error);
+    CHECK_THROWS_AS(xg::matmul(xg::zeros({3}), xg::zeros({4})), xg::Error);
+    CHECK_THROWS_AS(xg::matmul(xg::zeros({2, 3}), xg::zeros({3, 2}, xg::kFloat64)), xg::Error);
+}

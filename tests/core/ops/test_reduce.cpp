@@ -1,0 +1,178 @@
+// Tests for the reductions (core/ops/reduce.cpp): sum, mean, max, softmax and
+// log_softmax, with hand or PyTorch values, a gradcheck per form, and dim errors.
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+
+#include "core/helpers.hpp"
+#include "core/reference/reference_values.hpp"
+
+using xg::Shape;
+using xg::Tensor;
+using In = std::vector<Tensor>;
+
+namespace {
+
+Tensor x23() { return test::f64({{1, 2, 3}, {4, 5, 6}}); }
+
+// arange(24) as [2, 3, 4]: element (i, j, k) = 12 i + 4 j + k, easy to sum by hand.
+Tensor arange234() {
+    xt::xarray<double> a = xt::arange<double>(24);
+    a.reshape({2, 3, 4});
+    return test::f64(a);
+}
+
+}  // namespace
+
+TEST_CASE("sum: full, over dims, keepdim and negative dims") {
+    Tensor x = x23();
+    Tensor all = xg::sum(x);
+    CHECK(all.shape() == Shape{});  // full reductions are 0-d
+    CHECK(all.item<double>() == 21.0);
+    CHECK_VALUES(xg::sum(x, {0}), (xt::xarray<double>{5, 7, 9}));
+    CHECK_VALUES(xg::sum(x, {1}), (xt::xarray<double>{6, 15}));
+    CHECK_VALUES(xg::sum(x, {-1}), (xt::xarray<double>{6, 15}));
+    CHECK_VALUES(xg::sum(x, {1}, true), test::column({6, 15}));
+    CHECK_VALUES(xg::sum(x, {-2}, true), (xt::xarray<double>{{5, 7, 9}}));
+    Tensor both = xg::sum(x, {0, 1});
+    CHECK(both.shape() == Shape{});
+    CHECK(both.item<double>() == 21.0);
+    CHECK(xg::sum(x, {0, 1}, true).shape() == Shape{1, 1});
+
+    // Over dims 0 and 2 of [2, 3, 4]: sum_{i,k} (12 i + 4 j + k) = 60 + 32 j.
+    CHECK_VALUES(xg::sum(arange234(), {0, 2}), (xt::xarray<double>{60, 92, 124}));
+    CHECK_VALUES(xg::sum(arange234(), {2, -3}), (xt::xarray<double>{60, 92, 124}));
+    CHECK(xg::sum(test::f32({1.0f, 2.0f})).dtype() == xg::kFloat32);
+}
+
+TEST_CASE("mean: full, over dims, keepdim and negative dims") {
+    Tensor x = x23();
+    Tensor all = xg::mean(x);
+    CHECK(all.shape() == Shape{});
+    CHECK(all.item<double>() == 3.5);
+    CHECK_VALUES(xg::mean(x, {0}), (xt::xarray<double>{2.5, 3.5, 4.5}));
+    CHECK_VALUES(xg::mean(x, {-1}), (xt::xarray<double>{2, 5}));
+    CHECK_VALUES(xg::mean(x, {1}, true), test::column({2, 5}));
+    CHECK(xg::mean(x, {0, 1}).item<double>() == 3.5);
+    // Over dims 0 and 2 of [2, 3, 4]: (60 + 32 j) / 8.
+    CHECK_VALUES(xg::mean(arange234(), {0, 2}), (xt::xarray<double>{7.5, 11.5, 15.5}));
+}
+
+TEST_CASE("max over a dim returns values and int64 indices") {
+    Tensor x = test::f64({{1, 7, 3}, {8, 5, 6}});
+    auto [values, indices] = xg::max(x, 1);
+    CHECK_VALUES(values, (xt::xarray<double>{7, 8}));
+    CHECK(indices.dtype() == xg::kInt64);
+    CHECK_VALUES(indices, (xt::xarray<double>{1, 0}));
+
+    auto [v0, i0] = xg::max(x, 0, true);
+    CHECK_VALUES(v0, (xt::xarray<double>{{8, 7, 6}}));
+    CHECK_VALUES(i0, (xt::xarray<double>{{1, 0, 1}}));
+    CHECK(i0.shape() == Shape{1, 3});
+
+    auto [vn, in] = xg::max(x, -1);
+    CHECK_VALUES(vn, (xt::xarray<double>{7, 8}));
+    CHECK_VALUES(in, (xt::xarray<double>{1, 0}));
+    CHECK_FALSE(in.requires_grad());
+}
+
+TEST_CASE("max sends the gradient to the arg max only") {
+    Tensor x = test::f64({{1, 7, 3}, {8, 5, 6}}, true);
+    xg::sum(xg::max(x, 1).first * test::f64({2, 3})).backward();
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{{0, 2, 0}, {3, 0, 0}}));
+}
+
+TEST_CASE("softmax and log_softmax match PyTorch along every dim") {
+    Tensor x = test::f64(ref::softmax_input);
+    const xt::xarray<double>* soft[] = {&ref::softmax_dim0, &ref::softmax_dim1, &ref::softmax_dim2};
+    const xt::xarray<double>* logs[] = {&ref::log_softmax_dim0, &ref::log_softmax_dim1,
+                                        &ref::log_softmax_dim2};
+    for (int d = 0; d < 3; ++d) {
+        CAPTURE(d);
+        CHECK_VALUES(xg::softmax(x, d), *soft[d]);
+        CHECK_VALUES(xg::softmax(x, d - 3), *soft[d]);  // the same dim counted from the end
+        CHECK_VALUES(xg::log_softmax(x, d), *logs[d]);
+        CHECK_VALUES(xg::log_softmax(x, d - 3), *logs[d]);
+    }
+    // Probabilities along the dim add up to one.
+    CHECK_VALUES(xg::sum(xg::softmax(x, 1), {1}), xt::ones<double>({2, 4}));
+}
+
+TEST_CASE("softmax and log_softmax are stable for large logits") {
+    Tensor x = test::f64(ref::softmax_big_input);
+    CHECK_VALUES(xg::softmax(x, 1), ref::softmax_big);
+    CHECK_VALUES(xg::log_softmax(x, -1), ref::log_softmax_big);
+    Tensor x32 = x.to(xg::kFloat32);
+    CHECK_VALUES_TOL(xg::softmax(x32, 1), ref::softmax_big, 1e-5, 1e-6);
+    CHECK_VALUES_TOL(xg::log_softmax(x32, 1), ref::log_softmax_big, 1e-5, 1e-5);
+}
+
+TEST_CASE("gradcheck: sum and mean in every form") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+    };
+    std::vector<Row> rows = {
+        {"sum", [](const In& in) { return xg::sum(in[0]); }},
+        {"sum {0}", [](const In& in) { return xg::sum(in[0], {0}); }},
+        {"sum {1} keepdim", [](const In& in) { return xg::sum(in[0], {1}, true); }},
+        {"sum {-1}", [](const In& in) { return xg::sum(in[0], {-1}); }},
+        {"sum {0, 2}", [](const In& in) { return xg::sum(in[0], {0, 2}); }},
+        {"sum {-3, 1} keepdim", [](const In& in) { return xg::sum(in[0], {-3, 1}, true); }},
+        {"mean", [](const In& in) { return xg::mean(in[0]); }},
+        {"mean {0}", [](const In& in) { return xg::mean(in[0], {0}); }},
+        {"mean {2} keepdim", [](const In& in) { return xg::mean(in[0], {2}, true); }},
+        {"mean {-2}", [](const In& in) { return xg::mean(in[0], {-2}); }},
+        {"mean {0, -1} keepdim", [](const In& in) { return xg::mean(in[0], {0, -1}, true); }},
+    };
+    Tensor x = test::randn64({2, 3, 4}, 40);
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(row.fn, {x}));
+    }
+}
+
+TEST_CASE("gradcheck: max values, softmax and log_softmax") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+    };
+    std::vector<Row> rows = {
+        {"max 0", [](const In& in) { return xg::max(in[0], 0).first; }},
+        {"max 1 keepdim", [](const In& in) { return xg::max(in[0], 1, true).first; }},
+        {"max -1", [](const In& in) { return xg::max(in[0], -1).first; }},
+        {"softmax 0", [](const In& in) { return xg::softmax(in[0], 0); }},
+        {"softmax 1", [](const In& in) { return xg::softmax(in[0], 1); }},
+        {"softmax -1", [](const In& in) { return xg::softmax(in[0], -1); }},
+        {"log_softmax 0", [](const In& in) { return xg::log_softmax(in[0], 0); }},
+        {"log_softmax 1", [](const In& in) { return xg::log_softmax(in[0], 1); }},
+        {"log_softmax -1", [](const In& in) { return xg::log_softmax(in[0], -1); }},
+    };
+    // randn draws have no ties, so max has no kink here.
+    Tensor x = test::randn64({2, 3, 4}, 41);
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(row.fn, {x}));
+    }
+}
+
+TEST_CASE("dim errors name the op and the valid range") {
+    Tensor x = xg::zeros({2, 3});
+    CHECK_THROWS_WITH_AS(xg::sum(x, {3}), "sum: expected dim in [-2, 1] for a 2-d tensor (got 3)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(xg::mean(x, {-3}),
+                         "mean: expected dim in [-2, 1] for a 2-d tensor (got -3)", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::max(x, 2), "max: expected dim in [-2, 1] for a 2-d tensor (got 2)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(xg::softmax(x, 2),
+                         "softmax: expected dim in [-2, 1] for a 2-d tensor (got 2)", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::log_softmax(x, -3),
+                         "log_softmax: expected dim in [-2, 1] for a 2-d tensor (got -3)",
+                         xg::Error);
+    CHECK_THROWS_AS(xg::sum(x, {0, 0}), xg::Error);  // a dim twice, as torch refuses
+    CHECK_THROWS_AS(xg::mean(x, {1, -1}), xg::Error);
+    CHECK_THROWS_AS(xg::mean(xg::arange(3)), xg::Error);  // mean of int64, as torch refuses
+    CHECK_THROWS_WITH_AS(xg::sum(xg::zeros({2, 3, 4}), {0, 5}),
+                         "sum: expected dim in [-3, 2] for a 3-d tensor (got 5)", xg::Error);
+}

@@ -1,0 +1,164 @@
+// Tests for the shape ops (core/ops/shape.cpp): reshape, transpose, permute,
+// unsqueeze, squeeze and cat, with hand values, gradchecks and error messages.
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+
+#include "core/helpers.hpp"
+
+using xg::Shape;
+using xg::Tensor;
+using In = std::vector<Tensor>;
+
+namespace {
+
+// [[0, 1, 2], [3, 4, 5]]
+Tensor x23() { return test::f64({{0, 1, 2}, {3, 4, 5}}); }
+
+// arange(24) as [2, 3, 4]: element (i, j, k) = 12 i + 4 j + k.
+Tensor arange234() {
+    xt::xarray<double> a = xt::arange<double>(24);
+    a.reshape({2, 3, 4});
+    return test::f64(a);
+}
+
+}  // namespace
+
+TEST_CASE("reshape keeps row-major order and infers one -1") {
+    Tensor x = x23();
+    CHECK_VALUES(xg::reshape(x, {3, 2}), (xt::xarray<double>{{0, 1}, {2, 3}, {4, 5}}));
+    CHECK_VALUES(xg::reshape(x, {-1}), (xt::xarray<double>{0, 1, 2, 3, 4, 5}));
+    CHECK(xg::reshape(x, {-1, 2}).shape() == Shape{3, 2});
+    CHECK(xg::reshape(x, {1, -1, 3}).shape() == Shape{1, 2, 3});
+    CHECK(xg::reshape(xg::zeros({1}), {}).shape() == Shape{});
+}
+
+TEST_CASE("shape ops copy: writing to the result leaves the input alone") {
+    Tensor x = x23();
+    Tensor r = xg::reshape(x, {6});
+    r.data<double>()(0) = 100.0;
+    CHECK(x.data<double>()(0, 0) == 0.0);
+    Tensor t = xg::transpose(x, 0, 1);
+    t.data<double>()(0, 0) = 100.0;
+    CHECK(x.data<double>()(0, 0) == 0.0);
+}
+
+TEST_CASE("transpose swaps two dims") {
+    Tensor x = x23();
+    CHECK_VALUES(xg::transpose(x, 0, 1), (xt::xarray<double>{{0, 3}, {1, 4}, {2, 5}}));
+    CHECK_VALUES(xg::transpose(x, -1, -2), (xt::xarray<double>{{0, 3}, {1, 4}, {2, 5}}));
+    Tensor t = xg::transpose(arange234(), 0, 2);  // [4, 3, 2]: (k, j, i) = 12 i + 4 j + k
+    REQUIRE(t.shape() == Shape{4, 3, 2});
+    CHECK(t.data<double>()(3, 1, 1) == 12 + 4 + 3);
+    CHECK(t.data<double>()(2, 2, 0) == 8 + 2);
+}
+
+TEST_CASE("permute reorders dims") {
+    Tensor p = xg::permute(arange234(), {2, 0, 1});  // [4, 2, 3]: (k, i, j)
+    REQUIRE(p.shape() == Shape{4, 2, 3});
+    const auto& v = p.data<double>();
+    bool all_match = true;
+    for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t j = 0; j < 3; ++j)
+            for (std::size_t k = 0; k < 4; ++k)
+                all_match &= v(k, i, j) == double(12 * i + 4 * j + k);
+    CHECK(all_match);
+    CHECK(xg::permute(arange234(), {-1, 0, -2}).shape() == Shape{4, 2, 3});
+}
+
+TEST_CASE("unsqueeze inserts a dim of size one, counting from the end when negative") {
+    Tensor x = x23();
+    CHECK(xg::unsqueeze(x, 0).shape() == Shape{1, 2, 3});
+    CHECK(xg::unsqueeze(x, 1).shape() == Shape{2, 1, 3});
+    CHECK(xg::unsqueeze(x, 2).shape() == Shape{2, 3, 1});
+    CHECK(xg::unsqueeze(x, -1).shape() == Shape{2, 3, 1});
+    CHECK(xg::unsqueeze(x, -3).shape() == Shape{1, 2, 3});
+    CHECK_VALUES(xg::unsqueeze(x, 1), (xt::xarray<double>{{{0, 1, 2}}, {{3, 4, 5}}}));
+}
+
+TEST_CASE("squeeze removes dims of size one, all or one") {
+    Tensor y = xg::reshape(x23(), {1, 2, 1, 3});
+    CHECK(xg::squeeze(y).shape() == Shape{2, 3});
+    CHECK_VALUES(xg::squeeze(y), test::values(x23()));
+    CHECK(xg::squeeze(y, 2).shape() == Shape{1, 2, 3});
+    CHECK(xg::squeeze(y, -4).shape() == Shape{2, 1, 3});
+    CHECK(xg::squeeze(y, 1).shape() == Shape{1, 2, 1, 3});  // size 2: a no-op, as in torch
+    CHECK(xg::squeeze(xg::zeros({1, 1})).shape() == Shape{});
+}
+
+TEST_CASE("cat joins along an existing dim") {
+    Tensor a = x23();
+    Tensor b = test::f64({{6, 7, 8}});
+    Tensor c = test::f64({{10, 11}, {12, 13}});
+    CHECK_VALUES(xg::cat({a, b}), (xt::xarray<double>{{0, 1, 2}, {3, 4, 5}, {6, 7, 8}}));
+    CHECK_VALUES(xg::cat({a, c}, 1), (xt::xarray<double>{{0, 1, 2, 10, 11}, {3, 4, 5, 12, 13}}));
+    CHECK_VALUES(xg::cat({c, a, c}, -1),
+                 (xt::xarray<double>{{10, 11, 0, 1, 2, 10, 11}, {12, 13, 3, 4, 5, 12, 13}}));
+    CHECK_VALUES(xg::cat({a}), test::values(a));
+}
+
+TEST_CASE("gradcheck: every shape op") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    Tensor x = test::randn64({2, 3, 4}, 50);
+    Tensor a = test::randn64({2, 3}, 51);
+    Tensor b = test::randn64({1, 3}, 52);
+    Tensor c = test::randn64({2, 2}, 53);
+    Tensor s = test::randn64({1, 3, 1, 2}, 54);
+    std::vector<Row> rows = {
+        {"reshape", [](const In& in) { return xg::reshape(in[0], {4, 6}); }, {x}},
+        {"reshape -1", [](const In& in) { return xg::reshape(in[0], {-1, 2}); }, {x}},
+        {"transpose", [](const In& in) { return xg::transpose(in[0], 0, 2); }, {x}},
+        {"transpose neg", [](const In& in) { return xg::transpose(in[0], -1, 1); }, {x}},
+        {"permute", [](const In& in) { return xg::permute(in[0], {2, 0, 1}); }, {x}},
+        {"unsqueeze", [](const In& in) { return xg::unsqueeze(in[0], 1); }, {x}},
+        {"unsqueeze -1", [](const In& in) { return xg::unsqueeze(in[0], -1); }, {x}},
+        {"squeeze all", [](const In& in) { return xg::squeeze(in[0]); }, {s}},
+        {"squeeze one", [](const In& in) { return xg::squeeze(in[0], 2); }, {s}},
+        {"cat dim 0", [](const In& in) { return xg::cat({in[0], in[1]}, 0); }, {a, b}},
+        {"cat dim 1", [](const In& in) { return xg::cat({in[0], in[1]}, 1); }, {a, c}},
+        {"cat dim -1", [](const In& in) { return xg::cat({in[0], in[1], in[0]}, -1); }, {c, a}},
+        // A non-trivial consumer, so gradients are not all ones.
+        {"transpose then mul",
+         [](const In& in) { return xg::transpose(in[0], 0, 1) * xg::transpose(in[0], 0, 1); },
+         {a}},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradcheck(row.fn, row.inputs));
+    }
+}
+
+TEST_CASE("cat sends each input its slice of the gradient") {
+    Tensor a = test::f64({{1, 2}}, true);
+    Tensor b = test::f64({{3, 4}, {5, 6}}, true);
+    Tensor out = xg::cat({a, b}, 0);
+    out.backward(test::f64({{1, 2}, {3, 4}, {5, 6}}));
+    CHECK_VALUES(a.grad(), (xt::xarray<double>{{1, 2}}));
+    CHECK_VALUES(b.grad(), (xt::xarray<double>{{3, 4}, {5, 6}}));
+}
+
+TEST_CASE("shape op error messages") {
+    Tensor x = xg::zeros({2, 3});
+    CHECK_THROWS_WITH_AS(xg::reshape(x, {4, 4}),
+                         "reshape: shape [4, 4] is invalid for a tensor of 6 elements", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::transpose(x, 0, 2),
+                         "transpose: expected dim in [-2, 1] for a 2-d tensor (got 2)", xg::Error);
+    // unsqueeze may insert after the last dim, so its range is one wider.
+    CHECK_THROWS_WITH_AS(xg::unsqueeze(x, 3),
+                         "unsqueeze: expected dim in [-3, 2] for a 2-d tensor (got 3)", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::unsqueeze(x, -4),
+                         "unsqueeze: expected dim in [-3, 2] for a 2-d tensor (got -4)", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::squeeze(x, 2),
+                         "squeeze: expected dim in [-2, 1] for a 2-d tensor (got 2)", xg::Error);
+    CHECK_THROWS_AS(xg::reshape(x, {-1, -1}), xg::Error);     // only one -1
+    CHECK_THROWS_AS(xg::permute(x, {0, 0}), xg::Error);       // not a permutation
+    CHECK_THROWS_AS(xg::permute(x, {0}), xg::Error);          // wrong length
+    CHECK_THROWS_AS(xg::cat({x, xg::zeros({2, 4})}, 0), xg::Error);  // sizes differ off dim
+    CHECK_THROWS_AS(xg::cat({x, xg::zeros({2, 3}, xg::kFloat64)}, 0), xg::Error);
+    CHECK_THROWS_AS(xg::cat({}, 0), xg::Error);
+}

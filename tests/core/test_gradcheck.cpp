@@ -1,0 +1,101 @@
+// Tests for xg::autograd::gradcheck (core/src/gradcheck.cpp) and make_result: every op
+// test leans on gradcheck, so it must be shown to say "no" to a wrong backward.
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+
+#include "core/helpers.hpp"
+
+using xg::Tensor;
+
+namespace {
+
+// forward 2 * x, with a backward of `factor` * grad: correct only for factor 2.
+Tensor scaled_by_two(const Tensor& x, double factor) {
+    Tensor value;
+    {
+        xg::NoGradGuard no_grad;  // make_result records the node; the value is plain data
+        value = x * 2.0;
+    }
+    return xg::autograd::make_result(value, "BadBackward", {x}, [factor](const Tensor& g) {
+        return std::vector<Tensor>{g * factor};
+    });
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck accepts correct gradients") {
+    Tensor x = test::randn64({2, 3}, 10);
+    Tensor y = test::randn64({2, 3}, 11);
+    CHECK(test::gradcheck([](const std::vector<Tensor>& in) { return xg::sum(in[0] * in[0]); },
+                          {x}));
+    // Non-scalar outputs and two inputs: the whole Jacobian is compared.
+    CHECK(test::gradcheck([](const std::vector<Tensor>& in) { return in[0] * in[1]; }, {x, y}));
+}
+
+TEST_CASE("make_result builds a custom op whose backward the engine calls") {
+    Tensor x = test::f64({1.0, -2.0}, true);
+    Tensor y = scaled_by_two(x, 2.0);
+    CHECK(y.grad_fn_name() == "BadBackward");
+    CHECK_VALUES(y, (xt::xarray<double>{2.0, -4.0}));
+    xg::sum(y).backward();
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{2.0, 2.0}));
+    CHECK(test::gradcheck([](const std::vector<Tensor>& in) { return scaled_by_two(in[0], 2.0); },
+                          {test::randn64({3})}));
+}
+
+TEST_CASE("gradcheck rejects a wrong backward") {
+    Tensor x = test::randn64({3});
+    CHECK_FALSE(test::gradcheck(
+        [](const std::vector<Tensor>& in) {
+            Tensor value;
+            {
+                xg::NoGradGuard no_grad;
+                value = in[0] * 2.0;
+            }
+            return xg::autograd::make_result(value, "BadBackward", {in[0]}, [](const Tensor& g) {
+                return std::vector<Tensor>{g * 3.0};
+            });
+        },
+        {x}));
+    // Off by a little more than the tolerance is still caught.
+    CHECK_FALSE(test::gradcheck(
+        [](const std::vector<Tensor>& in) { return scaled_by_two(in[0], 2.01); }, {x}));
+}
+
+TEST_CASE("gradcheck rejects a backward that is wrong for one input only") {
+    Tensor a = test::randn64({2}, 3);
+    Tensor b = test::randn64({2}, 4);
+    auto half_wrong = [](const std::vector<Tensor>& in) {
+        Tensor value;
+        {
+            xg::NoGradGuard no_grad;
+            value = in[0] + in[1];
+        }
+        return xg::autograd::make_result(value, "HalfWrongBackward", {in[0], in[1]},
+                                         [](const Tensor& g) {
+                                             return std::vector<Tensor>{g, g * 0.0};
+                                         });
+    };
+    CHECK_FALSE(test::gradcheck(half_wrong, {a, b}));
+}
+
+TEST_CASE("make_result records nothing when no input requires grad") {
+    Tensor x = test::f64({1.0, 2.0});
+    Tensor y = scaled_by_two(x, 2.0);
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.is_leaf());
+    CHECK(y.grad_fn_name() == "");
+}
+
+TEST_CASE("gradcheck takes float32 inputs and skips int64 ones") {
+    // It differentiates float64 copies, so float32 inputs need no preparation, and
+    // integer inputs (like class targets) are held fixed.
+    Tensor x = test::f32({0.5f, -1.0f, 2.0f});
+    Tensor idx = test::i64({2, 0, 1});
+    CHECK(test::gradcheck(
+        [](const std::vector<Tensor>& in) { return xg::exp(in[0]) * in[1].to(xg::kFloat64); },
+        {x, idx}));
+    CHECK_FALSE(x.requires_grad());  // the caller's tensors are left alone
+}
