@@ -182,7 +182,8 @@ std::shared_ptr<Module> Module::get_submodule(const std::string& target) {
     for (const std::string& part : split_path(target)) {
         const auto* child = current->children_.find(part);
         if (child == nullptr || !*child) {
-            bool other = current->parameters_.find(part) || current->buffers_.find(part);
+            // An empty slot (PyTorch's None) exists but is not a Module either.
+            bool other = child || current->parameters_.find(part) || current->buffers_.find(part);
             throw Error(other ? fmt::format("get_submodule: '{}' is not a Module", part)
                               : fmt::format("{} has no attribute '{}'", current->name(), part));
         }
@@ -329,8 +330,11 @@ void Module::copy_values(const Module& from, Module& to) {
     copy_members(from.buffers_, to.buffers_);
     to.non_persistent_ = from.non_persistent_;
     for (const auto& [member, child] : from.children_) {
+        // Reuse the fresh child (the parent's members point at it) only when it
+        // was built with the same configuration; a child swapped in later with
+        // another one (say, without a bias) is cloned as it is now.
         auto* existing = to.children_.find(member);
-        if (child && existing && *existing && (*existing)->name() == child->name()) {
+        if (child && existing && *existing && (*existing)->repr() == child->repr()) {
             copy_values(*child, **existing);
         } else {
             to.children_.insert_or_assign(member, child ? child->clone() : nullptr);
