@@ -2,6 +2,7 @@
 // with OpenBLAS.
 #include <mutex>
 #include <random>
+#include <sstream>
 
 #include "internal.hpp"
 
@@ -44,6 +45,23 @@ Tensor draw_floating(const Shape& shape, Dtype dtype, const char* op, Distributi
 void manual_seed(std::uint64_t seed) {
     std::lock_guard lock(generator_mutex);
     generator().seed(seed);
+}
+
+std::string get_rng_state() {
+    std::lock_guard lock(generator_mutex);
+    std::ostringstream out;
+    out << generator();
+    return out.str();
+}
+
+void set_rng_state(const std::string& state) {
+    std::mt19937_64 restored;
+    std::istringstream in(state);
+    in >> restored;
+    check(!in.fail(), "set_rng_state: expected a state from get_rng_state (got {} characters of something else)",
+          state.size());
+    std::lock_guard lock(generator_mutex);
+    generator() = restored;
 }
 
 std::uint64_t next_random_key() {

@@ -1,14 +1,13 @@
 // Gradient clipping by total norm and by value, in place on each .grad.
 // The norm follows torch.nn.utils.clip_grad_norm_: the norm of the per-tensor
 // norms, accumulated here in double whatever the gradients' dtype.
-#include "xgrad/nn/utils.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
 #include "xgrad/error.hpp"
+#include "xgrad/nn/utils.hpp"
 
 namespace xg::nn::utils {
 
@@ -33,7 +32,8 @@ template <class T>
 double tensor_norm(const T* g, std::size_t n, double p) {
     double acc = 0.0;
     if (std::isinf(p)) {
-        for (std::size_t i = 0; i < n; ++i) acc = std::max(acc, std::abs(static_cast<double>(g[i])));
+        for (std::size_t i = 0; i < n; ++i)
+            acc = std::max(acc, std::abs(static_cast<double>(g[i])));
         return acc;
     }
     if (p == 2.0) {

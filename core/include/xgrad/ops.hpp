@@ -78,3 +78,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
                      const std::string& reduction = "mean");
 
 }  // namespace xg
+
+// Indexing (core/ops/index.cpp).
+namespace xg {
+// Rows of weight [num, dim] picked by int64 indices of any shape -> [..., dim], as
+// torch.nn.functional.embedding; an index outside [0, num) throws. Backward scatter-adds.
+Tensor embedding(const Tensor& weight, const Tensor& indices);
+}  // namespace xg

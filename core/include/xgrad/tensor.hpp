@@ -113,6 +113,9 @@ Tensor ones_like(const Tensor& t);
 
 // Randomness: one global generator behind every random draw in the library.
 void manual_seed(std::uint64_t seed);
+// The global generator's full state as text, to checkpoint and restore exactly.
+std::string get_rng_state();
+void set_rng_state(const std::string& state);
 // Draws a fresh 64-bit key from the global generator (for counter-based kernels).
 std::uint64_t next_random_key();
 

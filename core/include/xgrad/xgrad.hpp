@@ -2,6 +2,7 @@
 #pragma once
 
 #include "xgrad/autograd.hpp"
+#include "xgrad/checkpoint.hpp"
 #include "xgrad/error.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/ops.hpp"

@@ -1,0 +1,150 @@
+// xg::optim::Optimizer: the base every optimizer shares, modelled on
+// torch.optim.Optimizer with libtorch's option builders.
+//
+// Parameters live in groups; each group carries its own options. An option a
+// group does not set explicitly is inherited from the optimizer's defaults,
+// as a missing key in a PyTorch param-group dict is. Subclasses implement
+// update() (one in-place pass per parameter) and the three per-parameter state
+// hooks that state_dict() / load_state_dict() are built on.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "xgrad/state_dict.hpp"
+#include "xgrad/tensor.hpp"
+
+namespace xg::optim {
+
+// The options of one group. Builders (SGDOptions, AdamOptions) remember which
+// options were set explicitly, so a group can inherit the rest from defaults.
+class OptimizerOptions {
+public:
+    virtual ~OptimizerOptions() = default;
+    virtual std::unique_ptr<OptimizerOptions> clone() const = 0;
+    // Every option as (name, value) in a fixed order; flags are 0 or 1.
+    virtual std::vector<std::pair<std::string, double>> items() const = 0;
+    // Sets one option by its items() name without marking it explicit;
+    // false for a name this optimizer does not have.
+    virtual bool set_item(const std::string& name, double value) = 0;
+    // Throws xg::Error "<optimizer>: expected ... (got ...)" for the first invalid option.
+    virtual void validate(const std::string& optimizer) const = 0;
+
+    double get_lr() const { return lr_; }
+    void set_lr(double lr) { lr_ = lr; }
+    bool is_set(const std::string& name) const;
+    // Takes every option not set explicitly here from `defaults`.
+    void inherit_unset(const OptimizerOptions& defaults);
+
+protected:
+    OptimizerOptions() = default;
+    explicit OptimizerOptions(double lr) : lr_(lr) { mark_set("lr"); }
+    void mark_set(const char* name);
+
+    double lr_ = 0.0;
+
+private:
+    std::vector<std::string> explicitly_set_;
+};
+
+class OptimizerParamGroup {
+public:
+    explicit OptimizerParamGroup(std::vector<Tensor> params,
+                                 std::unique_ptr<OptimizerOptions> options = nullptr);
+    OptimizerParamGroup(const OptimizerParamGroup& other);
+    OptimizerParamGroup& operator=(const OptimizerParamGroup& other);
+    OptimizerParamGroup(OptimizerParamGroup&&) = default;
+    OptimizerParamGroup& operator=(OptimizerParamGroup&&) = default;
+
+    std::vector<Tensor>& params() { return params_; }
+    const std::vector<Tensor>& params() const { return params_; }
+    bool has_options() const { return options_ != nullptr; }
+    OptimizerOptions& options();
+    const OptimizerOptions& options() const;
+    void set_options(std::unique_ptr<OptimizerOptions> options) { options_ = std::move(options); }
+    // The lr a scheduler started from (PyTorch's group['initial_lr']); set by
+    // the first scheduler attached to the optimizer.
+    std::optional<double>& initial_lr() { return initial_lr_; }
+    const std::optional<double>& initial_lr() const { return initial_lr_; }
+
+private:
+    std::vector<Tensor> params_;
+    std::unique_ptr<OptimizerOptions> options_;
+    std::optional<double> initial_lr_;
+};
+
+// PyTorch's optimizer state_dict as a struct: per-parameter state keyed by the
+// parameter's position (counting through the groups in order), and each
+// group's options with the positions of its parameters. Tensors are copies.
+struct ParamGroupState {
+    std::vector<std::pair<std::string, double>> options;  // includes "initial_lr" once set
+    std::vector<std::size_t> params;
+};
+struct OptimizerState {
+    std::vector<std::pair<std::size_t, StateDict>> state;
+    std::vector<ParamGroupState> param_groups;
+};
+
+using LossClosure = std::function<Tensor()>;
+
+class Optimizer {
+public:
+    virtual ~Optimizer() = default;
+    Optimizer(const Optimizer&) = delete;
+    Optimizer& operator=(const Optimizer&) = delete;
+
+    // Re-evaluates the loss with `closure` when given, then updates every
+    // parameter that has a gradient. Returns the closure's loss (or undefined).
+    Tensor step(const LossClosure& closure = nullptr);
+    void zero_grad(bool set_to_none = true);
+
+    // `params` must not already be in this optimizer; options left unset
+    // come from the defaults.
+    void add_param_group(std::vector<Tensor> params);
+    void add_param_group(std::vector<Tensor> params, const OptimizerOptions& options);
+    std::vector<OptimizerParamGroup>& param_groups() { return param_groups_; }
+    const std::vector<OptimizerParamGroup>& param_groups() const { return param_groups_; }
+    const OptimizerOptions& defaults() const { return *defaults_; }
+    const std::string& name() const { return name_; }
+
+    OptimizerState state_dict() const;
+    // Validates everything first: a state for other groups, parameter counts or
+    // shapes, or with unknown or invalid options, throws and changes nothing.
+    void load_state_dict(const OptimizerState& state);
+
+protected:
+    Optimizer(std::string name, std::vector<OptimizerParamGroup> groups,
+              std::unique_ptr<OptimizerOptions> defaults);
+
+    // One in-place pass over every parameter with a gradient (grad mode off).
+    virtual void update() = 0;
+    // The parameter's state under PyTorch's names, as copies; nullopt if it has none yet.
+    virtual std::optional<StateDict> get_param_state(const Tensor& param) const = 0;
+    // Throws unless `state` could be loaded for `param` (`where` names it in messages).
+    virtual void check_param_state(const Tensor& param, const StateDict& state,
+                                   const std::string& where) const = 0;
+    // Replaces all state with `state` (already checked), copying the tensors.
+    virtual void set_param_states(const std::vector<std::pair<Tensor, StateDict>>& state) = 0;
+
+    // The gradient `update` should use, or undefined to skip: checks dtype and shape.
+    Tensor checked_grad(const Tensor& param) const;
+
+private:
+    void add_group(OptimizerParamGroup group);
+
+    std::string name_;
+    std::unique_ptr<OptimizerOptions> defaults_;
+    std::vector<OptimizerParamGroup> param_groups_;
+};
+
+namespace detail {
+// A detached copy of `t` in `dtype` that shares nothing with it.
+Tensor copy_as(const Tensor& t, Dtype dtype);
+}  // namespace detail
+
+}  // namespace xg::optim

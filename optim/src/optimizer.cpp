@@ -1,0 +1,222 @@
+// The optimizer base: groups, option inheritance, zero_grad and state_dict.
+#include "xgrad/optim/optimizer.hpp"
+
+#include <algorithm>
+#include <typeinfo>
+#include <unordered_set>
+
+#include "xgrad/autograd.hpp"
+#include "xgrad/error.hpp"
+
+namespace xg::optim {
+
+// ---- OptimizerOptions ----
+
+bool OptimizerOptions::is_set(const std::string& name) const {
+    return std::find(explicitly_set_.begin(), explicitly_set_.end(), name) != explicitly_set_.end();
+}
+
+void OptimizerOptions::mark_set(const char* name) {
+    if (!is_set(name)) explicitly_set_.emplace_back(name);
+}
+
+void OptimizerOptions::inherit_unset(const OptimizerOptions& defaults) {
+    for (const auto& [name, value] : defaults.items()) {
+        if (!is_set(name)) set_item(name, value);  // same type: every name is known
+    }
+}
+
+// ---- OptimizerParamGroup ----
+
+OptimizerParamGroup::OptimizerParamGroup(std::vector<Tensor> params,
+                                         std::unique_ptr<OptimizerOptions> options)
+    : params_(std::move(params)), options_(std::move(options)) {}
+
+OptimizerParamGroup::OptimizerParamGroup(const OptimizerParamGroup& other)
+    : params_(other.params_),
+      options_(other.options_ ? other.options_->clone() : nullptr),
+      initial_lr_(other.initial_lr_) {}
+
+OptimizerParamGroup& OptimizerParamGroup::operator=(const OptimizerParamGroup& other) {
+    if (this != &other) *this = OptimizerParamGroup(other);
+    return *this;
+}
+
+OptimizerOptions& OptimizerParamGroup::options() {
+    check(options_ != nullptr, "OptimizerParamGroup: expected options (got a group without any)");
+    return *options_;
+}
+
+const OptimizerOptions& OptimizerParamGroup::options() const {
+    return const_cast<OptimizerParamGroup*>(this)->options();
+}
+
+// ---- Optimizer ----
+
+Optimizer::Optimizer(std::string name, std::vector<OptimizerParamGroup> groups,
+                     std::unique_ptr<OptimizerOptions> defaults)
+    : name_(std::move(name)), defaults_(std::move(defaults)) {
+    defaults_->validate(name_);
+    std::size_t total = 0;
+    for (const auto& group : groups) total += group.params().size();
+    check(total > 0, "{}: expected a non-empty parameter list (got an empty one)", name_);
+    for (auto& group : groups) add_group(std::move(group));
+}
+
+void Optimizer::add_param_group(std::vector<Tensor> params) {
+    add_group(OptimizerParamGroup(std::move(params)));
+}
+
+void Optimizer::add_param_group(std::vector<Tensor> params, const OptimizerOptions& options) {
+    add_group(OptimizerParamGroup(std::move(params), options.clone()));
+}
+
+void Optimizer::add_group(OptimizerParamGroup group) {
+    std::unique_ptr<OptimizerOptions> options =
+        group.has_options() ? group.options().clone() : defaults_->clone();
+    check(typeid(*options) == typeid(*defaults_),
+          "{}: expected param group options of the optimizer's own type (got another "
+          "optimizer's)",
+          name_);
+    options->inherit_unset(*defaults_);
+    options->validate(name_);
+
+    const std::size_t index = param_groups_.size();
+    std::unordered_set<const TensorImpl*> seen;
+    for (const auto& existing : param_groups_) {
+        for (const Tensor& p : existing.params()) seen.insert(p.impl());
+    }
+    for (std::size_t i = 0; i < group.params().size(); ++i) {
+        const Tensor& p = group.params()[i];
+        check(p.defined(),
+              "{}: expected defined parameters (got an undefined one at {} of group {})", name_, i,
+              index);
+        check(is_floating_point(p.dtype()),
+              "{}: expected floating-point parameters (got {} at {} of group {})", name_,
+              dtype_name(p.dtype()), i, index);
+        check(p.is_leaf(), "{}: expected leaf tensors (got a non-leaf at {} of group {})", name_, i,
+              index);
+        check(seen.insert(p.impl()).second,
+              "{}: expected each parameter at most once (got parameter {} of group {} twice)",
+              name_, i, index);
+    }
+    group.set_options(std::move(options));
+    param_groups_.push_back(std::move(group));
+}
+
+Tensor Optimizer::step(const LossClosure& closure) {
+    Tensor loss;
+    if (closure) loss = closure();
+    NoGradGuard no_grad;
+    update();
+    return loss;
+}
+
+void Optimizer::zero_grad(bool set_to_none) {
+    for (auto& group : param_groups_) {
+        for (const Tensor& p : group.params()) {
+            Tensor& grad = p.mutable_grad();
+            if (!grad.defined()) continue;
+            if (set_to_none) {
+                grad = Tensor();
+                continue;
+            }
+            grad = grad.detach();  // drop any history, then zero in place
+            if (grad.dtype() == kFloat32)
+                grad.data<float>().fill(0.0f);
+            else
+                grad.data<double>().fill(0.0);
+        }
+    }
+}
+
+Tensor Optimizer::checked_grad(const Tensor& param) const {
+    Tensor grad = param.grad();
+    if (!grad.defined()) return grad;
+    check(grad.dtype() == param.dtype() && grad.shape() == param.shape(),
+          "{}.step: expected a gradient of dtype {} and shape {} (got {} and {})", name_,
+          dtype_name(param.dtype()), shape_str(param.shape()), dtype_name(grad.dtype()),
+          shape_str(grad.shape()));
+    return grad;
+}
+
+OptimizerState Optimizer::state_dict() const {
+    OptimizerState result;
+    std::size_t position = 0;
+    for (const auto& group : param_groups_) {
+        ParamGroupState saved;
+        saved.options = group.options().items();
+        if (group.initial_lr()) saved.options.emplace_back("initial_lr", *group.initial_lr());
+        for (const Tensor& p : group.params()) {
+            if (auto state = get_param_state(p))
+                result.state.emplace_back(position, std::move(*state));
+            saved.params.push_back(position++);
+        }
+        result.param_groups.push_back(std::move(saved));
+    }
+    return result;
+}
+
+void Optimizer::load_state_dict(const OptimizerState& state) {
+    const std::string where = name_ + ".load_state_dict";
+    check(state.param_groups.size() == param_groups_.size(),
+          "{}: expected {} parameter groups (got {})", where, param_groups_.size(),
+          state.param_groups.size());
+
+    // Saved positions map to our parameters in order, as PyTorch's id_map does.
+    std::unordered_map<std::size_t, Tensor> by_position;
+    std::vector<std::unique_ptr<OptimizerOptions>> options;
+    std::vector<std::optional<double>> initial_lrs;
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+        const auto& ours = param_groups_[g];
+        const auto& saved = state.param_groups[g];
+        check(saved.params.size() == ours.params().size(),
+              "{}: expected {} parameters in group {} (got {})", where, ours.params().size(), g,
+              saved.params.size());
+        for (std::size_t i = 0; i < saved.params.size(); ++i) {
+            check(by_position.emplace(saved.params[i], ours.params()[i]).second,
+                  "{}: expected each parameter position once (got {} twice)", where,
+                  saved.params[i]);
+        }
+        auto group_options = ours.options().clone();
+        std::optional<double> initial_lr;
+        for (const auto& [key, value] : saved.options) {
+            if (key == "initial_lr")
+                initial_lr = value;
+            else
+                check(group_options->set_item(key, value), "{}: unknown option '{}' in group {}",
+                      where, key, g);
+        }
+        group_options->validate(where);
+        options.push_back(std::move(group_options));
+        initial_lrs.push_back(initial_lr);
+    }
+
+    std::vector<std::pair<Tensor, StateDict>> per_param;
+    for (const auto& [position, param_state] : state.state) {
+        auto it = by_position.find(position);
+        check(it != by_position.end(), "{}: expected state for a saved parameter position (got {})",
+              where, position);
+        check_param_state(it->second, param_state,
+                          fmt::format("{} (parameter {})", where, position));
+        per_param.emplace_back(it->second, param_state);
+    }
+
+    // Everything checked: commit.
+    set_param_states(per_param);
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+        param_groups_[g].set_options(std::move(options[g]));
+        param_groups_[g].initial_lr() = initial_lrs[g];
+    }
+}
+
+namespace detail {
+
+Tensor copy_as(const Tensor& t, Dtype dtype) {
+    NoGradGuard no_grad;
+    Tensor source = t.detach();
+    return source.dtype() == dtype ? source.clone() : source.to(dtype);
+}
+
+}  // namespace detail
+}  // namespace xg::optim
