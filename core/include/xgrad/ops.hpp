@@ -85,3 +85,12 @@ namespace xg {
 // torch.nn.functional.embedding; an index outside [0, num) throws. Backward scatter-adds.
 Tensor embedding(const Tensor& weight, const Tensor& indices);
 }  // namespace xg
+
+// Normalization (core/ops/normalization.cpp).
+namespace xg {
+// torch.nn.functional.layer_norm: normalises over the trailing normalized_shape dims
+// (biased variance, eps inside the sqrt), then * weight + bias when they are defined.
+// One fused node; its backward is the closed form, not a chain of primitives.
+Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+}  // namespace xg

@@ -1,0 +1,55 @@
+// LayerNorm over the trailing dimensions (see layer_norm.hpp).
+#include "xgrad/nn/layer_norm.hpp"
+
+#include <algorithm>
+
+#include "layer_helpers.hpp"
+#include "xgrad/autograd.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg::nn {
+
+LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine)
+    : normalized_shape(std::move(normalized_shape)),
+      eps(eps),
+      elementwise_affine(elementwise_affine) {
+    check(!this->normalized_shape.empty(),
+          "LayerNorm: expected a non-empty normalized_shape (got [])");
+    weight =
+        register_parameter("weight", elementwise_affine ? ones(this->normalized_shape) : Tensor());
+    bias =
+        register_parameter("bias", elementwise_affine ? zeros(this->normalized_shape) : Tensor());
+}
+
+void LayerNorm::reset_parameters() {
+    NoGradGuard no_grad;
+    if (!elementwise_affine) return;
+    if (weight.dtype() == kFloat64) {
+        weight.data<double>().fill(1.0);
+        bias.data<double>().fill(0.0);
+    } else {
+        weight.data<float>().fill(1.0f);
+        bias.data<float>().fill(0.0f);
+    }
+}
+
+Tensor LayerNorm::forward(const Tensor& input) {
+    Shape shape = input.shape();
+    const std::size_t k = normalized_shape.size();
+    check(shape.size() >= k && std::equal(normalized_shape.begin(), normalized_shape.end(),
+                                          shape.end() - static_cast<std::ptrdiff_t>(k)),
+          "LayerNorm: expected input with shape [*, {}] (got {})",
+          fmt::join(normalized_shape, ", "), shape_str(shape));
+    return layer_norm(input, normalized_shape, weight, bias, eps);
+}
+
+std::string LayerNorm::extra_repr() const {
+    return fmt::format("{}, eps={}, elementwise_affine={}", detail::py_tuple(normalized_shape),
+                       detail::py_float(eps), detail::py_bool(elementwise_affine));
+}
+
+std::shared_ptr<Module> LayerNorm::make_fresh() const {
+    return std::make_shared<LayerNorm>(normalized_shape, eps, elementwise_affine);
+}
+
+}  // namespace xg::nn

@@ -1,0 +1,221 @@
+// FeedForward: every variant and bias combination vs PyTorch (values and gradients,
+// float64 and float32, 2-D and 3-D inputs), structure, gradcheck, MC dropout, printing.
+#include <cmath>
+
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+#include <xtensor/xview.hpp>
+
+#include "nn/layer_helpers.hpp"
+#include "nn/reference/feed_forward_reference.hpp"
+
+using reference::lookup;
+namespace ref = reference::feed_forward;
+namespace nn = xg::nn;
+
+namespace {
+
+std::shared_ptr<nn::FeedForward> build(const ref::Case& c, std::size_t d_model = ref::d_model,
+                                       std::size_t d_ff = ref::d_ff, double dropout = 0.1) {
+    const std::string& v = c.variant;
+    if (v == "glu") return nn::FeedForward::glu(d_model, d_ff, dropout);
+    if (v == "bilinear") return nn::FeedForward::bilinear(d_model, d_ff, dropout);
+    if (v == "reglu") return nn::FeedForward::reglu(d_model, d_ff, dropout);
+    if (v == "geglu") return nn::FeedForward::geglu(d_model, d_ff, dropout);
+    if (v == "swiglu") return nn::FeedForward::swiglu(d_model, d_ff, dropout);
+    std::shared_ptr<nn::Module> act;
+    if (v == "relu")
+        act = std::make_shared<nn::ReLU>();
+    else if (v == "gelu")
+        act = std::make_shared<nn::GELU>();
+    else
+        act = std::make_shared<nn::GELU>("tanh");
+    return std::make_shared<nn::FeedForward>(d_model, d_ff, dropout, act, c.is_gated, c.bias1,
+                                             c.bias2, c.bias_gate);
+}
+
+std::string describe(const ref::Case& c) {
+    return fmt::format("{} gated={} bias1={} bias2={} bias_gate={} {} rank {}", c.variant,
+                       c.is_gated, c.bias1, c.bias2, c.bias_gate, c.float32 ? "float32" : "float64",
+                       c.rank);
+}
+
+}  // namespace
+
+TEST_CASE("FeedForward matches PyTorch for every variant and bias combination") {
+    REQUIRE(ref::cases().size() == 100);
+    for (const auto& c : ref::cases()) {
+        INFO(describe(c));
+        const xg::Dtype dtype = c.float32 ? xg::kFloat32 : xg::kFloat64;
+        // float32: PyTorch and xgrad round the same float64 weights, then sum in different orders.
+        const double rtol = c.float32 ? 2e-5 : 1e-10, atol = c.float32 ? 2e-6 : 1e-12;
+        auto ffn = build(c);
+        ffn->to(dtype);
+        // The same keys, in the same order, as the Python module's state_dict.
+        CHECK(ffn->state_dict().keys() == c.state_dict_keys);
+        xg::StateDict sd;
+        for (const auto& key : c.state_dict_keys)
+            sd.insert_or_assign(key, lookup(ref::weights, key).tensor());
+        ffn->load_state_dict(sd);
+        ffn->eval();  // p = 0.1, but MonteCarloDropout is the identity in eval mode
+
+        const std::size_t io = c.rank == 2 ? 0 : 1;
+        xg::Tensor x = ref::inputs[io].tensor(dtype, true);
+        xg::Tensor y = (*ffn)(x);
+        CHECK(y.dtype() == dtype);
+        CHECK_VALUES_TOL(y, c.output.array(), rtol, atol);
+        xg::sum(y * ref::upstream[io].tensor(dtype)).backward();
+        CHECK_VALUES_TOL(x.grad(), c.grad_input.array(), rtol, atol);
+        auto params = ffn->named_parameters();
+        REQUIRE(params.size() == c.grads.size());
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            INFO(params[i].first);
+            CHECK(params[i].first == c.grads[i].first);
+            CHECK_VALUES_TOL(params[i].second.grad(), c.grads[i].second.array(), rtol, atol);
+        }
+    }
+}
+
+TEST_CASE("FeedForward registers layer1, layer2, dropout, activation, then linear_v when gated") {
+    nn::FeedForward plain(8, 32);
+    CHECK(test::child_names(plain) ==
+          std::vector<std::string>{"layer1", "layer2", "dropout", "activation"});
+    CHECK(plain.state_dict().keys() ==
+          std::vector<std::string>{"layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"});
+    CHECK(plain.linear_v == nullptr);
+    CHECK(plain.dropout->p == doctest::Approx(0.1));
+    CHECK(plain.activation->name() == "ReLU");
+    CHECK(plain.layer1->weight.shape() == xg::Shape{32, 8});
+    CHECK(plain.layer2->weight.shape() == xg::Shape{8, 32});
+
+    nn::FeedForward gated(8, 32, 0.0, std::make_shared<nn::SiLU>(), true, true, false, true);
+    CHECK(test::child_names(gated) ==
+          std::vector<std::string>{"layer1", "layer2", "dropout", "activation", "linear_v"});
+    CHECK(gated.state_dict().keys() == std::vector<std::string>{"layer1.weight", "layer1.bias",
+                                                                "layer2.weight", "linear_v.weight",
+                                                                "linear_v.bias"});
+    // The public members are the registered children.
+    CHECK(gated.get_submodule("linear_v") == gated.linear_v);
+    CHECK(gated.get_submodule("dropout") == gated.dropout);
+    CHECK(gated.get_submodule("activation") == gated.activation);
+    CHECK(gated.get_parameter("layer1.weight").impl() == gated.layer1->weight.impl());
+}
+
+TEST_CASE("the named GLU variants are gated, bias-free, and differ only in their gate") {
+    const std::vector<std::pair<std::shared_ptr<nn::FeedForward>, std::string>> variants = {
+        {nn::FeedForward::glu(4, 6), "Sigmoid"},      {nn::FeedForward::bilinear(4, 6), "Identity"},
+        {nn::FeedForward::reglu(4, 6), "ReLU"},       {nn::FeedForward::geglu(4, 6), "GELU"},
+        {nn::FeedForward::swiglu(4, 6, 0.2), "SiLU"},
+    };
+    for (const auto& [ffn, gate] : variants) {
+        CAPTURE(gate);
+        CHECK(ffn->is_gated);
+        CHECK(ffn->activation->name() == gate);
+        CHECK(ffn->parameters().size() == 3);
+        CHECK(test::parameter_names(*ffn) ==
+              std::vector<std::string>{"layer1.weight", "layer2.weight", "linear_v.weight"});
+    }
+    CHECK(variants[4].first->dropout->p == doctest::Approx(0.2));
+    CHECK(variants[0].first->dropout->p == doctest::Approx(0.1));
+}
+
+TEST_CASE("FeedForward works on inputs of any rank over the last dimension") {
+    auto ffn = nn::FeedForward::swiglu(4, 8, 0.0);
+    for (const xg::Shape& shape :
+         {xg::Shape{4}, xg::Shape{3, 4}, xg::Shape{2, 3, 4}, xg::Shape{2, 1, 3, 4}}) {
+        CHECK((*ffn)(xg::randn(shape)).shape() == shape);
+    }
+    // Row-wise: a row of a batch equals that row run alone as a 1-D input.
+    xg::Tensor x = xg::randn({3, 4});
+    xg::Tensor batch = (*ffn)(x);
+    xt::xarray<float> row = xt::row(x.data<float>(), 1);
+    CHECK_VALUES_TOL((*ffn)(xg::tensor<float>(row)),
+                     xt::xarray<double>(xt::row(test::values(batch), 1)), 1e-5, 1e-6);
+    CHECK_THROWS_AS((*ffn)(xg::ones({2, 5})), xg::Error);
+}
+
+TEST_CASE("every FeedForward variant gradchecks in float64") {
+    const std::vector<std::string> variants = {"relu",     "gelu",  "gelu_tanh", "glu",
+                                               "bilinear", "reglu", "geglu",     "swiglu"};
+    for (const auto& variant : variants) {
+        for (bool gated : {false, true}) {
+            const bool named = variant != "relu" && variant != "gelu" && variant != "gelu_tanh";
+            if (named && !gated) continue;  // the named variants are always gated
+            ref::Case c{variant, gated, true, true, true, false, 2, {}, {}, {}, {}};
+            CAPTURE(variant);
+            CAPTURE(gated);
+            xg::manual_seed(21);
+            auto ffn = build(c, 3, 5, 0.0);
+            ffn->to(xg::kFloat64);
+            CHECK(test::gradcheck([&](const std::vector<xg::Tensor>& in) { return (*ffn)(in[0]); },
+                                  {test::randn64({2, 2, 3}, 5)}));
+        }
+    }
+}
+
+TEST_CASE("FeedForward calls its submodules through operator(), so their hooks fire") {
+    auto ffn = nn::FeedForward::geglu(4, 8, 0.0);
+    std::vector<std::string> order;
+    std::vector<xg::RemovableHandle> handles;
+    for (const auto& [name, child] : ffn->named_children()) {
+        handles.push_back(child->register_forward_hook(
+            [&order, name = name](nn::Module&, const xg::Tensor&, const xg::Tensor&) {
+                order.push_back(name);
+            }));
+    }
+    (*ffn)(xg::randn({2, 4}));
+    CHECK(order ==
+          std::vector<std::string>{"layer1", "activation", "linear_v", "dropout", "layer2"});
+}
+
+TEST_CASE("FeedForward dropout: identity in eval, sampling in training and under MC dropout") {
+    xg::manual_seed(2);
+    auto ffn = std::make_shared<nn::FeedForward>(4, 64, 0.5);
+    xg::Tensor x = xg::randn({3, 4});
+    ffn->eval();
+    xg::Tensor a = (*ffn)(x), b = (*ffn)(x);
+    CHECK_VALUES(a, test::values(b));
+    ffn->dropout->enable_mc_dropout(true);
+    xg::Tensor c = (*ffn)(x), d = (*ffn)(x);
+    CHECK_FALSE(test::close(test::values(c), test::values(d)));
+    // Reproducible: the same seed gives the same Monte Carlo samples.
+    xg::manual_seed(9);
+    xg::Tensor e = (*ffn)(x);
+    xg::manual_seed(9);
+    CHECK_VALUES((*ffn)(x), test::values(e));
+    ffn->dropout->enable_mc_dropout(false);
+    CHECK_VALUES((*ffn)(x), test::values(a));
+    ffn->train();
+    CHECK_FALSE(test::close(test::values((*ffn)(x)), test::values(a)));
+}
+
+TEST_CASE("FeedForward prints as the Python FeedForward") {
+    CHECK(nn::FeedForward(4, 6).repr() == lookup(ref::reprs, "default"));
+    CHECK(nn::FeedForward(4, 6, 0.0, std::make_shared<nn::GELU>("tanh"), true, true, true, false)
+              .repr() == lookup(ref::reprs, "gelu_gated_no_gate_bias"));
+    CHECK(nn::FeedForward::glu(4, 6, 0.25)->repr() == lookup(ref::reprs, "glu"));
+    CHECK(nn::FeedForward::bilinear(4, 6, 0.25)->repr() == lookup(ref::reprs, "bilinear"));
+    CHECK(nn::FeedForward::reglu(4, 6, 0.25)->repr() == lookup(ref::reprs, "reglu"));
+    CHECK(nn::FeedForward::geglu(4, 6, 0.25)->repr() == lookup(ref::reprs, "geglu"));
+    CHECK(nn::FeedForward::swiglu(4, 6, 0.25)->repr() == lookup(ref::reprs, "swiglu"));
+}
+
+TEST_CASE("FeedForward clone: same configuration and values, independent tensors, MC flag kept") {
+    auto ffn = std::make_shared<nn::FeedForward>(4, 8, 0.3, std::make_shared<nn::GELU>("tanh"),
+                                                 true, false, true, false);
+    ffn->dropout->enable_mc_dropout(true);
+    auto copy = std::dynamic_pointer_cast<nn::FeedForward>(ffn->clone());
+    REQUIRE(copy);
+    CHECK(copy->repr() == ffn->repr());
+    CHECK(copy->dropout->mc_dropout_enabled());
+    CHECK(copy->activation != ffn->activation);
+    CHECK(copy->get_submodule("activation") == copy->activation);
+    CHECK(copy->get_parameter("linear_v.weight").impl() == copy->linear_v->weight.impl());
+    CHECK(copy->linear_v->weight.impl() != ffn->linear_v->weight.impl());
+    ffn->eval();
+    copy->eval();
+    ffn->dropout->enable_mc_dropout(false);
+    copy->dropout->enable_mc_dropout(false);
+    xg::Tensor x = xg::randn({2, 4});
+    CHECK_VALUES((*copy)(x), test::values((*ffn)(x)));
+}

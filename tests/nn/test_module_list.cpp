@@ -1,0 +1,54 @@
+// ModuleList: registration, indexing, traversal, printing, clone.
+#include <doctest/doctest.h>
+#include <xgrad/xgrad.hpp>
+
+#include "nn/layer_helpers.hpp"
+#include "nn/reference/layers_reference.hpp"
+
+using reference::lookup;
+namespace ref = reference::layers;
+namespace nn = xg::nn;
+
+namespace {
+// A stack of layers held in a ModuleList and applied by the owner.
+struct Stack : nn::Module {
+    std::shared_ptr<nn::ModuleList> layers =
+        register_module("layers", std::make_shared<nn::ModuleList>());
+    xg::Tensor forward(const xg::Tensor& x) override {
+        xg::Tensor h = x;
+        for (const auto& layer : layers->children()) h = (*layer)(h);
+        return h;
+    }
+};
+}  // namespace
+
+TEST_CASE("ModuleList registers children 0, 1, ... so their parameters are found") {
+    nn::ModuleList list{std::make_shared<nn::Linear>(2, 2), std::make_shared<nn::GELU>()};
+    list.push_back(nn::FeedForward::swiglu(2, 4));
+    CHECK(list.size() == 3);
+    CHECK_FALSE(list.empty());
+    CHECK(test::child_names(list) == std::vector<std::string>{"0", "1", "2"});
+    CHECK(test::parameter_names(list) ==
+          std::vector<std::string>{"0.weight", "0.bias", "2.layer1.weight", "2.layer2.weight",
+                                   "2.linear_v.weight"});
+    CHECK(list[1]->name() == "GELU");
+    CHECK(list.at<nn::FeedForward>(2)->is_gated);
+    CHECK_THROWS_WITH_AS(list[5], "ModuleList: expected an index in [0, 3) (got 5)", xg::Error);
+    CHECK_THROWS_AS(list.forward(xg::ones({2})), xg::Error);  // no forward of its own
+    CHECK(list.repr() == lookup(ref::reprs, "module_list"));
+}
+
+TEST_CASE("ModuleList inside a module: traversal and clone") {
+    auto stack = std::make_shared<Stack>();
+    stack->layers->push_back(std::make_shared<nn::Linear>(3, 3));
+    stack->layers->push_back(std::make_shared<nn::Tanh>());
+    CHECK(stack->state_dict().keys() ==
+          std::vector<std::string>{"layers.0.weight", "layers.0.bias"});
+    auto copy = std::dynamic_pointer_cast<nn::ModuleList>(stack->layers->clone());
+    REQUIRE(copy);
+    CHECK(copy->repr() == stack->layers->repr());
+    CHECK_VALUES(copy->at<nn::Linear>(0)->weight,
+                 test::values(stack->layers->at<nn::Linear>(0)->weight));
+    CHECK(copy->at<nn::Linear>(0)->weight.impl() !=
+          stack->layers->at<nn::Linear>(0)->weight.impl());
+}
