@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages xgrad needs to build and test, and nothing else.
+# Idempotent: does nothing when every package is already installed. Uses sudo when not root.
+set -euo pipefail
+
+packages=(
+    cmake g++ make ccache
+    libxtensor-dev libxtensor-blas-dev libopenblas-dev libfmt-dev
+    nlohmann-json3-dev libzip-dev  # safetensors headers and torch.save zip files
+    libcli11-dev  # examples: command-line flags
+    doctest-dev python3 python3-numpy  # tests (serialize tests read files back with numpy)
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing+=("$package")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages already installed"
+    exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+install=("${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}")
+
+echo "install-deps: installing ${missing[*]}"
+# Refresh the package lists only when they are missing or too old to install from.
+if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || ! "${install[@]}"; then
+    "${sudo[@]}" apt-get update
+    "${install[@]}"
+fi

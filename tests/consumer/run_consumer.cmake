@@ -1,0 +1,33 @@
+# CTest driver for the consumer project (cmake -P). MODE=install installs the
+# already-built xgrad from XGRAD_BUILD_DIR into a fresh prefix and uses
+# find_package; MODE=subdir builds xgrad from XGRAD_SOURCE_DIR by add_subdirectory.
+# Then it builds and runs the consumer. Everything happens under WORK_DIR.
+cmake_minimum_required(VERSION 3.20)
+foreach(var MODE XGRAD_SOURCE_DIR WORK_DIR CXX GENERATOR BUILD_TYPE)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "run_consumer.cmake: expected -D${var}=... (got nothing)")
+  endif()
+endforeach()
+
+set(build ${WORK_DIR}/build)
+file(REMOVE_RECURSE ${WORK_DIR})
+set(configure_args -S ${CMAKE_CURRENT_LIST_DIR} -B ${build} -G ${GENERATOR}
+  -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=${BUILD_TYPE})
+
+if(MODE STREQUAL "install")
+  if(NOT DEFINED XGRAD_BUILD_DIR)
+    message(FATAL_ERROR "run_consumer.cmake: MODE=install expects -DXGRAD_BUILD_DIR=...")
+  endif()
+  set(prefix ${WORK_DIR}/prefix)
+  execute_process(COMMAND ${CMAKE_COMMAND} --install ${XGRAD_BUILD_DIR} --prefix ${prefix}
+    COMMAND_ERROR_IS_FATAL ANY)
+  list(APPEND configure_args -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON)
+elseif(MODE STREQUAL "subdir")
+  list(APPEND configure_args -DXGRAD_SOURCE_DIR=${XGRAD_SOURCE_DIR} -DXGRAD_SANITIZE=${SANITIZE})
+else()
+  message(FATAL_ERROR "run_consumer.cmake: MODE must be install or subdir (got '${MODE}')")
+endif()
+
+execute_process(COMMAND ${CMAKE_COMMAND} ${configure_args} COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${build} -j2 COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND ${build}/consumer COMMAND_ERROR_IS_FATAL ANY)
