@@ -5,6 +5,7 @@
 // second model, and shows forward and backward hooks firing.
 #include <cmath>
 #include <string>
+
 #include <xgrad/xgrad.hpp>
 
 namespace nn = xg::nn;
