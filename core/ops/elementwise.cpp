@@ -63,8 +63,10 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, const char* node
                                auto& y = sb.data<T>();
                                auto& gv = g.data<T>();
                                Tensor ga, gb;
-                               if (need_a) ga = reduce_to(wrap(xt::xarray<T>(grad_a(x, y, gv))), shape_a);
-                               if (need_b) gb = reduce_to(wrap(xt::xarray<T>(grad_b(x, y, gv))), shape_b);
+                               if (need_a)
+                                   ga = reduce_to(wrap(xt::xarray<T>(grad_a(x, y, gv))), shape_a);
+                               if (need_b)
+                                   gb = reduce_to(wrap(xt::xarray<T>(grad_b(x, y, gv))), shape_b);
                                return std::vector<Tensor>{ga, gb};
                            });
     });
@@ -87,12 +89,11 @@ Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
         return wrap(subtract ? xt::xarray<T>(av - bv) : xt::xarray<T>(av + bv));
     });
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    return make_result(out, subtract ? "SubBackward" : "AddBackward", {a, b},
-                       [=](const Tensor& g) {
-                           Tensor ga = need_a ? reduce_to(g, shape_a) : Tensor();
-                           Tensor gb = need_b ? reduce_to(subtract ? neg(g) : g, shape_b) : Tensor();
-                           return std::vector<Tensor>{ga, gb};
-                       });
+    return make_result(out, subtract ? "SubBackward" : "AddBackward", {a, b}, [=](const Tensor& g) {
+        Tensor ga = need_a ? reduce_to(g, shape_a) : Tensor();
+        Tensor gb = need_b ? reduce_to(subtract ? neg(g) : g, shape_b) : Tensor();
+        return std::vector<Tensor>{ga, gb};
+    });
 }
 
 // splitmix64: a counter-based hash, so mask element i depends only on (key, i).
@@ -194,9 +195,7 @@ Tensor sigmoid(const Tensor& x) {
     return unary_y(
         x, "sigmoid", "SigmoidBackward",
         []<class T>(const xt::xarray<T>& a) { return T(1) / (T(1) + xt::exp(-a)); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) {
-            return g * y * (T(1) - y);
-        });
+        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g * y * (T(1) - y); });
 }
 
 // x * sigmoid(x); d/dx = s (1 + x (1 - s)).
@@ -213,9 +212,7 @@ Tensor silu(const Tensor& x) {
 Tensor tanh(const Tensor& x) {
     return unary_y(
         x, "tanh", "TanhBackward", []<class T>(const xt::xarray<T>& a) { return xt::tanh(a); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) {
-            return g * (T(1) - y * y);
-        });
+        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g * (T(1) - y * y); });
 }
 
 Tensor exp(const Tensor& x) {
@@ -233,9 +230,7 @@ Tensor log(const Tensor& x) {
 Tensor sqrt(const Tensor& x) {
     return unary_y(
         x, "sqrt", "SqrtBackward", []<class T>(const xt::xarray<T>& a) { return xt::sqrt(a); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) {
-            return g / (T(2) * y);
-        });
+        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g / (T(2) * y); });
 }
 
 Tensor pow(const Tensor& x, double exponent) {
@@ -252,9 +247,7 @@ Tensor pow(const Tensor& x, double exponent) {
 Tensor abs(const Tensor& x) {
     return unary_x(
         x, "abs", "AbsBackward", []<class T>(const xt::xarray<T>& a) { return xt::abs(a); },
-        []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) {
-            return g * xt::sign(a);
-        });
+        []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) { return g * xt::sign(a); });
 }
 
 // Inverted dropout: zero each element with probability p, scale the rest by

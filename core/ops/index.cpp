@@ -18,7 +18,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
     check(indices.dtype() == kInt64, "embedding: expected int64 indices (got {})",
           dtype_name(indices.dtype()));
     Shape sw = weight.shape();
-    check(sw.size() == 2, "embedding: expected a 2-d weight [num_embeddings, embedding_dim] (got {})",
+    check(sw.size() == 2,
+          "embedding: expected a 2-d weight [num_embeddings, embedding_dim] (got {})",
           shape_str(sw));
     const std::size_t num = sw[0], dim = sw[1];
     const auto& idx = indices.data<std::int64_t>();
@@ -36,17 +37,17 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
         for (std::size_t r = 0; r < rows.size(); ++r) {
             std::copy_n(w.data() + rows[r] * dim, dim, out.data() + r * dim);
         }
-        return autograd::make_result(
-            detail::wrap(std::move(out)), "EmbeddingBackward", {weight},
-            [rows = std::move(rows), num, dim](const Tensor& grad) {
-                const T* g = grad.data<T>().data();
-                xt::xarray<T> d = xt::zeros<T>({num, dim});
-                for (std::size_t r = 0; r < rows.size(); ++r) {
-                    T* row = d.data() + rows[r] * dim;
-                    for (std::size_t c = 0; c < dim; ++c) row[c] += g[r * dim + c];
-                }
-                return std::vector<Tensor>{detail::wrap(std::move(d))};
-            });
+        return autograd::make_result(detail::wrap(std::move(out)), "EmbeddingBackward", {weight},
+                                     [rows = std::move(rows), num, dim](const Tensor& grad) {
+                                         const T* g = grad.data<T>().data();
+                                         xt::xarray<T> d = xt::zeros<T>({num, dim});
+                                         for (std::size_t r = 0; r < rows.size(); ++r) {
+                                             T* row = d.data() + rows[r] * dim;
+                                             for (std::size_t c = 0; c < dim; ++c)
+                                                 row[c] += g[r * dim + c];
+                                         }
+                                         return std::vector<Tensor>{detail::wrap(std::move(d))};
+                                     });
     });
 }
 

@@ -19,8 +19,8 @@ Reduction parse_reduction(const std::string& reduction, const char* op) {
     if (reduction == "none") return Reduction::None;
     if (reduction == "mean") return Reduction::Mean;
     if (reduction == "sum") return Reduction::Sum;
-    throw Error(fmt::format("{}: expected reduction 'none', 'mean' or 'sum' (got '{}')", op,
-                            reduction));
+    throw Error(
+        fmt::format("{}: expected reduction 'none', 'mean' or 'sum' (got '{}')", op, reduction));
 }
 
 }  // namespace
@@ -79,8 +79,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
     const std::int64_t* target = targets.data<std::int64_t>().data();
     for (std::size_t i = 0; i < n; ++i) {
         check(target[i] >= 0 && static_cast<std::size_t>(target[i]) < classes,
-              "cross_entropy: expected targets in [0, {}) (got {} at index {})", classes,
-              target[i], i);
+              "cross_entropy: expected targets in [0, {}) (got {} at index {})", classes, target[i],
+              i);
     }
     return detail::visit_floating(logits, "cross_entropy", [&]<class T>(xt::xarray<T>& a) {
         auto probabilities = xt::xarray<T>::from_shape(ls);
@@ -101,22 +101,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
             if (mode == Reduction::Mean) total /= static_cast<T>(n);
             out = detail::scalar_array(total);
         }
-        return make_result(
-            wrap(std::move(out)), "CrossEntropyBackward", {logits, targets},
-            [mode, n, classes, saved_p = wrap(std::move(probabilities)),
-             saved_t = targets.detach()](const Tensor& grad) {
-                xt::xarray<T> d = saved_p.template data<T>();
-                const std::int64_t* t = saved_t.data<std::int64_t>().data();
-                auto& g = grad.data<T>();
-                for (std::size_t i = 0; i < n; ++i) {
-                    T scale = mode == Reduction::None ? g(i) : g();
-                    if (mode == Reduction::Mean) scale /= static_cast<T>(n);
-                    T* row = d.data() + i * classes;
-                    row[t[i]] -= T(1);
-                    for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
-                }
-                return std::vector<Tensor>{wrap(std::move(d)), Tensor()};
-            });
+        return make_result(wrap(std::move(out)), "CrossEntropyBackward", {logits, targets},
+                           [mode, n, classes, saved_p = wrap(std::move(probabilities)),
+                            saved_t = targets.detach()](const Tensor& grad) {
+                               xt::xarray<T> d = saved_p.template data<T>();
+                               const std::int64_t* t = saved_t.data<std::int64_t>().data();
+                               auto& g = grad.data<T>();
+                               for (std::size_t i = 0; i < n; ++i) {
+                                   T scale = mode == Reduction::None ? g(i) : g();
+                                   if (mode == Reduction::Mean) scale /= static_cast<T>(n);
+                                   T* row = d.data() + i * classes;
+                                   row[t[i]] -= T(1);
+                                   for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
+                               }
+                               return std::vector<Tensor>{wrap(std::move(d)), Tensor()};
+                           });
     });
 }
 

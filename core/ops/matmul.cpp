@@ -69,8 +69,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     try {
         batch = detail::broadcast_shapes(batch_a, batch_b, "matmul");
     } catch (const Error&) {
-        throw Error(fmt::format("matmul: batch dimensions of shapes {} and {} are not broadcastable",
-                                shape_str(sa), shape_str(sb)));
+        throw Error(
+            fmt::format("matmul: batch dimensions of shapes {} and {} are not broadcastable",
+                        shape_str(sa), shape_str(sb)));
     }
     Shape out_shape = batch;
     if (sa.size() > 1) out_shape.push_back(m);
@@ -150,7 +151,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
         T beta = T(0);
         if (bias.defined()) {  // seed every row with the bias, then gemm accumulates onto it
             const T* b = bias.data<T>().data();
-            for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, out_features, out.data() + r * out_features);
+            for (std::size_t r = 0; r < rows; ++r)
+                std::copy_n(b, out_features, out.data() + r * out_features);
             beta = T(1);
         }
         blas::gemm<T>(false, true, rows, out_features, in_features, T(1), x.data(),
@@ -177,7 +179,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                 if (need_b) {  // db = column sums of dY
                     xt::xarray<T> d = xt::zeros<T>({out_features});
                     for (std::size_t r = 0; r < rows; ++r) {
-                        for (std::size_t c = 0; c < out_features; ++c) d.data()[c] += g[r * out_features + c];
+                        for (std::size_t c = 0; c < out_features; ++c)
+                            d.data()[c] += g[r * out_features + c];
                     }
                     gb = detail::wrap(std::move(d));
                 }

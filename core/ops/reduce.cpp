@@ -81,9 +81,11 @@ Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) 
             for (std::size_t i = 0; i < s.inner; ++i) {
                 std::size_t base = o * s.size * s.inner + i;
                 T top = -std::numeric_limits<T>::infinity();
-                for (std::size_t j = 0; j < s.size; ++j) top = std::max(top, in[base + j * s.inner]);
+                for (std::size_t j = 0; j < s.size; ++j)
+                    top = std::max(top, in[base + j * s.inner]);
                 T total = 0;
-                for (std::size_t j = 0; j < s.size; ++j) total += std::exp(in[base + j * s.inner] - top);
+                for (std::size_t j = 0; j < s.size; ++j)
+                    total += std::exp(in[base + j * s.inner] - top);
                 T log_total = std::log(total);
                 for (std::size_t j = 0; j < s.size; ++j) {
                     T shifted = in[base + j * s.inner] - top - log_total;
@@ -139,8 +141,10 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
     if (!shape.empty()) {
         check(shape[axis] > 0, "max: expected a non-empty dim {} (got shape {})", dim,
               shape_str(shape));
-        if (keepdim) out_shape[axis] = 1;
-        else out_shape.erase(out_shape.begin() + static_cast<std::ptrdiff_t>(axis));
+        if (keepdim)
+            out_shape[axis] = 1;
+        else
+            out_shape.erase(out_shape.begin() + static_cast<std::ptrdiff_t>(axis));
     }
     auto s = shape.empty() ? detail::DimSplit{} : detail::split_at(shape, axis);
     auto indices = xt::xarray<std::int64_t>::from_shape(out_shape);
@@ -163,21 +167,22 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
     });
     Tensor index_tensor = wrap(std::move(indices));
     // The gradient flows to the arg-max position of each slice only.
-    values = make_result(values, "MaxBackward", {x}, [s, shape, saved = index_tensor](const Tensor& g) {
-        Tensor d = detail::visit_floating(g, "max", [&]<class T>(xt::xarray<T>& gv) {
-            xt::xarray<T> spread = xt::zeros<T>(shape);
-            const std::int64_t* idx = saved.data<std::int64_t>().data();
-            for (std::size_t o = 0; o < s.outer; ++o) {
-                for (std::size_t i = 0; i < s.inner; ++i) {
-                    std::size_t at = o * s.inner + i;
-                    auto j = static_cast<std::size_t>(idx[at]);
-                    spread.data()[o * s.size * s.inner + j * s.inner + i] = gv.data()[at];
+    values =
+        make_result(values, "MaxBackward", {x}, [s, shape, saved = index_tensor](const Tensor& g) {
+            Tensor d = detail::visit_floating(g, "max", [&]<class T>(xt::xarray<T>& gv) {
+                xt::xarray<T> spread = xt::zeros<T>(shape);
+                const std::int64_t* idx = saved.data<std::int64_t>().data();
+                for (std::size_t o = 0; o < s.outer; ++o) {
+                    for (std::size_t i = 0; i < s.inner; ++i) {
+                        std::size_t at = o * s.inner + i;
+                        auto j = static_cast<std::size_t>(idx[at]);
+                        spread.data()[o * s.size * s.inner + j * s.inner + i] = gv.data()[at];
+                    }
                 }
-            }
-            return wrap(std::move(spread));
+                return wrap(std::move(spread));
+            });
+            return std::vector<Tensor>{d};
         });
-        return std::vector<Tensor>{d};
-    });
     return {values, index_tensor};
 }
 

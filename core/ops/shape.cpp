@@ -39,14 +39,19 @@ Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
     auto inferred = shape.end();
     bool valid = true;
     for (auto it = shape.begin(); it != shape.end(); ++it) {
-        if (*it == -1 && inferred == shape.end()) inferred = it;
-        else if (*it < 0) valid = false;
-        else known *= static_cast<std::size_t>(*it);
+        if (*it == -1 && inferred == shape.end())
+            inferred = it;
+        else if (*it < 0)
+            valid = false;
+        else
+            known *= static_cast<std::size_t>(*it);
     }
     Shape target;
     for (auto it = shape.begin(); it != shape.end(); ++it) {
-        if (it != inferred) target.push_back(static_cast<std::size_t>(std::max<std::int64_t>(*it, 0)));
-        else target.push_back(known == 0 ? 0 : numel / known);
+        if (it != inferred)
+            target.push_back(static_cast<std::size_t>(std::max<std::int64_t>(*it, 0)));
+        else
+            target.push_back(known == 0 ? 0 : numel / known);
     }
     valid = valid && product(target) == numel && (inferred == shape.end() || known != 0);
     check(valid, "reshape: shape [{}] is invalid for a tensor of {} elements",
@@ -85,7 +90,8 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     std::iota(perm.begin(), perm.end(), 0);
     std::swap(perm[a], perm[b]);
     Tensor out = detail::visit_any(x, "transpose", [&]<class T>(xt::xarray<T>& v) {
-        return wrap(xt::xarray<T>(xt::transpose(v, std::vector<std::size_t>(perm.begin(), perm.end()))));
+        return wrap(
+            xt::xarray<T>(xt::transpose(v, std::vector<std::size_t>(perm.begin(), perm.end()))));
     });
     return make_result(out, "TransposeBackward", {x}, [dim0, dim1](const Tensor& g) {
         return std::vector<Tensor>{transpose(g, dim0, dim1)};
@@ -114,7 +120,8 @@ Tensor squeeze(const Tensor& x, int dim) {
     check(x.defined(), "squeeze: expected a defined tensor (got an undefined one)");
     Shape shape = x.shape();
     std::size_t at = detail::normalize_dim(dim, shape.size(), "squeeze");
-    if (!shape.empty() && shape[at] == 1) shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(at));
+    if (!shape.empty() && shape[at] == 1)
+        shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(at));
     return reshape_to(x, shape, "squeeze", "SqueezeBackward");
 }
 

@@ -22,8 +22,9 @@ void gemm<float>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     if (m == 0 || n == 0) return;
     int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, a, std::max(1, trans_a ? M : K), b,
-                std::max(1, trans_b ? K : N), beta, c, std::max(1, N));
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
+                std::max(1, trans_a ? M : K), b, std::max(1, trans_b ? K : N), beta, c,
+                std::max(1, N));
 }
 
 template <>
@@ -32,8 +33,9 @@ void gemm<double>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std:
     if (m == 0 || n == 0) return;
     int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
     cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, a, std::max(1, trans_a ? M : K), b,
-                std::max(1, trans_b ? K : N), beta, c, std::max(1, N));
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
+                std::max(1, trans_a ? M : K), b, std::max(1, trans_b ? K : N), beta, c,
+                std::max(1, N));
 }
 
 }  // namespace xg::blas

@@ -42,10 +42,12 @@ void save_checkpoint(const std::string& path, nn::Module& module, const optim::O
          {{"format", kFormat},
           {"step", std::to_string(step)},
           {"rng", get_rng_state()},
-          {"optimizer", nlohmann::ordered_json{{"name", optimizer.name()}, {"param_groups", groups}}.dump()}});
+          {"optimizer",
+           nlohmann::ordered_json{{"name", optimizer.name()}, {"param_groups", groups}}.dump()}});
 }
 
-std::int64_t load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer& optimizer) {
+std::int64_t load_checkpoint(const std::string& path, nn::Module& module,
+                             optim::Optimizer& optimizer) {
     auto metadata = load_metadata(path);
     check(metadata.count("format") && metadata.at("format") == kFormat,
           "load_checkpoint: '{}' is not an xgrad checkpoint (expected format '{}')", path, kFormat);
@@ -74,7 +76,8 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& module, optim:
               json.at("name").get<std::string>(), optimizer.name());
         for (const auto& group : json.at("param_groups")) {
             optim::ParamGroupState g;
-            for (const auto& [name, value] : group.at("options").items()) g.options.emplace_back(name, value.get<double>());
+            for (const auto& [name, value] : group.at("options").items())
+                g.options.emplace_back(name, value.get<double>());
             g.params = group.at("params").get<std::vector<std::size_t>>();
             state.param_groups.push_back(std::move(g));
         }
@@ -83,7 +86,8 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& module, optim:
     } catch (const nlohmann::json::exception& e) {
         throw Error(fmt::format("load_checkpoint: '{}': malformed metadata ({})", path, e.what()));
     } catch (const std::out_of_range&) {
-        throw Error(fmt::format("load_checkpoint: '{}': metadata lacks step, rng or optimizer", path));
+        throw Error(
+            fmt::format("load_checkpoint: '{}': metadata lacks step, rng or optimizer", path));
     }
 
     // Both loads validate before changing anything; if the optimizer's fails

@@ -10,8 +10,8 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "internal.hpp"
-#include "xgrad/ops.hpp"
 #include "xgrad/autograd.hpp"
+#include "xgrad/ops.hpp"
 
 namespace xg {
 
@@ -62,8 +62,8 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
     TensorImpl& impl = *t.impl();
     if (impl.grad_fn) return impl.grad_fn;
     if (auto existing = impl.grad_accumulator.lock()) return existing;
-    auto accumulator = std::make_shared<Node>(kAccumulateGrad, std::vector<std::shared_ptr<Node>>{},
-                                              BackwardFn{});
+    auto accumulator =
+        std::make_shared<Node>(kAccumulateGrad, std::vector<std::shared_ptr<Node>>{}, BackwardFn{});
     accumulator->output = t.impl_ptr();
     impl.grad_accumulator = accumulator;
     return accumulator;

@@ -57,8 +57,8 @@ Tensor visit_floating(const Tensor& t, const char* op, F&& f) {
         case Dtype::Float64: return f(t.data<double>());
         default: break;
     }
-    throw Error(fmt::format("{}: expected a floating-point tensor (got {})", op,
-                            dtype_name(t.dtype())));
+    throw Error(
+        fmt::format("{}: expected a floating-point tensor (got {})", op, dtype_name(t.dtype())));
 }
 
 // Calls f(xt::xarray<T>&) for any dtype.

@@ -10,8 +10,10 @@ namespace {
 
 template <class T>
 std::string format_value(T v) {
-    if constexpr (std::is_integral_v<T>) return fmt::format("{}", v);
-    else return fmt::format("{:.4f}", v);
+    if constexpr (std::is_integral_v<T>)
+        return fmt::format("{}", v);
+    else
+        return fmt::format("{:.4f}", v);
 }
 
 template <class T>
@@ -28,8 +30,11 @@ void print_level(std::ostream& out, const T* data, const Shape& shape, std::size
     for (std::size_t i = 0; i < shape[dim]; ++i) {
         if (i > 0) {
             out << ',';
-            if (dim + 1 == shape.size()) out << ' ';
-            else out << std::string(shape.size() - dim - 1, '\n') << std::string(indent + dim + 1, ' ');
+            if (dim + 1 == shape.size())
+                out << ' ';
+            else
+                out << std::string(shape.size() - dim - 1, '\n')
+                    << std::string(indent + dim + 1, ' ');
         }
         print_level(out, data + i * stride, shape, dim + 1, width, indent);
     }
@@ -46,13 +51,17 @@ std::ostream& operator<<(std::ostream& out, const Tensor& t) {
             std::size_t width = 0;
             for (auto v : a) width = std::max(width, format_value(v).size());
             Shape shape = detail::to_shape(a.shape());
-            if (shape.empty()) out << format_value(a());
-            else print_level(out, a.data(), shape, 0, width, 7);
+            if (shape.empty())
+                out << format_value(a());
+            else
+                print_level(out, a.data(), shape, 0, width, 7);
         },
         *t.impl()->storage);
     if (t.dtype() == kFloat64) out << ", dtype=float64";
-    if (t.grad_fn()) out << ", grad_fn=<" << t.grad_fn_name() << ">";
-    else if (t.requires_grad()) out << ", requires_grad=True";
+    if (t.grad_fn())
+        out << ", grad_fn=<" << t.grad_fn_name() << ">";
+    else if (t.requires_grad())
+        out << ", requires_grad=True";
     return out << ')';
 }
 

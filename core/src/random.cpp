@@ -58,8 +58,10 @@ void set_rng_state(const std::string& state) {
     std::mt19937_64 restored;
     std::istringstream in(state);
     in >> restored;
-    check(!in.fail(), "set_rng_state: expected a state from get_rng_state (got {} characters of something else)",
-          state.size());
+    check(
+        !in.fail(),
+        "set_rng_state: expected a state from get_rng_state (got {} characters of something else)",
+        state.size());
     std::lock_guard lock(generator_mutex);
     generator() = restored;
 }

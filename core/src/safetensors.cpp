@@ -2,8 +2,6 @@
 // each name to {dtype, shape, data_offsets}, then the raw little-endian data.
 // The reader trusts nothing in the file: every size and offset is checked
 // before a byte of tensor data is touched.
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -11,6 +9,7 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "internal.hpp"
 #include "xgrad/serialize.hpp"
@@ -61,7 +60,8 @@ Parsed parse_header(const std::string& path, const std::vector<char>& bytes) {
     check(bytes.size() >= 8, "load: '{}': expected at least 8 bytes for the header length (got {})",
           path, bytes.size());
     std::uint64_t header_size = 0;
-    for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<unsigned char>(bytes[i]);
+    for (int i = 7; i >= 0; --i)
+        header_size = (header_size << 8) | static_cast<unsigned char>(bytes[i]);
     check(header_size <= bytes.size() - 8,
           "load: '{}': header length {} runs past the end of the file ({} bytes)", path,
           header_size, bytes.size());
@@ -99,19 +99,27 @@ StateDict load_safetensors(const std::string& path, const std::vector<char>& byt
         check(entry.is_object() && entry.contains("dtype") && entry.contains("shape") &&
                   entry.contains("data_offsets"),
               "load: '{}': tensor '{}' needs dtype, shape and data_offsets", path, key);
-        check(entry["dtype"].is_string(), "load: '{}': tensor '{}' has a non-string dtype", path, key);
+        check(entry["dtype"].is_string(), "load: '{}': tensor '{}' has a non-string dtype", path,
+              key);
         std::string code = entry["dtype"].get<std::string>();
         Dtype dtype;
-        if (code == "F32") dtype = kFloat32;
-        else if (code == "F64") dtype = kFloat64;
-        else if (code == "I64") dtype = kInt64;
-        else throw Error(fmt::format("load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64 or I64)", path, key, code));
+        if (code == "F32")
+            dtype = kFloat32;
+        else if (code == "F64")
+            dtype = kFloat64;
+        else if (code == "I64")
+            dtype = kInt64;
+        else
+            throw Error(fmt::format(
+                "load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64 or I64)",
+                path, key, code));
         const Json& shape_json = entry["shape"];
         check(shape_json.is_array(), "load: '{}': tensor '{}' has a non-array shape", path, key);
         Shape shape;
         std::uint64_t numel = 1;
         for (const Json& d : shape_json) {
-            check(d.is_number_unsigned(), "load: '{}': tensor '{}' has a negative or non-integer dimension", path, key);
+            check(d.is_number_unsigned(),
+                  "load: '{}': tensor '{}' has a negative or non-integer dimension", path, key);
             shape.push_back(d.get<std::size_t>());
             numel = checked_mul(numel, d.get<std::uint64_t>(), path, key);
         }
@@ -119,7 +127,8 @@ StateDict load_safetensors(const std::string& path, const std::vector<char>& byt
         check(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
                   offsets[1].is_number_unsigned(),
               "load: '{}': tensor '{}' needs data_offsets [begin, end]", path, key);
-        std::uint64_t begin = offsets[0].get<std::uint64_t>(), end = offsets[1].get<std::uint64_t>();
+        std::uint64_t begin = offsets[0].get<std::uint64_t>(),
+                      end = offsets[1].get<std::uint64_t>();
         check(begin <= end && end <= data_size,
               "load: '{}': tensor '{}' has data_offsets [{}, {}] outside the {} data bytes", path,
               key, begin, end, data_size);
@@ -162,7 +171,8 @@ void save(const StateDict& state_dict, const std::string& path,
     text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
     std::string temp = path + ".tmp.XXXXXX";
     int fd = mkstemp(temp.data());
-    check(fd >= 0, "save: cannot create a temporary file next to '{}' ({})", path, std::strerror(errno));
+    check(fd >= 0, "save: cannot create a temporary file next to '{}' ({})", path,
+          std::strerror(errno));
     FILE* file = fdopen(fd, "wb");
     bool ok = file != nullptr;
     auto write = [&](const void* data, std::size_t n) {

@@ -66,8 +66,7 @@ template <class T>
 T Tensor::item() const {
     check(numel() == 1, "item: expected a tensor with one element (got shape {})",
           shape_str(shape()));
-    return std::visit([](const auto& a) { return static_cast<T>(a.data()[0]); },
-                      *impl_->storage);
+    return std::visit([](const auto& a) { return static_cast<T>(a.data()[0]); }, *impl_->storage);
 }
 
 template xt::xarray<float>& Tensor::data<float>() const;
@@ -133,10 +132,9 @@ Tensor Tensor::to(Dtype target) const {
         throw Error("to: unknown dtype");
     });
     if (!is_floating_point(target) || !is_floating_point(source)) return converted;
-    return autograd::make_result(converted, "ToCopyBackward", {*this},
-                                 [source](const Tensor& g) {
-                                     return std::vector<Tensor>{g.to(source)};
-                                 });
+    return autograd::make_result(converted, "ToCopyBackward", {*this}, [source](const Tensor& g) {
+        return std::vector<Tensor>{g.to(source)};
+    });
 }
 
 std::string Tensor::grad_fn_name() const {
@@ -183,8 +181,12 @@ template Tensor tensor<std::int64_t>(xt::xarray<std::int64_t>, bool);
 
 Tensor full(const Shape& shape, double value, Dtype dtype) {
     switch (dtype) {
-        case Dtype::Float32: return detail::wrap(xt::xarray<float>(xt::full_like(xt::xarray<float>::from_shape(shape), static_cast<float>(value))));
-        case Dtype::Float64: return detail::wrap(xt::xarray<double>(xt::full_like(xt::xarray<double>::from_shape(shape), value)));
+        case Dtype::Float32:
+            return detail::wrap(xt::xarray<float>(
+                xt::full_like(xt::xarray<float>::from_shape(shape), static_cast<float>(value))));
+        case Dtype::Float64:
+            return detail::wrap(
+                xt::xarray<double>(xt::full_like(xt::xarray<double>::from_shape(shape), value)));
         case Dtype::Int64:
             return detail::wrap(xt::xarray<std::int64_t>(xt::full_like(
                 xt::xarray<std::int64_t>::from_shape(shape), static_cast<std::int64_t>(value))));
@@ -232,7 +234,7 @@ std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t
     int low = n == 0 ? -1 : -n, high = n == 0 ? 0 : n - 1;  // a 0-d tensor accepts 0 and -1
     check(dim >= low && dim <= high, "{}: expected dim in [{}, {}] for a {}-d tensor (got {})", op,
           low, high, rank, dim);
-    return static_cast<std::size_t>(dim < 0 ? dim + n : dim) ;
+    return static_cast<std::size_t>(dim < 0 ? dim + n : dim);
 }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
@@ -311,9 +313,12 @@ template xt::xarray<double> sum_to_shape(const xt::xarray<double>&, const Shape&
 DimSplit split_at(const Shape& shape, std::size_t dim) {
     DimSplit s;
     for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i < dim) s.outer *= shape[i];
-        else if (i == dim) s.size = shape[i];
-        else s.inner *= shape[i];
+        if (i < dim)
+            s.outer *= shape[i];
+        else if (i == dim)
+            s.size = shape[i];
+        else
+            s.inner *= shape[i];
     }
     return s;
 }

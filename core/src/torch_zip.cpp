@@ -5,10 +5,10 @@
 // a state_dict pickle uses, builds plain values, and refuses every global
 // other than the few a state_dict of float32/float64/int64 tensors needs.
 // Nothing in the file is ever executed.
-#include <zip.h>
-
 #include <cstring>
 #include <memory>
+
+#include <zip.h>
 
 #include "internal.hpp"
 #include "xgrad/serialize.hpp"
@@ -22,15 +22,28 @@ using ValuePtr = std::shared_ptr<Value>;
 
 // A pickled Python value, reduced to what a state_dict can contain.
 struct Value {
-    enum class Kind { None, Bool, Int, Float, String, Tuple, List, Dict, Global, Storage, Tensor, Mark };
+    enum class Kind {
+        None,
+        Bool,
+        Int,
+        Float,
+        String,
+        Tuple,
+        List,
+        Dict,
+        Global,
+        Storage,
+        Tensor,
+        Mark
+    };
     Kind kind = Kind::None;
     std::int64_t integer = 0;
     double real = 0;
-    std::string text;                                // String; Global "module.name"; Storage key
-    std::vector<ValuePtr> items;                     // Tuple, List
+    std::string text;                                 // String; Global "module.name"; Storage key
+    std::vector<ValuePtr> items;                      // Tuple, List
     std::vector<std::pair<ValuePtr, ValuePtr>> dict;  // Dict (ordered)
-    Dtype dtype = kFloat32;                          // Storage
-    Tensor tensor;                                   // Tensor
+    Dtype dtype = kFloat32;                           // Storage
+    Tensor tensor;                                    // Tensor
 };
 
 ValuePtr make(Value::Kind kind) {
@@ -63,18 +76,20 @@ std::vector<char> read_entry(zip_t* archive, zip_int64_t index, const std::strin
 
 class Unpickler {
 public:
-    Unpickler(const std::vector<char>& bytes, std::string path) : bytes_(bytes), path_(std::move(path)) {}
+    Unpickler(const std::vector<char>& bytes, std::string path)
+        : bytes_(bytes), path_(std::move(path)) {}
 
     ValuePtr run() {
         while (true) {
             unsigned char op = byte();
             switch (op) {
-                case 0x80: byte(); break;                       // PROTO
-                case 0x95: take(8); break;                      // FRAME
-                case '(': push(make(Value::Kind::Mark)); break; // MARK
-                case '.': return pop();                         // STOP
+                case 0x80: byte(); break;                        // PROTO
+                case 0x95: take(8); break;                       // FRAME
+                case '(': push(make(Value::Kind::Mark)); break;  // MARK
+                case '.': return pop();                          // STOP
                 case 'N': push(make(Value::Kind::None)); break;
-                case 0x88: case 0x89: {                         // NEWTRUE / NEWFALSE
+                case 0x88:
+                case 0x89: {  // NEWTRUE / NEWFALSE
                     auto v = make(Value::Kind::Bool);
                     v->integer = op == 0x88;
                     push(v);
@@ -83,15 +98,16 @@ public:
                 case 'J': push_int(static_cast<std::int32_t>(le(4))); break;
                 case 'K': push_int(static_cast<std::int64_t>(le(1))); break;
                 case 'M': push_int(static_cast<std::int64_t>(le(2))); break;
-                case 0x8a: {                                    // LONG1
+                case 0x8a: {  // LONG1
                     std::size_t n = byte();
                     check(n <= 8, "load: '{}': integer too large in pickle", path_);
                     std::uint64_t raw = le(n);
-                    if (n > 0 && n < 8 && (raw >> (8 * n - 1)) & 1) raw |= ~0ULL << (8 * n);  // sign
+                    if (n > 0 && n < 8 && (raw >> (8 * n - 1)) & 1)
+                        raw |= ~0ULL << (8 * n);  // sign
                     push_int(static_cast<std::int64_t>(raw));
                     break;
                 }
-                case 'G': {                                     // BINFLOAT (big-endian)
+                case 'G': {  // BINFLOAT (big-endian)
                     std::uint64_t raw = 0;
                     for (int i = 0; i < 8; ++i) raw = (raw << 8) | byte();
                     auto v = make(Value::Kind::Float);
@@ -99,52 +115,80 @@ public:
                     push(v);
                     break;
                 }
-                case 'X': push_string(le(4)); break;            // BINUNICODE
-                case 0x8c: push_string(byte()); break;          // SHORT_BINUNICODE
-                case 'T': push_string(le(4)); break;            // BINSTRING
-                case 'U': push_string(byte()); break;           // SHORT_BINSTRING
+                case 'X': push_string(le(4)); break;    // BINUNICODE
+                case 0x8c: push_string(byte()); break;  // SHORT_BINUNICODE
+                case 'T': push_string(le(4)); break;    // BINSTRING
+                case 'U': push_string(byte()); break;   // SHORT_BINSTRING
                 case ')': push(make(Value::Kind::Tuple)); break;
                 case ']': push(make(Value::Kind::List)); break;
                 case '}': push(make(Value::Kind::Dict)); break;
-                case 't': { auto t = make(Value::Kind::Tuple); t->items = pop_mark(); push(t); break; }
-                case 0x85: case 0x86: case 0x87: {              // TUPLE1..3
+                case 't': {
+                    auto t = make(Value::Kind::Tuple);
+                    t->items = pop_mark();
+                    push(t);
+                    break;
+                }
+                case 0x85:
+                case 0x86:
+                case 0x87: {  // TUPLE1..3
                     auto t = make(Value::Kind::Tuple);
                     t->items.resize(op - 0x84);
                     for (auto it = t->items.rbegin(); it != t->items.rend(); ++it) *it = pop();
                     push(t);
                     break;
                 }
-                case 'q': memo(byte()); break;                  // BINPUT
-                case 'r': memo(le(4)); break;                   // LONG_BINPUT
-                case 0x94: memo(memo_.size()); break;           // MEMOIZE
-                case 'h': push(recall(byte())); break;          // BINGET
-                case 'j': push(recall(le(4))); break;           // LONG_BINGET
-                case 'c': {                                     // GLOBAL
+                case 'q': memo(byte()); break;          // BINPUT
+                case 'r': memo(le(4)); break;           // LONG_BINPUT
+                case 0x94: memo(memo_.size()); break;   // MEMOIZE
+                case 'h': push(recall(byte())); break;  // BINGET
+                case 'j': push(recall(le(4))); break;   // LONG_BINGET
+                case 'c': {                             // GLOBAL
                     std::string module = line(), name = line();
                     push(global(module, name));
                     break;
                 }
-                case 0x93: {                                    // STACK_GLOBAL
+                case 0x93: {  // STACK_GLOBAL
                     auto name = pop(), module = pop();
                     push(global(module->text, name->text));
                     break;
                 }
                 case 'Q': push(persistent_load(pop())); break;  // BINPERSID
-                case 'R': { auto args = pop(); auto fn = pop(); push(call(fn, args)); break; }
-                case 'a': { auto v = pop(); list_target()->items.push_back(v); break; }
-                case 'e': { auto values = pop_mark(); auto l = list_target(); l->items.insert(l->items.end(), values.begin(), values.end()); break; }
-                case 's': { auto v = pop(); auto k = pop(); dict_target()->dict.emplace_back(k, v); break; }
+                case 'R': {
+                    auto args = pop();
+                    auto fn = pop();
+                    push(call(fn, args));
+                    break;
+                }
+                case 'a': {
+                    auto v = pop();
+                    list_target()->items.push_back(v);
+                    break;
+                }
+                case 'e': {
+                    auto values = pop_mark();
+                    auto l = list_target();
+                    l->items.insert(l->items.end(), values.begin(), values.end());
+                    break;
+                }
+                case 's': {
+                    auto v = pop();
+                    auto k = pop();
+                    dict_target()->dict.emplace_back(k, v);
+                    break;
+                }
                 case 'u': {
                     auto values = pop_mark();
                     check(values.size() % 2 == 0, "load: '{}': odd SETITEMS in pickle", path_);
                     auto d = dict_target();
-                    for (std::size_t i = 0; i < values.size(); i += 2) d->dict.emplace_back(values[i], values[i + 1]);
+                    for (std::size_t i = 0; i < values.size(); i += 2)
+                        d->dict.emplace_back(values[i], values[i + 1]);
                     break;
                 }
                 case 'b': pop(); break;  // BUILD: state_dict._metadata (version info), ignored
                 default:
-                    throw Error(fmt::format("load: '{}': unsupported pickle opcode 0x{:02x} at byte {}",
-                                            path_, op, pos_ - 1));
+                    throw Error(
+                        fmt::format("load: '{}': unsupported pickle opcode 0x{:02x} at byte {}",
+                                    path_, op, pos_ - 1));
             }
         }
     }
@@ -223,10 +267,12 @@ private:
 
     ValuePtr global(const std::string& module, const std::string& name) {
         std::string full = module + "." + name;
-        static const std::vector<std::string> allowed = {
-            "collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
-            "torch._utils._rebuild_parameter", "torch.FloatStorage", "torch.DoubleStorage",
-            "torch.LongStorage"};
+        static const std::vector<std::string> allowed = {"collections.OrderedDict",
+                                                         "torch._utils._rebuild_tensor_v2",
+                                                         "torch._utils._rebuild_parameter",
+                                                         "torch.FloatStorage",
+                                                         "torch.DoubleStorage",
+                                                         "torch.LongStorage"};
         check(std::find(allowed.begin(), allowed.end(), full) != allowed.end(),
               "load: '{}': refusing pickle global '{}' (only state_dicts of float32, float64 and "
               "int64 tensors can be read)",
@@ -296,8 +342,10 @@ Tensor rebuild(const std::string& path, const std::string& key, const Value& spe
     std::int64_t last = offset;
     bool empty_view = false;
     for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (shape[i] == 0) empty_view = true;
-        else last += (static_cast<std::int64_t>(shape[i]) - 1) * strides[i];
+        if (shape[i] == 0)
+            empty_view = true;
+        else
+            last += (static_cast<std::int64_t>(shape[i]) - 1) * strides[i];
     }
     check(empty_view || (offset >= 0 && last < elements),
           "load: '{}': tensor '{}' reads past the end of its storage", path, key);
@@ -308,7 +356,8 @@ Tensor rebuild(const std::string& path, const std::string& key, const Value& spe
             std::vector<std::size_t> index(shape.size(), 0);
             for (std::size_t n = 0; n < a.size(); ++n) {
                 std::int64_t at = offset;
-                for (std::size_t i = 0; i < shape.size(); ++i) at += static_cast<std::int64_t>(index[i]) * strides[i];
+                for (std::size_t i = 0; i < shape.size(); ++i)
+                    at += static_cast<std::int64_t>(index[i]) * strides[i];
                 std::memcpy(a.data() + n, src + at, sizeof(T));
                 for (std::size_t i = shape.size(); i-- > 0;) {
                     if (++index[i] < shape[i]) break;
@@ -331,7 +380,8 @@ StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes
     zip.archive = zip_open_from_source(source, ZIP_RDONLY, &error);
     if (zip.archive == nullptr) {
         zip_source_free(source);
-        throw Error(fmt::format("load: '{}': not a valid zip file ({})", path, zip_error_strerror(&error)));
+        throw Error(
+            fmt::format("load: '{}': not a valid zip file ({})", path, zip_error_strerror(&error)));
     }
     // The top folder is "archive" in recent PyTorch, the file's stem in older ones.
     std::string root;
@@ -362,7 +412,8 @@ StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes
     }
     StateDict out;
     for (const auto& [key, value] : result->dict) {
-        check(key->kind == Value::Kind::String, "load: '{}': state_dict has a non-string key", path);
+        check(key->kind == Value::Kind::String, "load: '{}': state_dict has a non-string key",
+              path);
         check(value->kind == Value::Kind::Tensor, "load: '{}': entry '{}' is not a tensor", path,
               key->text);
         out.insert_or_assign(key->text,

@@ -3,11 +3,11 @@
 // in module_hooks.cpp.
 #include "xgrad/nn/module.hpp"
 
-#include <cxxabi.h>
-
 #include <set>
 #include <sstream>
 #include <typeinfo>
+
+#include <cxxabi.h>
 
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
@@ -128,7 +128,8 @@ std::vector<std::pair<std::string, Tensor>> named_members(const Module& root,
                                                           bool remove_duplicate, Select select) {
     std::vector<std::pair<std::string, const Module*>> modules;
     if (recurse) {
-        for (auto& [path, module] : const_cast<Module&>(root).named_modules(prefix, remove_duplicate)) {
+        for (auto& [path, module] :
+             const_cast<Module&>(root).named_modules(prefix, remove_duplicate)) {
             modules.emplace_back(path, module ? module.get() : &root);
         }
     } else {
@@ -150,15 +151,17 @@ std::vector<std::pair<std::string, Tensor>> named_members(const Module& root,
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters(const std::string& prefix,
                                                                      bool recurse,
                                                                      bool remove_duplicate) const {
-    return named_members(*this, prefix, recurse, remove_duplicate,
-                         [](const Module& m) -> const auto& { return m.parameters_; });
+    return named_members(
+        *this, prefix, recurse, remove_duplicate,
+        [](const Module& m) -> const auto& { return m.parameters_; });
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_buffers(const std::string& prefix,
                                                                   bool recurse,
                                                                   bool remove_duplicate) const {
-    return named_members(*this, prefix, recurse, remove_duplicate,
-                         [](const Module& m) -> const auto& { return m.buffers_; });
+    return named_members(
+        *this, prefix, recurse, remove_duplicate,
+        [](const Module& m) -> const auto& { return m.buffers_; });
 }
 
 std::vector<Tensor> Module::parameters(bool recurse) const {
@@ -360,9 +363,12 @@ std::string Module::name() const {
     // Drop namespaces ("xg::nn::Linear" -> "Linear"), but not inside template arguments.
     std::size_t depth = 0, start = 0;
     for (std::size_t i = 0; i < full.size(); ++i) {
-        if (full[i] == '<') ++depth;
-        else if (full[i] == '>') --depth;
-        else if (depth == 0 && full.compare(i, 2, "::") == 0) start = i + 2;
+        if (full[i] == '<')
+            ++depth;
+        else if (full[i] == '>')
+            --depth;
+        else if (depth == 0 && full.compare(i, 2, "::") == 0)
+            start = i + 2;
     }
     return full.substr(start);
 }

@@ -21,7 +21,8 @@ GlobalHooks& global_hooks() {
 
 // Global hooks first, then the module's own, as PyTorch runs them.
 template <class Fn>
-std::vector<std::pair<std::uint64_t, Fn>> both(const HookList<Fn>& global, const HookList<Fn>& local) {
+std::vector<std::pair<std::uint64_t, Fn>> both(const HookList<Fn>& global,
+                                               const HookList<Fn>& local) {
     auto all = global.snapshot();
     auto own = local.snapshot();
     all.insert(all.end(), own.begin(), own.end());
@@ -91,7 +92,7 @@ Tensor Module::call_with_hooks(const Tensor& original_input) {
 
     std::shared_ptr<BackwardCall> call;
     if (GradMode::is_enabled() && !(backward_hooks_.empty() && backward_pre_hooks_.empty() &&
-                                     global.backward.empty() && global.backward_pre.empty())) {
+                                    global.backward.empty() && global.backward_pre.empty())) {
         call = std::make_shared<BackwardCall>();
         call->weak_module = weak_from_this();
         call->owned = !call->weak_module.expired();
@@ -113,7 +114,8 @@ Tensor Module::call_with_hooks(const Tensor& original_input) {
         output = forward(input);
         for (std::size_t i = 0; i < forward_hooks.size(); ++i) {
             called[i] = true;
-            if (Tensor replaced = forward_hooks[i].second.fn(*this, input, output); replaced.defined()) {
+            if (Tensor replaced = forward_hooks[i].second.fn(*this, input, output);
+                replaced.defined()) {
                 output = replaced;
             }
         }
@@ -131,20 +133,21 @@ Tensor Module::call_with_hooks(const Tensor& original_input) {
 
     if (call && output.defined() && output.requires_grad()) {
         // The gradient reaching this node is grad_output.
-        output = autograd::make_result(output.detach(), kHookNode, {output}, [call](const Tensor& g) {
-            std::vector<Tensor> grad_output{g};
-            if (Module* m = call->alive()) {
-                for (auto& [id, hook] : call->pre_hooks) {
-                    if (auto replaced = hook(*m, grad_output); !replaced.empty()) {
-                        grad_output = std::move(replaced);
+        output =
+            autograd::make_result(output.detach(), kHookNode, {output}, [call](const Tensor& g) {
+                std::vector<Tensor> grad_output{g};
+                if (Module* m = call->alive()) {
+                    for (auto& [id, hook] : call->pre_hooks) {
+                        if (auto replaced = hook(*m, grad_output); !replaced.empty()) {
+                            grad_output = std::move(replaced);
+                        }
                     }
                 }
-            }
-            call->grad_output = grad_output;
-            // No input node will fire: report grad_input as undefined now, as PyTorch does.
-            if (!call->input_requires_grad) call->run_hooks({Tensor()});
-            return std::vector<Tensor>{grad_output.at(0)};
-        });
+                call->grad_output = grad_output;
+                // No input node will fire: report grad_input as undefined now, as PyTorch does.
+                if (!call->input_requires_grad) call->run_hooks({Tensor()});
+                return std::vector<Tensor>{grad_output.at(0)};
+            });
     }
     return output;
 }

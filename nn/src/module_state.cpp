@@ -42,8 +42,7 @@ StateDict Module::get_extra_state() const {
 
 void Module::set_extra_state(const StateDict&) {
     throw Error(fmt::format(
-        "{}: state_dict has extra state but the module does not override set_extra_state",
-        name()));
+        "{}: state_dict has extra state but the module does not override set_extra_state", name()));
 }
 
 std::optional<StateDict> Module::extra_state_if_any() const {
@@ -131,8 +130,10 @@ void Module::plan_load(LoadPlan& plan, StateDict& state_dict, const std::string&
                 extra.insert_or_assign(key.substr(extra_prefix.size() + 1), value);
             }
         }
-        if (extra.empty()) plan.keys.missing_keys.push_back(extra_prefix);
-        else plan.extra_states.emplace_back(this, std::move(extra));
+        if (extra.empty())
+            plan.keys.missing_keys.push_back(extra_prefix);
+        else
+            plan.extra_states.emplace_back(this, std::move(extra));
     }
     for (const auto& [key, value] : state_dict) {
         if (!starts_with(key, prefix) || starts_with(key, extra_prefix)) continue;
@@ -168,7 +169,8 @@ IncompatibleKeys Module::load_state_dict(const StateDict& state_dict, bool stric
         return fmt::format("Error(s) in loading state_dict for {}:\n\t{}", name(),
                            fmt::join(messages, "\n\t"));
     };
-    bool key_errors = strict && (!plan.keys.missing_keys.empty() || !plan.keys.unexpected_keys.empty());
+    bool key_errors =
+        strict && (!plan.keys.missing_keys.empty() || !plan.keys.unexpected_keys.empty());
     bool post_hooks = std::any_of(plan.post_order.begin(), plan.post_order.end(),
                                   [](Module* m) { return !m->load_post_hooks_.empty(); });
     // Fail before touching anything; only post hooks (which may forgive missing
@@ -176,8 +178,10 @@ IncompatibleKeys Module::load_state_dict(const StateDict& state_dict, bool stric
     if (!plan.size_mismatches.empty() || (key_errors && !post_hooks)) throw Error(error_text());
 
     for (const auto& [target, source] : plan.copies) {
-        if (assign && source.dtype() == target.dtype()) replace_storage(target, source.detach());
-        else copy_values_into(target, source);
+        if (assign && source.dtype() == target.dtype())
+            replace_storage(target, source.detach());
+        else
+            copy_values_into(target, source);
     }
     for (auto& [module, extra] : plan.extra_states) module->set_extra_state(extra);
     for (Module* module : plan.post_order) {

@@ -86,21 +86,21 @@ inline bool gradcheck(const Fn& fn, const std::vector<xg::Tensor>& inputs) {
 }  // namespace test
 
 // CHECK that a tensor has exactly the expected shape and values; on failure print both.
-#define CHECK_VALUES(actual, expected)                                        \
-    do {                                                                      \
-        const xt::xarray<double> check_values_a_ = test::values(actual);      \
-        const xt::xarray<double> check_values_e_ = (expected);                \
-        INFO("actual:   ", test::show(check_values_a_));                      \
-        INFO("expected: ", test::show(check_values_e_));                      \
-        CHECK(test::close(check_values_a_, check_values_e_));                 \
+#define CHECK_VALUES(actual, expected)                                   \
+    do {                                                                 \
+        const xt::xarray<double> check_values_a_ = test::values(actual); \
+        const xt::xarray<double> check_values_e_ = (expected);           \
+        INFO("actual:   ", test::show(check_values_a_));                 \
+        INFO("expected: ", test::show(check_values_e_));                 \
+        CHECK(test::close(check_values_a_, check_values_e_));            \
     } while (false)
 
 // Same, with a tolerance for float32 results.
-#define CHECK_VALUES_TOL(actual, expected, rtol, atol)                        \
-    do {                                                                      \
-        const xt::xarray<double> check_values_a_ = test::values(actual);      \
-        const xt::xarray<double> check_values_e_ = (expected);                \
-        INFO("actual:   ", test::show(check_values_a_));                      \
-        INFO("expected: ", test::show(check_values_e_));                      \
-        CHECK(test::close(check_values_a_, check_values_e_, rtol, atol));     \
+#define CHECK_VALUES_TOL(actual, expected, rtol, atol)                    \
+    do {                                                                  \
+        const xt::xarray<double> check_values_a_ = test::values(actual);  \
+        const xt::xarray<double> check_values_e_ = (expected);            \
+        INFO("actual:   ", test::show(check_values_a_));                  \
+        INFO("expected: ", test::show(check_values_e_));                  \
+        CHECK(test::close(check_values_a_, check_values_e_, rtol, atol)); \
     } while (false)

@@ -14,7 +14,7 @@ using xg::autograd::Node;
 
 TEST_CASE("gradients accumulate across backward calls") {
     Tensor x = test::f64({1.0, -2.0, 3.0}, true);
-    for (int k = 0; k < 2; ++k) xg::sum(x * x).backward();  // fresh forward each time
+    for (int k = 0; k < 2; ++k) xg::sum(x * x).backward();          // fresh forward each time
     CHECK_VALUES(x.grad(), (xt::xarray<double>{4.0, -8.0, 12.0}));  // 2 * (2x)
 }
 
@@ -148,7 +148,7 @@ TEST_CASE("a void hook observes the gradient without changing it") {
     xt::xarray<double> seen;
     auto h = y.register_hook([&](const Tensor& g) { seen = test::values(g); });
     xg::sum(y * y).backward();
-    CHECK(test::close(seen, xt::xarray<double>{6.0, 12.0}));  // 2y
+    CHECK(test::close(seen, xt::xarray<double>{6.0, 12.0}));   // 2y
     CHECK_VALUES(x.grad(), (xt::xarray<double>{18.0, 36.0}));  // 3 * 2y
 }
 

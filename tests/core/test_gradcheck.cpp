@@ -28,8 +28,8 @@ Tensor scaled_by_two(const Tensor& x, double factor) {
 TEST_CASE("gradcheck accepts correct gradients") {
     Tensor x = test::randn64({2, 3}, 10);
     Tensor y = test::randn64({2, 3}, 11);
-    CHECK(test::gradcheck([](const std::vector<Tensor>& in) { return xg::sum(in[0] * in[0]); },
-                          {x}));
+    CHECK(
+        test::gradcheck([](const std::vector<Tensor>& in) { return xg::sum(in[0] * in[0]); }, {x}));
     // Non-scalar outputs and two inputs: the whole Jacobian is compared.
     CHECK(test::gradcheck([](const std::vector<Tensor>& in) { return in[0] * in[1]; }, {x, y}));
 }

@@ -91,7 +91,7 @@ TEST_CASE("randn draws standard normals") {
     CHECK(xg::randn({3}).dtype() == xg::kFloat32);
 }
 
-TEST_CASE("rand draws uniforms in [0, 1)") {
+TEST_CASE("rand draws uniforms in the half-open unit interval") {
     xg::manual_seed(1);
     auto v = test::values(xg::rand({10000}, xg::kFloat64));
     CHECK(xt::amin(v)() >= 0.0);
@@ -101,7 +101,7 @@ TEST_CASE("rand draws uniforms in [0, 1)") {
     CHECK(xt::amin(v)() < 0.01);
 }
 
-TEST_CASE("randint draws int64 values in [low, high) and reaches both ends") {
+TEST_CASE("randint draws int64 values from low up to high - 1 and reaches both ends") {
     xg::manual_seed(2);
     Tensor r = xg::randint(-2, 3, {1000});
     CHECK(r.dtype() == xg::kInt64);
@@ -152,8 +152,7 @@ TEST_CASE("data<T>() is the live storage, shared by every handle") {
     t.data<float>()(1, 2) = 9.0f;
     CHECK(alias.data<float>()(1, 2) == 9.0f);
     CHECK(xg::sum(alias).item<float>() == 9.0f);  // ops see the write too
-    CHECK_THROWS_WITH_AS(t.data<double>(), "data: expected dtype float64 (got float32)",
-                         xg::Error);
+    CHECK_THROWS_WITH_AS(t.data<double>(), "data: expected dtype float64 (got float32)", xg::Error);
 }
 
 TEST_CASE("detach shares storage but drops history") {

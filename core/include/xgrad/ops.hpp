@@ -91,6 +91,7 @@ namespace xg {
 // torch.nn.functional.layer_norm: normalises over the trailing normalized_shape dims
 // (biased variance, eps inside the sqrt), then * weight + bias when they are defined.
 // One fused node; its backward is the closed form, not a chain of primitives.
-Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight = Tensor(),
-                  const Tensor& bias = Tensor(), double eps = 1e-5);
+Tensor layer_norm(const Tensor& input, const Shape& normalized_shape,
+                  const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                  double eps = 1e-5);
 }  // namespace xg

@@ -73,15 +73,20 @@ TEST_CASE("gradcheck: mse_loss and cross_entropy with every reduction") {
     Tensor classes = test::i64({4, 0, 2, 2});
     std::vector<Row> rows = {
         {"mse mean", [](const In& in) { return xg::mse_loss(in[0], in[1]); }, {input, target}},
-        {"mse sum", [](const In& in) { return xg::mse_loss(in[0], in[1], "sum"); },
+        {"mse sum",
+         [](const In& in) { return xg::mse_loss(in[0], in[1], "sum"); },
          {input, target}},
-        {"mse none", [](const In& in) { return xg::mse_loss(in[0], in[1], "none"); },
+        {"mse none",
+         [](const In& in) { return xg::mse_loss(in[0], in[1], "none"); },
          {input, target}},
-        {"ce mean", [](const In& in) { return xg::cross_entropy(in[0], in[1]); },
+        {"ce mean",
+         [](const In& in) { return xg::cross_entropy(in[0], in[1]); },
          {logits, classes}},
-        {"ce sum", [](const In& in) { return xg::cross_entropy(in[0], in[1], "sum"); },
+        {"ce sum",
+         [](const In& in) { return xg::cross_entropy(in[0], in[1], "sum"); },
          {logits, classes}},
-        {"ce none", [](const In& in) { return xg::cross_entropy(in[0], in[1], "none"); },
+        {"ce none",
+         [](const In& in) { return xg::cross_entropy(in[0], in[1], "none"); },
          {logits, classes}},
     };
     for (const auto& row : rows) {
@@ -94,9 +99,9 @@ TEST_CASE("loss error messages") {
     CHECK_THROWS_WITH_AS(
         xg::mse_loss(xg::zeros({2, 3}), xg::zeros({3})),
         "mse_loss: expected input and target of the same shape (got [2, 3] and [3])", xg::Error);
-    CHECK_THROWS_WITH_AS(
-        xg::mse_loss(xg::zeros({2}), xg::zeros({2}), "avg"),
-        "mse_loss: expected reduction 'none', 'mean' or 'sum' (got 'avg')", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::mse_loss(xg::zeros({2}), xg::zeros({2}), "avg"),
+                         "mse_loss: expected reduction 'none', 'mean' or 'sum' (got 'avg')",
+                         xg::Error);
     Tensor logits = xg::zeros({2, 3});
     CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, 3})), xg::Error);   // class 3 of 3
     CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, -1})), xg::Error);  // negative class

@@ -30,15 +30,15 @@ Tensor mm(const In& in) { return xg::matmul(in[0], in[1]); }
 TEST_CASE("matmul of vectors and matrices, by hand") {
     Tensor v = test::f64({1, 2, 3});
     Tensor w = test::f64({4, -5, 6});
-    Tensor m = test::f64({{1, 0, 2}, {-1, 3, 1}});  // [2, 3]
+    Tensor m = test::f64({{1, 0, 2}, {-1, 3, 1}});   // [2, 3]
     Tensor n = test::f64({{1, 2}, {0, 1}, {4, 0}});  // [3, 2]
 
     Tensor dot = xg::matmul(v, w);
     CHECK(dot.shape() == Shape{});  // 1-D . 1-D is a 0-d dot product
     CHECK(dot.item<double>() == 12.0);
 
-    CHECK_VALUES(xg::matmul(m, v), (xt::xarray<double>{7, 8}));          // [2,3].[3] -> [2]
-    CHECK_VALUES(xg::matmul(v, n), (xt::xarray<double>{13, 4}));         // [3].[3,2] -> [2]
+    CHECK_VALUES(xg::matmul(m, v), (xt::xarray<double>{7, 8}));            // [2,3].[3] -> [2]
+    CHECK_VALUES(xg::matmul(v, n), (xt::xarray<double>{13, 4}));           // [3].[3,2] -> [2]
     CHECK_VALUES(xg::matmul(m, n), (xt::xarray<double>{{9, 2}, {3, 1}}));  // [2,3].[3,2]
 }
 
@@ -79,8 +79,8 @@ TEST_CASE("matmul broadcasts batch dims: [2,1,3,4].[5,4,2] and [3,4].[2,4,5]") {
     xt::xarray<double> expected = xt::zeros<double>({2, 5, 3, 2});
     for (std::size_t i = 0; i < 2; ++i)
         for (std::size_t j = 0; j < 5; ++j)
-            xt::view(expected, i, j) = naive_mm(xt::xarray<double>(xt::view(a, i, 0)),
-                                                xt::xarray<double>(xt::view(b, j)));
+            xt::view(expected, i, j) =
+                naive_mm(xt::xarray<double>(xt::view(a, i, 0)), xt::xarray<double>(xt::view(b, j)));
     CHECK_VALUES(c, expected);
 
     auto m = test::values(test::randn64({3, 4}, 8));
@@ -103,8 +103,8 @@ TEST_CASE("batched matmul with a 1-D operand, as torch.matmul") {
     xt::xarray<double> col = v;
     col.reshape({4, 1});
     for (std::size_t i = 0; i < 2; ++i) {
-        xt::xarray<double> expected = xt::view(naive_mm(xt::xarray<double>(xt::view(a, i)), col),
-                                               xt::all(), 0);
+        xt::xarray<double> expected =
+            xt::view(naive_mm(xt::xarray<double>(xt::view(a, i)), col), xt::all(), 0);
         CHECK(test::close(xt::xarray<double>(xt::view(test::values(c), i)), expected));
     }
     Tensor d = xg::matmul(test::f64(v), test::f64(test::values(test::randn64({2, 4, 5}, 12))));

@@ -118,13 +118,22 @@ TEST_CASE("gradcheck: sum and mean in every form") {
         {"sum {0}", [](const In& in) { return xg::sum(in[0], {0}); }},
         {"sum {1} keepdim", [](const In& in) { return xg::sum(in[0], {1}, true); }},
         {"sum {-1}", [](const In& in) { return xg::sum(in[0], {-1}); }},
-        {"sum {0, 2}", [](const In& in) { return xg::sum(in[0], {0, 2}); }},
-        {"sum {-3, 1} keepdim", [](const In& in) { return xg::sum(in[0], {-3, 1}, true); }},
+        {"sum {0, 2}",
+         [](const In& in) {
+             return xg::sum(in[0], {0, 2});
+         }},
+        {"sum {-3, 1} keepdim",
+         [](const In& in) {
+             return xg::sum(in[0], {-3, 1}, true);
+         }},
         {"mean", [](const In& in) { return xg::mean(in[0]); }},
         {"mean {0}", [](const In& in) { return xg::mean(in[0], {0}); }},
         {"mean {2} keepdim", [](const In& in) { return xg::mean(in[0], {2}, true); }},
         {"mean {-2}", [](const In& in) { return xg::mean(in[0], {-2}); }},
-        {"mean {0, -1} keepdim", [](const In& in) { return xg::mean(in[0], {0, -1}, true); }},
+        {"mean {0, -1} keepdim",
+         [](const In& in) {
+             return xg::mean(in[0], {0, -1}, true);
+         }},
     };
     Tensor x = test::randn64({2, 3, 4}, 40);
     for (const auto& row : rows) {

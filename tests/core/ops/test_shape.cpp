@@ -110,18 +110,42 @@ TEST_CASE("gradcheck: every shape op") {
     Tensor c = test::randn64({2, 2}, 53);
     Tensor s = test::randn64({1, 3, 1, 2}, 54);
     std::vector<Row> rows = {
-        {"reshape", [](const In& in) { return xg::reshape(in[0], {4, 6}); }, {x}},
-        {"reshape -1", [](const In& in) { return xg::reshape(in[0], {-1, 2}); }, {x}},
+        {"reshape",
+         [](const In& in) {
+             return xg::reshape(in[0], {4, 6});
+         },
+         {x}},
+        {"reshape -1",
+         [](const In& in) {
+             return xg::reshape(in[0], {-1, 2});
+         },
+         {x}},
         {"transpose", [](const In& in) { return xg::transpose(in[0], 0, 2); }, {x}},
         {"transpose neg", [](const In& in) { return xg::transpose(in[0], -1, 1); }, {x}},
-        {"permute", [](const In& in) { return xg::permute(in[0], {2, 0, 1}); }, {x}},
+        {"permute",
+         [](const In& in) {
+             return xg::permute(in[0], {2, 0, 1});
+         },
+         {x}},
         {"unsqueeze", [](const In& in) { return xg::unsqueeze(in[0], 1); }, {x}},
         {"unsqueeze -1", [](const In& in) { return xg::unsqueeze(in[0], -1); }, {x}},
         {"squeeze all", [](const In& in) { return xg::squeeze(in[0]); }, {s}},
         {"squeeze one", [](const In& in) { return xg::squeeze(in[0], 2); }, {s}},
-        {"cat dim 0", [](const In& in) { return xg::cat({in[0], in[1]}, 0); }, {a, b}},
-        {"cat dim 1", [](const In& in) { return xg::cat({in[0], in[1]}, 1); }, {a, c}},
-        {"cat dim -1", [](const In& in) { return xg::cat({in[0], in[1], in[0]}, -1); }, {c, a}},
+        {"cat dim 0",
+         [](const In& in) {
+             return xg::cat({in[0], in[1]}, 0);
+         },
+         {a, b}},
+        {"cat dim 1",
+         [](const In& in) {
+             return xg::cat({in[0], in[1]}, 1);
+         },
+         {a, c}},
+        {"cat dim -1",
+         [](const In& in) {
+             return xg::cat({in[0], in[1], in[0]}, -1);
+         },
+         {c, a}},
         // A non-trivial consumer, so gradients are not all ones.
         {"transpose then mul",
          [](const In& in) { return xg::transpose(in[0], 0, 1) * xg::transpose(in[0], 0, 1); },
@@ -155,9 +179,9 @@ TEST_CASE("shape op error messages") {
                          "unsqueeze: expected dim in [-3, 2] for a 2-d tensor (got -4)", xg::Error);
     CHECK_THROWS_WITH_AS(xg::squeeze(x, 2),
                          "squeeze: expected dim in [-2, 1] for a 2-d tensor (got 2)", xg::Error);
-    CHECK_THROWS_AS(xg::reshape(x, {-1, -1}), xg::Error);     // only one -1
-    CHECK_THROWS_AS(xg::permute(x, {0, 0}), xg::Error);       // not a permutation
-    CHECK_THROWS_AS(xg::permute(x, {0}), xg::Error);          // wrong length
+    CHECK_THROWS_AS(xg::reshape(x, {-1, -1}), xg::Error);            // only one -1
+    CHECK_THROWS_AS(xg::permute(x, {0, 0}), xg::Error);              // not a permutation
+    CHECK_THROWS_AS(xg::permute(x, {0}), xg::Error);                 // wrong length
     CHECK_THROWS_AS(xg::cat({x, xg::zeros({2, 4})}, 0), xg::Error);  // sizes differ off dim
     CHECK_THROWS_AS(xg::cat({x, xg::zeros({2, 3}, xg::kFloat64)}, 0), xg::Error);
     CHECK_THROWS_AS(xg::cat({}, 0), xg::Error);

@@ -1,13 +1,12 @@
 // xg::save / xg::load: safetensors round trips, interop with Python and
 // PyTorch files (fixtures made by gen_fixtures.py), atomic writes, and a
 // reader that turns every corruption into an xg::Error.
-#include <doctest/doctest.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
 namespace fs = std::filesystem;
@@ -28,7 +27,8 @@ std::string read_bytes(const fs::path& path) {
 }
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 template <class T>
@@ -39,7 +39,8 @@ bool same(const xg::Tensor& a, const xg::Tensor& b) {
 // A safetensors file from a literal header and data section.
 std::string safetensors_bytes(const std::string& header, const std::string& data) {
     std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    for (int i = 0; i < 8; ++i)
+        out[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
     return out + header + data;
 }
 
@@ -82,7 +83,8 @@ TEST_CASE("save/load round-trips every dtype, ranks 0 to 4 and empty tensors, in
 TEST_CASE("a safetensors file written by Python from the spec loads with its values and order") {
     xg::StateDict sd = xg::load((kFixtures / "python_written.safetensors").string());
     CHECK(sd.keys() == std::vector<std::string>{"zeta", "alpha", "ids", "scalar", "nothing"});
-    CHECK(sd.at("zeta").data<float>() == xt::xarray<float>({{0.f, 0.25f, 0.5f}, {0.75f, 1.f, 1.25f}}));
+    CHECK(sd.at("zeta").data<float>() ==
+          xt::xarray<float>({{0.f, 0.25f, 0.5f}, {0.75f, 1.f, 1.25f}}));
     CHECK(sd.at("alpha").data<double>() == xt::xarray<double>({{1.5, -2.25}}));
     CHECK(sd.at("ids").data<std::int64_t>() == xt::xarray<std::int64_t>({3, -1, 7}));
     CHECK(sd.at("scalar").dim() == 0);
@@ -98,7 +100,8 @@ TEST_CASE("a file xgrad writes is read by Python with json and numpy alone") {
     sd.insert_or_assign("e", xg::zeros({0, 2}));
     fs::path path = scratch("for_python.safetensors");
     xg::save(sd, path.string(), {{"producer", "xgrad"}});
-    std::string command = "/usr/bin/python3 " + (kFixtures / "check_written.py").string() + " " + path.string();
+    std::string command =
+        "/usr/bin/python3 " + (kFixtures / "check_written.py").string() + " " + path.string();
     CHECK(std::system(command.c_str()) == 0);
 }
 
@@ -121,9 +124,11 @@ TEST_CASE("save is atomic: a failed save leaves the old file intact and no tempo
     xg::save(good, path.string());
     std::string before = read_bytes(path);
     xg::StateDict bad{{"w", xg::ones({3})}, {"undefined", xg::Tensor()}};
-    CHECK_THROWS_WITH_AS(xg::save(bad, path.string()), "save: tensor 'undefined' is undefined", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::save(bad, path.string()), "save: tensor 'undefined' is undefined",
+                         xg::Error);
     CHECK(read_bytes(path) == before);
-    CHECK_THROWS_AS(xg::save(good, (scratch("no-such-dir") / "x" / "y.safetensors").string()), xg::Error);
+    CHECK_THROWS_AS(xg::save(good, (scratch("no-such-dir") / "x" / "y.safetensors").string()),
+                    xg::Error);
     for (const auto& entry : fs::directory_iterator(path.parent_path())) {
         CHECK_MESSAGE(entry.path().string().find(".tmp.") == std::string::npos, entry.path());
     }
@@ -131,25 +136,41 @@ TEST_CASE("save is atomic: a failed save leaves the old file intact and no tempo
 
 TEST_CASE("the reader turns each kind of corruption into an xg::Error naming the problem") {
     std::string data(16, '\0');
-    auto entry = [](const std::string& dtype, const std::string& shape, const std::string& offsets) {
+    auto entry = [](const std::string& dtype, const std::string& shape,
+                    const std::string& offsets) {
         return "\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":" + offsets;
     };
     check_load_fails(std::string(5, '\0'), "expected at least 8 bytes");
     check_load_fails(safetensors_bytes("{}", "").substr(0, 8) + "{", "runs past the end");
     check_load_fails(safetensors_bytes("{\"a\":", data), "not valid JSON");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("BF16", "[2]", "[0,4]") + "}}", data), "unsupported dtype 'BF16'");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[3]", "[0,8]") + "}}", data), "needs 12 bytes (got 8)");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[12,20]") + "}}", data), "outside the 16 data bytes");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[0,8]") + "},\"b\":{" + entry("F32", "[2]", "[4,12]") + "}}", data), "overlap");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F64", "[4294967296,4294967296]", "[0,8]") + "}}", data), "overflows");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[0,8]") + "},\"a\":{" + entry("F32", "[2]", "[8,16]") + "}}", data), "duplicate key 'a'");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[-2]", "[0,8]") + "}}", data), "negative or non-integer");
-    check_load_fails(safetensors_bytes("{\"a\":{\"dtype\":\"F32\"}}", data), "needs dtype, shape and data_offsets");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("BF16", "[2]", "[0,4]") + "}}", data),
+                     "unsupported dtype 'BF16'");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[3]", "[0,8]") + "}}", data),
+                     "needs 12 bytes (got 8)");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[12,20]") + "}}", data),
+                     "outside the 16 data bytes");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[0,8]") + "},\"b\":{" +
+                                           entry("F32", "[2]", "[4,12]") + "}}",
+                                       data),
+                     "overlap");
+    check_load_fails(
+        safetensors_bytes("{\"a\":{" + entry("F64", "[4294967296,4294967296]", "[0,8]") + "}}",
+                          data),
+        "overflows");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[0,8]") + "},\"a\":{" +
+                                           entry("F32", "[2]", "[8,16]") + "}}",
+                                       data),
+                     "duplicate key 'a'");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[-2]", "[0,8]") + "}}", data),
+                     "negative or non-integer");
+    check_load_fails(safetensors_bytes("{\"a\":{\"dtype\":\"F32\"}}", data),
+                     "needs dtype, shape and data_offsets");
     check_load_fails(safetensors_bytes("[1, 2]", data), "expected the header to be a JSON object");
 }
 
 TEST_CASE("random truncations always fail cleanly and random bit flips never crash") {
-    xg::StateDict sd{{"w", xg::randn({4, 3})}, {"b", xg::randn({3}, xg::kFloat64)}, {"i", xg::arange(5)}};
+    xg::StateDict sd{
+        {"w", xg::randn({4, 3})}, {"b", xg::randn({3}, xg::kFloat64)}, {"i", xg::arange(5)}};
     fs::path path = scratch("fuzz.safetensors");
     xg::save(sd, path.string());
     std::string valid = read_bytes(path);
@@ -177,7 +198,8 @@ TEST_CASE("the .pt reader refuses pickles that reach for anything but tensors") 
     std::string command = "cd " + scratch("").string() +
                           " && /usr/bin/python3 -c \"import pickle, zipfile, os\n"
                           "class E:\n def __reduce__(self): return (os.system, ('true',))\n"
-                          "z = zipfile.ZipFile('evil.pt', 'w'); z.writestr('archive/data.pkl', pickle.dumps(E(), protocol=2)); z.close()\"";
+                          "z = zipfile.ZipFile('evil.pt', 'w'); z.writestr('archive/data.pkl', "
+                          "pickle.dumps(E(), protocol=2)); z.close()\"";
     REQUIRE(std::system(command.c_str()) == 0);
     CHECK_THROWS_WITH_AS(xg::load(path.string()),
                          doctest::Contains("refusing pickle global 'posix.system'"), xg::Error);

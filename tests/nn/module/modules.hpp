@@ -4,13 +4,13 @@
 // hook traces can be compared with what PyTorch produced.
 #pragma once
 
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 #include <xtensor/xarray.hpp>
 

@@ -1,7 +1,6 @@
 // Module conversion: to(dtype) for parameters, buffers and grads with handles
 // kept valid; devices other than the CPU refused; to_empty; deep clone().
 #include <doctest/doctest.h>
-
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -1,10 +1,9 @@
 // Module hooks: forward pre / forward hooks (replacing, prepend, removal,
 // always_call), full backward pre / backward hooks (values, replacement, calls
 // in one graph), global hooks, and hook order against a PyTorch trace.
-#include <doctest/doctest.h>
-
 #include <algorithm>
 
+#include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -1,7 +1,6 @@
 // Module modes and gradients: train/eval propagation, requires_grad_, zero_grad
 // in both modes, and apply's order (children first, then self).
 #include <doctest/doctest.h>
-
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -1,7 +1,6 @@
 // Module paths: get_submodule, set_submodule, get_parameter and get_buffer,
 // and errors that name the missing part (PyTorch's "<Class> has no attribute").
 #include <doctest/doctest.h>
-
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -1,8 +1,8 @@
 // Module printing: repr() and operator<< exactly as PyTorch's repr, compared
 // with strings PyTorch printed for modules of the same names and extra_repr.
-#include <doctest/doctest.h>
-
 #include <sstream>
+
+#include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -1,7 +1,6 @@
 // Module registration: parameters, buffers and children kept in registration
 // order, re-registration in place, and the names PyTorch refuses.
 #include <doctest/doctest.h>
-
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -1,7 +1,6 @@
 // Module state: state_dict keys and values, extra state, load_state_dict in
 // every mode, PyTorch's error text, and the state_dict / load hooks.
 #include <doctest/doctest.h>
-
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

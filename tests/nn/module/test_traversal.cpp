@@ -1,7 +1,6 @@
 // Module traversal: every named_* walk, its order, prefixes and duplicate
 // handling, against the orders PyTorch produced (reference/gen_reference.py).
 #include <doctest/doctest.h>
-
 #include <xgrad/xgrad.hpp>
 
 #include "nn/module/modules.hpp"

@@ -54,8 +54,10 @@ class HookList {
 public:
     RemovableHandle add(Fn fn, bool prepend) {
         std::uint64_t id = state_->next_id++;
-        if (prepend) state_->hooks.insert(state_->hooks.begin(), {id, std::move(fn)});
-        else state_->hooks.emplace_back(id, std::move(fn));
+        if (prepend)
+            state_->hooks.insert(state_->hooks.begin(), {id, std::move(fn)});
+        else
+            state_->hooks.emplace_back(id, std::move(fn));
         return RemovableHandle([weak = std::weak_ptr<State>(state_), id] {
             if (auto state = weak.lock()) {
                 std::erase_if(state->hooks, [id](const auto& entry) { return entry.first == id; });
@@ -84,7 +86,9 @@ public:
         }
         return nullptr;
     }
-    const V* find(const std::string& key) const { return const_cast<OrderedDict*>(this)->find(key); }
+    const V* find(const std::string& key) const {
+        return const_cast<OrderedDict*>(this)->find(key);
+    }
     V& insert_or_assign(const std::string& key, V value) {
         if (V* existing = find(key)) return *existing = std::move(value);
         return items_.emplace_back(key, std::move(value)).second;
@@ -143,9 +147,8 @@ public:
 
     // ---- traversal (registration order; prefixes joined with '.') ----
     std::vector<Tensor> parameters(bool recurse = true) const;
-    std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "",
-                                                                 bool recurse = true,
-                                                                 bool remove_duplicate = true) const;
+    std::vector<std::pair<std::string, Tensor>> named_parameters(
+        const std::string& prefix = "", bool recurse = true, bool remove_duplicate = true) const;
     std::vector<Tensor> buffers(bool recurse = true) const;
     std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "",
                                                               bool recurse = true,
@@ -188,7 +191,8 @@ public:
     // always_call hooks also run when forward throws (then the error propagates).
     template <class F>
     RemovableHandle register_forward_hook(F fn, bool prepend = false, bool always_call = false) {
-        auto hook = detail::adapt_hook<Tensor, F, Module&, const Tensor&, const Tensor&>(std::move(fn));
+        auto hook =
+            detail::adapt_hook<Tensor, F, Module&, const Tensor&, const Tensor&>(std::move(fn));
         return forward_hooks_.add({std::move(hook), always_call}, prepend);
     }
     template <class F>
