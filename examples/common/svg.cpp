@@ -13,7 +13,8 @@ namespace xg::examples {
 
 namespace {
 
-constexpr double kLeft = 70, kRight = 20, kTop = 34, kBottom = 46;
+// The right margin holds the legend, so it never covers the data.
+constexpr double kLeft = 70, kRight = 190, kTop = 34, kBottom = 46;
 
 std::string escape(const std::string& text) {
     std::string out;
@@ -137,7 +138,7 @@ std::string SvgChart::render() const {
             out += fmt::format(
                 "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"4\" fill=\"{}\"/>"
                 "<text x=\"{}\" y=\"{}\">{}</text>\n",
-                x1 - 150, legend_y - 4, color, x1 - 132, legend_y, escape(label));
+                x1 + 12, legend_y - 4, color, x1 + 30, legend_y, escape(label));
             legend_y += 16;
         };
         for (const auto& b : panel.bands) {

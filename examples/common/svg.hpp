@@ -31,7 +31,7 @@ struct Panel {
 
 class SvgChart {
 public:
-    explicit SvgChart(double width = 720, double panel_height = 300)
+    explicit SvgChart(double width = 880, double panel_height = 300)
         : width_(width), panel_height_(panel_height) {}
     Panel& add_panel(Panel panel) { return panels_.emplace_back(std::move(panel)); }
     std::string render() const;

@@ -49,7 +49,7 @@ TEST_CASE("a chart has one frame per panel, one polyline per series and a legend
 }
 
 TEST_CASE("data map to pixels inside the frame, with y growing upwards") {
-    SvgChart chart(170, 180);  // plot area: x 70..150, y 34..134
+    SvgChart chart(340, 180);  // plot area: x 70..150, y 34..134 (legend to the right)
     chart.add_panel({"", "", "", false, {{"line", {0, 10}, {0, 10}}}, {}});
     std::string svg = chart.render();
     CHECK(svg.find("points=\"70.0,134.0 150.0,34.0 \"") != std::string::npos);
