@@ -5,6 +5,7 @@
 
 #include <xtensor/xoperation.hpp>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -15,24 +16,25 @@ using detail::wrap;
 
 namespace {
 
-// y = forward(x); the gradient rule sees the saved input: grad(x, g).
-template <class Forward, class Grad>
-Tensor unary_x(const Tensor& x, const char* op, const char* node, Forward forward, Grad grad) {
+// y[i] = forward(x[i]), one pass on raw memory. The gradient rule sees the saved
+// input, or the output when SaveOutput (tanh, exp, ...): gx[i] = grad(saved[i], g[i]),
+// written over g's buffer when the engine holds the only handle to it.
+template <bool SaveOutput, class Forward, class Grad>
+Tensor unary(const Tensor& x, const char* op, const char* node, Forward forward, Grad grad) {
     return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
-        Tensor y = wrap(xt::xarray<T>(forward(a)));
-        return make_result(y, node, {x}, [saved = x.detach(), grad](const Tensor& g) {
-            return std::vector<Tensor>{wrap(xt::xarray<T>(grad(saved.data<T>(), g.data<T>())))};
-        });
-    });
-}
-
-// Like unary_x, but the rule needs only the output (tanh, exp, ...): grad(y, g).
-template <class Forward, class Grad>
-Tensor unary_y(const Tensor& x, const char* op, const char* node, Forward forward, Grad grad) {
-    return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
-        Tensor y = wrap(xt::xarray<T>(forward(a)));
-        return make_result(y, node, {x}, [saved = y.detach(), grad](const Tensor& g) {
-            return std::vector<Tensor>{wrap(xt::xarray<T>(grad(saved.data<T>(), g.data<T>())))};
+        auto y = detail::empty_array<T>(a.shape());
+        const T* in = a.data();
+        T* out = y.data();
+        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = forward(in[i]);
+        Tensor result = wrap(std::move(y));
+        std::shared_ptr<Storage> saved = (SaveOutput ? result : x).impl()->storage;
+        return make_result(result, node, {x}, [saved, grad](const Tensor& g) {
+            const T* gp = g.data<T>().data();
+            const T* s = std::get<xt::xarray<T>>(*saved).data();
+            xt::xarray<T> d = detail::take_buffer<T>(g);
+            T* o = d.data();
+            for (std::size_t i = 0, n = d.size(); i < n; ++i) o[i] = grad(s[i], gp[i]);
+            return std::vector<Tensor>{wrap(std::move(d))};
         });
     });
 }
@@ -78,6 +80,14 @@ Tensor scalar_like(const Tensor& t, double value, const char* op) {
     });
 }
 
+Tensor copy_of(const Tensor& t) {
+    return detail::visit_floating(t, "backward", [&]<class T>(xt::xarray<T>& a) {
+        auto copy = detail::empty_array<T>(a.shape());
+        std::copy(a.begin(), a.end(), copy.begin());
+        return wrap(std::move(copy));
+    });
+}
+
 // Addition and subtraction need no saved values: the gradient is g itself.
 Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
     const char* op = subtract ? "sub" : "add";
@@ -90,8 +100,19 @@ Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
     });
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
     return make_result(out, subtract ? "SubBackward" : "AddBackward", {a, b}, [=](const Tensor& g) {
-        Tensor ga = need_a ? reduce_to(g, shape_a) : Tensor();
-        Tensor gb = need_b ? reduce_to(subtract ? neg(g) : g, shape_b) : Tensor();
+        // The engine keeps a gradient without copying only when it is the sole
+        // handle: pass g's buffer on to one input, copy it at most once.
+        Shape shape_g = g.shape();
+        auto through = [&](const Shape& shape) {
+            return shape == shape_g ? detail::pass_through(g) : reduce_to(g, shape);
+        };
+        Tensor ga, gb;
+        if (need_b) {
+            gb = subtract ? reduce_to(neg(g), shape_b)
+                 : need_a ? reduce_to(copy_of(g), shape_b)
+                          : through(shape_b);
+        }
+        if (need_a) ga = through(shape_a);
         return std::vector<Tensor>{ga, gb};
     });
 }
@@ -103,12 +124,54 @@ inline std::uint64_t mix(std::uint64_t z) {
     return z ^ (z >> 31);
 }
 
+// keep[i] = 1 where element i of the dropout mask for `key` survives. The hash
+// needs 64-bit multiplies, which only AVX-512 does in vector registers; on such
+// CPUs the x86-64-v4 clone runs.
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void keep_mask(std::uint64_t key,
+                                                                           std::size_t n,
+                                                                           std::uint64_t threshold,
+                                                                           std::uint8_t* keep) {
+    for (std::size_t i = 0; i < n; ++i)
+        keep[i] = (mix(key + i * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold;
+}
+
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) { return add_or_sub(a, b, false); }
 Tensor sub(const Tensor& a, const Tensor& b) { return add_or_sub(a, b, true); }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+    detail::check_same_dtype(a, b, "mul");
+    if (a.shape() == b.shape()) {  // the common case (GLU gating): one pass each way
+        return detail::visit_floating(a, "mul", [&]<class T>(xt::xarray<T>& av) {
+            auto out = detail::empty_array<T>(av.shape());
+            const T *x = av.data(), *y = b.data<T>().data();
+            T* o = out.data();
+            for (std::size_t i = 0, n = out.size(); i < n; ++i) o[i] = x[i] * y[i];
+            bool need_a = a.requires_grad(), need_b = b.requires_grad();
+            return make_result(wrap(std::move(out)), "MulBackward", {a, b},
+                               [sa = a.detach(), sb = b.detach(), need_a, need_b](const Tensor& g) {
+                                   const T* gp = g.data<T>().data();
+                                   const T *x = sa.data<T>().data(), *y = sb.data<T>().data();
+                                   Tensor ga, gb;
+                                   if (need_b) {  // before ga, which may take g's buffer
+                                       auto d = detail::empty_array<T>(g.data<T>().shape());
+                                       T* o = d.data();
+                                       for (std::size_t i = 0, n = d.size(); i < n; ++i)
+                                           o[i] = gp[i] * x[i];
+                                       gb = wrap(std::move(d));
+                                   }
+                                   if (need_a) {
+                                       xt::xarray<T> d = detail::take_buffer<T>(g);
+                                       T* o = d.data();
+                                       for (std::size_t i = 0, n = d.size(); i < n; ++i)
+                                           o[i] = gp[i] * y[i];
+                                       ga = wrap(std::move(d));
+                                   }
+                                   return std::vector<Tensor>{ga, gb};
+                               });
+        });
+    }
     return binary(
         a, b, "mul", "MulBackward", [](const auto& x, const auto& y) { return x * y; },
         [](const auto&, const auto& y, const auto& g) { return g * y; },
@@ -150,14 +213,13 @@ Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 Tensor operator/(const Tensor& a, double b) { return div(a, b); }
 Tensor operator/(double a, const Tensor& b) { return rdiv(a, b); }
 
-// PyTorch's convention at the kink: relu'(0) = 0.
+// PyTorch's convention at the kink: relu'(0) = 0. Every rule below keeps the
+// operation order of the xtensor expression it replaced (tests/core/ops/test_fused.cpp
+// compares them).
 Tensor relu(const Tensor& x) {
-    return unary_y(
-        x, "relu", "ReluBackward",
-        []<class T>(const xt::xarray<T>& a) { return xt::maximum(a, T(0)); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) {
-            return xt::where(y > T(0), g, T(0));
-        });
+    return unary<true>(
+        x, "relu", "ReluBackward", []<class T>(T a) { return a > T(0) ? a : T(0); },
+        []<class T>(T y, T g) { return y > T(0) ? g : T(0); });
 }
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
@@ -165,94 +227,97 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
           "gelu: expected approximate 'none' or 'tanh' (got '{}')", approximate);
     if (approximate == "none") {
         // x * Phi(x); d/dx = Phi(x) + x * phi(x).
-        return unary_x(
+        return unary<false>(
             x, "gelu", "GeluBackward",
-            []<class T>(const xt::xarray<T>& a) {
-                return T(0.5) * a * (T(1) + xt::erf(a * T(std::numbers::sqrt2 / 2)));
+            []<class T>(T a) {
+                return T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2)));
             },
-            []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) {
+            []<class T>(T a, T g) {
                 const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-                return g * (T(0.5) * (T(1) + xt::erf(a * T(std::numbers::sqrt2 / 2))) +
-                            a * inv_sqrt_2pi * xt::exp(T(-0.5) * a * a));
+                return g * (T(0.5) * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))) +
+                            a * inv_sqrt_2pi * std::exp(T(-0.5) * a * a));
             });
     }
     // 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2 / pi), c = 0.044715.
-    return unary_x(
+    return unary<false>(
         x, "gelu", "GeluBackward",
-        []<class T>(const xt::xarray<T>& a) {
+        []<class T>(T a) {
             const T k = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi), c = T(0.044715);
-            return T(0.5) * a * (T(1) + xt::tanh(k * (a + c * a * a * a)));
+            return T(0.5) * a * (T(1) + std::tanh(k * (a + c * a * a * a)));
         },
-        []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) {
+        []<class T>(T a, T g) {
             const T k = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi), c = T(0.044715);
-            xt::xarray<T> t = xt::tanh(k * (a + c * a * a * a));
-            return xt::xarray<T>(g * (T(0.5) * (T(1) + t) +
-                                      T(0.5) * a * (T(1) - t * t) * k * (T(1) + T(3) * c * a * a)));
+            const T t = std::tanh(k * (a + c * a * a * a));
+            return g * (T(0.5) * (T(1) + t) +
+                        T(0.5) * a * (T(1) - t * t) * k * (T(1) + T(3) * c * a * a));
         });
 }
 
 Tensor sigmoid(const Tensor& x) {
-    return unary_y(
-        x, "sigmoid", "SigmoidBackward",
-        []<class T>(const xt::xarray<T>& a) { return T(1) / (T(1) + xt::exp(-a)); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g * y * (T(1) - y); });
+    return unary<true>(
+        x, "sigmoid", "SigmoidBackward", []<class T>(T a) { return T(1) / (T(1) + std::exp(-a)); },
+        []<class T>(T y, T g) { return g * y * (T(1) - y); });
 }
 
 // x * sigmoid(x); d/dx = s (1 + x (1 - s)).
 Tensor silu(const Tensor& x) {
-    return unary_x(
-        x, "silu", "SiluBackward",
-        []<class T>(const xt::xarray<T>& a) { return a / (T(1) + xt::exp(-a)); },
-        []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) {
-            xt::xarray<T> s = T(1) / (T(1) + xt::exp(-a));
-            return xt::xarray<T>(g * s * (T(1) + a * (T(1) - s)));
+    return unary<false>(
+        x, "silu", "SiluBackward", []<class T>(T a) { return a / (T(1) + std::exp(-a)); },
+        []<class T>(T a, T g) {
+            const T s = T(1) / (T(1) + std::exp(-a));
+            return g * s * (T(1) + a * (T(1) - s));
         });
 }
 
 Tensor tanh(const Tensor& x) {
-    return unary_y(
-        x, "tanh", "TanhBackward", []<class T>(const xt::xarray<T>& a) { return xt::tanh(a); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g * (T(1) - y * y); });
+    return unary<true>(
+        x, "tanh", "TanhBackward", []<class T>(T a) { return std::tanh(a); },
+        []<class T>(T y, T g) { return g * (T(1) - y * y); });
 }
 
 Tensor exp(const Tensor& x) {
-    return unary_y(
-        x, "exp", "ExpBackward", []<class T>(const xt::xarray<T>& a) { return xt::exp(a); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g * y; });
+    return unary<true>(
+        x, "exp", "ExpBackward", []<class T>(T a) { return std::exp(a); },
+        []<class T>(T y, T g) { return g * y; });
 }
 
 Tensor log(const Tensor& x) {
-    return unary_x(
-        x, "log", "LogBackward", []<class T>(const xt::xarray<T>& a) { return xt::log(a); },
-        []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) { return g / a; });
+    return unary<false>(
+        x, "log", "LogBackward", []<class T>(T a) { return std::log(a); },
+        []<class T>(T a, T g) { return g / a; });
 }
 
 Tensor sqrt(const Tensor& x) {
-    return unary_y(
-        x, "sqrt", "SqrtBackward", []<class T>(const xt::xarray<T>& a) { return xt::sqrt(a); },
-        []<class T>(const xt::xarray<T>& y, const xt::xarray<T>& g) { return g / (T(2) * y); });
+    return unary<true>(
+        x, "sqrt", "SqrtBackward", []<class T>(T a) { return std::sqrt(a); },
+        []<class T>(T y, T g) { return g / (T(2) * y); });
 }
 
 Tensor pow(const Tensor& x, double exponent) {
-    return unary_x(
-        x, "pow", "PowBackward",
-        [exponent]<class T>(const xt::xarray<T>& a) { return xt::pow(a, T(exponent)); },
-        [exponent]<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) {
-            if (exponent == 0.0) return xt::xarray<T>(xt::zeros_like(a));
-            return xt::xarray<T>(g * T(exponent) * xt::pow(a, T(exponent - 1.0)));
+    return unary<false>(
+        x, "pow", "PowBackward", [exponent]<class T>(T a) { return std::pow(a, T(exponent)); },
+        [exponent]<class T>(T a, T g) {
+            if (exponent == 0.0) return T(0);
+            return g * T(exponent) * std::pow(a, T(exponent - 1.0));
         });
 }
 
-// abs'(0) = 0, as in PyTorch.
+// abs'(0) = 0, as in PyTorch (sign keeps NaN, as xt::sign does).
 Tensor abs(const Tensor& x) {
-    return unary_x(
-        x, "abs", "AbsBackward", []<class T>(const xt::xarray<T>& a) { return xt::abs(a); },
-        []<class T>(const xt::xarray<T>& a, const xt::xarray<T>& g) { return g * xt::sign(a); });
+    return unary<false>(
+        x, "abs", "AbsBackward", []<class T>(T a) { return std::abs(a); },
+        []<class T>(T a, T g) {
+            T sign = std::isnan(a) ? a
+                     : a == T(0)   ? std::copysign(T(0), a)
+                                   : std::copysign(T(1), a);
+            return g * sign;
+        });
 }
 
 // Inverted dropout: zero each element with probability p, scale the rest by
 // 1 / (1 - p). The mask comes from a counter-based hash of one key drawn from
-// the global generator, so manual_seed makes it reproducible.
+// the global generator, so manual_seed makes it reproducible. Backward keeps
+// the mask as one byte per element: rehashing costs more than reading it.
 Tensor dropout(const Tensor& x, double p, bool training) {
     check(p >= 0.0 && p <= 1.0, "dropout: expected p in [0, 1] (got {})", p);
     if (!training || p == 0.0) return x;
@@ -261,16 +326,21 @@ Tensor dropout(const Tensor& x, double p, bool training) {
         const T scale = p == 1.0 ? T(0) : T(1.0 / (1.0 - p));
         // Keep when a 53-bit uniform draw is >= p.
         const auto threshold = static_cast<std::uint64_t>(p * 9007199254740992.0);
-        auto mask = xt::xarray<T>::from_shape(a.shape());
-        T* m = mask.data();
-        for (std::size_t i = 0; i < mask.size(); ++i) {
-            m[i] = (mix(key + i * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold ? scale : T(0);
-        }
-        Tensor out = wrap(xt::xarray<T>(a * mask));
-        return make_result(out, "DropoutBackward", {x},
-                           [saved = wrap(std::move(mask))](const Tensor& g) {
-                               return std::vector<Tensor>{
-                                   wrap(xt::xarray<T>(g.data<T>() * saved.template data<T>()))};
+        auto y = detail::empty_array<T>(a.shape());
+        const T* in = a.data();
+        T* out = y.data();
+        const std::size_t n = y.size();
+        std::vector<std::uint8_t> keep(n);
+        keep_mask(key, n, threshold, keep.data());
+        for (std::size_t i = 0; i < n; ++i) out[i] = in[i] * (keep[i] ? scale : T(0));
+        return make_result(wrap(std::move(y)), "DropoutBackward", {x},
+                           [keep = std::move(keep), scale](const Tensor& g) {
+                               const T* gp = g.data<T>().data();
+                               xt::xarray<T> d = detail::take_buffer<T>(g);
+                               T* o = d.data();
+                               for (std::size_t i = 0, n = d.size(); i < n; ++i)
+                                   o[i] = gp[i] * (keep[i] ? scale : T(0));
+                               return std::vector<Tensor>{wrap(std::move(d))};
                            });
     });
 }

@@ -3,6 +3,7 @@
 #include <limits>
 #include <numeric>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -33,7 +34,9 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
           "mse_loss: expected input and target of the same shape (got {} and {})",
           shape_str(input.shape()), shape_str(target.shape()));
     return detail::visit_floating(input, "mse_loss", [&]<class T>(xt::xarray<T>& x) {
-        xt::xarray<T> diff = x - target.data<T>();
+        auto diff = detail::empty_array<T>(x.shape());
+        const T *in = x.data(), *tg = target.data<T>().data();
+        for (std::size_t i = 0, n = diff.size(); i < n; ++i) diff.data()[i] = in[i] - tg[i];
         xt::xarray<T> out;
         if (mode == Reduction::None) {
             out = diff * diff;
@@ -48,15 +51,24 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
             [mode, need_input, need_target, saved = wrap(std::move(diff))](const Tensor& grad) {
                 auto& d = saved.template data<T>();
                 auto& g = grad.data<T>();
-                xt::xarray<T> gi;
+                auto gi = detail::empty_array<T>(d.shape());
+                const T* dp = d.data();
+                T* o = gi.data();
+                std::size_t n = gi.size();
                 if (mode == Reduction::None) {
-                    gi = T(2) * d * g;
+                    const T* gp = g.data();
+                    for (std::size_t i = 0; i < n; ++i) o[i] = T(2) * dp[i] * gp[i];
                 } else {
                     T scale = T(2) * g();
                     if (mode == Reduction::Mean) scale /= static_cast<T>(d.size());
-                    gi = scale * d;
+                    for (std::size_t i = 0; i < n; ++i) o[i] = scale * dp[i];
                 }
-                Tensor gt = need_target ? wrap(xt::xarray<T>(-gi)) : Tensor();
+                Tensor gt;
+                if (need_target) {
+                    auto neg = detail::empty_array<T>(d.shape());
+                    for (std::size_t i = 0; i < n; ++i) neg.data()[i] = -o[i];
+                    gt = wrap(std::move(neg));
+                }
                 Tensor gin = need_input ? wrap(std::move(gi)) : Tensor();
                 return std::vector<Tensor>{gin, gt};
             });
@@ -83,7 +95,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
               i);
     }
     return detail::visit_floating(logits, "cross_entropy", [&]<class T>(xt::xarray<T>& a) {
-        auto probabilities = xt::xarray<T>::from_shape(ls);
+        auto probabilities = detail::empty_array<T>(ls);
         auto losses = xt::xarray<T>::from_shape({n});
         for (std::size_t i = 0; i < n; ++i) {
             const T* row = a.data() + i * classes;

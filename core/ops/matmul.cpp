@@ -1,6 +1,7 @@
 // matmul with torch.matmul's rules: 1-D operands are promoted to matrices and
 // squeezed back, leading (batch) dimensions broadcast. Every product is a BLAS gemm.
 #include "blas.hpp"
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -82,7 +83,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
     return detail::visit_floating(a, "matmul", [&]<class T>(xt::xarray<T>& av) {
         auto& bv = b.data<T>();
-        auto out = xt::xarray<T>::from_shape(out_shape);
+        auto out = detail::empty_array<T>(out_shape);
         if (fold) {
             blas::gemm<T>(false, false, rows, n, k, T(1), av.data(), bv.data(), T(0), out.data());
         } else {
@@ -100,7 +101,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                 if (need_a) {  // dA = dC * B^T
                     Shape full = batch;
                     full.insert(full.end(), {m, k});
-                    auto d = xt::xarray<T>::from_shape(fold ? pa : full);
+                    auto d = detail::empty_array<T>(fold ? pa : full);
                     if (fold) {
                         blas::gemm<T>(false, true, rows, k, n, T(1), g, y, T(0), d.data());
                     } else {
@@ -114,7 +115,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                 if (need_b) {  // dB = A^T * dC
                     Shape full = batch;
                     full.insert(full.end(), {k, n});
-                    auto d = xt::xarray<T>::from_shape(fold ? pb : full);
+                    auto d = detail::empty_array<T>(fold ? pb : full);
                     if (fold) {
                         blas::gemm<T>(true, false, k, n, rows, T(1), x, g, T(0), d.data());
                     } else {
@@ -147,7 +148,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
     Shape out_shape = si;
     out_shape.back() = out_features;
     return detail::visit_floating(input, "linear", [&]<class T>(xt::xarray<T>& x) {
-        auto out = xt::xarray<T>::from_shape(out_shape);
+        auto out = detail::empty_array<T>(out_shape);
         T beta = T(0);
         if (bias.defined()) {  // seed every row with the bias, then gemm accumulates onto it
             const T* b = bias.data<T>().data();
@@ -161,19 +162,24 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
         bool need_b = bias.defined() && bias.requires_grad();
         return autograd::make_result(
             detail::wrap(std::move(out)), "LinearBackward", {input, weight, bias},
-            [=, saved_x = input.detach(), saved_w = weight.detach()](const Tensor& grad) {
+            // Saves the storages themselves: detached handles would cost an allocation each.
+            [rows, in_features, out_features, need_x, need_w, need_b,
+             saved_x = input.impl()->storage,
+             saved_w = weight.impl()->storage](const Tensor& grad) {
                 const T* g = grad.data<T>().data();
+                const auto& xv = std::get<xt::xarray<T>>(*saved_x);
+                const auto& wv = std::get<xt::xarray<T>>(*saved_w);
                 Tensor gx, gw, gb;
                 if (need_x) {  // dX = dY W
-                    auto d = xt::xarray<T>::from_shape(si);
-                    blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g,
-                                  saved_w.data<T>().data(), T(0), d.data());
+                    auto d = detail::empty_array<T>(xv.shape());
+                    blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g, wv.data(),
+                                  T(0), d.data());
                     gx = detail::wrap(std::move(d));
                 }
                 if (need_w) {  // dW = dY^T X
-                    auto d = xt::xarray<T>::from_shape({out_features, in_features});
-                    blas::gemm<T>(true, false, out_features, in_features, rows, T(1), g,
-                                  saved_x.data<T>().data(), T(0), d.data());
+                    auto d = detail::empty_array<T>({out_features, in_features});
+                    blas::gemm<T>(true, false, out_features, in_features, rows, T(1), g, xv.data(),
+                                  T(0), d.data());
                     gw = detail::wrap(std::move(d));
                 }
                 if (need_b) {  // db = column sums of dY

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -37,8 +38,8 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
         const T* x = xa.data();
         const T* w = weight.defined() ? weight.data<T>().data() : nullptr;
         const T* b = bias.defined() ? bias.data<T>().data() : nullptr;
-        auto out = xt::xarray<T>::from_shape(shape);
-        auto xhat = xt::xarray<T>::from_shape(shape);  // saved for backward
+        auto out = detail::empty_array<T>(shape);
+        auto xhat = detail::empty_array<T>(shape);  // saved for backward
         auto rstd = xt::xarray<T>::from_shape({rows});
         for (std::size_t r = 0; r < rows; ++r) {
             const T* xr = x + r * n;
@@ -67,7 +68,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                 const T* wv = saved_w.defined() ? saved_w.data<T>().data() : nullptr;
                 Tensor gx, gw, gb;
                 if (need_x) {
-                    auto d = xt::xarray<T>::from_shape(shape);
+                    auto d = detail::empty_array<T>(shape);
                     std::vector<T> gh(n);
                     for (std::size_t r = 0; r < rows; ++r) {
                         const T* gr = g + r * n;

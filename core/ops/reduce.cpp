@@ -6,6 +6,7 @@
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xreducer.hpp>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -149,7 +150,7 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
     auto s = shape.empty() ? detail::DimSplit{} : detail::split_at(shape, axis);
     auto indices = xt::xarray<std::int64_t>::from_shape(out_shape);
     Tensor values = detail::visit_floating(x, "max", [&]<class T>(xt::xarray<T>& a) {
-        auto out = xt::xarray<T>::from_shape(out_shape);
+        auto out = detail::empty_array<T>(out_shape);
         const T* in = a.data();
         for (std::size_t o = 0; o < s.outer; ++o) {
             for (std::size_t i = 0; i < s.inner; ++i) {

@@ -5,6 +5,7 @@
 
 #include <xtensor/xmanipulation.hpp>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -149,7 +150,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
     out_shape[axis] = std::accumulate(sizes.begin(), sizes.end(), std::size_t{0});
     auto split = detail::split_at(out_shape, axis);
     Tensor out = detail::visit_any(first, "cat", [&]<class T>(xt::xarray<T>&) {
-        auto result = xt::xarray<T>::from_shape(out_shape);
+        auto result = detail::empty_array<T>(out_shape);
         std::size_t offset = 0;  // where this part starts inside one outer row
         for (std::size_t p = 0; p < tensors.size(); ++p) {
             const T* src = tensors[p].data<T>().data();
@@ -171,7 +172,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
         for (const Shape& part_shape : part_shapes) {
             std::size_t chunk = product(part_shape) / std::max<std::size_t>(split.outer, 1);
             grads.push_back(detail::visit_floating(g, "cat", [&]<class T>(xt::xarray<T>& gv) {
-                auto part = xt::xarray<T>::from_shape(part_shape);
+                auto part = detail::empty_array<T>(part_shape);
                 for (std::size_t o = 0; o < split.outer; ++o) {
                     std::copy_n(gv.data() + o * split.size * split.inner + offset, chunk,
                                 part.data() + o * chunk);

@@ -7,6 +7,7 @@
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xreducer.hpp>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -114,7 +115,11 @@ Tensor Tensor::detach() const {
 }
 
 Tensor Tensor::clone() const {
-    Tensor copy = detail::visit_any(*this, "clone", [](auto& a) { return detail::wrap(a); });
+    Tensor copy = detail::visit_any(*this, "clone", []<class T>(xt::xarray<T>& a) {
+        auto values = detail::empty_array<T>(a.shape());
+        std::copy(a.begin(), a.end(), values.begin());
+        return detail::wrap(std::move(values));
+    });
     return autograd::make_result(copy, "CloneBackward", {*this},
                                  [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
@@ -169,7 +174,7 @@ RemovableHandle Tensor::add_hook(TensorHook hook) const {
 template <class T>
 Tensor tensor(xt::xarray<T> values, bool requires_grad) {
     auto impl = std::make_shared<TensorImpl>();
-    impl->storage = std::make_shared<Storage>(std::move(values));
+    impl->storage = detail::make_storage(std::move(values));
     Tensor t(std::move(impl));
     if (requires_grad) t.requires_grad_(true);
     return t;

@@ -1,0 +1,100 @@
+#!/bin/sh
+# Builds the benchmarks and prints, for each row, the FFN training step in
+# libtorch, in xgrad and its GEMMs alone (the limit), run side by side, with
+# the ratios issue 8 sets targets for.
+#
+#   bench/compare.sh                       # the default rows below
+#   bench/compare.sh --rows "medium:relu:1 medium:relu:2" --rounds 3
+#   bench/compare.sh --csv docs/performance.csv --svg docs/performance.svg
+#
+# Each program prints medians over --steps steps; with --rounds R the three
+# programs run in turn R times and the median of their medians is reported.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build-bench}
+rows="tiny:relu:1 small:relu:2 medium:relu:1 medium:relu:2 medium:swiglu:2 large:relu:2"
+rounds=1
+csv=""
+svg=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rows) rows=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --csv) csv=$2; shift 2 ;;
+    --svg) svg=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DXGRAD_BUILD_BENCH=ON \
+  -DXGRAD_BUILD_TESTS=OFF >/dev/null
+targets="ffn_step gemm_limit"
+if grep -q '^torch_step:' "$build/bench/Makefile" 2>/dev/null; then targets="$targets torch_step"; fi
+if [ -n "$svg" ]; then targets="$targets perf_chart"; fi
+# shellcheck disable=SC2086
+cmake --build "$build" -j2 --target $targets >/dev/null
+
+steps_for() {
+  case $1 in
+    tiny) echo "--steps 2000 --warmup 200" ;;
+    small) echo "--steps 100 --warmup 10" ;;
+    medium) echo "--steps 10 --warmup 2" ;;
+    *) echo "--steps 4 --warmup 1" ;;
+  esac
+}
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+for row in $rows; do
+  size=${row%%:*}; rest=${row#*:}; variant=${rest%%:*}; threads=${rest#*:}
+  export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
+  round=0
+  while [ "$round" -lt "$rounds" ]; do
+    for program in torch_step ffn_step gemm_limit; do
+      [ -x "$build/bench/$program" ] || continue
+      # shellcheck disable=SC2046
+      "$build/bench/$program" --size "$size" --variant "$variant" --threads "$threads" \
+        $(steps_for "$size") >>"$results"
+    done
+    round=$((round + 1))
+  done
+done
+
+# One table row per (size, variant, threads): medians over rounds of each value.
+awk -v csv="$csv" '
+function med(key,   n, i, j, t, v) {
+  n = split(vals[key], v, " ")
+  for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+  return n == 0 ? "" : (n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2)
+}
+{
+  delete f
+  for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+  row = f["size"] " " f["variant"] " " f["threads"]
+  if (!(row in seen)) { seen[row] = 1; order[++nrows] = row; dims[row] = f["d_model"] "/" f["d_ff"] "/" f["tokens"] }
+  for (k in f) if (k ~ /_ms$|allocs|rss/) vals[row SUBSEP f["impl"] SUBSEP k] = vals[row SUBSEP f["impl"] SUBSEP k] " " f[k]
+}
+function ms(x) { return x == "" ? "n/a" : (x < 0.1 ? sprintf("%.4f", x) : x < 10 ? sprintf("%.3f", x) : sprintf("%.1f", x)) }
+function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b) }
+END {
+  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
+  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss" > csv
+  for (r = 1; r <= nrows; r++) {
+    row = order[r]; split(row, p, " ")
+    t = med(row SUBSEP "libtorch" SUBSEP "step_ms"); x = med(row SUBSEP "xgrad" SUBSEP "step_ms"); l = med(row SUBSEP "limit" SUBSEP "step_ms")
+    xf = med(row SUBSEP "xgrad" SUBSEP "forward_ms"); lf = med(row SUBSEP "limit" SUBSEP "forward_ms"); tf = med(row SUBSEP "libtorch" SUBSEP "forward_ms")
+    xa = med(row SUBSEP "xgrad" SUBSEP "allocs_per_step")
+    xr = med(row SUBSEP "xgrad" SUBSEP "peak_rss_mib"); tr = med(row SUBSEP "libtorch" SUBSEP "peak_rss_mib")
+    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(x, l), ratio(x, t), ratio(t, l), ms(xf), ms(lf), ratio(xf, lf), xa, xr, (tr == "" ? "n/a" : tr)
+    if (csv != "") { split(dims[row], d, "/"); printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr >> csv }
+  }
+}' "$results"
+
+if [ -n "$svg" ]; then
+  [ -n "$csv" ] || { echo "compare.sh: --svg needs --csv" >&2; exit 2; }
+  "$build/bench/perf_chart" "$csv" "$svg"
+fi

@@ -1,0 +1,134 @@
+// The buffer cache (see buffer_cache.hpp): a bounded list of freed arrays,
+// newest last, matched by dtype and element count; the oldest go first.
+#include "buffer_cache.hpp"
+
+#include <array>
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+namespace xg::detail {
+
+namespace {
+
+constexpr std::size_t kMaxSameSize = 8;
+
+struct Cache {
+    std::mutex mutex;
+    std::vector<Storage> free;  // newest last
+    std::size_t bytes = 0, limit = 0;
+
+    Cache() {
+        const char* mb = std::getenv("XGRAD_BUFFER_CACHE_MB");
+        limit = (mb ? std::strtoull(mb, nullptr, 10) : 512) << 20;
+    }
+};
+
+Cache& cache() {
+    static Cache* instance = new Cache();  // never destroyed: storages may die at exit
+    return *instance;
+}
+
+std::size_t bytes_of(const Storage& s) {
+    return std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); }, s);
+}
+
+bool cacheable(const Storage& s) { return bytes_of(s) >= kMinCachedBytes; }
+
+void recycle(Storage* s) {
+    std::vector<Storage> evicted;  // freed after the lock is released
+    if (cacheable(*s)) {
+        Cache& c = cache();
+        std::size_t n = bytes_of(*s);
+        std::lock_guard lock(c.mutex);
+        if (n <= c.limit) {
+            std::size_t index = s->index();
+            c.free.push_back(std::move(*s));
+            c.bytes += n;
+            auto evict = [&](std::size_t i) {
+                c.bytes -= bytes_of(c.free[i]);
+                evicted.push_back(std::move(c.free[i]));
+                c.free.erase(c.free.begin() + static_cast<long>(i));
+            };
+            // Buffers that ops did not take from the cache (a steady surplus of
+            // one size) must not pile up: keep at most kMaxSameSize of a size.
+            std::size_t same = 0, oldest = 0;
+            for (std::size_t i = 0; i < c.free.size(); ++i) {
+                if (c.free[i].index() == index && bytes_of(c.free[i]) == n && same++ == 0)
+                    oldest = i;
+            }
+            if (same > kMaxSameSize) evict(oldest);
+            while (c.bytes > c.limit) evict(0);
+        }
+    }
+    delete s;
+}
+
+}  // namespace
+
+std::shared_ptr<Storage> make_storage(Storage values) {
+    if (!cacheable(values)) return std::make_shared<Storage>(std::move(values));
+    return std::shared_ptr<Storage>(new Storage(std::move(values)), recycle);
+}
+
+template <class T>
+xt::xarray<T> cached_array(const Shape& shape) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= d;
+    Cache& c = cache();
+    std::unique_lock lock(c.mutex);
+    for (std::size_t i = c.free.size(); i-- > 0;) {  // the most recently freed first
+        auto* a = std::get_if<xt::xarray<T>>(&c.free[i]);
+        if (a == nullptr || a->size() != n) continue;
+        xt::xarray<T> found = std::move(*a);
+        c.free.erase(c.free.begin() + static_cast<long>(i));
+        c.bytes -= n * sizeof(T);
+        lock.unlock();
+        found.resize(shape);  // same size: keeps the buffer
+        return found;
+    }
+    lock.unlock();
+    return xt::xarray<T>::from_shape(shape);
+}
+
+template xt::xarray<float> cached_array<float>(const Shape&);
+template xt::xarray<double> cached_array<double>(const Shape&);
+template xt::xarray<std::int64_t> cached_array<std::int64_t>(const Shape&);
+
+std::size_t buffer_cache_bytes() {
+    Cache& c = cache();
+    std::lock_guard lock(c.mutex);
+    return c.bytes;
+}
+
+void clear_buffer_cache() {
+    std::vector<Storage> freed;
+    Cache& c = cache();
+    std::lock_guard lock(c.mutex);
+    freed.swap(c.free);
+    c.bytes = 0;
+}
+
+bool sole_owner(const Tensor& t) {
+    return t.defined() && t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
+}
+
+template <class T>
+xt::xarray<T> take_buffer(const Tensor& g) {
+    auto& values = g.data<T>();
+    if (!sole_owner(g)) return empty_array<T>(values.shape());
+    xt::xarray<T> taken = std::move(values);
+    values.resize(std::array<std::size_t, 1>{0});  // a consistent, empty husk
+    return taken;
+}
+
+template xt::xarray<float> take_buffer<float>(const Tensor&);
+template xt::xarray<double> take_buffer<double>(const Tensor&);
+
+Tensor pass_through(const Tensor& g) {
+    if (!sole_owner(g) || g.dtype() == kInt64) return g;
+    return visit_floating(g, "backward",
+                          [&]<class T>(xt::xarray<T>&) { return wrap(take_buffer<T>(g)); });
+}
+
+}  // namespace xg::detail

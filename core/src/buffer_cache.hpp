@@ -1,0 +1,60 @@
+// A caching allocator for large tensor buffers. A training step frees and then
+// reallocates the same large arrays every step; glibc hands allocations above
+// its mmap threshold (at most 32 MiB) back to the kernel, so each step paid for
+// zero-filled pages again (~10^5 page faults per step at d_ff 4096). Storages of
+// at least kMinBytes go back to this cache instead, and ops take their outputs
+// from it with empty_array: same element count and dtype, contents undefined.
+#pragma once
+
+#include <cstddef>
+#include <initializer_list>
+#include <memory>
+
+#include "internal.hpp"
+
+namespace xg::detail {
+
+inline constexpr std::size_t kMinCachedBytes = 64 * 1024;
+
+// A shared storage for `values`; large ones return to the cache
+// when the last tensor that shares them dies.
+std::shared_ptr<Storage> make_storage(Storage values);
+
+// An uninitialised large array of `shape`: a cached buffer of the same size if
+// there is one, else a fresh allocation (like xt::xarray<T>::from_shape).
+template <class T>
+xt::xarray<T> cached_array(const Shape& shape);
+
+// An uninitialised array of any shape: small ones skip the cache (and the lock).
+template <class T, class S>
+xt::xarray<T> empty_array(const S& shape) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= d;
+    if (n * sizeof(T) < kMinCachedBytes) return xt::xarray<T>::from_shape(shape);
+    return cached_array<T>(Shape(shape.begin(), shape.end()));
+}
+template <class T>
+xt::xarray<T> empty_array(std::initializer_list<std::size_t> shape) {
+    return empty_array<T, std::initializer_list<std::size_t>>(shape);
+}
+
+// Bytes held by the cache now; clear_buffer_cache frees them all. The limit
+// (XGRAD_BUFFER_CACHE_MB, default 512; 0 disables caching) bounds the total.
+std::size_t buffer_cache_bytes();
+void clear_buffer_cache();
+
+// True when `t` is the only handle to its storage.
+bool sole_owner(const Tensor& t);
+
+// Reusing grad_output in a backward closure: the engine drops grad_output as
+// soon as backward returns, so when it holds the only handle, the closure may
+// take the buffer. take_buffer moves g's array out (g is left empty) or, when
+// g is shared, returns an empty_array of g's shape: either way the caller
+// reads g through a pointer taken before the call and writes out[i] from g[i].
+template <class T>
+xt::xarray<T> take_buffer(const Tensor& g);
+// g as a gradient the engine can keep without copying: g's own buffer under a
+// fresh handle when nobody else holds it, else g itself.
+Tensor pass_through(const Tensor& g);
+
+}  // namespace xg::detail
