@@ -4,6 +4,7 @@
 // the nodes of its inputs. Nodes see tensors through weak pointers (for hooks
 // and retain_grad), so dropping the last output handle frees the whole graph.
 #include <atomic>
+#include <cmath>
 #include <queue>
 #include <unordered_map>
 
@@ -17,6 +18,8 @@ namespace xg {
 
 namespace {
 thread_local bool grad_mode_enabled = true;
+std::atomic<bool> anomaly_enabled{false};
+thread_local std::vector<std::string> anomaly_scopes;  // module path, outermost first
 std::atomic<long> live_nodes{0};
 std::atomic<std::uint64_t> next_sequence_nr{0};
 constexpr const char* kAccumulateGrad = "AccumulateGrad";
@@ -26,6 +29,12 @@ bool GradMode::is_enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
 
 namespace autograd {
+
+void set_detect_anomaly(bool enabled) { anomaly_enabled.store(enabled, std::memory_order_relaxed); }
+bool is_anomaly_enabled() { return anomaly_enabled.load(std::memory_order_relaxed); }
+
+AnomalyScope::AnomalyScope(std::string name) { anomaly_scopes.push_back(std::move(name)); }
+AnomalyScope::~AnomalyScope() { anomaly_scopes.pop_back(); }
 
 Node::Node(std::string name_, std::vector<std::shared_ptr<Node>> next_, BackwardFn backward_)
     : name(std::move(name_)),
@@ -92,6 +101,42 @@ void accumulate(Tensor& slot, Tensor g, bool slot_is_private) {
     });
 }
 
+// Where a node's forward op ran, for anomaly messages.
+std::string creation_point() {
+    if (anomaly_scopes.empty()) return "outside any module";
+    return fmt::format("in module {}", fmt::join(anomaly_scopes, "."));
+}
+
+// "NaN" or "Inf" if `t` holds one (NaN wins), else nullptr.
+const char* non_finite(const Tensor& t) {
+    if (t.dtype() == Dtype::Int64) return nullptr;
+    bool nan = false, inf = false;
+    detail::visit_floating(t, "backward", [&](const auto& a) {
+        for (auto v : a) {
+            nan = nan || std::isnan(v);
+            inf = inf || std::isinf(v);
+        }
+        return t;
+    });
+    return nan ? "NaN" : inf ? "Inf" : nullptr;
+}
+
+// Anomaly mode: every gradient a node's backward returns must be finite.
+void check_finite(const Node& node, const std::vector<Tensor>& input_grads) {
+    for (std::size_t i = 0; i < input_grads.size(); ++i) {
+        if (!input_grads[i].defined()) continue;
+        if (const char* bad = non_finite(input_grads[i])) {
+            std::string op = node.name;
+            if (op.ends_with("Backward")) op.resize(op.size() - 8);
+            throw Error(fmt::format(
+                "backward: {} returned {} in the gradient for input {} (shape {}); its forward op "
+                "{} was created {}",
+                node.name, bad, i, shape_str(input_grads[i].shape()), op,
+                node.creation.empty() ? "before anomaly detection was enabled" : node.creation));
+        }
+    }
+}
+
 }  // namespace
 
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
@@ -107,6 +152,7 @@ Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& in
     }
     if (!any) return value;
     auto node = std::make_shared<Node>(name, std::move(next), std::move(backward));
+    if (is_anomaly_enabled()) node->creation = creation_point();
     node->output = value.impl_ptr();
     value.impl()->grad_fn = std::move(node);
     value.impl()->requires_grad = true;
@@ -196,6 +242,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
             check(input_grads.size() == node->next.size(),
                   "backward: {} returned {} gradients for {} inputs", node->name,
                   input_grads.size(), node->next.size());
+            if (is_anomaly_enabled()) check_finite(*node, input_grads);
         }
         for (std::size_t i = 0; i < node->next.size(); ++i) {
             Node* child = node->next[i].get();

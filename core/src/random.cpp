@@ -1,5 +1,17 @@
-// The global generator behind every random draw, and the thread setting shared
-// with OpenBLAS.
+// The generators behind every random draw, and the thread setting shared with
+// OpenBLAS.
+//
+// Each thread has its own generator, so threads never contend for one and a
+// thread's draws do not depend on what other threads draw. Seeding rules:
+// - the first thread to draw (normally main) starts from the global seed, which
+//   is PyTorch's default until manual_seed changes it;
+// - manual_seed(s) reseeds the calling thread's generator with s, makes s the
+//   global seed and restarts the thread count;
+// - any other thread, on its first draw, seeds from splitmix64(global seed + k)
+//   where k = 1, 2, ... counts the threads that drew since the last manual_seed.
+// A single-threaded program is therefore reproducible from manual_seed alone;
+// threads that start drawing in a fixed order are too, and a thread that
+// needs its own reproducible stream calls manual_seed itself.
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -17,17 +29,34 @@ namespace {
 // PyTorch's default CPU seed, so an unseeded run is still reproducible.
 constexpr std::uint64_t kDefaultSeed = 67280421310721ULL;
 
-std::mutex generator_mutex;
+std::mutex seed_mutex;  // guards the two below
+std::uint64_t global_seed = kDefaultSeed;
+std::uint64_t threads_seeded = 0;
+
+// One step of splitmix64: spreads nearby seeds far apart.
+std::uint64_t mix(std::uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+std::uint64_t seed_for_new_thread() {
+    std::lock_guard lock(seed_mutex);
+    std::uint64_t k = threads_seeded++;
+    return k == 0 ? global_seed : mix(global_seed + k);
+}
+
 std::mt19937_64& generator() {
-    static std::mt19937_64 engine(kDefaultSeed);
+    thread_local std::mt19937_64 engine(seed_for_new_thread());
     return engine;
 }
 
 template <class T, class Distribution>
 xt::xarray<T> draw(const Shape& shape, Distribution distribution) {
     auto values = xt::xarray<T>::from_shape(shape);
-    std::lock_guard lock(generator_mutex);
-    for (auto& v : values) v = static_cast<T>(distribution(generator()));
+    std::mt19937_64& engine = generator();
+    for (auto& v : values) v = static_cast<T>(distribution(engine));
     return values;
 }
 
@@ -43,12 +72,16 @@ Tensor draw_floating(const Shape& shape, Dtype dtype, const char* op, Distributi
 }  // namespace
 
 void manual_seed(std::uint64_t seed) {
-    std::lock_guard lock(generator_mutex);
-    generator().seed(seed);
+    std::mt19937_64& engine = generator();  // counts this thread before the restart below
+    {
+        std::lock_guard lock(seed_mutex);
+        global_seed = seed;
+        threads_seeded = 1;  // this thread is number 0 of the new seed
+    }
+    engine.seed(seed);
 }
 
 std::string get_rng_state() {
-    std::lock_guard lock(generator_mutex);
     std::ostringstream out;
     out << generator();
     return out.str();
@@ -62,14 +95,10 @@ void set_rng_state(const std::string& state) {
         !in.fail(),
         "set_rng_state: expected a state from get_rng_state (got {} characters of something else)",
         state.size());
-    std::lock_guard lock(generator_mutex);
     generator() = restored;
 }
 
-std::uint64_t next_random_key() {
-    std::lock_guard lock(generator_mutex);
-    return generator()();
-}
+std::uint64_t next_random_key() { return generator()(); }
 
 Tensor randn(const Shape& shape, Dtype dtype) {
     return draw_floating(shape, dtype, "randn", std::normal_distribution<double>(0.0, 1.0));

@@ -17,6 +17,8 @@
 namespace xg {
 
 StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes);  // torch_zip.cpp
+// load() on bytes already in memory; `path` only names them in errors. fuzz/ calls it.
+StateDict load_from_bytes(const std::string& path, const std::vector<char>& bytes);
 
 namespace {
 
@@ -139,7 +141,8 @@ StateDict load_safetensors(const std::string& path, const std::vector<char>& byt
         ranges.emplace_back(begin, end);
         const char* src = bytes.data() + parsed.data_start + begin;
         Tensor t = empty(shape, dtype);
-        std::visit([&](auto& a) { std::memcpy(a.data(), src, nbytes); }, *t.impl()->storage);
+        if (nbytes > 0)  // an empty tensor's data() may be null, which memcpy must not see
+            std::visit([&](auto& a) { std::memcpy(a.data(), src, nbytes); }, *t.impl()->storage);
         out.insert_or_assign(key, t);
     }
     std::sort(ranges.begin(), ranges.end());
@@ -196,13 +199,14 @@ void save(const StateDict& state_dict, const std::string& path,
     }
 }
 
-StateDict load(const std::string& path) {
-    std::vector<char> bytes = read_file(path);
+StateDict load_from_bytes(const std::string& path, const std::vector<char>& bytes) {
     if (bytes.size() >= 4 && std::memcmp(bytes.data(), "PK\x03\x04", 4) == 0) {
         return load_torch_zip(path, bytes);
     }
     return load_safetensors(path, bytes);
 }
+
+StateDict load(const std::string& path) { return load_from_bytes(path, read_file(path)); }
 
 std::map<std::string, std::string> load_metadata(const std::string& path) {
     std::vector<char> bytes = read_file(path);

@@ -7,6 +7,7 @@
 // Nothing in the file is ever executed.
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 
 #include <zip.h>
 
@@ -46,12 +47,6 @@ struct Value {
     Tensor tensor;                                    // Tensor
 };
 
-ValuePtr make(Value::Kind kind) {
-    auto v = std::make_shared<Value>();
-    v->kind = kind;
-    return v;
-}
-
 struct Zip {
     zip_t* archive = nullptr;
     ~Zip() {
@@ -59,11 +54,17 @@ struct Zip {
     }
 };
 
-std::vector<char> read_entry(zip_t* archive, zip_int64_t index, const std::string& path,
-                             const std::string& name) {
+std::vector<char> read_entry(zip_t* archive, std::size_t archive_size, zip_int64_t index,
+                             const std::string& path, const std::string& name) {
     zip_stat_t stat;
-    check(zip_stat_index(archive, static_cast<zip_uint64_t>(index), 0, &stat) == 0,
+    check(zip_stat_index(archive, static_cast<zip_uint64_t>(index), 0, &stat) == 0 &&
+              (stat.valid & ZIP_STAT_SIZE) && (stat.valid & ZIP_STAT_COMP_SIZE),
           "load: '{}': cannot stat zip entry '{}'", path, name);
+    // Deflate expands at most 1032-fold: a larger claimed size is a lie (or a zip
+    // bomb), and believing it would allocate whatever the file asks for.
+    check(stat.size <= 1032 * std::min<zip_uint64_t>(stat.comp_size, archive_size) + 1024,
+          "load: '{}': zip entry '{}' claims {} bytes from {} compressed ones", path, name,
+          stat.size, stat.comp_size);
     std::unique_ptr<zip_file_t, int (*)(zip_file_t*)> file(
         zip_fopen_index(archive, static_cast<zip_uint64_t>(index), 0), zip_fclose);
     check(file != nullptr, "load: '{}': cannot open zip entry '{}'", path, name);
@@ -78,6 +79,16 @@ class Unpickler {
 public:
     Unpickler(const std::vector<char>& bytes, std::string path)
         : bytes_(bytes), path_(std::move(path)) {}
+    // A hostile pickle can build cycles (a list appended to itself) or nest values
+    // thousands deep; cutting every link here frees them all, without recursion.
+    ~Unpickler() {
+        for (auto& v : all_) {
+            v->items.clear();
+            v->dict.clear();
+        }
+    }
+    Unpickler(const Unpickler&) = delete;
+    Unpickler& operator=(const Unpickler&) = delete;
 
     ValuePtr run() {
         while (true) {
@@ -197,6 +208,12 @@ public:
     std::vector<ValuePtr> storages;
 
 private:
+    ValuePtr make(Value::Kind kind) {
+        auto v = std::make_shared<Value>();
+        v->kind = kind;
+        all_.push_back(v);
+        return v;
+    }
     unsigned char byte() {
         check(pos_ < bytes_.size(), "load: '{}': pickle ends unexpectedly", path_);
         return static_cast<unsigned char>(bytes_[pos_++]);
@@ -256,13 +273,12 @@ private:
     }
     void memo(std::size_t index) {
         check(!stack_.empty(), "load: '{}': malformed pickle (PUT on an empty stack)", path_);
-        if (memo_.size() <= index) memo_.resize(index + 1);
         memo_[index] = stack_.back();
     }
     ValuePtr recall(std::size_t index) {
-        check(index < memo_.size() && memo_[index], "load: '{}': malformed pickle (bad memo {})",
-              path_, index);
-        return memo_[index];
+        auto it = memo_.find(index);
+        check(it != memo_.end(), "load: '{}': malformed pickle (bad memo {})", path_, index);
+        return it->second;
     }
 
     ValuePtr global(const std::string& module, const std::string& name) {
@@ -317,7 +333,9 @@ private:
     const std::vector<char>& bytes_;
     std::string path_;
     std::size_t pos_ = 0;
-    std::vector<ValuePtr> stack_, memo_;
+    std::vector<ValuePtr> stack_;
+    std::unordered_map<std::size_t, ValuePtr> memo_;  // sparse: indices come from the file
+    std::vector<ValuePtr> all_;                       // every value made, for the destructor
 };
 
 // Gathers a (possibly strided) view of a raw storage into a fresh tensor.
@@ -337,18 +355,27 @@ Tensor rebuild(const std::string& path, const std::string& key, const Value& spe
     for (const auto& s : spec.items[3]->items) strides.push_back(s->integer);
     check(strides.size() == shape.size(), "load: '{}': tensor '{}' has mismatched size and stride",
           path, key);
-    Tensor t = empty(shape, storage.dtype);
-    // Bounds: the farthest element the view touches must lie inside the storage.
-    std::int64_t last = offset;
-    bool empty_view = false;
+    // Bounds, in overflow-checked arithmetic, before anything is allocated: the
+    // farthest element the view touches must lie inside the storage, and the view
+    // may not hold more elements than the storage (PyTorch never writes negative
+    // strides; expanded stride-0 views, which could, are not supported).
+    check(offset >= 0, "load: '{}': tensor '{}' has a negative storage offset", path, key);
+    std::int64_t last = offset, numel = 1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (shape[i] == 0)
-            empty_view = true;
-        else
-            last += (static_cast<std::int64_t>(shape[i]) - 1) * strides[i];
+        check(strides[i] >= 0, "load: '{}': tensor '{}' has a negative stride", path, key);
+        auto size = static_cast<std::int64_t>(shape[i]);
+        std::int64_t span = 0;
+        bool overflow = __builtin_mul_overflow(size, numel, &numel);
+        if (size > 0) {
+            overflow = overflow || __builtin_mul_overflow(size - 1, strides[i], &span) ||
+                       __builtin_add_overflow(last, span, &last);
+        }
+        check(!overflow, "load: '{}': tensor '{}' has a size or stride that overflows", path, key);
     }
-    check(empty_view || (offset >= 0 && last < elements),
-          "load: '{}': tensor '{}' reads past the end of its storage", path, key);
+    check(numel == 0 || (last < elements && numel <= elements),
+          "load: '{}': tensor '{}' reads past the end of its storage ({} elements)", path, key,
+          elements);
+    Tensor t = empty(shape, storage.dtype);
     std::visit(
         [&](auto& a) {
             using T = typename std::decay_t<decltype(a)>::value_type;
@@ -380,15 +407,18 @@ StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes
     zip.archive = zip_open_from_source(source, ZIP_RDONLY, &error);
     if (zip.archive == nullptr) {
         zip_source_free(source);
-        throw Error(
-            fmt::format("load: '{}': not a valid zip file ({})", path, zip_error_strerror(&error)));
+        std::string reason = zip_error_strerror(&error);
+        zip_error_fini(&error);  // zip_error_strerror allocated the text it returned
+        throw Error(fmt::format("load: '{}': not a valid zip file ({})", path, reason));
     }
     // The top folder is "archive" in recent PyTorch, the file's stem in older ones.
     std::string root;
     zip_int64_t entries = zip_get_num_entries(zip.archive, 0);
     zip_int64_t pickle_index = -1;
     for (zip_int64_t i = 0; i < entries; ++i) {
-        std::string name = zip_get_name(zip.archive, static_cast<zip_uint64_t>(i), 0);
+        const char* entry_name = zip_get_name(zip.archive, static_cast<zip_uint64_t>(i), 0);
+        if (entry_name == nullptr) continue;
+        std::string name = entry_name;
         auto slash = name.find('/');
         if (slash != std::string::npos && name.substr(slash) == "/data.pkl") {
             root = name.substr(0, slash);
@@ -396,7 +426,8 @@ StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes
         }
     }
     check(pickle_index >= 0, "load: '{}': zip has no data.pkl (not a torch.save file)", path);
-    std::vector<char> pickle = read_entry(zip.archive, pickle_index, path, root + "/data.pkl");
+    std::vector<char> pickle =
+        read_entry(zip.archive, bytes.size(), pickle_index, path, root + "/data.pkl");
     Unpickler unpickler(pickle, path);
     ValuePtr result = unpickler.run();
     check(result->kind == Value::Kind::Dict,
@@ -408,7 +439,7 @@ StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes
         std::string name = root + "/data/" + storage->text;
         zip_int64_t index = zip_name_locate(zip.archive, name.c_str(), 0);
         check(index >= 0, "load: '{}': missing storage '{}'", path, name);
-        storages[storage->text] = read_entry(zip.archive, index, path, name);
+        storages[storage->text] = read_entry(zip.archive, bytes.size(), index, path, name);
     }
     StateDict out;
     for (const auto& [key, value] : result->dict) {

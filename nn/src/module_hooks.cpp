@@ -56,6 +56,28 @@ struct BackwardCall {
 
 constexpr const char* kHookNode = "BackwardHookFunctionBackward";
 
+// Anomaly mode only: the modules being called on this thread, outermost first,
+// so nodes can record a path like "FeedForward.layer1".
+thread_local std::vector<const Module*> calling;
+
+// A module's segment of that path: its name in the calling parent, else its class.
+std::string path_segment(const Module& module) {
+    if (!calling.empty()) {
+        for (const auto& [member, child] : calling.back()->named_children()) {
+            if (child.get() == &module) return member;
+        }
+    }
+    return module.name();
+}
+
+struct AnomalyCall {
+    explicit AnomalyCall(const Module& module) : scope(path_segment(module)) {
+        calling.push_back(&module);
+    }
+    ~AnomalyCall() { calling.pop_back(); }
+    autograd::AnomalyScope scope;
+};
+
 }  // namespace
 
 namespace detail {
@@ -79,6 +101,10 @@ Tensor Module::operator()(const Tensor& input) {
                     backward_pre_hooks_.empty() && backward_hooks_.empty() &&
                     global.forward_pre.empty() && global.forward.empty() &&
                     global.backward_pre.empty() && global.backward.empty();
+    if (autograd::is_anomaly_enabled()) {
+        AnomalyCall call(*this);
+        return no_hooks ? forward(input) : call_with_hooks(input);
+    }
     if (no_hooks) return forward(input);  // the fast path costs nothing extra
     return call_with_hooks(input);
 }

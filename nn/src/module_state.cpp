@@ -22,10 +22,9 @@ std::string quoted_list(const std::vector<std::string>& keys) {
     return fmt::format("{}", fmt::join(quoted, ", "));
 }
 
-// Overwrites target's values with source's, converted to target's dtype.
-void copy_values_into(const Tensor& target, const Tensor& source) {
-    NoGradGuard no_grad;
-    Tensor converted = source.detach().to(target.dtype());
+// Overwrites target's values with `converted`, already of target's dtype and
+// shape: no allocation, so nothing can fail half way.
+void copy_values_into(const Tensor& target, const Tensor& converted) {
     std::visit(
         [&](auto& dst) {
             using T = typename std::decay_t<decltype(dst)>::value_type;
@@ -35,8 +34,14 @@ void copy_values_into(const Tensor& target, const Tensor& source) {
 }
 }  // namespace
 
+namespace {
+// Set by the base get_extra_state, so extra_state_if_any() can tell nobody
+// overrode it. Per thread, so threads may take state_dicts of one module at once.
+thread_local bool extra_state_is_default = false;
+}  // namespace
+
 StateDict Module::get_extra_state() const {
-    extra_state_is_default_ = true;  // tells extra_state_if_any() nobody overrode us
+    extra_state_is_default = true;
     return {};
 }
 
@@ -46,9 +51,9 @@ void Module::set_extra_state(const StateDict&) {
 }
 
 std::optional<StateDict> Module::extra_state_if_any() const {
-    extra_state_is_default_ = false;
+    extra_state_is_default = false;
     StateDict state = get_extra_state();
-    if (extra_state_is_default_) return std::nullopt;
+    if (extra_state_is_default) return std::nullopt;
     return state;
 }
 
@@ -177,13 +182,36 @@ IncompatibleKeys Module::load_state_dict(const StateDict& state_dict, bool stric
     // or unexpected keys) force us to apply first and judge afterwards.
     if (!plan.size_mismatches.empty() || (key_errors && !post_hooks)) throw Error(error_text());
 
-    for (const auto& [target, source] : plan.copies) {
+    // Strong guarantee: first what can throw (dtype conversions, which allocate,
+    // and user set_extra_state, undone on failure), then copies that cannot.
+    std::vector<Tensor> converted;
+    {
+        NoGradGuard no_grad;
+        for (const auto& [target, source] : plan.copies)
+            converted.push_back(source.detach().to(target.dtype()));
+    }
+    std::vector<std::pair<Module*, std::optional<StateDict>>> previous_extra;
+    try {
+        for (auto& [module, extra] : plan.extra_states) {
+            previous_extra.emplace_back(module, module->extra_state_if_any());
+            module->set_extra_state(extra);
+        }
+    } catch (...) {
+        for (auto& [module, previous] : previous_extra) {
+            try {
+                if (previous) module->set_extra_state(*previous);
+            } catch (...) {  // best effort: the first error is the one to report
+            }
+        }
+        throw;
+    }
+    for (std::size_t i = 0; i < plan.copies.size(); ++i) {
+        const auto& [target, source] = plan.copies[i];
         if (assign && source.dtype() == target.dtype())
             replace_storage(target, source.detach());
         else
-            copy_values_into(target, source);
+            copy_values_into(target, converted[i]);
     }
-    for (auto& [module, extra] : plan.extra_states) module->set_extra_state(extra);
     for (Module* module : plan.post_order) {
         for (auto& [id, hook] : module->load_post_hooks_.snapshot()) hook(*module, plan.keys);
     }

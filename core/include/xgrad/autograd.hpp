@@ -50,9 +50,41 @@ struct Node {
     std::weak_ptr<TensorImpl> output;         // for its hooks and retain_grad
     std::uint64_t sequence_nr;                // later nodes run first, as in PyTorch
     bool released = false;
+    std::string creation;  // anomaly mode only: "in module <path>" where the op ran, else empty
 
     // How many nodes are alive right now; tests use it to prove graphs are freed.
     static long live_count();
+};
+
+// Anomaly detection, as torch.autograd.set_detect_anomaly: while on, every node
+// records where its forward op ran (the module path, when inside a module), and
+// backward throws xg::Error naming the node whose backward produced NaN or Inf.
+// Process-wide, as in PyTorch; off by default because it slows every op.
+void set_detect_anomaly(bool enabled);
+bool is_anomaly_enabled();
+
+// RAII: anomaly detection on (or off) while alive, then back to what it was.
+class DetectAnomalyGuard {
+public:
+    explicit DetectAnomalyGuard(bool enabled = true) : previous_(is_anomaly_enabled()) {
+        set_detect_anomaly(enabled);
+    }
+    ~DetectAnomalyGuard() { set_detect_anomaly(previous_); }
+    DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+    DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
+// RAII: names the scope ops run in for anomaly mode (Module::operator() pushes
+// one per module call while anomaly mode is on). Per thread; nests with '.'.
+class AnomalyScope {
+public:
+    explicit AnomalyScope(std::string name);
+    ~AnomalyScope();
+    AnomalyScope(const AnomalyScope&) = delete;
+    AnomalyScope& operator=(const AnomalyScope&) = delete;
 };
 
 // Runs backward from `roots` seeded with `grads` (engine.cpp).

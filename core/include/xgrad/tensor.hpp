@@ -111,12 +111,14 @@ Tensor arange(std::int64_t n, Dtype dtype = kInt64);
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 
-// Randomness: one global generator behind every random draw in the library.
+// Randomness: one generator per thread behind every random draw in the library.
+// manual_seed seeds the calling thread's generator and sets the seed new threads
+// derive theirs from (core/src/random.cpp has the rules).
 void manual_seed(std::uint64_t seed);
-// The global generator's full state as text, to checkpoint and restore exactly.
+// The calling thread's generator's full state as text, to checkpoint and restore exactly.
 std::string get_rng_state();
 void set_rng_state(const std::string& state);
-// Draws a fresh 64-bit key from the global generator (for counter-based kernels).
+// Draws a fresh 64-bit key from the calling thread's generator (for counter-based kernels).
 std::uint64_t next_random_key();
 
 // Threads used by BLAS and by xgrad's own kernels together.

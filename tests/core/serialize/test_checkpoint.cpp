@@ -1,9 +1,9 @@
 // Checkpoints resume training bit for bit: model, optimizer state and the
 // random generator (so dropout masks continue where they left off).
-#include <doctest/doctest.h>
-
 #include <filesystem>
 
+#include <doctest/doctest.h>
+#include <unistd.h>
 #include <xgrad/xgrad.hpp>
 
 namespace {
@@ -16,8 +16,8 @@ struct Run {
     Run() {
         xg::manual_seed(5);
         model = xg::nn::FeedForward::swiglu(6, 12, 0.2);  // dropout draws from the generator
-        optimizer = std::make_shared<xg::optim::Adam>(model->parameters(),
-                                                      xg::optim::AdamOptions(1e-2).weight_decay(1e-3));
+        optimizer = std::make_shared<xg::optim::Adam>(
+            model->parameters(), xg::optim::AdamOptions(1e-2).weight_decay(1e-3));
         x = xg::randn({16, 6});
         y = xg::randn({16, 6});
     }
@@ -33,7 +33,8 @@ struct Run {
 };
 
 std::string checkpoint_path() {
-    auto dir = std::filesystem::temp_directory_path() / "xgrad-checkpoint-tests";
+    auto dir = std::filesystem::temp_directory_path() /
+               ("xgrad-checkpoint-tests" + std::string("-") + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     return (dir / "run.safetensors").string();
 }
@@ -57,7 +58,8 @@ TEST_CASE("train 20 steps equals train 10, checkpoint, load into a fresh run, tr
     auto got = resumed.model->named_parameters();
     REQUIRE(expected.size() == got.size());
     for (std::size_t i = 0; i < expected.size(); ++i) {
-        CHECK_MESSAGE(expected[i].second.data<float>() == got[i].second.data<float>(), expected[i].first);
+        CHECK_MESSAGE(expected[i].second.data<float>() == got[i].second.data<float>(),
+                      expected[i].first);
     }
 }
 

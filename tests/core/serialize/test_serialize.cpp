@@ -7,6 +7,7 @@
 #include <random>
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 #include <xgrad/xgrad.hpp>
 
 namespace fs = std::filesystem;
@@ -16,7 +17,8 @@ namespace {
 const fs::path kFixtures = fs::path(XGRAD_SOURCE_DIR) / "tests/core/serialize";
 
 fs::path scratch(const std::string& name) {
-    fs::path dir = fs::temp_directory_path() / "xgrad-serialize-tests";
+    fs::path dir = fs::temp_directory_path() /
+                   ("xgrad-serialize-tests" + std::string("-") + std::to_string(::getpid()));
     fs::create_directories(dir);
     return dir / name;
 }

@@ -267,7 +267,6 @@ private:
     HookList<StateDictPostHook> state_dict_post_hooks_;
     HookList<LoadStateDictPreHook> load_pre_hooks_;
     HookList<LoadStateDictPostHook> load_post_hooks_;
-    mutable bool extra_state_is_default_ = false;
 };
 
 std::ostream& operator<<(std::ostream& out, const Module& module);
