@@ -3,11 +3,13 @@
 //
 //   model:  Linear(48, d_model) -> N x [x + FeedForward(LayerNorm(x))] -> Linear(d_model, 8)
 //
-// Try `train_ffn --variant swiglu`, `--optimizer sgd --lr 0.05`, `--plot loss.svg --mc-samples 50`.
+// Try `train_ffn --variant swiglu`, `--optimizer sgd --lr 0.05`, `--plot loss.svg --mc-samples 50`,
+// or data-parallel over MPI: `mpirun -np 2 train_ffn --distributed` (xgrad built with MPI).
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,9 @@
 #include "common/progress.hpp"
 #include "common/series.hpp"
 #include "common/svg.hpp"
+#ifdef XGRAD_WITH_MPI
+#include <xgrad/distributed.hpp>
+#endif
 
 using namespace xg;
 namespace ex = xg::examples;
@@ -64,7 +69,7 @@ struct Options {
     double dropout = 0.1, lr = 3e-3, clip = 1.0, max_ratio = 0;
     std::uint64_t seed = 0;
     int threads = 1;
-    bool quiet = false;
+    bool quiet = false, distributed = false;
 };
 
 std::shared_ptr<optim::Optimizer> make_optimizer(const Options& o,
@@ -90,6 +95,24 @@ std::shared_ptr<optim::LRScheduler> make_schedule(const Options& o, optim::Optim
         });
     }
     return nullptr;
+}
+
+// This process's windows for an epoch, in order: all of them, shuffled, or with
+// --distributed this rank's shard. Both depend only on (seed, epoch), so a resumed run matches.
+std::vector<std::size_t> epoch_order(const Options& o, std::size_t n, std::int64_t epoch,
+                                     [[maybe_unused]] int rank, [[maybe_unused]] int world) {
+#ifdef XGRAD_WITH_MPI
+    if (o.distributed) {
+        distributed::DistributedSampler sampler(n, world, rank, true, o.seed);
+        sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+        return sampler.indices();
+    }
+#endif
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 shuffle(o.seed * 1000003 + static_cast<std::uint64_t>(epoch));
+    std::shuffle(order.begin(), order.end(), shuffle);
+    return order;
 }
 
 double evaluate(Forecaster& model, const Tensor& x, const Tensor& y) {
@@ -125,11 +148,28 @@ int main(int argc, char** argv) {
     app.add_option("--mc-samples", o.mc_samples,
                    "Monte Carlo dropout samples for the plotted forecast");
     app.add_flag("--quiet", o.quiet, "print only the final summary");
+    app.add_flag("--distributed", o.distributed,
+                 "data-parallel over MPI, under mpirun -np N: --batch stays the global batch, "
+                 "rank 0 prints, saves and plots");
     app.add_option(
         "--max-ratio", o.max_ratio,
         "exit with status 1 unless validation MSE <= this x the best naive baseline (tests)");
     CLI11_PARSE(app, argc, argv);
 
+    int rank = 0, world = 1;
+#ifdef XGRAD_WITH_MPI
+    std::optional<distributed::Environment> mpi;
+    if (o.distributed) {
+        mpi.emplace(&argc, &argv);
+        rank = distributed::rank(), world = distributed::world_size();
+        o.quiet = o.quiet || rank != 0;
+    }
+#else
+    if (o.distributed) {
+        fmt::print(stderr, "--distributed needs xgrad built with MPI (-DXGRAD_WITH_MPI=ON)\n");
+        return 2;
+    }
+#endif
     set_num_threads(o.threads);
     manual_seed(o.seed);
     ex::SeriesConfig config;
@@ -137,6 +177,13 @@ int main(int argc, char** argv) {
     ex::ForecastData data = ex::make_forecast_data(config);
     auto model = std::make_shared<Forecaster>(config.lookback, config.horizon, o.d_model, o.d_ff,
                                               o.blocks, o.dropout, o.variant);
+    std::shared_ptr<nn::Module> net = model;  // what the training loop calls
+#ifdef XGRAD_WITH_MPI
+    if (o.distributed) {
+        net = std::make_shared<nn::DistributedDataParallel>(model);  // rank 0's weights everywhere
+        manual_seed(o.seed * 1000003 + 1 + static_cast<std::uint64_t>(rank));  // own dropout masks
+    }
+#endif
     auto optimizer = make_optimizer(o, model->parameters());
     auto schedule = make_schedule(o, *optimizer);
     std::int64_t first_epoch = 0;
@@ -152,21 +199,20 @@ int main(int argc, char** argv) {
         fmt::print("{}\n{} parameters, {} training windows\n", model->repr(), n_params,
                    data.train_x.shape()[0]);
 
-    std::size_t n = data.train_x.shape()[0], steps = (n + o.batch - 1) / o.batch;
-    std::vector<std::size_t> order(n);
+    // Each rank takes an equal share of the global batch from its own shard.
+    std::size_t batch = (o.batch + static_cast<std::size_t>(world) - 1) / world;
     std::vector<double> epochs_x, train_curve, val_curve;
     for (std::int64_t epoch = first_epoch; epoch < static_cast<std::int64_t>(o.epochs); ++epoch) {
-        // Each epoch's order depends only on (seed, epoch), so a resumed run matches.
-        std::iota(order.begin(), order.end(), 0);
-        std::mt19937_64 shuffle(o.seed * 1000003 + static_cast<std::uint64_t>(epoch));
-        std::shuffle(order.begin(), order.end(), shuffle);
+        std::vector<std::size_t> order =
+            epoch_order(o, data.train_x.shape()[0], epoch, rank, world);
+        std::size_t n = order.size(), steps = (n + batch - 1) / batch;
         ex::ProgressBar bar(fmt::format("epoch {:>3}", epoch + 1), steps, o.quiet);
         double total = 0;
         for (std::size_t s = 0; s < steps; ++s) {
             std::vector<std::size_t> rows(
-                order.begin() + static_cast<std::ptrdiff_t>(s * o.batch),
-                order.begin() + static_cast<std::ptrdiff_t>(std::min(n, (s + 1) * o.batch)));
-            Tensor loss = mse_loss((*model)(ex::take_rows(data.train_x, rows)),
+                order.begin() + static_cast<std::ptrdiff_t>(s * batch),
+                order.begin() + static_cast<std::ptrdiff_t>(std::min(n, (s + 1) * batch)));
+            Tensor loss = mse_loss((*net)(ex::take_rows(data.train_x, rows)),
                                    ex::take_rows(data.train_y, rows));
             optimizer->zero_grad();
             loss.backward();
@@ -177,6 +223,13 @@ int main(int argc, char** argv) {
         }
         if (schedule) schedule->step();
         bar.finish();
+#ifdef XGRAD_WITH_MPI
+        if (o.distributed) {  // the mean over every rank's windows
+            Tensor sums = tensor(xt::xarray<double>{total, static_cast<double>(n)});
+            distributed::all_reduce(sums);
+            total = sums.data<double>()(0), n = static_cast<std::size_t>(sums.data<double>()(1));
+        }
+#endif
         double train_loss = total / static_cast<double>(n),
                val_loss = evaluate(*model, data.val_x, data.val_y);
         epochs_x.push_back(static_cast<double>(epoch + 1));
@@ -187,17 +240,18 @@ int main(int argc, char** argv) {
                        train_loss, val_loss, optimizer->param_groups()[0].options().get_lr(),
                        bar.seconds());
     }
-    if (!o.save.empty())
+    if (!o.save.empty() && rank == 0)
         save_checkpoint(o.save, *model, *optimizer, static_cast<std::int64_t>(o.epochs));
 
     double val = evaluate(*model, data.val_x, data.val_y);
     double best_naive = std::min(data.naive_last_mse, data.naive_season_mse);
-    fmt::print(
-        "validation MSE {:.5f} | naive last value {:.5f} | naive last season {:.5f} | ratio to "
-        "best naive {:.3f}\n",
-        val, data.naive_last_mse, data.naive_season_mse, val / best_naive);
+    if (rank == 0)
+        fmt::print(
+            "validation MSE {:.5f} | naive last value {:.5f} | naive last season {:.5f} | ratio to "
+            "best naive {:.3f}\n",
+            val, data.naive_last_mse, data.naive_season_mse, val / best_naive);
 
-    if (!o.plot.empty()) {
+    if (!o.plot.empty() && rank == 0) {
         ex::SvgChart chart;
         chart.add_panel({"Loss per epoch",
                          "epoch",
