@@ -230,7 +230,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                     if (Tensor replaced = hook(grad); replaced.defined()) grad = replaced;
                 }
                 if (is_accumulator(*node)) {
-                    accumulate(output->grad, grad, true);
+                    accumulate(output->grad, std::move(grad), true);  // steal it when unshared
                 } else if (output->retains_grad) {
                     accumulate(output->grad, grad.detach().clone(), true);
                 }
