@@ -1,11 +1,12 @@
 // Elementwise ops: arithmetic with NumPy broadcasting, activations, dropout.
 // Each op is its forward expression next to its gradient rule.
 #include <cmath>
-#include <numbers>
 
 #include <xtensor/xoperation.hpp>
 
+#include "activation_rules.hpp"
 #include "buffer_cache.hpp"
+#include "dropout_mask.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -117,24 +118,6 @@ Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
     });
 }
 
-// splitmix64: a counter-based hash, so mask element i depends only on (key, i).
-inline std::uint64_t mix(std::uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-// keep[i] = 1 where element i of the dropout mask for `key` survives. The hash
-// needs 64-bit multiplies, which only AVX-512 does in vector registers; on such
-// CPUs the x86-64-v4 clone runs.
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void keep_mask(std::uint64_t key,
-                                                                           std::size_t n,
-                                                                           std::uint64_t threshold,
-                                                                           std::uint8_t* keep) {
-    for (std::size_t i = 0; i < n; ++i)
-        keep[i] = (mix(key + i * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold;
-}
-
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) { return add_or_sub(a, b, false); }
@@ -213,61 +196,34 @@ Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 Tensor operator/(const Tensor& a, double b) { return div(a, b); }
 Tensor operator/(double a, const Tensor& b) { return rdiv(a, b); }
 
-// PyTorch's convention at the kink: relu'(0) = 0. Every rule below keeps the
-// operation order of the xtensor expression it replaced (tests/core/ops/test_fused.cpp
-// compares them).
-Tensor relu(const Tensor& x) {
-    return unary<true>(
-        x, "relu", "ReluBackward", []<class T>(T a) { return a > T(0) ? a : T(0); },
-        []<class T>(T y, T g) { return y > T(0) ? g : T(0); });
+// Every rule below keeps the operation order of the xtensor expression it
+// replaced (tests/core/ops/test_fused.cpp compares them); the activations'
+// rules live in activation_rules.hpp, shared with the fused FFN op.
+namespace {
+
+template <class Rule>
+Tensor activation(const Tensor& x, const char* op, const char* node) {
+    return unary<Rule::kSavesOutput>(
+        x, op, node, []<class T>(T a) { return Rule::forward(a); },
+        []<class T>(T s, T g) { return Rule::grad(s, g); });
 }
+
+}  // namespace
+
+Tensor relu(const Tensor& x) { return activation<detail::ReluRule>(x, "relu", "ReluBackward"); }
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
     check(approximate == "none" || approximate == "tanh",
           "gelu: expected approximate 'none' or 'tanh' (got '{}')", approximate);
-    if (approximate == "none") {
-        // x * Phi(x); d/dx = Phi(x) + x * phi(x).
-        return unary<false>(
-            x, "gelu", "GeluBackward",
-            []<class T>(T a) {
-                return T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2)));
-            },
-            []<class T>(T a, T g) {
-                const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-                return g * (T(0.5) * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))) +
-                            a * inv_sqrt_2pi * std::exp(T(-0.5) * a * a));
-            });
-    }
-    // 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2 / pi), c = 0.044715.
-    return unary<false>(
-        x, "gelu", "GeluBackward",
-        []<class T>(T a) {
-            const T k = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi), c = T(0.044715);
-            return T(0.5) * a * (T(1) + std::tanh(k * (a + c * a * a * a)));
-        },
-        []<class T>(T a, T g) {
-            const T k = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi), c = T(0.044715);
-            const T t = std::tanh(k * (a + c * a * a * a));
-            return g * (T(0.5) * (T(1) + t) +
-                        T(0.5) * a * (T(1) - t * t) * k * (T(1) + T(3) * c * a * a));
-        });
+    if (approximate == "none") return activation<detail::GeluRule>(x, "gelu", "GeluBackward");
+    return activation<detail::GeluTanhRule>(x, "gelu", "GeluBackward");
 }
 
 Tensor sigmoid(const Tensor& x) {
-    return unary<true>(
-        x, "sigmoid", "SigmoidBackward", []<class T>(T a) { return T(1) / (T(1) + std::exp(-a)); },
-        []<class T>(T y, T g) { return g * y * (T(1) - y); });
+    return activation<detail::SigmoidRule>(x, "sigmoid", "SigmoidBackward");
 }
 
-// x * sigmoid(x); d/dx = s (1 + x (1 - s)).
-Tensor silu(const Tensor& x) {
-    return unary<false>(
-        x, "silu", "SiluBackward", []<class T>(T a) { return a / (T(1) + std::exp(-a)); },
-        []<class T>(T a, T g) {
-            const T s = T(1) / (T(1) + std::exp(-a));
-            return g * s * (T(1) + a * (T(1) - s));
-        });
-}
+Tensor silu(const Tensor& x) { return activation<detail::SiluRule>(x, "silu", "SiluBackward"); }
 
 Tensor tanh(const Tensor& x) {
     return unary<true>(
@@ -324,14 +280,13 @@ Tensor dropout(const Tensor& x, double p, bool training) {
     std::uint64_t key = next_random_key();
     return detail::visit_floating(x, "dropout", [&]<class T>(xt::xarray<T>& a) {
         const T scale = p == 1.0 ? T(0) : T(1.0 / (1.0 - p));
-        // Keep when a 53-bit uniform draw is >= p.
-        const auto threshold = static_cast<std::uint64_t>(p * 9007199254740992.0);
+        const std::uint64_t threshold = detail::dropout_threshold(p);
         auto y = detail::empty_array<T>(a.shape());
         const T* in = a.data();
         T* out = y.data();
         const std::size_t n = y.size();
         std::vector<std::uint8_t> keep(n);
-        keep_mask(key, n, threshold, keep.data());
+        detail::keep_mask(key, 0, n, threshold, keep.data());
         for (std::size_t i = 0; i < n; ++i) out[i] = in[i] * (keep[i] ? scale : T(0));
         return make_result(wrap(std::move(y)), "DropoutBackward", {x},
                            [keep = std::move(keep), scale](const Tensor& g) {
@@ -345,4 +300,31 @@ Tensor dropout(const Tensor& x, double p, bool training) {
     });
 }
 
+namespace detail {
+
+namespace {
+// splitmix64: a counter-based hash, so mask element i depends only on (key, i).
+inline std::uint64_t mix(std::uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+}  // namespace
+
+std::uint64_t dropout_threshold(double p) {
+    return static_cast<std::uint64_t>(p * 9007199254740992.0);  // p * 2^53
+}
+
+// The hash needs 64-bit multiplies, which only AVX-512 does in vector
+// registers; on such CPUs the x86-64-v4 clone runs.
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void keep_mask(std::uint64_t key,
+                                                                           std::size_t first,
+                                                                           std::size_t n,
+                                                                           std::uint64_t threshold,
+                                                                           std::uint8_t* keep) {
+    for (std::size_t i = 0; i < n; ++i)
+        keep[i] = (mix(key + (first + i) * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold;
+}
+
+}  // namespace detail
 }  // namespace xg

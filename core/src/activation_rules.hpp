@@ -1,0 +1,100 @@
+// The activations' per-element rules, shared by the single ops
+// (core/ops/elementwise.cpp) and the fused feed-forward op (core/ops/fused.cpp),
+// so both compute bit-identical values and gradients.
+//
+// forward(a) is the activation; grad(s, g) is g times its derivative, where s
+// is the saved value: the output when kSavesOutput (cheaper to differentiate
+// from), else the input.
+#pragma once
+
+#include <cmath>
+#include <numbers>
+
+#include "vec_math.hpp"
+
+namespace xg::detail {
+
+// PyTorch's convention at the kink: relu'(0) = 0.
+struct ReluRule {
+    static constexpr bool kSavesOutput = true;
+    template <class T>
+    static T forward(T a) {
+        return a > T(0) ? a : T(0);
+    }
+    template <class T>
+    static T grad(T y, T g) {
+        return y > T(0) ? g : T(0);
+    }
+};
+
+struct SigmoidRule {
+    static constexpr bool kSavesOutput = true;
+    template <class T>
+    static T forward(T a) {
+        return T(1) / (T(1) + fast_exp(-a));
+    }
+    template <class T>
+    static T grad(T y, T g) {
+        return g * y * (T(1) - y);
+    }
+};
+
+// x * sigmoid(x); d/dx = s (1 + x (1 - s)).
+struct SiluRule {
+    static constexpr bool kSavesOutput = false;
+    template <class T>
+    static T forward(T a) {
+        return a / (T(1) + fast_exp(-a));
+    }
+    template <class T>
+    static T grad(T a, T g) {
+        const T s = T(1) / (T(1) + fast_exp(-a));
+        return g * s * (T(1) + a * (T(1) - s));
+    }
+};
+
+// x * Phi(x); d/dx = Phi(x) + x * phi(x).
+struct GeluRule {
+    static constexpr bool kSavesOutput = false;
+    template <class T>
+    static T forward(T a) {
+        return T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2)));
+    }
+    template <class T>
+    static T grad(T a, T g) {
+        const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+        return g * (T(0.5) * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))) +
+                    a * inv_sqrt_2pi * fast_exp(T(-0.5) * a * a));
+    }
+};
+
+// 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2 / pi), c = 0.044715.
+struct GeluTanhRule {
+    static constexpr bool kSavesOutput = false;
+    static constexpr double kK = std::numbers::sqrt2 * std::numbers::inv_sqrtpi, kC = 0.044715;
+    template <class T>
+    static T forward(T a) {
+        return T(0.5) * a * (T(1) + std::tanh(T(kK) * (a + T(kC) * a * a * a)));
+    }
+    template <class T>
+    static T grad(T a, T g) {
+        const T t = std::tanh(T(kK) * (a + T(kC) * a * a * a));
+        return g * (T(0.5) * (T(1) + t) +
+                    T(0.5) * a * (T(1) - t * t) * T(kK) * (T(1) + T(3) * T(kC) * a * a));
+    }
+};
+
+// The ungated block's "activation" in the bilinear variant.
+struct IdentityRule {
+    static constexpr bool kSavesOutput = true;
+    template <class T>
+    static T forward(T a) {
+        return a;
+    }
+    template <class T>
+    static T grad(T, T g) {
+        return g;
+    }
+};
+
+}  // namespace xg::detail
