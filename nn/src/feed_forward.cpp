@@ -1,7 +1,11 @@
 // FeedForward and its GLU variants (see feed_forward.hpp for the block and the math).
 #include "xgrad/nn/feed_forward.hpp"
 
+#include <optional>
+#include <typeinfo>
+
 #include "layer_helpers.hpp"
+#include "xgrad/autograd.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg::nn {
@@ -19,7 +23,39 @@ FeedForward::FeedForward(std::size_t d_model, std::size_t d_ff, double dropout,
         linear_v = register_module("linear_v", std::make_shared<Linear>(d_model, d_ff, bias_gate));
 }
 
+namespace {
+
+// The fused op's name for a built-in activation module; nullopt for anything
+// else (a subclass may override forward, so the type must match exactly).
+std::optional<FusedActivation> fusable(const Module& activation) {
+    const std::type_info& type = typeid(activation);
+    if (type == typeid(ReLU)) return FusedActivation::ReLU;
+    if (type == typeid(SiLU)) return FusedActivation::SiLU;
+    if (type == typeid(Sigmoid)) return FusedActivation::Sigmoid;
+    if (type == typeid(Identity)) return FusedActivation::Identity;
+    if (type == typeid(GELU)) {
+        return static_cast<const GELU&>(activation).approximate == "tanh"
+                   ? FusedActivation::GELUTanh
+                   : FusedActivation::GELU;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+// activation, gate and dropout run as one op (same values, gradients and
+// random stream) unless something could tell: a hook on the activation or the
+// dropout module, a custom activation or dropout class, or anomaly mode, which
+// names the module each op ran in.
 Tensor FeedForward::forward(const Tensor& x) {
+    std::optional<FusedActivation> kind = fusable(*activation);
+    if (kind && typeid(*dropout) == typeid(MonteCarloDropout) && !activation->has_hooks() &&
+        !dropout->has_hooks() && !autograd::is_anomaly_enabled()) {
+        Tensor h = (*layer1)(x);
+        Tensor v = is_gated ? (*linear_v)(x) : Tensor();
+        bool sample = dropout->is_training() || dropout->mc_dropout_enabled();
+        return (*layer2)(activation_dropout(h, v, *kind, dropout->p, sample));
+    }
     Tensor g = (*activation)((*layer1)(x));
     if (is_gated) g = g * (*linear_v)(x);
     return (*layer2)((*dropout)(g));

@@ -95,12 +95,15 @@ RemovableHandle add_global_backward_hook(BackwardHook fn) {
 }
 }  // namespace detail
 
-Tensor Module::operator()(const Tensor& input) {
+bool Module::has_hooks() const {
     const GlobalHooks& global = global_hooks();
-    bool no_hooks = forward_pre_hooks_.empty() && forward_hooks_.empty() &&
-                    backward_pre_hooks_.empty() && backward_hooks_.empty() &&
-                    global.forward_pre.empty() && global.forward.empty() &&
-                    global.backward_pre.empty() && global.backward.empty();
+    return !(forward_pre_hooks_.empty() && forward_hooks_.empty() && backward_pre_hooks_.empty() &&
+             backward_hooks_.empty() && global.forward_pre.empty() && global.forward.empty() &&
+             global.backward_pre.empty() && global.backward.empty());
+}
+
+Tensor Module::operator()(const Tensor& input) {
+    const bool no_hooks = !has_hooks();
     if (autograd::is_anomaly_enabled()) {
         AnomalyCall call(*this);
         return no_hooks ? forward(input) : call_with_hooks(input);

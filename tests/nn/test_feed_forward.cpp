@@ -1,6 +1,9 @@
 // FeedForward: every variant and bias combination vs PyTorch (values and gradients,
 // float64 and float32, 2-D and 3-D inputs), structure, gradcheck, MC dropout, printing.
 #include <cmath>
+#include <set>
+#include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
@@ -166,6 +169,98 @@ TEST_CASE("FeedForward calls its submodules through operator(), so their hooks f
     (*ffn)(xg::randn({2, 4}));
     CHECK(order ==
           std::vector<std::string>{"layer1", "activation", "linear_v", "dropout", "layer2"});
+}
+
+namespace {
+
+// Every node name in y's graph.
+std::set<std::string> graph_names(const xg::Tensor& y) {
+    std::set<std::string> names;
+    std::vector<std::shared_ptr<xg::autograd::Node>> pending{y.grad_fn()};
+    while (!pending.empty()) {
+        auto node = pending.back();
+        pending.pop_back();
+        if (!node) continue;
+        names.insert(node->name);
+        for (const auto& next : node->next) pending.push_back(next);
+    }
+    return names;
+}
+
+// Output and every parameter gradient of one training step from seed 5.
+std::vector<xt::xarray<double>> step(nn::FeedForward& ffn, const xg::Tensor& x) {
+    ffn.zero_grad();
+    xg::manual_seed(5);
+    xg::Tensor y = ffn(x);
+    xg::sum(y * y).backward();
+    std::vector<xt::xarray<double>> out{test::values(y)};
+    for (const auto& p : ffn.parameters()) out.push_back(test::values(p.grad()));
+    return out;
+}
+
+struct MyReLU : nn::ReLU {
+    xg::Tensor forward(const xg::Tensor& x) override { return xg::relu(x) * 2.0; }
+};
+
+}  // namespace
+
+TEST_CASE("FeedForward fuses activation, gate and dropout unless a hook could see them") {
+    const std::vector<std::string> variants = {"relu",     "gelu",  "gelu_tanh", "glu",
+                                               "bilinear", "reglu", "geglu",     "swiglu"};
+    xg::Tensor x = xg::randn({6, 4});
+    for (const auto& variant : variants) {
+        for (bool gated : {false, true}) {
+            const bool named = variant != "relu" && variant != "gelu" && variant != "gelu_tanh";
+            if (named && !gated) continue;
+            CAPTURE(variant);
+            CAPTURE(gated);
+            ref::Case c{variant, gated, true, true, true, false, 2, {}, {}, {}, {}};
+            xg::manual_seed(3);
+            auto ffn = build(c, 4, 16, 0.25);
+            CHECK(graph_names((*ffn)(x)).count("FfnActBackward") == 1);
+            auto fused = step(*ffn, x);
+
+            // A hook on either part, or a global one, needs the separate ops.
+            auto check_separate = [&] {
+                std::set<std::string> names = graph_names((*ffn)(x));
+                CHECK(names.count("FfnActBackward") == 0);
+                CHECK(names.count("DropoutBackward") == 1);
+                auto separate = step(*ffn, x);
+                REQUIRE(separate.size() == fused.size());
+                for (std::size_t i = 0; i < fused.size(); ++i)  // same values to the last bit
+                    CHECK(xt::all(xt::equal(fused[i], separate[i])));
+            };
+            int calls = 0;
+            auto count = [&calls](nn::Module&, const xg::Tensor&, const xg::Tensor&) { ++calls; };
+            {
+                auto hook = ffn->dropout->register_forward_hook(count);
+                check_separate();
+                hook.remove();
+            }
+            {
+                auto hook = ffn->activation->register_forward_hook(count);
+                check_separate();
+                hook.remove();
+            }
+            {
+                auto hook = nn::register_module_forward_hook(count);
+                check_separate();
+                hook.remove();
+            }
+            CHECK(calls > 0);
+            CHECK(graph_names((*ffn)(x)).count("FfnActBackward") == 1);  // hooks removed
+        }
+    }
+}
+
+TEST_CASE("FeedForward calls a custom activation class, and runs separately in anomaly mode") {
+    auto ffn = std::make_shared<nn::FeedForward>(4, 8, 0.0, std::make_shared<MyReLU>());
+    xg::Tensor x = xg::randn({2, 4});
+    xg::Tensor h = (*ffn->layer1)(x);
+    CHECK_VALUES_TOL((*ffn)(x), test::values((*ffn->layer2)(xg::relu(h) * 2.0)), 1e-6, 1e-6);
+    auto plain = std::make_shared<nn::FeedForward>(4, 8, 0.1);
+    xg::autograd::DetectAnomalyGuard anomaly;
+    CHECK(graph_names((*plain)(x)).count("ReluBackward") == 1);
 }
 
 TEST_CASE("FeedForward dropout: identity in eval, sampling in training and under MC dropout") {

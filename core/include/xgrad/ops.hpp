@@ -34,6 +34,15 @@ Tensor pow(const Tensor& x, double exponent);
 Tensor abs(const Tensor& x);
 Tensor dropout(const Tensor& x, double p, bool training);
 
+// The middle of a feed-forward block as one op (core/ops/fused.cpp):
+// dropout(act(h), p, training), or with a gate v of h's shape
+// dropout(act(h) * v, p, training). Values, gradients and the dropout stream
+// equal those of the separate ops; it makes one pass each way and saves fewer
+// tensors (ReLU without a gate saves nothing but its output).
+enum class FusedActivation { Identity, ReLU, GELU, GELUTanh, Sigmoid, SiLU };
+Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation activation, double p,
+                          bool training);
+
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);
 Tensor operator*(const Tensor& a, const Tensor& b);

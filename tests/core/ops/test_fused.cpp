@@ -2,9 +2,13 @@
 // buffer reuse behind them (core/src/buffer_cache.cpp): every kernel against the
 // unfused xtensor expression it replaced, in float32 and float64, on arrays large
 // enough to go through the buffer cache; gradients written over grad_output only
-// when nobody else can see it; and a FeedForward step against a hand-written one.
+// when nobody else can see it; a FeedForward step against a hand-written one;
+// and the fused feed-forward op (core/ops/fused.cpp) against the separate ops.
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -341,4 +345,143 @@ TEST_CASE("a float32 FeedForward step matches a float64 step written out by hand
             CHECK(xt::amax(xt::abs(got - grad))() / scale <= 1e-5);
         }
     }
+}
+
+// ---- activation_dropout (core/ops/fused.cpp) ----
+
+namespace {
+
+struct Activation {
+    const char* name;
+    xg::FusedActivation kind;
+    std::function<Tensor(const Tensor&)> separate;  // the op FeedForward would call
+};
+
+std::vector<Activation> activations() {
+    return {
+        {"identity", xg::FusedActivation::Identity, [](const Tensor& t) { return t; }},
+        {"relu", xg::FusedActivation::ReLU, [](const Tensor& t) { return xg::relu(t); }},
+        {"gelu", xg::FusedActivation::GELU, [](const Tensor& t) { return xg::gelu(t); }},
+        {"gelu tanh", xg::FusedActivation::GELUTanh,
+         [](const Tensor& t) { return xg::gelu(t, "tanh"); }},
+        {"sigmoid", xg::FusedActivation::Sigmoid, [](const Tensor& t) { return xg::sigmoid(t); }},
+        {"silu", xg::FusedActivation::SiLU, [](const Tensor& t) { return xg::silu(t); }}};
+}
+
+// Values and gradients of h (and v) through `f`, with grad_output w.
+template <class T>
+std::vector<xt::xarray<T>> run(const std::function<Tensor(const Tensor&, const Tensor&)>& f,
+                               bool gated, bool need_h, bool need_v) {
+    // 300 x 257 elements: more than one 4096-element mask slice, and not a multiple of it.
+    Tensor h = xg::tensor<T>(inputs<T>(1), need_h);
+    Tensor v = gated ? xg::tensor<T>(inputs<T>(2), need_v) : Tensor();
+    Tensor w = xg::tensor<T>(inputs<T>(3));
+    xg::manual_seed(7);
+    Tensor y = f(h, v);
+    std::vector<xt::xarray<T>> out{y.data<T>()};
+    if (xg::GradMode::is_enabled()) {
+        xg::sum(y * w).backward();
+        if (need_h) out.push_back(h.grad().data<T>());
+        if (gated && need_v) out.push_back(v.grad().data<T>());
+    }
+    return out;
+}
+
+template <class T>
+void check_fused_equals_separate(const Activation& a, bool gated, double p, bool training,
+                                 bool need_h, bool need_v, bool grad_mode) {
+    INFO(std::string(a.name), std::string(gated ? " gated" : ""), " p=", p,
+         std::string(training ? " training" : " eval"),
+         std::string(sizeof(T) == 4 ? " float32" : " float64"), " need_h=", need_h,
+         " need_v=", need_v, " grad_mode=", grad_mode);
+    std::optional<xg::NoGradGuard> no_grad;
+    if (!grad_mode) no_grad.emplace();
+    auto fused =
+        run<T>([&](const Tensor& h,
+                   const Tensor& v) { return xg::activation_dropout(h, v, a.kind, p, training); },
+               gated, need_h, need_v);
+    auto separate = run<T>(
+        [&](const Tensor& h, const Tensor& v) {
+            Tensor t = a.separate(h);
+            if (gated) t = t * v;
+            return xg::dropout(t, p, training);
+        },
+        gated, need_h, need_v);
+    REQUIRE(fused.size() == separate.size());
+    for (std::size_t i = 0; i < fused.size(); ++i) {
+        INFO(std::string(i == 0 ? "output" : "gradient "), i);
+        // Same operations in the same order: equal to the last bit.
+        CHECK(xt::all(xt::equal(fused[i], separate[i])));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("activation_dropout equals activation, gate and dropout run separately, bit for bit") {
+    for (const Activation& a : activations()) {
+        for (bool gated : {false, true}) {
+            for (auto [p, training] : {std::pair{0.3, true}, {0.3, false}, {0.0, true}}) {
+                check_fused_equals_separate<float>(a, gated, p, training, true, true, true);
+                check_fused_equals_separate<double>(a, gated, p, training, true, true, true);
+                check_fused_equals_separate<float>(a, gated, p, training, true, true, false);
+            }
+            if (gated) {  // one input needing no gradient
+                check_fused_equals_separate<float>(a, gated, 0.3, true, true, false, true);
+                check_fused_equals_separate<float>(a, gated, 0.3, true, false, true, true);
+            }
+        }
+    }
+}
+
+TEST_CASE("activation_dropout gradchecks in float64 for every activation, gated or not") {
+    for (const Activation& a : activations()) {
+        for (bool gated : {false, true}) {
+            CAPTURE(a.name);
+            CAPTURE(gated);
+            std::vector<Tensor> in{test::randn64({3, 5}, 11)};
+            if (gated) in.push_back(test::randn64({3, 5}, 12));
+            CHECK(test::gradcheck(
+                [&](const std::vector<Tensor>& x) {
+                    xg::manual_seed(3);  // the same mask for every evaluation
+                    return xg::activation_dropout(x[0], gated ? x[1] : Tensor(), a.kind, 0.4, true);
+                },
+                in));
+        }
+    }
+}
+
+TEST_CASE("activation_dropout with p = 1 zeroes everything, gradients included") {
+    Tensor h = xg::tensor<float>(inputs<float>(1), true);
+    Tensor y = xg::activation_dropout(h, Tensor(), xg::FusedActivation::ReLU, 1.0, true);
+    CHECK(xt::all(xt::equal(y.data<float>(), 0.0f)));
+    xg::sum(y).backward();
+    CHECK(xt::all(xt::equal(h.grad().data<float>(), 0.0f)));
+}
+
+TEST_CASE("ungated ReLU activation_dropout keeps only its output for backward") {
+    auto saved_input = [](xg::FusedActivation kind) {
+        Tensor leaf = xg::tensor<float>(inputs<float>(1), true);
+        Tensor h = leaf * 2.0;  // an intermediate, like Linear's output
+        std::weak_ptr<xg::Storage> storage = h.impl()->storage;
+        Tensor y = xg::activation_dropout(h, Tensor(), kind, 0.1, true);
+        h = Tensor();
+        return !storage.expired();
+    };
+    CHECK_FALSE(saved_input(xg::FusedActivation::ReLU));
+    CHECK(saved_input(xg::FusedActivation::SiLU));  // needs its input
+}
+
+TEST_CASE("activation_dropout rejects mismatched gates and bad p") {
+    Tensor h = xg::ones({2, 3});
+    CHECK_THROWS_WITH_AS(
+        xg::activation_dropout(h, xg::ones({3, 2}), xg::FusedActivation::SiLU, 0.1, true),
+        "activation_dropout: expected the gate to have h's shape [2, 3] (got [3, 2])", xg::Error);
+    CHECK_THROWS_AS(xg::activation_dropout(h, xg::ones({2, 3}, xg::kFloat64),
+                                           xg::FusedActivation::SiLU, 0.1, true),
+                    xg::Error);
+    CHECK_THROWS_WITH_AS(xg::activation_dropout(h, Tensor(), xg::FusedActivation::ReLU, 1.5, true),
+                         "activation_dropout: expected p in [0, 1] (got 1.5)", xg::Error);
+    CHECK_THROWS_AS(xg::activation_dropout(xg::ones({2}, xg::kInt64), Tensor(),
+                                           xg::FusedActivation::ReLU, 0.1, true),
+                    xg::Error);
 }

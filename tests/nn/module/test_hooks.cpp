@@ -2,6 +2,7 @@
 // always_call), full backward pre / backward hooks (values, replacement, calls
 // in one graph), global hooks, and hook order against a PyTorch trace.
 #include <algorithm>
+#include <functional>
 
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
@@ -102,6 +103,49 @@ TEST_CASE("Module hooks: forward pre hook replaces the input, forward hook the o
     post.remove();
     post.remove();  // idempotent
     CHECK(mt::flat((*lin)(x)) == mt::flat(plain));
+}
+
+TEST_CASE("Module hooks: has_hooks counts forward and backward hooks, own or global") {
+    auto lin = std::make_shared<mt::TinyLinear>(3, 2);
+    auto other = std::make_shared<mt::TinyLinear>(3, 2);
+    CHECK_FALSE(lin->has_hooks());
+    std::vector<xg::RemovableHandle> own{
+        lin->register_forward_pre_hook([](Module&, const Tensor&) {}),
+        lin->register_forward_hook([](Module&, const Tensor&, const Tensor&) {}),
+        lin->register_full_backward_pre_hook([](Module&, const std::vector<Tensor>&) {}),
+        lin->register_full_backward_hook(
+            [](Module&, const std::vector<Tensor>&, const std::vector<Tensor>&) {})};
+    CHECK_FALSE(other->has_hooks());
+    for (auto& handle : own) {  // any one of them is enough
+        CHECK(lin->has_hooks());
+        handle.remove();
+    }
+    CHECK_FALSE(lin->has_hooks());
+
+    std::vector<std::function<xg::RemovableHandle()>> global{
+        [] { return xg::nn::register_module_forward_pre_hook([](Module&, const Tensor&) {}); },
+        [] {
+            return xg::nn::register_module_forward_hook(
+                [](Module&, const Tensor&, const Tensor&) {});
+        },
+        [] {
+            return xg::nn::register_module_full_backward_pre_hook(
+                [](Module&, const std::vector<Tensor>&) {});
+        },
+        [] {
+            return xg::nn::register_module_full_backward_hook(
+                [](Module&, const std::vector<Tensor>&, const std::vector<Tensor>&) {});
+        }};
+    for (auto& add : global) {
+        auto handle = add();
+        CHECK(lin->has_hooks());
+        CHECK(other->has_hooks());
+        handle.remove();
+        CHECK_FALSE(other->has_hooks());
+    }
+    // State-dict hooks do not run on a call.
+    lin->register_state_dict_pre_hook([](Module&, const std::string&, bool) {});
+    CHECK_FALSE(lin->has_hooks());
 }
 
 TEST_CASE("Module hooks: registration order, prepend and removal") {

@@ -209,6 +209,10 @@ public:
                                const std::vector<Tensor>&>(std::move(fn)),
             prepend);
     }
+    // Whether calling this module runs any forward or backward hook, its own or
+    // a global one. FeedForward fuses its middle only when its parts have none.
+    bool has_hooks() const;
+
     RemovableHandle register_state_dict_pre_hook(StateDictPreHook fn, bool prepend = false) {
         return state_dict_pre_hooks_.add(std::move(fn), prepend);
     }

@@ -1,0 +1,252 @@
+// The middle of a feed-forward block, dropout(act(h) [* v]), as one op.
+//
+// Separately, activation, gating and dropout each read and write a full
+// [tokens, d_ff] array both ways and each saves one for backward. Here every
+// element goes through the same operations in the same order as in the
+// separate ops (activation_rules.hpp, dropout_mask.hpp), in one pass, and
+// backward keeps only h, v and the mask; ReLU without a gate keeps nothing
+// but the output, which the next Linear saves anyway: where the output is
+// positive both ReLU and the mask let the gradient through, and everywhere
+// else the gradient is 0.
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <vector>
+
+#include "activation_rules.hpp"
+#include "buffer_cache.hpp"
+#include "dropout_mask.hpp"
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+using autograd::make_result;
+using detail::wrap;
+
+namespace {
+
+// What one call does, fixed before the loops run.
+template <class T>
+struct Pass {
+    FusedActivation activation;
+    bool gated, dropout;
+    T scale;  // dropout's 1 / (1 - p)
+};
+
+// Calls f.template operator()<Rule>() for the activation's rule.
+template <class F>
+void with_rule(FusedActivation activation, F&& f) {
+    switch (activation) {
+        case FusedActivation::Identity: return f.template operator()<detail::IdentityRule>();
+        case FusedActivation::ReLU: return f.template operator()<detail::ReluRule>();
+        case FusedActivation::GELU: return f.template operator()<detail::GeluRule>();
+        case FusedActivation::GELUTanh: return f.template operator()<detail::GeluTanhRule>();
+        case FusedActivation::Sigmoid: return f.template operator()<detail::SigmoidRule>();
+        case FusedActivation::SiLU: return f.template operator()<detail::SiluRule>();
+    }
+}
+
+// out = act(h) [* v] [* (keep ? scale : 0)]; out may be h itself.
+template <class Rule, bool Gated, bool Dropout, class T>
+inline void forward_loop(const T* h, const T* v, const std::uint8_t* keep, T scale, T* out,
+                         std::size_t n) {
+#pragma GCC ivdep
+    for (std::size_t i = 0; i < n; ++i) {
+        T t = Rule::forward(h[i]);
+        if constexpr (Gated) t = t * v[i];
+        if constexpr (Dropout) t = t * (keep[i] ? scale : T(0));
+        out[i] = t;
+    }
+}
+
+template <class T>
+inline void forward_kernel(const Pass<T>& pass, const T* h, const T* v, const std::uint8_t* keep,
+                           T* out, std::size_t n) {
+    with_rule(pass.activation, [&]<class Rule>() {
+        if (pass.gated && pass.dropout)
+            forward_loop<Rule, true, true>(h, v, keep, pass.scale, out, n);
+        else if (pass.gated)
+            forward_loop<Rule, true, false>(h, v, keep, pass.scale, out, n);
+        else if (pass.dropout)
+            forward_loop<Rule, false, true>(h, v, keep, pass.scale, out, n);
+        else
+            forward_loop<Rule, false, false>(h, v, keep, pass.scale, out, n);
+    });
+}
+
+// The backward of the separate ops, in their order: dropout's g * (keep ?
+// scale : 0), then the gate's product rule, then the activation's rule. gh may
+// be g itself; gh or gv is null when that input needs no gradient.
+template <class Rule, bool Gated, bool Dropout, bool NeedH, bool NeedV, class T>
+inline void backward_loop(const T* g, const T* h, const T* v, const std::uint8_t* keep, T scale,
+                          T* gh, T* gv, std::size_t n) {
+#pragma GCC ivdep
+    for (std::size_t i = 0; i < n; ++i) {
+        T gt = g[i];
+        if constexpr (Dropout) gt = gt * (keep[i] ? scale : T(0));
+        T ga = gt;
+        if constexpr (Gated) {
+            if constexpr (NeedV) gv[i] = gt * Rule::forward(h[i]);
+            ga = gt * v[i];
+        }
+        if constexpr (NeedH) {
+            T saved = Rule::kSavesOutput ? Rule::forward(h[i]) : h[i];
+            gh[i] = Rule::grad(saved, ga);
+        }
+    }
+}
+
+template <class T>
+inline void backward_kernel(const Pass<T>& pass, const T* g, const T* h, const T* v,
+                            const std::uint8_t* keep, T* gh, T* gv, std::size_t n) {
+    with_rule(pass.activation, [&]<class Rule>() {
+        auto run = [&]<bool Gated, bool NeedH, bool NeedV>() {
+            if (pass.dropout)
+                backward_loop<Rule, Gated, true, NeedH, NeedV>(g, h, v, keep, pass.scale, gh, gv,
+                                                               n);
+            else
+                backward_loop<Rule, Gated, false, NeedH, NeedV>(g, h, v, keep, pass.scale, gh, gv,
+                                                                n);
+        };
+        if (!pass.gated)
+            run.template operator()<false, true, false>();
+        else if (gh && gv)
+            run.template operator()<true, true, true>();
+        else if (gh)
+            run.template operator()<true, true, false>();
+        else
+            run.template operator()<true, false, true>();
+    });
+}
+
+// ReLU without a gate, from its output y: the gradient passes (scaled) where y > 0.
+template <class T>
+inline void relu_output_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
+#pragma GCC ivdep
+    for (std::size_t i = 0; i < n; ++i) gh[i] = y[i] > T(0) ? g[i] * scale : T(0);
+}
+
+// The float kernels again, compiled for AVX2 and AVX-512 as well: the loops
+// are where the time goes, and the default x86-64 target only has 4-wide
+// vectors. flatten inlines the templates above into each clone.
+#define XG_KERNEL_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+
+XG_KERNEL_CLONES void forward_f32(const Pass<float>& pass, const float* h, const float* v,
+                                  const std::uint8_t* keep, float* out, std::size_t n) {
+    forward_kernel(pass, h, v, keep, out, n);
+}
+XG_KERNEL_CLONES void backward_f32(const Pass<float>& pass, const float* g, const float* h,
+                                   const float* v, const std::uint8_t* keep, float* gh, float* gv,
+                                   std::size_t n) {
+    backward_kernel(pass, g, h, v, keep, gh, gv, n);
+}
+XG_KERNEL_CLONES void relu_output_backward_f32(const float* g, const float* y, float scale,
+                                               float* gh, std::size_t n) {
+    relu_output_backward(g, y, scale, gh, n);
+}
+
+template <class T>
+void forward(const Pass<T>& pass, const T* h, const T* v, const std::uint8_t* keep, T* out,
+             std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        forward_f32(pass, h, v, keep, out, n);
+    else
+        forward_kernel(pass, h, v, keep, out, n);
+}
+template <class T>
+void backward(const Pass<T>& pass, const T* g, const T* h, const T* v, const std::uint8_t* keep,
+              T* gh, T* gv, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        backward_f32(pass, g, h, v, keep, gh, gv, n);
+    else
+        backward_kernel(pass, g, h, v, keep, gh, gv, n);
+}
+template <class T>
+void relu_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        relu_output_backward_f32(g, y, scale, gh, n);
+    else
+        relu_output_backward(g, y, scale, gh, n);
+}
+
+}  // namespace
+
+Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation activation, double p,
+                          bool training) {
+    const char* op = "activation_dropout";
+    check(p >= 0.0 && p <= 1.0, "{}: expected p in [0, 1] (got {})", op, p);
+    const bool gated = v.defined();
+    if (gated) {
+        detail::check_same_dtype(h, v, op);
+        check(h.shape() == v.shape(), "{}: expected the gate to have h's shape {} (got {})", op,
+              shape_str(h.shape()), shape_str(v.shape()));
+    }
+    const bool dropout = training && p != 0.0;
+    // Drawn exactly when dropout() would draw it, so the stream is the same.
+    const std::uint64_t key = dropout ? next_random_key() : 0;
+    const bool need_h = h.requires_grad(), need_v = gated && v.requires_grad();
+    const bool record = GradMode::is_enabled() && (need_h || need_v);
+    // Backward from the output alone: ReLU without a gate.
+    const bool from_output = !gated && activation == FusedActivation::ReLU;
+
+    return detail::visit_floating(h, op, [&]<class T>(xt::xarray<T>& hv) {
+        const Pass<T> pass{activation, gated, dropout, p == 1.0 ? T(0) : T(1.0 / (1.0 - p))};
+        const std::size_t n = hv.size();
+        const T* hp = hv.data();
+        const T* vp = gated ? v.data<T>().data() : nullptr;
+        xt::xarray<T> out = detail::empty_array<T>(hv.shape());
+        std::vector<std::uint8_t> keep;
+        if (dropout && record && !from_output) {
+            keep.resize(n);
+            detail::keep_mask(key, 0, n, detail::dropout_threshold(p), keep.data());
+            forward(pass, hp, vp, keep.data(), out.data(), n);
+        } else if (dropout) {  // nobody needs the mask later: make it a slice at a time
+            std::array<std::uint8_t, 4096> slice;
+            for (std::size_t first = 0; first < n; first += slice.size()) {
+                std::size_t m = std::min(slice.size(), n - first);
+                detail::keep_mask(key, first, m, detail::dropout_threshold(p), slice.data());
+                forward(pass, hp + first, vp ? vp + first : nullptr, slice.data(),
+                        out.data() + first, m);
+            }
+        } else {
+            forward(pass, hp, vp, nullptr, out.data(), n);
+        }
+        Tensor result = wrap(std::move(out));
+        if (!record) return result;
+
+        if (from_output) {
+            return make_result(
+                result, "FfnActBackward", {h, v},
+                [y = result.impl()->storage, scale = dropout ? pass.scale : T(1)](const Tensor& g) {
+                    const T* gp = g.data<T>().data();
+                    const T* yp = std::get<xt::xarray<T>>(*y).data();
+                    xt::xarray<T> gh = detail::take_buffer<T>(g);
+                    relu_backward(gp, yp, scale, gh.data(), gh.size());
+                    return std::vector<Tensor>{wrap(std::move(gh)), Tensor()};
+                });
+        }
+        std::shared_ptr<Storage> saved_v = gated ? v.impl()->storage : nullptr;
+        return make_result(
+            result, "FfnActBackward", {h, v},
+            [pass, saved_h = h.impl()->storage, saved_v, keep = std::move(keep), need_h,
+             need_v](const Tensor& g) {
+                const T* gp = g.data<T>().data();
+                const std::size_t n = g.numel();  // before take_buffer empties g
+                const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
+                const T* vp = saved_v ? std::get<xt::xarray<T>>(*saved_v).data() : nullptr;
+                Tensor gh, gv;
+                xt::xarray<T> gv_values, gh_values;
+                if (need_v) gv_values = detail::empty_array<T>(g.data<T>().shape());
+                if (need_h) gh_values = detail::take_buffer<T>(g);  // after gv: it may take g
+                backward(pass, gp, hp, vp, keep.data(), need_h ? gh_values.data() : nullptr,
+                         need_v ? gv_values.data() : nullptr, n);
+                if (need_h) gh = wrap(std::move(gh_values));
+                if (need_v) gv = wrap(std::move(gv_values));
+                return std::vector<Tensor>{gh, gv};
+            });
+    });
+}
+
+}  // namespace xg
