@@ -58,12 +58,12 @@ struct GeluRule {
     static constexpr bool kSavesOutput = false;
     template <class T>
     static T forward(T a) {
-        return T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2)));
+        return T(0.5) * a * (T(1) + fast_erf(a * T(std::numbers::sqrt2 / 2)));
     }
     template <class T>
     static T grad(T a, T g) {
         const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-        return g * (T(0.5) * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))) +
+        return g * (T(0.5) * (T(1) + fast_erf(a * T(std::numbers::sqrt2 / 2))) +
                     a * inv_sqrt_2pi * fast_exp(T(-0.5) * a * a));
     }
 };

@@ -1,7 +1,7 @@
-// exp in a form the compiler vectorises. std::exp is a call into libm, which
-// GCC only vectorises under -ffast-math (glibc declares its SIMD variants for
-// fast-math builds only); in SiLU, sigmoid and the GELU gradient that scalar
-// call cost more than the rest of the kernel.
+// exp and erf in a form the compiler vectorises. std::exp and std::erf are
+// calls into libm, which GCC only vectorises under -ffast-math (glibc declares
+// its SIMD variants for fast-math builds only); in SiLU, sigmoid and GELU that
+// scalar call cost more than the rest of the kernel.
 #pragma once
 
 #include <bit>
@@ -45,8 +45,34 @@ inline float fast_exp(float x) {
     return p * s1 * s2;
 }
 
-// Double keeps libm's exp: gradcheck and the float64 reference paths rely on it,
-// and nothing hot runs in double.
+// erf for float, within 2 ulp of std::erf (tests/core/test_vec_math.cpp):
+// x + x A(x^2) below 0.921875, else 1 - e^(-x^2) B(x - 2), B fitted to
+// erfc(x) e^(x^2). scripts/fit_erf.py fits both polynomials and prints them.
+// Both branches are computed and one selected, so the loop stays vectorised.
+inline float fast_erf(float x) {
+    constexpr float kSmall[] = {0.128379166f,   -0.376126349f,    0.112837136f,   -0.0268602408f,
+                                0.00520283589f, -0.000816078391f, 8.43876842e-05f};
+    constexpr float kLarge[] = {0.255395681f,     -0.106796414f,    0.0418024808f,
+                                -0.0154610695f,   0.00544248335f,   -0.00183112023f,
+                                0.000588636845f,  -0.000183719327f, 5.88164985e-05f,
+                                -1.84289438e-05f, 4.27348323e-06f,  -4.70135234e-07f};
+    const float a = std::fabs(x);
+    const float a2 = a * a;
+    float p = kSmall[6];
+    for (int k = 5; k >= 0; --k) p = p * a2 + kSmall[k];
+    const float small = a + a * p;
+    // Past 3.95 erf rounds to 1; clamping keeps e^(-x^2) B finite (NaN stays NaN).
+    const float c = a > 3.95f ? 3.95f : a;
+    const float u = c - 2.0f;
+    float q = kLarge[11];
+    for (int k = 10; k >= 0; --k) q = q * u + kLarge[k];
+    const float large = 1.0f - fast_exp(-(c * c)) * q;
+    return std::copysign(a < 0.921875f ? small : large, x);
+}
+
+// Double keeps libm: gradcheck and the float64 reference paths rely on it, and
+// nothing hot runs in double.
 inline double fast_exp(double x) { return std::exp(x); }
+inline double fast_erf(double x) { return std::erf(x); }
 
 }  // namespace xg::detail

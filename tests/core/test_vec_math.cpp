@@ -1,6 +1,7 @@
-// fast_exp (core/src/vec_math.hpp) against libm's expf: at most 1 ulp apart
+// fast_exp and fast_erf (core/src/vec_math.hpp) against libm: at most 1 ulp apart
 // over a sweep of the whole range where exp is neither 0 nor inf in float, and
 // the same special values.
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -57,4 +58,28 @@ TEST_CASE("fast_exp gives std::exp's special values") {
     CHECK(std::isnan(xg::detail::fast_exp(std::numeric_limits<float>::quiet_NaN())));
     CHECK(std::isnan(xg::detail::fast_exp(-std::numeric_limits<float>::quiet_NaN())));
     CHECK(xg::detail::fast_exp(1.0) == std::exp(1.0));  // double goes to libm
+}
+
+TEST_CASE("fast_erf is within 1 ulp of std::erf, and keeps its special values") {
+    // Every 29th bit pattern up to 5 (erf is 1 in float from 3.92 on), both signs.
+    double worst = 0;
+    float worst_at = 0;
+    for (std::uint32_t bits = 0; bits < 0x40a00000u; bits += 29) {
+        for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
+            float expected = std::erf(x);
+            double ulp = std::max(std::abs(std::nextafter(expected, 2.0f) - expected), 1e-45f);
+            double d = std::abs(double(xg::detail::fast_erf(x)) - double(expected)) / ulp;
+            if (d > worst) worst = d, worst_at = x;
+        }
+    }
+    INFO("worst at x = ", worst_at);
+    CHECK(worst <= 1.0);
+
+    const float inf = std::numeric_limits<float>::infinity();
+    CHECK(xg::detail::fast_erf(inf) == 1.0f);
+    CHECK(xg::detail::fast_erf(-inf) == -1.0f);
+    CHECK(xg::detail::fast_erf(100.0f) == 1.0f);
+    CHECK(std::signbit(xg::detail::fast_erf(-0.0f)));
+    CHECK(std::isnan(xg::detail::fast_erf(std::numeric_limits<float>::quiet_NaN())));
+    CHECK(xg::detail::fast_erf(0.5) == std::erf(0.5));  // double goes to libm
 }
