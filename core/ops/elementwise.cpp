@@ -42,7 +42,7 @@ Tensor unary(const Tensor& x, const char* op, const char* node, Forward forward,
 
 // The gradient of a broadcast operand: g summed back to the operand's shape.
 Tensor reduce_to(const Tensor& g, const Shape& shape) {
-    if (g.shape() == shape) return g;
+    if (detail::same_shape(g, shape)) return g;
     return detail::visit_floating(g, "backward", [&]<class T>(xt::xarray<T>& a) {
         return wrap(detail::sum_to_shape(a, shape));
     });
@@ -125,7 +125,7 @@ Tensor sub(const Tensor& a, const Tensor& b) { return add_or_sub(a, b, true); }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
     detail::check_same_dtype(a, b, "mul");
-    if (a.shape() == b.shape()) {  // the common case (GLU gating): one pass each way
+    if (detail::same_shape(a, b)) {  // the common case (GLU gating): one pass each way
         return detail::visit_floating(a, "mul", [&]<class T>(xt::xarray<T>& av) {
             auto out = detail::empty_array<T>(av.shape());
             const T *x = av.data(), *y = b.data<T>().data();

@@ -180,8 +180,10 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
     const bool gated = v.defined();
     if (gated) {
         detail::check_same_dtype(h, v, op);
-        check(h.shape() == v.shape(), "{}: expected the gate to have h's shape {} (got {})", op,
-              shape_str(h.shape()), shape_str(v.shape()));
+        if (!detail::same_shape(h, v)) {
+            fail("{}: expected the gate to have h's shape {} (got {})", op, shape_str(h.shape()),
+                 shape_str(v.shape()));
+        }
     }
     const bool dropout = training && p != 0.0;
     // Drawn exactly when dropout() would draw it, so the stream is the same.

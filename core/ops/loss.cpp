@@ -30,9 +30,10 @@ Reduction parse_reduction(const std::string& reduction, const char* op) {
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
     Reduction mode = parse_reduction(reduction, "mse_loss");
     detail::check_same_dtype(input, target, "mse_loss");
-    check(input.shape() == target.shape(),
-          "mse_loss: expected input and target of the same shape (got {} and {})",
-          shape_str(input.shape()), shape_str(target.shape()));
+    if (!detail::same_shape(input, target)) {
+        fail("mse_loss: expected input and target of the same shape (got {} and {})",
+             shape_str(input.shape()), shape_str(target.shape()));
+    }
     return detail::visit_floating(input, "mse_loss", [&]<class T>(xt::xarray<T>& x) {
         auto diff = detail::empty_array<T>(x.shape());
         const T *in = x.data(), *tg = target.data<T>().data();

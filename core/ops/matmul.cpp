@@ -133,21 +133,27 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
     detail::check_same_dtype(input, weight, "linear");
-    Shape si = input.shape(), sw = weight.shape();
-    check(sw.size() == 2, "linear: expected a 2-d weight [out, in] (got {})", shape_str(sw));
-    check(!si.empty() && si.back() == sw[1],
-          "linear: expected input [..., {}] for weight {} (got {})", sw[1], shape_str(sw),
-          shape_str(si));
-    std::size_t out_features = sw[0], in_features = sw[1];
-    if (bias.defined()) {
-        detail::check_same_dtype(input, bias, "linear");
-        check(bias.shape() == Shape{out_features}, "linear: expected bias [{}] (got {})",
-              out_features, shape_str(bias.shape()));
-    }
-    std::size_t rows = in_features == 0 ? product(si) : product(si) / in_features;
-    Shape out_shape = si;
-    out_shape.back() = out_features;
+    if (bias.defined()) detail::check_same_dtype(input, bias, "linear");
     return detail::visit_floating(input, "linear", [&]<class T>(xt::xarray<T>& x) {
+        // The arrays' own shapes: building Shapes for the checks would allocate every call.
+        const auto& si = x.shape();
+        const auto& sw = weight.data<T>().shape();
+        if (sw.size() != 2)
+            fail("linear: expected a 2-d weight [out, in] (got {})", shape_str(weight.shape()));
+        if (si.size() == 0 || si.back() != sw[1]) {
+            fail("linear: expected input [..., {}] for weight {} (got {})", sw[1],
+                 shape_str(weight.shape()), shape_str(input.shape()));
+        }
+        const std::size_t out_features = sw[0], in_features = sw[1];
+        if (bias.defined()) {
+            const auto& sb = bias.data<T>().shape();
+            if (sb.size() != 1 || sb[0] != out_features) {
+                fail("linear: expected bias [{}] (got {})", out_features, shape_str(bias.shape()));
+            }
+        }
+        const std::size_t rows = in_features == 0 ? x.size() : x.size() / in_features;
+        auto out_shape = si;  // an svector: no allocation up to rank 4
+        out_shape.back() = out_features;
         auto out = detail::empty_array<T>(out_shape);
         T beta = T(0);
         if (bias.defined()) {  // seed every row with the bias, then gemm accumulates onto it

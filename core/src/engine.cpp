@@ -3,10 +3,9 @@
 // Ownership runs one way only: a tensor owns the node that made it, a node owns
 // the nodes of its inputs. Nodes see tensors through weak pointers (for hooks
 // and retain_grad), so dropping the last output handle frees the whole graph.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <queue>
-#include <unordered_map>
 
 #include <xtensor/xnoalias.hpp>
 
@@ -88,8 +87,10 @@ void accumulate(Tensor& slot, Tensor g, bool slot_is_private) {
         slot = uniquely_owned(g) ? std::move(g) : g.detach().clone();
         return;
     }
-    check(slot.shape() == g.shape(), "backward: gradient of shape {} does not match shape {}",
-          shape_str(g.shape()), shape_str(slot.shape()));
+    if (!detail::same_shape(slot, g)) {
+        fail("backward: gradient of shape {} does not match shape {}", shape_str(g.shape()),
+             shape_str(slot.shape()));
+    }
     if (!slot_is_private && !uniquely_owned(slot)) {
         slot = add(slot, g);
         return;
@@ -139,15 +140,17 @@ void check_finite(const Node& node, const std::vector<Tensor>& input_grads) {
 
 }  // namespace
 
-Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
-                   BackwardFn backward) {
+namespace {
+
+Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t count,
+              BackwardFn backward) {
     if (!GradMode::is_enabled()) return value;
     std::vector<std::shared_ptr<Node>> next;
-    next.reserve(inputs.size());
+    next.reserve(count);
     bool any = false;
-    for (const Tensor& input : inputs) {
-        bool needs = input.defined() && input.requires_grad();
-        next.push_back(needs ? gradient_edge(input) : nullptr);
+    for (const Tensor* input = inputs; input != inputs + count; ++input) {
+        bool needs = input->defined() && input->requires_grad();
+        next.push_back(needs ? gradient_edge(*input) : nullptr);
         any = any || needs;
     }
     if (!any) return value;
@@ -159,11 +162,117 @@ Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& in
     return value;
 }
 
+}  // namespace
+
+Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
+                   BackwardFn backward) {
+    return record(std::move(value), name, inputs.data(), inputs.size(), std::move(backward));
+}
+
+Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
+                   BackwardFn backward) {
+    return record(std::move(value), name, inputs.begin(), inputs.size(), std::move(backward));
+}
+
+namespace {
+
+// What one backward pass keeps: per reachable node its pending gradient and
+// how many edges have yet to deliver one. Kept per thread and reused, so a
+// training loop's backward allocates nothing of its own once warm.
+class PassState {
+public:
+    struct Slot {
+        Node* node = nullptr;
+        int dependencies = 0;  // -1 once queued
+        Tensor grad;
+    };
+
+    std::vector<std::shared_ptr<Node>> roots;
+    std::vector<std::shared_ptr<Node>> reachable;  // also keeps every node alive
+    std::vector<Node*> ready;                      // a heap, the latest node on top
+
+    // The slot of `node`, made on first use: open addressing with linear probing.
+    Slot& operator[](Node* node) {
+        if (2 * (used_ + 1) > slots_.size()) grow();
+        Slot* slot = probe(slots_, node);
+        if (slot->node == nullptr) {
+            slot->node = node;
+            ++used_;
+        }
+        return *slot;
+    }
+
+    // Back to empty; capacity is kept unless one huge graph left a lot of it.
+    void clear() {
+        roots.clear();
+        reachable.clear();
+        ready.clear();
+        if (slots_.size() > 4096 && 16 * used_ < slots_.size()) {
+            std::vector<Slot>().swap(slots_);
+        } else {
+            for (Slot& slot : slots_) {
+                if (slot.node) slot = Slot{};
+            }
+        }
+        used_ = 0;
+    }
+
+private:
+    static Slot* probe(std::vector<Slot>& slots, Node* node) {
+        const std::size_t mask = slots.size() - 1;
+        std::size_t i = (reinterpret_cast<std::uintptr_t>(node) >> 4) * 0x9e3779b97f4a7c15ULL;
+        for (i &= mask; slots[i].node != nullptr && slots[i].node != node; i = (i + 1) & mask) {
+        }
+        return &slots[i];
+    }
+
+    void grow() {
+        std::vector<Slot> bigger(std::max<std::size_t>(64, 2 * slots_.size()));
+        for (Slot& slot : slots_) {
+            if (slot.node) *probe(bigger, slot.node) = std::move(slot);
+        }
+        slots_.swap(bigger);
+    }
+
+    std::vector<Slot> slots_;  // size 0 or a power of two, at most half full
+    std::size_t used_ = 0;
+};
+
+// A PassState from this thread's spares (a hook may start a nested backward),
+// cleared and handed back when the pass ends, normally or not.
+class PassStateLease {
+public:
+    PassStateLease() {
+        if (spares().empty()) {
+            state_ = std::make_unique<PassState>();
+        } else {
+            state_ = std::move(spares().back());
+            spares().pop_back();
+        }
+    }
+    ~PassStateLease() {
+        state_->clear();
+        spares().push_back(std::move(state_));
+    }
+    PassStateLease(const PassStateLease&) = delete;
+    PassStateLease& operator=(const PassStateLease&) = delete;
+    PassState& operator*() { return *state_; }
+
+private:
+    static std::vector<std::unique_ptr<PassState>>& spares() {
+        thread_local std::vector<std::unique_ptr<PassState>> list;
+        return list;
+    }
+    std::unique_ptr<PassState> state_;
+};
+
+}  // namespace
+
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph) {
     NoGradGuard no_grad;  // backward closures must not record a graph of their own
-    std::unordered_map<Node*, Tensor> buffer;
-    std::vector<std::shared_ptr<Node>> root_nodes;
+    PassStateLease lease;
+    PassState& pass = *lease;
     for (std::size_t i = 0; i < roots.size(); ++i) {
         const Tensor& root = roots[i];
         check(root.defined(), "backward: expected a defined tensor (got an undefined one)");
@@ -171,63 +280,70 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
               "backward: expected a tensor that requires grad (got one that does not)");
         Tensor seed = grads[i];
         if (!seed.defined()) {
-            check(root.numel() == 1,
-                  "backward: grad can be implicitly created only for a one-element tensor (got "
-                  "shape {})",
-                  shape_str(root.shape()));
+            if (root.numel() != 1) {
+                fail(
+                    "backward: grad can be implicitly created only for a one-element tensor (got "
+                    "shape {})",
+                    shape_str(root.shape()));
+            }
             seed = ones_like(root);
         }
-        check(seed.shape() == root.shape() && seed.dtype() == root.dtype(),
-              "backward: expected grad of shape {} and dtype {} (got {} and {})",
-              shape_str(root.shape()), dtype_name(root.dtype()), shape_str(seed.shape()),
-              dtype_name(seed.dtype()));
+        if (!detail::same_shape(seed, root) || seed.dtype() != root.dtype()) {
+            fail("backward: expected grad of shape {} and dtype {} (got {} and {})",
+                 shape_str(root.shape()), dtype_name(root.dtype()), shape_str(seed.shape()),
+                 dtype_name(seed.dtype()));
+        }
         auto node = gradient_edge(root);
-        accumulate(buffer[node.get()], seed, false);
-        root_nodes.push_back(std::move(node));
+        accumulate(pass[node.get()].grad, seed, false);
+        pass.roots.push_back(std::move(node));
     }
 
     // Count, for every reachable node, the edges that will deliver a gradient to it.
     // `reachable` also keeps every node alive while released nodes drop their edges.
-    std::unordered_map<Node*, int> dependencies;
-    std::vector<std::shared_ptr<Node>> reachable;
-    for (auto& node : root_nodes) {
-        if (dependencies.emplace(node.get(), 0).second) reachable.push_back(node);
+    for (auto& node : pass.roots) {
+        if (std::find(pass.reachable.begin(), pass.reachable.end(), node) == pass.reachable.end())
+            pass.reachable.push_back(node);
     }
-    for (std::size_t visited = 0; visited < reachable.size(); ++visited) {
-        Node* node = reachable[visited].get();
+    for (std::size_t visited = 0; visited < pass.reachable.size(); ++visited) {
+        Node* node = pass.reachable[visited].get();
         check(!node->released,
               "backward: the graph of {} was already freed; pass retain_graph=true to backward "
               "through it twice",
               node->name);
         for (auto& child : node->next) {
             if (!child) continue;
-            auto [entry, first_visit] = dependencies.emplace(child.get(), 0);
-            ++entry->second;
-            if (first_visit) reachable.push_back(child);
+            PassState::Slot& slot = pass[child.get()];
+            bool first_visit = slot.dependencies++ == 0 &&
+                               std::find(pass.roots.begin(), pass.roots.end(), child) ==
+                                   pass.roots.end();  // roots are in `reachable` already
+            if (first_visit) pass.reachable.push_back(child);
         }
     }
 
     // Kahn's walk; among ready nodes the most recently created runs first.
-    auto later_first = [](Node* a, Node* b) { return a->sequence_nr < b->sequence_nr; };
-    std::priority_queue<Node*, std::vector<Node*>, decltype(later_first)> ready(later_first);
-    for (auto& node : root_nodes) {
-        if (dependencies[node.get()] == 0) {
-            dependencies[node.get()] = -1;  // queued
-            ready.push(node.get());
+    auto earlier = [](Node* a, Node* b) { return a->sequence_nr < b->sequence_nr; };
+    auto push_ready = [&](Node* node) {
+        pass.ready.push_back(node);
+        std::push_heap(pass.ready.begin(), pass.ready.end(), earlier);
+    };
+    for (auto& node : pass.roots) {
+        PassState::Slot& slot = pass[node.get()];
+        if (slot.dependencies == 0) {
+            slot.dependencies = -1;  // queued
+            push_ready(node.get());
         }
     }
-    while (!ready.empty()) {
-        Node* node = ready.top();
-        ready.pop();
-        Tensor grad;
-        if (auto it = buffer.find(node); it != buffer.end()) {
-            grad = std::move(it->second);
-            buffer.erase(it);
-        }
+    while (!pass.ready.empty()) {
+        std::pop_heap(pass.ready.begin(), pass.ready.end(), earlier);
+        Node* node = pass.ready.back();
+        pass.ready.pop_back();
+        Tensor grad = std::move(pass[node].grad);
         if (grad.defined()) {
             if (auto output = node->output.lock()) {
-                for (auto& [id, hook] : std::vector(output->hooks)) {
-                    if (Tensor replaced = hook(grad); replaced.defined()) grad = replaced;
+                if (!output->hooks.empty()) {
+                    for (auto& [id, hook] : std::vector(output->hooks)) {
+                        if (Tensor replaced = hook(grad); replaced.defined()) grad = replaced;
+                    }
                 }
                 if (is_accumulator(*node)) {
                     accumulate(output->grad, std::move(grad), true);  // steal it when unshared
@@ -244,13 +360,15 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                   input_grads.size(), node->next.size());
             if (is_anomaly_enabled()) check_finite(*node, input_grads);
         }
+        grad = Tensor();  // let this node's backward reuse its buffer before the next runs
         for (std::size_t i = 0; i < node->next.size(); ++i) {
             Node* child = node->next[i].get();
             if (!child) continue;
+            PassState::Slot& slot = pass[child];
             if (i < input_grads.size() && input_grads[i].defined()) {
-                accumulate(buffer[child], std::move(input_grads[i]), false);
+                accumulate(slot.grad, std::move(input_grads[i]), false);
             }
-            if (--dependencies[child] == 0) ready.push(child);
+            if (--slot.dependencies == 0) push_ready(child);
         }
         if (!retain_graph && !is_accumulator(*node)) {
             node->backward = nullptr;  // frees saved tensors as we go

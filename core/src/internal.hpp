@@ -75,6 +75,11 @@ Tensor visit_any(const Tensor& t, const char* op, F&& f) {
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 
+// a.shape() == b.shape() (or == shape) without building a Shape: hot paths
+// compare shapes every step, and each Shape is a heap allocation.
+bool same_shape(const Tensor& a, const Tensor& b);
+bool same_shape(const Tensor& a, const Shape& shape);
+
 // Maps a possibly negative dim into [0, ndim); error names the op.
 // `rank` is the tensor's rank for the message (unsqueeze accepts ndim + 1 positions).
 std::size_t normalize_dim(int dim, std::size_t ndim, const char* op);

@@ -40,6 +40,18 @@ Shape Tensor::shape() const {
                       *checked_impl("shape").storage);
 }
 
+namespace detail {
+bool same_shape(const Tensor& a, const Tensor& b) {
+    return std::visit(
+        [](const auto& x, const auto& y) { return std::ranges::equal(x.shape(), y.shape()); },
+        *a.impl()->storage, *b.impl()->storage);
+}
+bool same_shape(const Tensor& a, const Shape& shape) {
+    return std::visit([&](const auto& x) { return std::ranges::equal(x.shape(), shape); },
+                      *a.impl()->storage);
+}
+}  // namespace detail
+
 std::size_t Tensor::dim() const {
     return std::visit([](const auto& a) { return a.dimension(); }, *checked_impl("dim").storage);
 }
@@ -65,8 +77,8 @@ xt::xarray<T>& Tensor::data() const {
 
 template <class T>
 T Tensor::item() const {
-    check(numel() == 1, "item: expected a tensor with one element (got shape {})",
-          shape_str(shape()));
+    if (numel() != 1)
+        fail("item: expected a tensor with one element (got shape {})", shape_str(shape()));
     return std::visit([](const auto& a) { return static_cast<T>(a.data()[0]); }, *impl_->storage);
 }
 

@@ -5,6 +5,7 @@
 #include <typeinfo>
 #include <unordered_set>
 
+#include "internal.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/error.hpp"
 
@@ -133,10 +134,11 @@ void Optimizer::zero_grad(bool set_to_none) {
 Tensor Optimizer::checked_grad(const Tensor& param) const {
     Tensor grad = param.grad();
     if (!grad.defined()) return grad;
-    check(grad.dtype() == param.dtype() && grad.shape() == param.shape(),
-          "{}.step: expected a gradient of dtype {} and shape {} (got {} and {})", name_,
-          dtype_name(param.dtype()), shape_str(param.shape()), dtype_name(grad.dtype()),
-          shape_str(grad.shape()));
+    if (grad.dtype() != param.dtype() || !xg::detail::same_shape(grad, param)) {
+        fail("{}.step: expected a gradient of dtype {} and shape {} (got {} and {})", name_,
+             dtype_name(param.dtype()), shape_str(param.shape()), dtype_name(grad.dtype()),
+             shape_str(grad.shape()));
+    }
     return grad;
 }
 

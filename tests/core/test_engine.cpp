@@ -313,3 +313,33 @@ TEST_CASE("backward frees the graph as it walks it, even while the loss is alive
     loss = Tensor();
     CHECK(Node::live_count() == baseline);
 }
+
+TEST_CASE("a hook may run a backward pass of its own inside another") {
+    Tensor x = test::f64({1.0, 2.0}, true), w = test::f64({5.0}, true);
+    Tensor y = x * x;
+    y.register_hook([&](const Tensor&) {
+        xg::GradMode::set_enabled(true);  // backward runs hooks in no-grad mode, as PyTorch does
+        xg::sum(w * 3.0).backward();
+        xg::GradMode::set_enabled(false);
+    });
+    xg::sum(y).backward();
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{2.0, 4.0}));
+    CHECK_VALUES(w.grad(), (xt::xarray<double>{3.0}));
+}
+
+TEST_CASE("a graph of thousands of nodes, then a small one, get exact gradients") {
+    // Thousands of nodes make the engine's per-pass table grow; the small pass
+    // after it runs on the table the big one left behind.
+    Tensor x = test::f64({1.0}, true);
+    Tensor total = x * 0.0;
+    double expected = 0;
+    for (int i = 1; i <= 3000; ++i) {
+        total = total + x * double(i);
+        expected += i;
+    }
+    total.backward();
+    CHECK(x.grad().item<double>() == expected);
+    x.mutable_grad() = Tensor();
+    xg::sum(x * 2.0).backward();
+    CHECK(x.grad().item<double>() == 2.0);
+}

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -94,6 +95,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
 // Makes `value` the output of an op named `name` over `inputs`, recording a
 // node when grad mode is on and some input requires grad.
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
+                   BackwardFn backward);
+// The same for a braced list of inputs, without building a vector.
+Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
                    BackwardFn backward);
 
 // Numerical vs analytic Jacobian of fn at `inputs`, in float64, with respect

@@ -21,6 +21,13 @@ void check(bool condition, fmt::format_string<Args...> format, Args&&... args) {
     if (!condition) throw Error(fmt::format(format, std::forward<Args>(args)...));
 }
 
+// The same, for a test already made: when building the message's arguments
+// costs allocations (shapes), call it only once the check has failed.
+template <class... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+    throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
 // Shapes print the way PyTorch prints them in messages: [2, 3], [] for a scalar.
 std::string shape_str(const std::vector<std::size_t>& shape);
 
