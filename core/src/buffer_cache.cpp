@@ -7,6 +7,8 @@
 #include <mutex>
 #include <vector>
 
+#include "object_pool.hpp"
+
 namespace xg::detail {
 
 namespace {
@@ -61,14 +63,16 @@ void recycle(Storage* s) {
             while (c.bytes > c.limit) evict(0);
         }
     }
-    delete s;
+    s->~Storage();
+    pool_deallocate(s, sizeof(Storage));
 }
 
 }  // namespace
 
 std::shared_ptr<Storage> make_storage(Storage values) {
-    if (!cacheable(values)) return std::make_shared<Storage>(std::move(values));
-    return std::shared_ptr<Storage>(new Storage(std::move(values)), recycle);
+    if (!cacheable(values)) return make_pooled<Storage>(std::move(values));
+    auto* storage = new (pool_allocate(sizeof(Storage))) Storage(std::move(values));
+    return std::shared_ptr<Storage>(storage, recycle, PoolAllocator<Storage>());
 }
 
 template <class T>

@@ -10,6 +10,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "internal.hpp"
+#include "object_pool.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/ops.hpp"
 
@@ -70,8 +71,8 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
     TensorImpl& impl = *t.impl();
     if (impl.grad_fn) return impl.grad_fn;
     if (auto existing = impl.grad_accumulator.lock()) return existing;
-    auto accumulator =
-        std::make_shared<Node>(kAccumulateGrad, std::vector<std::shared_ptr<Node>>{}, BackwardFn{});
+    auto accumulator = detail::make_pooled<Node>(
+        kAccumulateGrad, std::vector<std::shared_ptr<Node>>{}, BackwardFn{});
     accumulator->output = t.impl_ptr();
     impl.grad_accumulator = accumulator;
     return accumulator;
@@ -154,7 +155,7 @@ Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t 
         any = any || needs;
     }
     if (!any) return value;
-    auto node = std::make_shared<Node>(name, std::move(next), std::move(backward));
+    auto node = detail::make_pooled<Node>(name, std::move(next), std::move(backward));
     if (is_anomaly_enabled()) node->creation = creation_point();
     node->output = value.impl_ptr();
     value.impl()->grad_fn = std::move(node);

@@ -9,6 +9,7 @@
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
+#include "object_pool.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
@@ -121,7 +122,7 @@ void Tensor::retain_grad() const {
 bool Tensor::retains_grad() const { return checked_impl("retains_grad").retains_grad; }
 
 Tensor Tensor::detach() const {
-    auto impl = std::make_shared<TensorImpl>();
+    auto impl = detail::make_pooled<TensorImpl>();
     impl->storage = checked_impl("detach").storage;
     return Tensor(std::move(impl));
 }
@@ -185,7 +186,7 @@ RemovableHandle Tensor::add_hook(TensorHook hook) const {
 
 template <class T>
 Tensor tensor(xt::xarray<T> values, bool requires_grad) {
-    auto impl = std::make_shared<TensorImpl>();
+    auto impl = detail::make_pooled<TensorImpl>();
     impl->storage = detail::make_storage(std::move(values));
     Tensor t(std::move(impl));
     if (requires_grad) t.requires_grad_(true);
