@@ -3,10 +3,11 @@
 // Separately, activation, gating and dropout each read and write a full
 // [tokens, d_ff] array both ways and each saves one for backward. Here every
 // element goes through the same operations in the same order as in the
-// separate ops (activation_rules.hpp, dropout_mask.hpp), in one pass, and
-// backward keeps only h, v and the mask; ReLU without a gate keeps nothing
-// but the output, which the next Linear saves anyway: where the output is
-// positive both ReLU and the mask let the gradient through, and everywhere
+// separate ops (activation_rules.hpp, dropout_mask.hpp), in one pass.
+// Backward keeps h and v (and hashes the mask again from its key), and writes
+// v's gradient over v once nothing else can read it. ReLU without a gate keeps
+// nothing but the output, which the next Linear saves anyway: where the output
+// is positive both ReLU and the mask let the gradient through, and everywhere
 // else the gradient is 0.
 #include <algorithm>
 #include <array>
@@ -33,6 +34,25 @@ struct Pass {
     bool gated, dropout;
     T scale;  // dropout's 1 / (1 - p)
 };
+
+// The dropout mask of one call: its key and threshold, or none.
+struct Mask {
+    bool active;
+    std::uint64_t key, threshold;
+};
+
+// f(first, count, keep) over [0, n) in slices, keep pointing at the slice's
+// mask bytes (null without dropout), made on the stack as needed.
+template <class F>
+void in_mask_slices(const Mask& mask, std::size_t n, F&& f) {
+    if (!mask.active) return f(std::size_t(0), n, static_cast<const std::uint8_t*>(nullptr));
+    std::array<std::uint8_t, 4096> keep;
+    for (std::size_t first = 0; first < n; first += keep.size()) {
+        const std::size_t m = std::min(keep.size(), n - first);
+        detail::keep_mask(mask.key, first, m, mask.threshold, keep.data());
+        f(first, m, static_cast<const std::uint8_t*>(keep.data()));
+    }
+}
 
 // Calls f.template operator()<Rule>() for the activation's rule.
 template <class F>
@@ -77,7 +97,7 @@ inline void forward_kernel(const Pass<T>& pass, const T* h, const T* v, const st
 
 // The backward of the separate ops, in their order: dropout's g * (keep ?
 // scale : 0), then the gate's product rule, then the activation's rule. gh may
-// be g itself; gh or gv is null when that input needs no gradient.
+// be g itself and gv may be v; gh or gv is null when that input needs no gradient.
 template <class Rule, bool Gated, bool Dropout, bool NeedH, bool NeedV, class T>
 inline void backward_loop(const T* g, const T* h, const T* v, const std::uint8_t* keep, T scale,
                           T* gh, T* gv, std::size_t n) {
@@ -87,8 +107,8 @@ inline void backward_loop(const T* g, const T* h, const T* v, const std::uint8_t
         if constexpr (Dropout) gt = gt * (keep[i] ? scale : T(0));
         T ga = gt;
         if constexpr (Gated) {
+            ga = gt * v[i];  // before gv[i], which may overwrite v[i]
             if constexpr (NeedV) gv[i] = gt * Rule::forward(h[i]);
-            ga = gt * v[i];
         }
         if constexpr (NeedH) {
             T saved = Rule::kSavesOutput ? Rule::forward(h[i]) : h[i];
@@ -187,7 +207,7 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
     }
     const bool dropout = training && p != 0.0;
     // Drawn exactly when dropout() would draw it, so the stream is the same.
-    const std::uint64_t key = dropout ? next_random_key() : 0;
+    const Mask mask{dropout, dropout ? next_random_key() : 0, detail::dropout_threshold(p)};
     const bool need_h = h.requires_grad(), need_v = gated && v.requires_grad();
     const bool record = GradMode::is_enabled() && (need_h || need_v);
     // Backward from the output alone: ReLU without a gate.
@@ -199,22 +219,9 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
         const T* hp = hv.data();
         const T* vp = gated ? v.data<T>().data() : nullptr;
         xt::xarray<T> out = detail::empty_array<T>(hv.shape());
-        std::vector<std::uint8_t> keep;
-        if (dropout && record && !from_output) {
-            keep.resize(n);
-            detail::keep_mask(key, 0, n, detail::dropout_threshold(p), keep.data());
-            forward(pass, hp, vp, keep.data(), out.data(), n);
-        } else if (dropout) {  // nobody needs the mask later: make it a slice at a time
-            std::array<std::uint8_t, 4096> slice;
-            for (std::size_t first = 0; first < n; first += slice.size()) {
-                std::size_t m = std::min(slice.size(), n - first);
-                detail::keep_mask(key, first, m, detail::dropout_threshold(p), slice.data());
-                forward(pass, hp + first, vp ? vp + first : nullptr, slice.data(),
-                        out.data() + first, m);
-            }
-        } else {
-            forward(pass, hp, vp, nullptr, out.data(), n);
-        }
+        in_mask_slices(mask, n, [&](std::size_t first, std::size_t m, const std::uint8_t* keep) {
+            forward(pass, hp + first, vp ? vp + first : nullptr, keep, out.data() + first, m);
+        });
         Tensor result = wrap(std::move(out));
         if (!record) return result;
 
@@ -232,18 +239,26 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
         std::shared_ptr<Storage> saved_v = gated ? v.impl()->storage : nullptr;
         return make_result(
             result, "FfnActBackward", {h, v},
-            [pass, saved_h = h.impl()->storage, saved_v, keep = std::move(keep), need_h,
-             need_v](const Tensor& g) {
+            [pass, mask, saved_h = h.impl()->storage, saved_v, need_h, need_v](const Tensor& g) {
+                // Pointers first: gh may take g's buffer and gv v's, each read
+                // at an element before that element is written.
                 const T* gp = g.data<T>().data();
-                const std::size_t n = g.numel();  // before take_buffer empties g
+                const std::size_t n = g.numel();
                 const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
                 const T* vp = saved_v ? std::get<xt::xarray<T>>(*saved_v).data() : nullptr;
-                Tensor gh, gv;
                 xt::xarray<T> gv_values, gh_values;
-                if (need_v) gv_values = detail::empty_array<T>(g.data<T>().shape());
-                if (need_h) gh_values = detail::take_buffer<T>(g);  // after gv: it may take g
-                backward(pass, gp, hp, vp, keep.data(), need_h ? gh_values.data() : nullptr,
-                         need_v ? gv_values.data() : nullptr, n);
+                if (need_v) gv_values = detail::take_saved<T>(saved_v);
+                if (need_h) gh_values = detail::take_buffer<T>(g);
+                T* ghp = need_h ? gh_values.data() : nullptr;
+                T* gvp = need_v ? gv_values.data() : nullptr;
+                // The mask again, a slice at a time: hashing it costs less than
+                // keeping a byte per element alive from forward to backward.
+                in_mask_slices(mask, n,
+                               [&](std::size_t i, std::size_t m, const std::uint8_t* keep) {
+                                   backward(pass, gp + i, hp + i, vp ? vp + i : nullptr, keep,
+                                            ghp ? ghp + i : nullptr, gvp ? gvp + i : nullptr, m);
+                               });
+                Tensor gh, gv;
                 if (need_h) gh = wrap(std::move(gh_values));
                 if (need_v) gv = wrap(std::move(gv_values));
                 return std::vector<Tensor>{gh, gv};

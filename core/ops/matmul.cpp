@@ -176,12 +176,6 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                 const auto& xv = std::get<xt::xarray<T>>(*saved_x);
                 const auto& wv = std::get<xt::xarray<T>>(*saved_w);
                 Tensor gx, gw, gb;
-                if (need_x) {  // dX = dY W
-                    auto d = detail::empty_array<T>(xv.shape());
-                    blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g, wv.data(),
-                                  T(0), d.data());
-                    gx = detail::wrap(std::move(d));
-                }
                 if (need_w) {  // dW = dY^T X
                     auto d = detail::empty_array<T>({out_features, in_features});
                     blas::gemm<T>(true, false, out_features, in_features, rows, T(1), g, xv.data(),
@@ -195,6 +189,12 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                             d.data()[c] += g[r * out_features + c];
                     }
                     gb = detail::wrap(std::move(d));
+                }
+                if (need_x) {  // dX = dY W, last: it may be written over X, done with now
+                    xt::xarray<T> d = detail::take_saved<T>(saved_x);
+                    blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g, wv.data(),
+                                  T(0), d.data());
+                    gx = detail::wrap(std::move(d));
                 }
                 return std::vector<Tensor>{gx, gw, gb};
             });

@@ -126,6 +126,18 @@ xt::xarray<T> take_buffer(const Tensor& g) {
     return taken;
 }
 
+template <class T>
+xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved) {
+    auto& values = std::get<xt::xarray<T>>(*saved);
+    if (!backward_frees_saved_values() || saved.use_count() != 1)
+        return empty_array<T>(values.shape());
+    xt::xarray<T> taken = std::move(values);
+    values.resize(std::array<std::size_t, 1>{0});
+    return taken;
+}
+
+template xt::xarray<float> take_saved<float>(const std::shared_ptr<Storage>&);
+template xt::xarray<double> take_saved<double>(const std::shared_ptr<Storage>&);
 template xt::xarray<float> take_buffer<float>(const Tensor&);
 template xt::xarray<double> take_buffer<double>(const Tensor&);
 

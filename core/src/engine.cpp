@@ -18,6 +18,7 @@ namespace xg {
 
 namespace {
 thread_local bool grad_mode_enabled = true;
+thread_local bool freeing_graph = false;  // the running backward frees each node after it
 std::atomic<bool> anomaly_enabled{false};
 thread_local std::vector<std::string> anomaly_scopes;  // module path, outermost first
 std::atomic<long> live_nodes{0};
@@ -27,6 +28,10 @@ constexpr const char* kAccumulateGrad = "AccumulateGrad";
 
 bool GradMode::is_enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
+
+namespace detail {
+bool backward_frees_saved_values() { return freeing_graph; }
+}  // namespace detail
 
 namespace autograd {
 
@@ -101,6 +106,13 @@ void accumulate(Tensor& slot, Tensor g, bool slot_is_private) {
         xt::noalias(s) += g.template data<T>();
         return slot;
     });
+}
+
+// After a pass without retain_graph: what the node saved is gone.
+void release(Node& node) {
+    node.backward = nullptr;
+    node.next.clear();
+    node.released = true;
 }
 
 // Where a node's forward op ran, for anomaly messages.
@@ -271,7 +283,12 @@ private:
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph) {
-    NoGradGuard no_grad;  // backward closures must not record a graph of their own
+    NoGradGuard no_grad;   // backward closures must not record a graph of their own
+    struct FreeingGraph {  // set for this pass, restored after it (passes may nest)
+        bool previous = freeing_graph;
+        explicit FreeingGraph(bool value) { freeing_graph = value; }
+        ~FreeingGraph() { freeing_graph = previous; }
+    } freeing(!retain_graph);
     PassStateLease lease;
     PassState& pass = *lease;
     for (std::size_t i = 0; i < roots.size(); ++i) {
@@ -295,7 +312,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                  dtype_name(seed.dtype()));
         }
         auto node = gradient_edge(root);
-        accumulate(pass[node.get()].grad, seed, false);
+        accumulate(pass[node.get()].grad, std::move(seed), false);
         pass.roots.push_back(std::move(node));
     }
 
@@ -355,11 +372,18 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
         }
         std::vector<Tensor> input_grads;
         if (grad.defined() && node->backward) {
-            input_grads = node->backward(grad);
-            check(input_grads.size() == node->next.size(),
-                  "backward: {} returned {} gradients for {} inputs", node->name,
-                  input_grads.size(), node->next.size());
-            if (is_anomaly_enabled()) check_finite(*node, input_grads);
+            try {
+                input_grads = node->backward(grad);
+                check(input_grads.size() == node->next.size(),
+                      "backward: {} returned {} gradients for {} inputs", node->name,
+                      input_grads.size(), node->next.size());
+                if (is_anomaly_enabled()) check_finite(*node, input_grads);
+            } catch (...) {
+                // Its backward may have written over what it saved: running it
+                // again must fail cleanly ("already freed"), not read the remains.
+                if (!retain_graph) release(*node);
+                throw;
+            }
         }
         grad = Tensor();  // let this node's backward reuse its buffer before the next runs
         for (std::size_t i = 0; i < node->next.size(); ++i) {
@@ -371,11 +395,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
             }
             if (--slot.dependencies == 0) push_ready(child);
         }
-        if (!retain_graph && !is_accumulator(*node)) {
-            node->backward = nullptr;  // frees saved tensors as we go
-            node->next.clear();
-            node->released = true;
-        }
+        if (!retain_graph && !is_accumulator(*node))
+            release(*node);  // frees saved tensors as we go
     }
 }
 

@@ -253,6 +253,23 @@ TEST_CASE("FeedForward fuses activation, gate and dropout unless a hook could se
     }
 }
 
+TEST_CASE("FeedForward backward twice with retain_graph doubles every gradient") {
+    // Backward may write gradients over saved buffers only when the graph is
+    // freed after it; with retain_graph the second pass must see them intact.
+    for (auto ffn :
+         {nn::FeedForward::swiglu(4, 16, 0.3), std::make_shared<nn::FeedForward>(4, 16, 0.3)}) {
+        xg::Tensor x = xg::randn({5, 4});
+        xg::manual_seed(8);
+        xg::Tensor loss = xg::sum((*ffn)(x) * (*ffn)(x));
+        loss.backward(xg::Tensor(), true);
+        std::vector<xt::xarray<double>> once;
+        for (const auto& p : ffn->parameters()) once.push_back(test::values(p.grad()));
+        loss.backward();
+        std::size_t i = 0;
+        for (const auto& p : ffn->parameters()) CHECK_VALUES(p.grad(), 2.0 * once[i++]);
+    }
+}
+
 TEST_CASE("FeedForward calls a custom activation class, and runs separately in anomaly mode") {
     auto ffn = std::make_shared<nn::FeedForward>(4, 8, 0.0, std::make_shared<MyReLU>());
     xg::Tensor x = xg::randn({2, 4});

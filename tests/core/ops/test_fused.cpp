@@ -485,3 +485,30 @@ TEST_CASE("activation_dropout rejects mismatched gates and bad p") {
                                            xg::FusedActivation::ReLU, 0.1, true),
                     xg::Error);
 }
+
+TEST_CASE("activation_dropout writes v's gradient over v only when nothing else can read v") {
+    // v an intermediate whose only other handle is dropped before backward: its
+    // buffer may take the gradient. Against the separate ops, and twice with
+    // retain_graph (the first pass must then leave v intact).
+    for (bool retain : {false, true}) {
+        CAPTURE(retain);
+        auto grads = [&](bool fused) {
+            Tensor hl = xg::tensor<float>(inputs<float>(1), true);
+            Tensor vl = xg::tensor<float>(inputs<float>(2), true);
+            xg::manual_seed(4);
+            Tensor y;
+            {
+                Tensor h = hl * 1.0, v = vl * 1.0;  // exact copies, owned by the graph alone
+                y = fused ? xg::activation_dropout(h, v, xg::FusedActivation::SiLU, 0.2, true)
+                          : xg::dropout(xg::silu(h) * v, 0.2, true);
+            }
+            Tensor loss = xg::sum(y * xg::tensor<float>(inputs<float>(3)));
+            loss.backward(Tensor(), retain);
+            if (retain) loss.backward();  // accumulates the same gradients again
+            return std::vector<xt::xarray<float>>{hl.grad().data<float>(), vl.grad().data<float>()};
+        };
+        auto fused = grads(true), separate = grads(false);
+        CHECK(xt::all(xt::equal(fused[0], separate[0])));
+        CHECK(xt::all(xt::equal(fused[1], separate[1])));
+    }
+}
