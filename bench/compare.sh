@@ -13,7 +13,7 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-bench}
-rows="tiny:relu:1 small:relu:2 medium:relu:1 medium:relu:2 medium:swiglu:2 large:relu:2"
+rows="tiny:relu:1 small:relu:1 small:relu:2 medium:relu:1 medium:relu:2 medium:gelu:2 medium:swiglu:1 medium:swiglu:2 medium:geglu:2 large:relu:1 large:relu:2 large:swiglu:1 large:swiglu:2"
 rounds=1
 csv=""
 svg=""
