@@ -20,6 +20,14 @@
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
+// Each element of these loops reads its inputs before writing its outputs, and
+// outputs may be inputs (gh over g, gv over v): no dependence between elements.
+#if defined(__clang__)
+#define XG_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define XG_IVDEP _Pragma("GCC ivdep")
+#endif
+
 namespace xg {
 
 using autograd::make_result;
@@ -71,7 +79,7 @@ void with_rule(FusedActivation activation, F&& f) {
 template <class Rule, bool Gated, bool Dropout, class T>
 inline void forward_loop(const T* h, const T* v, const std::uint8_t* keep, T scale, T* out,
                          std::size_t n) {
-#pragma GCC ivdep
+    XG_IVDEP
     for (std::size_t i = 0; i < n; ++i) {
         T t = Rule::forward(h[i]);
         if constexpr (Gated) t = t * v[i];
@@ -101,7 +109,7 @@ inline void forward_kernel(const Pass<T>& pass, const T* h, const T* v, const st
 template <class Rule, bool Gated, bool Dropout, bool NeedH, bool NeedV, class T>
 inline void backward_loop(const T* g, const T* h, const T* v, const std::uint8_t* keep, T scale,
                           T* gh, T* gv, std::size_t n) {
-#pragma GCC ivdep
+    XG_IVDEP
     for (std::size_t i = 0; i < n; ++i) {
         T gt = g[i];
         if constexpr (Dropout) gt = gt * (keep[i] ? scale : T(0));
@@ -143,15 +151,22 @@ inline void backward_kernel(const Pass<T>& pass, const T* g, const T* h, const T
 // ReLU without a gate, from its output y: the gradient passes (scaled) where y > 0.
 template <class T>
 inline void relu_output_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
-#pragma GCC ivdep
+    XG_IVDEP
     for (std::size_t i = 0; i < n; ++i) gh[i] = y[i] > T(0) ? g[i] * scale : T(0);
 }
 
 // The float kernels again, compiled for AVX2 and AVX-512 as well: the loops
 // are where the time goes, and the default x86-64 target only has 4-wide
 // vectors. flatten inlines the templates above into each clone.
+// Clang refuses flatten on a multiversioned function; there the clones may call
+// the default-target templates (the fuzzing build only).
+#if defined(__clang__)
+#define XG_KERNEL_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
 #define XG_KERNEL_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+#endif
 
 XG_KERNEL_CLONES void forward_f32(const Pass<float>& pass, const float* h, const float* v,
                                   const std::uint8_t* keep, float* out, std::size_t n) {
