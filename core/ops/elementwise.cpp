@@ -35,7 +35,7 @@ Tensor unary(const Tensor& x, const char* op, const char* node, Forward forward,
             xt::xarray<T> d = detail::take_buffer<T>(g);
             T* o = d.data();
             for (std::size_t i = 0, n = d.size(); i < n; ++i) o[i] = grad(s[i], gp[i]);
-            return std::vector<Tensor>{wrap(std::move(d))};
+            return autograd::Gradients{wrap(std::move(d))};
         });
     });
 }
@@ -70,7 +70,7 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, const char* node
                                    ga = reduce_to(wrap(xt::xarray<T>(grad_a(x, y, gv))), shape_a);
                                if (need_b)
                                    gb = reduce_to(wrap(xt::xarray<T>(grad_b(x, y, gv))), shape_b);
-                               return std::vector<Tensor>{ga, gb};
+                               return autograd::Gradients{ga, gb};
                            });
     });
 }
@@ -114,7 +114,7 @@ Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
                           : through(shape_b);
         }
         if (need_a) ga = through(shape_a);
-        return std::vector<Tensor>{ga, gb};
+        return autograd::Gradients{ga, gb};
     });
 }
 
@@ -151,7 +151,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
                                            o[i] = gp[i] * y[i];
                                        ga = wrap(std::move(d));
                                    }
-                                   return std::vector<Tensor>{ga, gb};
+                                   return autograd::Gradients{ga, gb};
                                });
         });
     }
@@ -172,7 +172,7 @@ Tensor neg(const Tensor& x) {
     Tensor out = detail::visit_floating(
         x, "neg", []<class T>(xt::xarray<T>& a) { return wrap(xt::xarray<T>(-a)); });
     return make_result(out, "NegBackward", {x},
-                       [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
+                       [](const Tensor& g) { return autograd::Gradients{neg(g)}; });
 }
 
 Tensor add(const Tensor& a, double b) { return add(a, scalar_like(a, b, "add")); }
@@ -295,7 +295,7 @@ Tensor dropout(const Tensor& x, double p, bool training) {
                                T* o = d.data();
                                for (std::size_t i = 0, n = d.size(); i < n; ++i)
                                    o[i] = gp[i] * (keep[i] ? scale : T(0));
-                               return std::vector<Tensor>{wrap(std::move(d))};
+                               return autograd::Gradients{wrap(std::move(d))};
                            });
     });
 }

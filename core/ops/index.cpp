@@ -46,7 +46,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
                                              for (std::size_t c = 0; c < dim; ++c)
                                                  row[c] += g[r * dim + c];
                                          }
-                                         return std::vector<Tensor>{detail::wrap(std::move(d))};
+                                         return autograd::Gradients{detail::wrap(std::move(d))};
                                      });
     });
 }

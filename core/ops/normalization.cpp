@@ -99,7 +99,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                     if (need_w) gw = detail::wrap(std::move(dw));
                     if (need_b) gb = detail::wrap(std::move(db));
                 }
-                return std::vector<Tensor>{gx, gw, gb};
+                return autograd::Gradients{gx, gw, gb};
             });
     });
 }

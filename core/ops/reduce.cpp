@@ -61,7 +61,7 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
                                xt::xarray<T> gk = g.data<T>();
                                gk.reshape(keep);
                                xt::xarray<T> spread = xt::broadcast(gk * T(scale), in_shape);
-                               return std::vector<Tensor>{wrap(std::move(spread))};
+                               return autograd::Gradients{wrap(std::move(spread))};
                            });
     });
 }
@@ -114,7 +114,7 @@ Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) 
                     }
                 }
             }
-            return std::vector<Tensor>{wrap(std::move(gx))};
+            return autograd::Gradients{wrap(std::move(gx))};
         });
     });
 }
@@ -182,7 +182,7 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
                 }
                 return wrap(std::move(spread));
             });
-            return std::vector<Tensor>{d};
+            return autograd::Gradients{d};
         });
     return {values, index_tensor};
 }

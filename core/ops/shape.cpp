@@ -28,7 +28,7 @@ Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const cha
         return wrap(std::move(copy));
     });
     return make_result(out, node, {x}, [in_shape = x.shape(), op, node](const Tensor& g) {
-        return std::vector<Tensor>{reshape_to(g, in_shape, op, node)};
+        return autograd::Gradients{reshape_to(g, in_shape, op, node)};
     });
 }
 
@@ -78,7 +78,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
     });
     std::vector<int> back(inverse.begin(), inverse.end());
     return make_result(out, "PermuteBackward", {x},
-                       [back](const Tensor& g) { return std::vector<Tensor>{permute(g, back)}; });
+                       [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; });
 }
 
 Tensor transpose(const Tensor& x, int dim0, int dim1) {
@@ -95,7 +95,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
             xt::xarray<T>(xt::transpose(v, std::vector<std::size_t>(perm.begin(), perm.end()))));
     });
     return make_result(out, "TransposeBackward", {x}, [dim0, dim1](const Tensor& g) {
-        return std::vector<Tensor>{transpose(g, dim0, dim1)};
+        return autograd::Gradients{transpose(g, dim0, dim1)};
     });
 }
 

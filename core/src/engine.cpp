@@ -9,6 +9,7 @@
 
 #include <xtensor/xnoalias.hpp>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "object_pool.hpp"
 #include "xgrad/autograd.hpp"
@@ -41,7 +42,7 @@ bool is_anomaly_enabled() { return anomaly_enabled.load(std::memory_order_relaxe
 AnomalyScope::AnomalyScope(std::string name) { anomaly_scopes.push_back(std::move(name)); }
 AnomalyScope::~AnomalyScope() { anomaly_scopes.pop_back(); }
 
-Node::Node(std::string name_, std::vector<std::shared_ptr<Node>> next_, BackwardFn backward_)
+Node::Node(std::string name_, Edges next_, BackwardFn backward_)
     : name(std::move(name_)),
       next(std::move(next_)),
       backward(std::move(backward_)),
@@ -49,19 +50,45 @@ Node::Node(std::string name_, std::vector<std::shared_ptr<Node>> next_, Backward
     ++live_nodes;
 }
 
+namespace {
+// Nodes whose last owner was a dying node's edge, waiting to be released by
+// the outermost ~Node on this thread. Reused, so freeing a graph allocates
+// nothing once warm; `gone` once the thread's copy is destroyed.
+struct PendingFrees {
+    std::vector<std::shared_ptr<Node>> nodes;
+    bool draining = false;
+};
+thread_local bool pending_frees_gone = false;
+PendingFrees* pending_frees() {
+    if (pending_frees_gone) return nullptr;
+    thread_local struct Owner {
+        PendingFrees value;
+        ~Owner() { pending_frees_gone = true; }
+    } owner;
+    return &owner.value;
+}
+}  // namespace
+
 Node::~Node() {
     --live_nodes;
-    // Free long chains iteratively: recursive shared_ptr destruction of a
-    // deep graph would overflow the stack.
-    std::vector<std::shared_ptr<Node>> pending = std::move(next);
-    while (!pending.empty()) {
-        std::shared_ptr<Node> node = std::move(pending.back());
-        pending.pop_back();
-        if (node && node.use_count() == 1) {
-            for (auto& child : node->next) pending.push_back(std::move(child));
-            node->next.clear();
-        }
+    if (next.empty()) return;
+    // Free long chains iteratively: releasing an edge may destroy its node,
+    // whose destructor would release its edges, and so on down the chain, which
+    // overflows the stack on deep graphs. Nested destructors hand their edges to
+    // the outermost one, which releases them one at a time.
+    PendingFrees* pending = pending_frees();
+    if (!pending) return;  // thread exit: edges are released the recursive way
+    for (auto& child : next) {
+        if (child) pending->nodes.push_back(std::move(child));
     }
+    if (pending->draining) return;
+    pending->draining = true;
+    while (!pending->nodes.empty()) {
+        std::shared_ptr<Node> node = std::move(pending->nodes.back());
+        pending->nodes.pop_back();
+        node.reset();  // may run a nested ~Node, which pushes more
+    }
+    pending->draining = false;
 }
 
 long Node::live_count() { return live_nodes.load(); }
@@ -76,8 +103,7 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
     TensorImpl& impl = *t.impl();
     if (impl.grad_fn) return impl.grad_fn;
     if (auto existing = impl.grad_accumulator.lock()) return existing;
-    auto accumulator = detail::make_pooled<Node>(
-        kAccumulateGrad, std::vector<std::shared_ptr<Node>>{}, BackwardFn{});
+    auto accumulator = detail::make_pooled<Node>(kAccumulateGrad, Node::Edges{}, BackwardFn{});
     accumulator->output = t.impl_ptr();
     impl.grad_accumulator = accumulator;
     return accumulator;
@@ -136,7 +162,7 @@ const char* non_finite(const Tensor& t) {
 }
 
 // Anomaly mode: every gradient a node's backward returns must be finite.
-void check_finite(const Node& node, const std::vector<Tensor>& input_grads) {
+void check_finite(const Node& node, const Gradients& input_grads) {
     for (std::size_t i = 0; i < input_grads.size(); ++i) {
         if (!input_grads[i].defined()) continue;
         if (const char* bad = non_finite(input_grads[i])) {
@@ -158,7 +184,7 @@ namespace {
 Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t count,
               BackwardFn backward) {
     if (!GradMode::is_enabled()) return value;
-    std::vector<std::shared_ptr<Node>> next;
+    Node::Edges next;
     next.reserve(count);
     bool any = false;
     for (const Tensor* input = inputs; input != inputs + count; ++input) {
@@ -281,8 +307,32 @@ private:
 
 }  // namespace
 
+namespace {
+// A tensor of ones shaped like the one-element `root`, its implicit seed.
+Tensor ones_seed(const Tensor& root) {
+    return detail::visit_floating(root, "backward", [&]<class T>(xt::xarray<T>& a) {
+        auto ones = detail::empty_array<T>(a.shape());
+        std::fill(ones.begin(), ones.end(), T(1));
+        return detail::wrap(std::move(ones));
+    });
+}
+
+void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count, bool retain_graph);
+}  // namespace
+
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph) {
+    check(roots.size() == grads.size(), "backward: expected one grad per root (got {} for {})",
+          grads.size(), roots.size());
+    run_pass(roots.data(), grads.data(), roots.size(), retain_graph);
+}
+
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+    run_pass(&root, &grad, 1, retain_graph);
+}
+
+namespace {
+void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count, bool retain_graph) {
     NoGradGuard no_grad;   // backward closures must not record a graph of their own
     struct FreeingGraph {  // set for this pass, restored after it (passes may nest)
         bool previous = freeing_graph;
@@ -291,7 +341,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     } freeing(!retain_graph);
     PassStateLease lease;
     PassState& pass = *lease;
-    for (std::size_t i = 0; i < roots.size(); ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
         const Tensor& root = roots[i];
         check(root.defined(), "backward: expected a defined tensor (got an undefined one)");
         check(root.requires_grad(),
@@ -304,7 +354,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                     "shape {})",
                     shape_str(root.shape()));
             }
-            seed = ones_like(root);
+            seed = ones_seed(root);
         }
         if (!detail::same_shape(seed, root) || seed.dtype() != root.dtype()) {
             fail("backward: expected grad of shape {} and dtype {} (got {} and {})",
@@ -370,7 +420,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                 }
             }
         }
-        std::vector<Tensor> input_grads;
+        Gradients input_grads;
         if (grad.defined() && node->backward) {
             try {
                 input_grads = node->backward(grad);
@@ -399,6 +449,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
             release(*node);  // frees saved tensors as we go
     }
 }
+}  // namespace
 
 }  // namespace autograd
 }  // namespace xg

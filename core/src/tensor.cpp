@@ -165,7 +165,7 @@ const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const {
 }
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
-    autograd::run_backward({*this}, {grad}, retain_graph);
+    autograd::run_backward(*this, grad, retain_graph);
 }
 
 RemovableHandle Tensor::add_hook(TensorHook hook) const {

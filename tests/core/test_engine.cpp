@@ -1,6 +1,8 @@
 // Tests for the autograd engine (core/src/engine.cpp): accumulation, graph shapes,
 // seeding, grad mode, tensor hooks, retain_graph and freeing of the graph.
+#include <array>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -342,4 +344,30 @@ TEST_CASE("a graph of thousands of nodes, then a small one, get exact gradients"
     x.mutable_grad() = Tensor();
     xg::sum(x * 2.0).backward();
     CHECK(x.grad().item<double>() == 2.0);
+}
+
+TEST_CASE("BackwardFn holds small closures inline and large ones on the heap, and frees both") {
+    using xg::autograd::BackwardFn;
+    auto tracked = std::make_shared<int>(0);
+    std::array<double, 40> big{};  // 320 bytes: past the inline buffer
+    big[39] = 2.0;
+    BackwardFn small = [tracked](const Tensor& g) { return std::vector<Tensor>{g * 3.0}; };
+    BackwardFn large = [tracked, big](const Tensor& g) {
+        return xg::autograd::Gradients{g * big[39]};
+    };
+    CHECK(tracked.use_count() == 3);
+    Tensor g = test::f64({1.0, 2.0});
+    CHECK_VALUES(small(g)[0], (xt::xarray<double>{3.0, 6.0}));
+    CHECK_VALUES(large(g)[0], (xt::xarray<double>{2.0, 4.0}));
+
+    BackwardFn moved = std::move(small);  // the closure moves out of the inline buffer
+    CHECK_FALSE(small);
+    CHECK(moved);
+    CHECK_VALUES(moved(g)[0], (xt::xarray<double>{3.0, 6.0}));
+    moved = std::move(large);  // the first closure is destroyed
+    CHECK(tracked.use_count() == 2);
+    CHECK_VALUES(moved(g)[0], (xt::xarray<double>{2.0, 4.0}));
+    moved = nullptr;
+    CHECK_FALSE(moved);
+    CHECK(tracked.use_count() == 1);
 }

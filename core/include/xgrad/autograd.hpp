@@ -1,13 +1,18 @@
 // The autograd engine's public face: grad mode, graph nodes and gradcheck.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "xgrad/small_vector.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xg {
@@ -32,24 +37,100 @@ private:
 
 namespace autograd {
 
-// Gradient of the output with respect to each input; undefined where an input
-// needs no gradient.
-using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+// The gradients a node's backward returns, one per input, undefined where an
+// input needs no gradient. A std::vector<Tensor> converts to it.
+using Gradients = detail::SmallVector<Tensor, 4>;
+
+// A node's backward: grad_output -> Gradients (or a std::vector<Tensor>).
+// Like a move-only std::function, but closures of up to 128 bytes (every
+// built-in op's) live inside it instead of in a heap allocation per node.
+class BackwardFn {
+public:
+    BackwardFn() = default;
+    BackwardFn(std::nullptr_t) {}  // NOLINT: implicit, as std::function's
+    template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, BackwardFn> &&
+                                                std::is_invocable_v<F&, const Tensor&>>>
+    BackwardFn(F&& f) {  // NOLINT: implicit, so a lambda can be passed where one is expected
+        using Target = std::decay_t<F>;
+        if constexpr (sizeof(Target) <= kInline && alignof(Target) <= alignof(std::max_align_t) &&
+                      std::is_nothrow_move_constructible_v<Target>) {
+            target_ = new (buffer_) Target(std::forward<F>(f));
+            ops_ = &inline_ops<Target>;
+        } else {
+            target_ = new Target(std::forward<F>(f));
+            ops_ = &heap_ops<Target>;
+        }
+    }
+    BackwardFn(BackwardFn&& other) noexcept { take(other); }
+    BackwardFn& operator=(BackwardFn&& other) noexcept {
+        if (this != &other) {
+            reset();
+            take(other);
+        }
+        return *this;
+    }
+    BackwardFn& operator=(std::nullptr_t) {
+        reset();
+        return *this;
+    }
+    ~BackwardFn() { reset(); }
+
+    explicit operator bool() const { return ops_ != nullptr; }
+    Gradients operator()(const Tensor& grad_output) const {
+        return ops_->call(target_, grad_output);
+    }
+
+private:
+    static constexpr std::size_t kInline = 128;
+    struct Ops {
+        Gradients (*call)(void*, const Tensor&);
+        void* (*move_to)(void* from, void* buffer);  // the target's new address
+        void (*destroy)(void*);
+    };
+    template <class T>
+    static constexpr Ops inline_ops{
+        [](void* t, const Tensor& g) -> Gradients { return (*static_cast<T*>(t))(g); },
+        [](void* from, void* buffer) -> void* {
+            T* moved = new (buffer) T(std::move(*static_cast<T*>(from)));
+            static_cast<T*>(from)->~T();
+            return moved;
+        },
+        [](void* t) { static_cast<T*>(t)->~T(); }};
+    template <class T>
+    static constexpr Ops heap_ops{
+        [](void* t, const Tensor& g) -> Gradients { return (*static_cast<T*>(t))(g); },
+        [](void* from, void*) { return from; }, [](void* t) { delete static_cast<T*>(t); }};
+
+    void take(BackwardFn& other) noexcept {
+        if (!other.ops_) return;
+        ops_ = std::exchange(other.ops_, nullptr);
+        target_ = ops_->move_to(std::exchange(other.target_, nullptr), buffer_);
+    }
+    void reset() noexcept {
+        if (ops_) std::exchange(ops_, nullptr)->destroy(std::exchange(target_, nullptr));
+    }
+
+    alignas(std::max_align_t) unsigned char buffer_[kInline];
+    void* target_ = nullptr;
+    const Ops* ops_ = nullptr;
+};
+
 using NodeHook = std::function<void(const Tensor& grad_output)>;
 
 // One recorded op. A node owns the nodes of its inputs (edges point towards the
 // leaves) and what its backward needs, never a TensorImpl: so no cycles.
 struct Node {
-    Node(std::string name, std::vector<std::shared_ptr<Node>> next, BackwardFn backward);
+    using Edges = detail::SmallVector<std::shared_ptr<Node>, 4>;
+    Node(std::string name, Edges next, BackwardFn backward);
     ~Node();
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
 
     std::string name;
-    std::vector<std::shared_ptr<Node>> next;  // one per input; null if it needs no grad
-    BackwardFn backward;                      // reset once the graph is freed
-    std::weak_ptr<TensorImpl> output;         // for its hooks and retain_grad
-    std::uint64_t sequence_nr;                // later nodes run first, as in PyTorch
+    Edges next;                        // one per input; null if it needs no grad
+    BackwardFn backward;               // reset once the graph is freed
+    std::weak_ptr<TensorImpl> output;  // for its hooks and retain_grad
+    std::uint64_t sequence_nr;         // later nodes run first, as in PyTorch
     bool released = false;
     std::string creation;  // anomaly mode only: "in module <path>" where the op ran, else empty
 
@@ -91,6 +172,7 @@ public:
 // Runs backward from `roots` seeded with `grads` (engine.cpp).
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph);
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 
 // Makes `value` the output of an op named `name` over `inputs`, recording a
 // node when grad mode is on and some input requires grad.
