@@ -11,6 +11,7 @@
 // else the gradient is 0.
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -248,7 +249,7 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
                     const T* yp = std::get<xt::xarray<T>>(*y).data();
                     xt::xarray<T> gh = detail::take_buffer<T>(g);
                     relu_backward(gp, yp, scale, gh.data(), gh.size());
-                    return std::vector<Tensor>{wrap(std::move(gh)), Tensor()};
+                    return autograd::Gradients{wrap(std::move(gh)), Tensor()};
                 });
         }
         std::shared_ptr<Storage> saved_v = gated ? v.impl()->storage : nullptr;
@@ -261,11 +262,12 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
                 const std::size_t n = g.numel();
                 const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
                 const T* vp = saved_v ? std::get<xt::xarray<T>>(*saved_v).data() : nullptr;
-                xt::xarray<T> gv_values, gh_values;
+                // optional: a default xt::xarray allocates its one 0-d element.
+                std::optional<xt::xarray<T>> gv_values, gh_values;
                 if (need_v) gv_values = detail::take_saved<T>(saved_v);
                 if (need_h) gh_values = detail::take_buffer<T>(g);
-                T* ghp = need_h ? gh_values.data() : nullptr;
-                T* gvp = need_v ? gv_values.data() : nullptr;
+                T* ghp = need_h ? gh_values->data() : nullptr;
+                T* gvp = need_v ? gv_values->data() : nullptr;
                 // The mask again, a slice at a time: hashing it costs less than
                 // keeping a byte per element alive from forward to backward.
                 in_mask_slices(mask, n,
@@ -274,9 +276,9 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
                                             ghp ? ghp + i : nullptr, gvp ? gvp + i : nullptr, m);
                                });
                 Tensor gh, gv;
-                if (need_h) gh = wrap(std::move(gh_values));
-                if (need_v) gv = wrap(std::move(gv_values));
-                return std::vector<Tensor>{gh, gv};
+                if (need_h) gh = wrap(std::move(*gh_values));
+                if (need_v) gv = wrap(std::move(*gv_values));
+                return autograd::Gradients{gh, gv};
             });
     });
 }

@@ -38,13 +38,15 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
         auto diff = detail::empty_array<T>(x.shape());
         const T *in = x.data(), *tg = target.data<T>().data();
         for (std::size_t i = 0, n = diff.size(); i < n; ++i) diff.data()[i] = in[i] - tg[i];
-        xt::xarray<T> out;
+        xt::xarray<T> out = detail::empty_array<T>(
+            mode == Reduction::None ? detail::ArrayShape(x.shape()) : detail::ArrayShape{});
         if (mode == Reduction::None) {
-            out = diff * diff;
+            for (std::size_t i = 0, n = diff.size(); i < n; ++i)
+                out.data()[i] = diff.data()[i] * diff.data()[i];
         } else {
             T total = std::inner_product(diff.begin(), diff.end(), diff.begin(), T(0));
             if (mode == Reduction::Mean) total /= static_cast<T>(diff.size());
-            out = detail::scalar_array(total);
+            out() = total;
         }
         bool need_input = input.requires_grad(), need_target = target.requires_grad();
         return make_result(
@@ -71,7 +73,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                     gt = wrap(std::move(neg));
                 }
                 Tensor gin = need_input ? wrap(std::move(gi)) : Tensor();
-                return std::vector<Tensor>{gin, gt};
+                return autograd::Gradients{gin, gt};
             });
     });
 }
@@ -127,7 +129,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
                                    row[t[i]] -= T(1);
                                    for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
                                }
-                               return std::vector<Tensor>{wrap(std::move(d)), Tensor()};
+                               return autograd::Gradients{wrap(std::move(d)), Tensor()};
                            });
     });
 }

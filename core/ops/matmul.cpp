@@ -126,7 +126,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     d.reshape(sb);
                     gb = detail::wrap(std::move(d));
                 }
-                return std::vector<Tensor>{ga, gb};
+                return autograd::Gradients{ga, gb};
             });
     });
 }
@@ -183,7 +183,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                     gw = detail::wrap(std::move(d));
                 }
                 if (need_b) {  // db = column sums of dY
-                    xt::xarray<T> d = xt::zeros<T>({out_features});
+                    auto d = detail::empty_array<T>({out_features});
+                    std::fill(d.begin(), d.end(), T(0));
                     for (std::size_t r = 0; r < rows; ++r) {
                         for (std::size_t c = 0; c < out_features; ++c)
                             d.data()[c] += g[r * out_features + c];
@@ -196,7 +197,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                                   T(0), d.data());
                     gx = detail::wrap(std::move(d));
                 }
-                return std::vector<Tensor>{gx, gw, gb};
+                return autograd::Gradients{gx, gw, gb};
             });
     });
 }

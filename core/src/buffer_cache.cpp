@@ -37,9 +37,44 @@ std::size_t bytes_of(const Storage& s) {
 
 bool cacheable(const Storage& s) { return bytes_of(s) >= kMinCachedBytes; }
 
+// Arrays under kMinCachedBytes, per thread: at most kSmallEntries of them and
+// kSmallBytes in all, the oldest evicted first.
+constexpr std::size_t kSmallEntries = 64, kSmallBytes = 1 << 20;
+
+struct SmallCache {
+    std::vector<Storage> free;  // newest last
+    std::size_t bytes = 0;
+    SmallCache() { free.reserve(kSmallEntries + 1); }
+};
+
+// Null once this thread's cache is destroyed (storages may die after it).
+thread_local bool small_cache_gone = false;
+SmallCache* small_cache() {
+    if (small_cache_gone) return nullptr;
+    thread_local struct Owner {
+        SmallCache value;
+        ~Owner() { small_cache_gone = true; }
+    } owner;
+    return &owner.value;
+}
+
+void recycle_small(Storage& s) {
+    SmallCache* c = small_cache();
+    const std::size_t n = bytes_of(s);
+    if (!c || n == 0) return;
+    c->free.push_back(std::move(s));
+    c->bytes += n;
+    while (c->free.size() > kSmallEntries || c->bytes > kSmallBytes) {
+        c->bytes -= bytes_of(c->free.front());
+        c->free.erase(c->free.begin());
+    }
+}
+
 void recycle(Storage* s) {
     std::vector<Storage> evicted;  // freed after the lock is released
-    if (cacheable(*s)) {
+    if (!cacheable(*s)) {
+        recycle_small(*s);
+    } else {
         Cache& c = cache();
         std::size_t n = bytes_of(*s);
         std::lock_guard lock(c.mutex);
@@ -70,13 +105,34 @@ void recycle(Storage* s) {
 }  // namespace
 
 std::shared_ptr<Storage> make_storage(Storage values) {
-    if (!cacheable(values)) return make_pooled<Storage>(std::move(values));
     auto* storage = new (pool_allocate(sizeof(Storage))) Storage(std::move(values));
     return std::shared_ptr<Storage>(storage, recycle, PoolAllocator<Storage>());
 }
 
 template <class T>
-xt::xarray<T> cached_array(const Shape& shape) {
+xt::xarray<T> small_cached_array(const ArrayShape& shape) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= d;
+    if (SmallCache* c = small_cache()) {
+        for (std::size_t i = c->free.size(); i-- > 0;) {  // the most recently freed first
+            auto* a = std::get_if<xt::xarray<T>>(&c->free[i]);
+            if (a == nullptr || a->size() != n) continue;
+            xt::xarray<T> found = std::move(*a);
+            c->free.erase(c->free.begin() + static_cast<long>(i));
+            c->bytes -= n * sizeof(T);
+            found.resize(shape);  // same size: keeps the buffer
+            return found;
+        }
+    }
+    return xt::xarray<T>::from_shape(shape);
+}
+
+template xt::xarray<float> small_cached_array<float>(const ArrayShape&);
+template xt::xarray<double> small_cached_array<double>(const ArrayShape&);
+template xt::xarray<std::int64_t> small_cached_array<std::int64_t>(const ArrayShape&);
+
+template <class T>
+xt::xarray<T> cached_array(const ArrayShape& shape) {
     std::size_t n = 1;
     for (auto d : shape) n *= d;
     Cache& c = cache();
@@ -95,9 +151,9 @@ xt::xarray<T> cached_array(const Shape& shape) {
     return xt::xarray<T>::from_shape(shape);
 }
 
-template xt::xarray<float> cached_array<float>(const Shape&);
-template xt::xarray<double> cached_array<double>(const Shape&);
-template xt::xarray<std::int64_t> cached_array<std::int64_t>(const Shape&);
+template xt::xarray<float> cached_array<float>(const ArrayShape&);
+template xt::xarray<double> cached_array<double>(const ArrayShape&);
+template xt::xarray<std::int64_t> cached_array<std::int64_t>(const ArrayShape&);
 
 std::size_t buffer_cache_bytes() {
     Cache& c = cache();

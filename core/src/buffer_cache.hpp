@@ -20,18 +20,28 @@ inline constexpr std::size_t kMinCachedBytes = 64 * 1024;
 // when the last tensor that shares them dies.
 std::shared_ptr<Storage> make_storage(Storage values);
 
+// An array's own shape type: up to rank 4 it needs no heap allocation.
+using ArrayShape = xt::svector<std::size_t, 4>;
+
 // An uninitialised large array of `shape`: a cached buffer of the same size if
 // there is one, else a fresh allocation (like xt::xarray<T>::from_shape).
 template <class T>
-xt::xarray<T> cached_array(const Shape& shape);
+xt::xarray<T> cached_array(const ArrayShape& shape);
+// The same for arrays under kMinCachedBytes, from this thread's own small
+// cache: no lock, and a training step's small arrays (bias gradients, losses)
+// stop costing a heap allocation each.
+template <class T>
+xt::xarray<T> small_cached_array(const ArrayShape& shape);
 
-// An uninitialised array of any shape: small ones skip the cache (and the lock).
+// An uninitialised array of any shape, from the cache that fits its size.
 template <class T, class S>
 xt::xarray<T> empty_array(const S& shape) {
     std::size_t n = 1;
     for (auto d : shape) n *= d;
-    if (n * sizeof(T) < kMinCachedBytes) return xt::xarray<T>::from_shape(shape);
-    return cached_array<T>(Shape(shape.begin(), shape.end()));
+    ArrayShape s(shape.begin(), shape.end());
+    if (n == 0) return xt::xarray<T>::from_shape(s);
+    if (n * sizeof(T) < kMinCachedBytes) return small_cached_array<T>(s);
+    return cached_array<T>(s);
 }
 template <class T>
 xt::xarray<T> empty_array(std::initializer_list<std::size_t> shape) {

@@ -271,6 +271,29 @@ TEST_CASE("the buffer cache hands back recycled buffers and stays bounded") {
     CHECK(xg::detail::buffer_cache_bytes() == 0);
 }
 
+TEST_CASE("small arrays come back from this thread's small-array cache") {
+    const float *freed_x = nullptr, *freed_a = nullptr;
+    {
+        Tensor x = xg::ones({3, 5});  // 60 bytes, far below the large cache's minimum
+        Tensor a = xg::relu(x);
+        freed_x = x.data<float>().data();
+        freed_a = a.data<float>().data();
+    }
+    // The next arrays of that size and dtype take the freed buffers, reshaped.
+    Tensor b = xg::relu(xg::full({5, 3}, -2.0));
+    const float* got = b.data<float>().data();
+    CHECK((got == freed_x || got == freed_a));
+    CHECK(b.shape() == xg::Shape{5, 3});
+    CHECK(xt::all(xt::equal(b.data<float>(), 0.0f)));
+    // Another dtype or size never does, and the cache stays bounded: ~100 KiB of
+    // distinct small sizes leave at most its 1 MiB and 64 entries behind.
+    Tensor d = xg::relu(xg::ones({3, 5}, xg::kFloat64));
+    CHECK(static_cast<const void*>(d.data<double>().data()) != static_cast<const void*>(freed_x));
+    CHECK(static_cast<const void*>(d.data<double>().data()) != static_cast<const void*>(freed_a));
+    for (std::size_t n = 1; n <= 200; ++n) Tensor t = xg::relu(xg::ones({n}));
+    CHECK(xt::all(xt::equal(xg::relu(xg::ones({7, 7})).data<float>(), 1.0f)));
+}
+
 namespace {
 
 // A FeedForward step written out in float64 xtensor (no dropout): the loss and

@@ -1,0 +1,81 @@
+// A steady-state FeedForward training step (forward, MSE loss, backward, Adam,
+// zero_grad) makes no heap allocation: every buffer, graph node, closure and
+// tensor handle it needs comes back from a cache or pool the previous step
+// filled. This binary counts every operator new (its own executable, so the
+// rest of the suite keeps the standard allocator; not built under
+// AddressSanitizer, which owns operator new and where the pool is off).
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include <doctest/doctest.h>
+#include <xgrad/nn.hpp>
+#include <xgrad/optim.hpp>
+#include <xgrad/xgrad.hpp>
+
+namespace {
+std::atomic<long> allocations{0};
+}
+
+// The replacements below pair malloc with free; GCC's check assumes the
+// standard operator new and flags every inlined delete as mismatched.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+void* operator new(std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+// Allocations per step over `steps` steps after `warmup` steps.
+long allocations_per_step(xg::nn::FeedForward& ffn, const xg::Shape& x_shape, int warmup,
+                          int steps) {
+    xg::Tensor x = xg::randn(x_shape).requires_grad_();
+    xg::Tensor target = xg::randn(x_shape);
+    xg::optim::Adam adam(ffn.parameters(), xg::optim::AdamOptions(1e-3));
+    auto step = [&] {
+        xg::Tensor loss = xg::mse_loss(ffn(x), target);
+        loss.backward();
+        adam.step();
+        adam.zero_grad();
+        x.mutable_grad() = xg::Tensor();
+    };
+    for (int i = 0; i < warmup; ++i) step();
+    long before = allocations.load();
+    for (int i = 0; i < steps; ++i) step();
+    return (allocations.load() - before) / steps;
+}
+
+}  // namespace
+
+TEST_CASE("a steady-state FeedForward training step allocates nothing, every variant") {
+    using FF = xg::nn::FeedForward;
+    const std::vector<std::pair<std::string, std::shared_ptr<FF>>> blocks = {
+        {"relu", std::make_shared<FF>(16, 64, 0.1)},
+        {"gelu", std::make_shared<FF>(16, 64, 0.1, std::make_shared<xg::nn::GELU>())},
+        {"swiglu", FF::swiglu(16, 64, 0.1)},
+        {"geglu", FF::geglu(16, 64, 0.1)},
+        {"reglu", FF::reglu(16, 64, 0.1)},
+        {"glu", FF::glu(16, 64, 0.1)},
+        {"bilinear", FF::bilinear(16, 64, 0.1)}};
+    for (const auto& [name, ffn] : blocks) {
+        CAPTURE(name);
+        CHECK(allocations_per_step(*ffn, {32, 16}, 3, 5) == 0);    // small arrays
+        CHECK(allocations_per_step(*ffn, {1024, 16}, 3, 3) == 0);  // cached large ones
+    }
+}
+
+TEST_CASE("the counter sees allocations, so zero above means none") {
+    long before = allocations.load();
+    auto* p = new std::string(100, 'x');
+    delete p;
+    CHECK(allocations.load() - before >= 2);
+}
