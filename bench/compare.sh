@@ -42,7 +42,7 @@ steps_for() {
     tiny) echo "--steps 2000 --warmup 200" ;;
     small) echo "--steps 100 --warmup 10" ;;
     medium) echo "--steps 10 --warmup 2" ;;
-    *) echo "--steps 4 --warmup 1" ;;
+    *) echo "--steps 4 --warmup 3" ;;  # the first steps fill the caches and Adam state
   esac
 }
 
