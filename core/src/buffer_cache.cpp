@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "object_pool.hpp"
+#include "per_thread.hpp"
 
 namespace xg::detail {
 
@@ -47,16 +48,7 @@ struct SmallCache {
     SmallCache() { free.reserve(kSmallEntries + 1); }
 };
 
-// Null once this thread's cache is destroyed (storages may die after it).
-thread_local bool small_cache_gone = false;
-SmallCache* small_cache() {
-    if (small_cache_gone) return nullptr;
-    thread_local struct Owner {
-        SmallCache value;
-        ~Owner() { small_cache_gone = true; }
-    } owner;
-    return &owner.value;
-}
+SmallCache* small_cache() { return per_thread<SmallCache>(); }
 
 void recycle_small(Storage& s) {
     SmallCache* c = small_cache();

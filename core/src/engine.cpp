@@ -12,6 +12,7 @@
 #include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "object_pool.hpp"
+#include "per_thread.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/ops.hpp"
 
@@ -53,20 +54,11 @@ Node::Node(std::string name_, Edges next_, BackwardFn backward_)
 namespace {
 // Nodes whose last owner was a dying node's edge, waiting to be released by
 // the outermost ~Node on this thread. Reused, so freeing a graph allocates
-// nothing once warm; `gone` once the thread's copy is destroyed.
+// nothing once warm.
 struct PendingFrees {
     std::vector<std::shared_ptr<Node>> nodes;
     bool draining = false;
 };
-thread_local bool pending_frees_gone = false;
-PendingFrees* pending_frees() {
-    if (pending_frees_gone) return nullptr;
-    thread_local struct Owner {
-        PendingFrees value;
-        ~Owner() { pending_frees_gone = true; }
-    } owner;
-    return &owner.value;
-}
 }  // namespace
 
 Node::~Node() {
@@ -76,7 +68,7 @@ Node::~Node() {
     // whose destructor would release its edges, and so on down the chain, which
     // overflows the stack on deep graphs. Nested destructors hand their edges to
     // the outermost one, which releases them one at a time.
-    PendingFrees* pending = pending_frees();
+    PendingFrees* pending = detail::per_thread<PendingFrees>();
     if (!pending) return;  // thread exit: edges are released the recursive way
     for (auto& child : next) {
         if (child) pending->nodes.push_back(std::move(child));

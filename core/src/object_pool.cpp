@@ -4,6 +4,8 @@
 #include <array>
 #include <utility>
 
+#include "per_thread.hpp"
+
 namespace xg::detail {
 
 namespace {
@@ -32,25 +34,6 @@ struct FreeLists {
     }
 };
 
-// Plain values, valid until the thread ends: blocks freed after this thread's
-// lists are gone (thread-exit and static destructors) go straight to the heap.
-thread_local FreeLists* lists = nullptr;
-thread_local bool lists_gone = false;
-
-FreeLists* this_thread_lists() {
-    if (!lists && !lists_gone) {
-        thread_local struct Owner {
-            FreeLists value;
-            Owner() { lists = &value; }
-            ~Owner() {
-                lists = nullptr;
-                lists_gone = true;
-            }
-        } owner;
-    }
-    return lists;
-}
-
 std::size_t class_of(std::size_t bytes) { return (bytes + kGranule - 1) / kGranule - 1; }
 
 }  // namespace
@@ -60,7 +43,7 @@ bool pool_enabled() { return kPooling; }
 void* pool_allocate(std::size_t bytes) {
     const std::size_t c = class_of(bytes);
     if (!kPooling || c >= kClasses) return ::operator new(bytes);
-    FreeLists* free = this_thread_lists();
+    FreeLists* free = per_thread<FreeLists>();
     if (FreeBlock* block = free ? free->head[c] : nullptr) {
         free->head[c] = block->next;
         --free->count[c];
@@ -71,7 +54,8 @@ void* pool_allocate(std::size_t bytes) {
 
 void pool_deallocate(void* block, std::size_t bytes) noexcept {
     const std::size_t c = class_of(bytes);
-    FreeLists* free = kPooling && c < kClasses ? lists : nullptr;
+    // Blocks freed after this thread's lists are gone go straight to the heap.
+    FreeLists* free = kPooling && c < kClasses ? per_thread<FreeLists>() : nullptr;
     if (!free || free->count[c] >= kMaxFree) {
         ::operator delete(block);
         return;
