@@ -13,7 +13,6 @@
 #include <array>
 #include <optional>
 #include <type_traits>
-#include <vector>
 
 #include "activation_rules.hpp"
 #include "buffer_cache.hpp"
@@ -76,7 +75,7 @@ void with_rule(FusedActivation activation, F&& f) {
     }
 }
 
-// out = act(h) [* v] [* (keep ? scale : 0)]; out may be h itself.
+// out = act(h) [* v] [* (keep ? scale : 0)].
 template <class Rule, bool Gated, bool Dropout, class T>
 inline void forward_loop(const T* h, const T* v, const std::uint8_t* keep, T scale, T* out,
                          std::size_t n) {

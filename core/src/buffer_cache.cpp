@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "object_pool.hpp"
@@ -101,20 +102,29 @@ std::shared_ptr<Storage> make_storage(Storage values) {
     return std::shared_ptr<Storage>(storage, recycle, PoolAllocator<Storage>());
 }
 
+// The most recently freed array of T with `shape`'s element count, moved out
+// of `free` and reshaped (same size: it keeps its buffer); nullopt if none.
 template <class T>
-xt::xarray<T> small_cached_array(const ArrayShape& shape) {
+std::optional<xt::xarray<T>> take_free(std::vector<Storage>& free, std::size_t& bytes,
+                                       const ArrayShape& shape) {
     std::size_t n = 1;
     for (auto d : shape) n *= d;
+    for (std::size_t i = free.size(); i-- > 0;) {
+        auto* a = std::get_if<xt::xarray<T>>(&free[i]);
+        if (a == nullptr || a->size() != n) continue;
+        std::optional<xt::xarray<T>> found(std::move(*a));
+        free.erase(free.begin() + static_cast<long>(i));
+        bytes -= n * sizeof(T);
+        found->resize(shape);
+        return found;
+    }
+    return std::nullopt;
+}
+
+template <class T>
+xt::xarray<T> small_cached_array(const ArrayShape& shape) {
     if (SmallCache* c = small_cache()) {
-        for (std::size_t i = c->free.size(); i-- > 0;) {  // the most recently freed first
-            auto* a = std::get_if<xt::xarray<T>>(&c->free[i]);
-            if (a == nullptr || a->size() != n) continue;
-            xt::xarray<T> found = std::move(*a);
-            c->free.erase(c->free.begin() + static_cast<long>(i));
-            c->bytes -= n * sizeof(T);
-            found.resize(shape);  // same size: keeps the buffer
-            return found;
-        }
+        if (auto found = take_free<T>(c->free, c->bytes, shape)) return std::move(*found);
     }
     return xt::xarray<T>::from_shape(shape);
 }
@@ -125,22 +135,13 @@ template xt::xarray<std::int64_t> small_cached_array<std::int64_t>(const ArraySh
 
 template <class T>
 xt::xarray<T> cached_array(const ArrayShape& shape) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= d;
     Cache& c = cache();
-    std::unique_lock lock(c.mutex);
-    for (std::size_t i = c.free.size(); i-- > 0;) {  // the most recently freed first
-        auto* a = std::get_if<xt::xarray<T>>(&c.free[i]);
-        if (a == nullptr || a->size() != n) continue;
-        xt::xarray<T> found = std::move(*a);
-        c.free.erase(c.free.begin() + static_cast<long>(i));
-        c.bytes -= n * sizeof(T);
-        lock.unlock();
-        found.resize(shape);  // same size: keeps the buffer
-        return found;
+    std::optional<xt::xarray<T>> found;
+    {
+        std::lock_guard lock(c.mutex);
+        found = take_free<T>(c.free, c.bytes, shape);
     }
-    lock.unlock();
-    return xt::xarray<T>::from_shape(shape);
+    return found ? std::move(*found) : xt::xarray<T>::from_shape(shape);
 }
 
 template xt::xarray<float> cached_array<float>(const ArrayShape&);
@@ -165,13 +166,21 @@ bool sole_owner(const Tensor& t) {
     return t.defined() && t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
 }
 
+namespace {
+// values' buffer, leaving values a consistent, empty husk.
+template <class T>
+xt::xarray<T> move_out(xt::xarray<T>& values) {
+    xt::xarray<T> taken = std::move(values);
+    values.resize(std::array<std::size_t, 1>{0});
+    return taken;
+}
+}  // namespace
+
 template <class T>
 xt::xarray<T> take_buffer(const Tensor& g) {
     auto& values = g.data<T>();
     if (!sole_owner(g)) return empty_array<T>(values.shape());
-    xt::xarray<T> taken = std::move(values);
-    values.resize(std::array<std::size_t, 1>{0});  // a consistent, empty husk
-    return taken;
+    return move_out(values);
 }
 
 template <class T>
@@ -179,9 +188,7 @@ xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved) {
     auto& values = std::get<xt::xarray<T>>(*saved);
     if (!backward_frees_saved_values() || saved.use_count() != 1)
         return empty_array<T>(values.shape());
-    xt::xarray<T> taken = std::move(values);
-    values.resize(std::array<std::size_t, 1>{0});
-    return taken;
+    return move_out(values);
 }
 
 template xt::xarray<float> take_saved<float>(const std::shared_ptr<Storage>&);
