@@ -69,8 +69,11 @@ Tensor& Module::register_buffer(const std::string& member, Tensor value, bool pe
 
 void Module::register_child(const std::string& member, std::shared_ptr<Module> module) {
     check_name(member, "register_module", &kModuleKind);
+    on_child_set(member, module);
     children_.insert_or_assign(member, std::move(module));
 }
+
+void Module::on_child_set(const std::string&, const std::shared_ptr<Module>&) {}
 
 // ---- traversal ----
 
@@ -340,7 +343,7 @@ void Module::copy_values(const Module& from, Module& to) {
         if (child && existing && *existing && (*existing)->repr() == child->repr()) {
             copy_values(*child, **existing);
         } else {
-            to.children_.insert_or_assign(member, child ? child->clone() : nullptr);
+            to.register_child(member, child ? child->clone() : nullptr);
         }
     }
     if (auto extra = from.extra_state_if_any()) to.set_extra_state(*extra);

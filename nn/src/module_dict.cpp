@@ -14,24 +14,20 @@ ModuleDict& ModuleDict::insert(const std::string& key, std::shared_ptr<Module> m
     return *this;
 }
 
+// The registry, not named_children(), which lists a module held under two keys once.
 std::shared_ptr<Module> ModuleDict::at(const std::string& key) const {
-    for (auto& [name, module] : named_children()) {
-        if (name == key) return module;
-    }
+    if (const auto* module = registered_children().find(key)) return *module;
     throw Error(fmt::format("ModuleDict: expected one of the keys [{}] (got '{}')",
                             fmt::join(keys(), ", "), key));
 }
 
 bool ModuleDict::contains(const std::string& key) const {
-    for (auto& [name, module] : named_children()) {
-        if (name == key) return true;
-    }
-    return false;
+    return registered_children().find(key) != nullptr;
 }
 
 std::vector<std::string> ModuleDict::keys() const {
     std::vector<std::string> out;
-    for (auto& [name, module] : named_children()) out.push_back(name);
+    for (const auto& [key, module] : registered_children()) out.push_back(key);
     return out;
 }
 

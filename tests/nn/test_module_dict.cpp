@@ -43,3 +43,17 @@ TEST_CASE("ModuleDict: re-inserting a name replaces the module in place; clone i
                  test::values(dict->at<nn::Linear>("b")->weight));
     CHECK(copy->at<nn::Linear>("b")->weight.impl() != dict->at<nn::Linear>("b")->weight.impl());
 }
+
+TEST_CASE("ModuleDict finds a module held under two keys under both, as PyTorch") {
+    // torch: ModuleDict({'a': lin, 'b': lin}) has len 2, keys a, b, and d['b'] is lin.
+    auto lin = std::make_shared<nn::Linear>(2, 2);
+    nn::ModuleDict dict{{"a", lin}, {"b", lin}};
+    CHECK(dict.size() == 2);
+    CHECK(dict.keys() == std::vector<std::string>{"a", "b"});
+    CHECK(dict.contains("b"));
+    CHECK(dict.at("b") == lin);
+    CHECK(dict.at<nn::Linear>("b") == lin);
+    dict.set_submodule("b", nullptr);
+    CHECK_THROWS_WITH_AS(dict.at<nn::Linear>("b"),
+                         "ModuleDict: 'b' is not of the requested type (got None)", xg::Error);
+}

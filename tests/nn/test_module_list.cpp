@@ -16,7 +16,7 @@ struct Stack : nn::Module {
         register_module("layers", std::make_shared<nn::ModuleList>());
     xg::Tensor forward(const xg::Tensor& x) override {
         xg::Tensor h = x;
-        for (const auto& layer : layers->children()) h = (*layer)(h);
+        for (const auto& layer : *layers) h = (*layer)(h);
         return h;
     }
 };
@@ -51,4 +51,34 @@ TEST_CASE("ModuleList inside a module: traversal and clone") {
                  test::values(stack->layers->at<nn::Linear>(0)->weight));
     CHECK(copy->at<nn::Linear>(0)->weight.impl() !=
           stack->layers->at<nn::Linear>(0)->weight.impl());
+}
+
+TEST_CASE("ModuleList holds a module appended twice as two entries, as PyTorch") {
+    // torch: ModuleList([lin, lin]).append(tanh) has len 3 and children "0", "1", "2".
+    auto lin = std::make_shared<nn::Linear>(2, 2);
+    auto tanh = std::make_shared<nn::Tanh>();
+    nn::ModuleList list{lin, lin};
+    list.push_back(tanh);
+    CHECK(list.size() == 3);
+    CHECK(list[1] == lin);
+    CHECK(list[2] == tanh);  // appended as "2", not over "1"
+    std::vector<std::shared_ptr<nn::Module>> iterated(list.begin(), list.end());
+    CHECK(iterated == std::vector<std::shared_ptr<nn::Module>>{lin, lin, tanh});
+    CHECK(test::child_names(list) == std::vector<std::string>{"0", "2"});  // named_children dedups
+    CHECK(list.parameters().size() == 2);
+    CHECK(list.state_dict().keys() ==
+          std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias"});
+}
+
+TEST_CASE("ModuleList: a None entry is counted and indexed, and named in errors") {
+    nn::ModuleList list{std::make_shared<nn::Tanh>(), std::make_shared<nn::ReLU>()};
+    list.set_submodule("0", nullptr);
+    CHECK(list.size() == 2);
+    CHECK(list[0] == nullptr);
+    CHECK_THROWS_WITH_AS(list.at<nn::Tanh>(0),
+                         "ModuleList: child 0 is not of the requested type (got None)", xg::Error);
+    CHECK_THROWS_WITH_AS(list.at<nn::Tanh>(1),
+                         "ModuleList: child 1 is not of the requested type (got ReLU)", xg::Error);
+    CHECK_THROWS_WITH_AS(list.push_back(nullptr),
+                         "ModuleList.push_back: expected a module (got nullptr)", xg::Error);
 }

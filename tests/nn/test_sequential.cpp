@@ -50,6 +50,33 @@ TEST_CASE("Sequential follows set_submodule replacements") {
     CHECK_VALUES(seq(xg::zeros({2}, xg::kFloat64)), (xt::xarray<double>{0.5, 0.5}));
 }
 
+TEST_CASE("Sequential runs a module appended twice twice, and counts it twice, as PyTorch") {
+    // torch: Sequential(lin, tanh, lin) has len 3 and state_dict keys 0.* and 2.*;
+    // append gives "3".
+    xg::manual_seed(3);
+    auto lin = std::make_shared<nn::Linear>(2, 2);
+    auto tanh = std::make_shared<nn::Tanh>();
+    nn::Sequential seq{lin, tanh, lin};
+    xg::Tensor x = xg::randn({4, 2});
+    CHECK_VALUES(seq(x), test::values((*lin)((*tanh)((*lin)(x)))));
+    CHECK(seq.size() == 3);
+    CHECK(seq[2] == lin);
+    CHECK(seq.state_dict().keys() ==
+          std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"});
+    seq.push_back(std::make_shared<nn::ReLU>());
+    CHECK(seq.size() == 4);
+    CHECK(seq.at<nn::ReLU>(3));
+    CHECK(seq[2] == lin);
+}
+
+TEST_CASE("Sequential with a None child says which one it cannot call") {
+    nn::Sequential seq{std::make_shared<nn::Identity>(), std::make_shared<nn::ReLU>()};
+    seq.set_submodule("1", nullptr);
+    CHECK(seq.size() == 2);
+    CHECK_THROWS_WITH_AS(seq(xg::ones({2})), "Sequential: child 1 is None and cannot be called",
+                         xg::Error);
+}
+
 TEST_CASE("Sequential gradchecks in float64") {
     auto seq = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
         std::make_shared<nn::Linear>(3, 4), std::make_shared<nn::GELU>(),

@@ -247,6 +247,17 @@ protected:
     // then copies values into it. Built-in layers override this.
     virtual std::shared_ptr<Module> make_fresh() const;
 
+    // Runs before `child` is registered under `member`, whether new or a
+    // replacement (register_module, set_submodule, clone). A module that keeps
+    // typed members for its children overrides it to keep them in step with
+    // the registry, and throws to refuse a child; then nothing has changed.
+    virtual void on_child_set(const std::string& member, const std::shared_ptr<Module>& child);
+
+    // Every registered child in order, repeats and None children included
+    // (named_children() lists a module registered twice once, as PyTorch's
+    // does; an indexed container counts both entries).
+    const OrderedDict<std::shared_ptr<Module>>& registered_children() const { return children_; }
+
 private:
     static void copy_values(const Module& from, Module& to);
     std::optional<StateDict> extra_state_if_any() const;  // nullopt unless overridden

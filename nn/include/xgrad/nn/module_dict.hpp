@@ -26,13 +26,14 @@ public:
     std::shared_ptr<Module> operator[](const std::string& key) const { return at(key); }
     template <class M>
     std::shared_ptr<M> at(const std::string& key) const {
-        auto typed = std::dynamic_pointer_cast<M>(at(key));
+        std::shared_ptr<Module> module = at(key);
+        auto typed = std::dynamic_pointer_cast<M>(module);
         check(typed != nullptr, "ModuleDict: '{}' is not of the requested type (got {})", key,
-              at(key)->name());
+              module ? module->name() : "None");
         return typed;
     }
     bool contains(const std::string& key) const;
-    std::size_t size() const { return named_children().size(); }
+    std::size_t size() const { return registered_children().size(); }
     bool empty() const { return size() == 0; }
     std::vector<std::string> keys() const;
 

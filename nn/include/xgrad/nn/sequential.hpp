@@ -10,12 +10,13 @@
 #include <cstddef>
 #include <initializer_list>
 #include <memory>
+#include <utility>
 
-#include "xgrad/nn/module.hpp"
+#include "xgrad/nn/indexed_modules.hpp"
 
 namespace xg::nn {
 
-class Sequential : public Module {
+class Sequential : public IndexedModules {
 public:
     Sequential() = default;
     Sequential(std::initializer_list<std::shared_ptr<Module>> modules);
@@ -23,18 +24,9 @@ public:
     Tensor forward(const Tensor& input) override;
 
     // Appends `module` under the name str(size()).
-    Sequential& push_back(std::shared_ptr<Module> module);
-    std::size_t size() const;
-    bool empty() const { return size() == 0; }
-    // The index-th child; an index past the end throws xg::Error.
-    std::shared_ptr<Module> operator[](std::size_t index) const;
-    // The index-th child as an M; throws if it is not one.
-    template <class M>
-    std::shared_ptr<M> at(std::size_t index) const {
-        auto typed = std::dynamic_pointer_cast<M>((*this)[index]);
-        check(typed != nullptr, "Sequential: child {} is not of the requested type (got {})", index,
-              (*this)[index]->name());
-        return typed;
+    Sequential& push_back(std::shared_ptr<Module> module) {
+        append("push_back", std::move(module));
+        return *this;
     }
 
 protected:
