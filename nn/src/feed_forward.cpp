@@ -15,12 +15,12 @@ FeedForward::FeedForward(std::size_t d_model, std::size_t d_ff, double dropout,
                          bool bias_gate)
     : d_model(d_model), d_ff(d_ff), is_gated(is_gated) {
     check(activation != nullptr, "FeedForward: expected an activation module (got nullptr)");
-    layer1 = register_module("layer1", std::make_shared<Linear>(d_model, d_ff, bias1));
-    layer2 = register_module("layer2", std::make_shared<Linear>(d_ff, d_model, bias2));
-    this->dropout = register_module("dropout", std::make_shared<MonteCarloDropout>(dropout));
-    this->activation = register_module("activation", std::move(activation));
-    if (is_gated)
-        linear_v = register_module("linear_v", std::make_shared<Linear>(d_model, d_ff, bias_gate));
+    // on_child_set points the members at these.
+    register_module("layer1", std::make_shared<Linear>(d_model, d_ff, bias1));
+    register_module("layer2", std::make_shared<Linear>(d_ff, d_model, bias2));
+    register_module("dropout", std::make_shared<MonteCarloDropout>(dropout));
+    register_module("activation", std::move(activation));
+    if (is_gated) register_module("linear_v", std::make_shared<Linear>(d_model, d_ff, bias_gate));
 }
 
 namespace {
@@ -85,6 +85,34 @@ std::shared_ptr<FeedForward> FeedForward::swiglu(std::size_t d_model, std::size_
                                                  double dropout) {
     return std::make_shared<FeedForward>(d_model, d_ff, dropout, std::make_shared<SiLU>(), true,
                                          false, false, false);
+}
+
+namespace {
+// `child` as the type a FeedForward member needs, or an error naming both.
+template <class M>
+std::shared_ptr<M> require(const std::string& member, const std::shared_ptr<Module>& child,
+                           const char* expected) {
+    auto typed = std::dynamic_pointer_cast<M>(child);
+    check(typed != nullptr, "FeedForward: expected a {} (or subclass) for '{}' (got {})", expected,
+          member, child ? child->name() : "None");
+    return typed;
+}
+}  // namespace
+
+// forward calls the parts through the members, so set_submodule must move them too.
+void FeedForward::on_child_set(const std::string& member, const std::shared_ptr<Module>& child) {
+    if (member == "layer1") {
+        layer1 = require<Linear>(member, child, "Linear");
+    } else if (member == "layer2") {
+        layer2 = require<Linear>(member, child, "Linear");
+    } else if (member == "linear_v") {
+        linear_v = require<Linear>(member, child, "Linear");
+    } else if (member == "dropout") {
+        dropout = require<MonteCarloDropout>(member, child, "MonteCarloDropout");
+    } else if (member == "activation") {
+        check(child != nullptr, "FeedForward: expected a module for 'activation' (got None)");
+        activation = child;
+    }
 }
 
 std::shared_ptr<Module> FeedForward::make_fresh() const {

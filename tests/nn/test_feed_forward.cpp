@@ -331,3 +331,84 @@ TEST_CASE("FeedForward clone: same configuration and values, independent tensors
     xg::Tensor x = xg::randn({2, 4});
     CHECK_VALUES((*copy)(x), test::values((*ffn)(x)));
 }
+
+namespace {
+// A Linear that doubles its output: stands in for a user's layer (LoRA, quantised...).
+struct DoublingLinear : nn::Linear {
+    using nn::Linear::Linear;
+    xg::Tensor forward(const xg::Tensor& x) override { return nn::Linear::forward(x) * 2.0; }
+};
+}  // namespace
+
+TEST_CASE("FeedForward follows set_submodule: forward and the members use the new part") {
+    xg::manual_seed(4);
+    auto ffn = std::make_shared<nn::FeedForward>(4, 8, 0.1);
+    ffn->eval();
+    xg::Tensor x = xg::randn({3, 4});
+    auto gelu = std::make_shared<nn::GELU>();
+    ffn->set_submodule("activation", gelu);
+    CHECK(ffn->activation == gelu);
+    CHECK_VALUES_TOL((*ffn)(x), test::values((*ffn->layer2)(xg::gelu((*ffn->layer1)(x)))), 1e-6,
+                     1e-6);
+
+    auto doubling = std::make_shared<DoublingLinear>(4, 8);
+    ffn->set_submodule("layer1", doubling);
+    CHECK(ffn->layer1 == doubling);
+    CHECK(ffn->get_parameter("layer1.weight").impl() == doubling->weight.impl());
+    xg::Tensor h = (*ffn->layer1)(x);  // already doubled
+    CHECK_VALUES_TOL((*ffn)(x), test::values((*ffn->layer2)(xg::gelu(h))), 1e-6, 1e-6);
+
+    auto mc = std::make_shared<nn::MonteCarloDropout>(0.5);
+    ffn->set_submodule("dropout", mc);
+    CHECK(ffn->dropout == mc);
+    mc->enable_mc_dropout(true);  // on the new module only: eval forward must now sample
+    CHECK_FALSE(test::close(test::values((*ffn)(x)), test::values((*ffn)(x))));
+    auto gated = nn::FeedForward::swiglu(4, 8, 0.0);
+    auto v = std::make_shared<nn::Linear>(4, 8, true);
+    gated->set_submodule("linear_v", v);
+    CHECK(gated->linear_v == v);
+    gated->eval();
+    CHECK_VALUES_TOL((*gated)(x),
+                     test::values((*gated->layer2)(xg::silu((*gated->layer1)(x)) * (*v)(x))), 1e-6,
+                     1e-6);
+}
+
+TEST_CASE("FeedForward refuses a part of the wrong type and stays unchanged") {
+    auto ffn = std::make_shared<nn::FeedForward>(4, 8, 0.1);
+    std::string before = ffn->repr();
+    auto layer1 = ffn->layer1;
+    CHECK_THROWS_WITH_AS(ffn->set_submodule("layer1", std::make_shared<nn::Tanh>()),
+                         "FeedForward: expected a Linear (or subclass) for 'layer1' (got Tanh)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(ffn->set_submodule("layer2", nullptr),
+                         "FeedForward: expected a Linear (or subclass) for 'layer2' (got None)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(
+        ffn->set_submodule("dropout", std::make_shared<nn::Dropout>(0.2)),
+        "FeedForward: expected a MonteCarloDropout (or subclass) for 'dropout' (got Dropout)",
+        xg::Error);
+    CHECK_THROWS_WITH_AS(ffn->set_submodule("activation", nullptr),
+                         "FeedForward: expected a module for 'activation' (got None)", xg::Error);
+    CHECK(ffn->repr() == before);
+    CHECK(ffn->layer1 == layer1);
+    CHECK(ffn->get_submodule("layer1") == layer1);
+    ffn->set_submodule("extra", std::make_shared<nn::Tanh>());  // other names are not members
+    CHECK(test::child_names(*ffn).back() == "extra");
+}
+
+TEST_CASE("FeedForward clone keeps a replaced part, and the clone's members are its children") {
+    auto ffn = std::make_shared<nn::FeedForward>(4, 8, 0.0);
+    ffn->set_submodule("layer1", std::make_shared<nn::Linear>(4, 8, false));
+    ffn->set_submodule("activation", std::make_shared<nn::SiLU>());
+    auto copy = std::dynamic_pointer_cast<nn::FeedForward>(ffn->clone());
+    REQUIRE(copy);
+    CHECK(copy->repr() == ffn->repr());
+    CHECK_FALSE(copy->layer1->bias.defined());
+    CHECK(copy->layer1 == copy->get_submodule("layer1"));
+    CHECK(copy->activation == copy->get_submodule("activation"));
+    CHECK(copy->activation->name() == "SiLU");
+    ffn->eval();
+    copy->eval();
+    xg::Tensor x = xg::randn({2, 4});
+    CHECK_VALUES((*copy)(x), test::values((*ffn)(x)));
+}

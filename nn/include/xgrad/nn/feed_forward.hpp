@@ -54,12 +54,16 @@ public:
 
     std::size_t d_model, d_ff;
     bool is_gated;
+    // The registered children, kept in step with set_submodule: a replacement
+    // layer must be a Linear (or subclass), dropout a MonteCarloDropout, the
+    // activation any module.
     std::shared_ptr<Linear> layer1, layer2, linear_v;  // linear_v is null unless gated
     std::shared_ptr<MonteCarloDropout> dropout;
     std::shared_ptr<Module> activation;
 
 protected:
     std::shared_ptr<Module> make_fresh() const override;
+    void on_child_set(const std::string& member, const std::shared_ptr<Module>& child) override;
 };
 
 }  // namespace xg::nn
