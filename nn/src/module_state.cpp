@@ -184,38 +184,68 @@ IncompatibleKeys Module::load_state_dict(const StateDict& state_dict, bool stric
 
     // Strong guarantee: first what can throw (dtype conversions, which allocate,
     // and user set_extra_state, undone on failure), then copies that cannot.
-    std::vector<Tensor> converted;
+    // Load post hooks give their verdict after the values are in, so then the
+    // values about to be replaced are kept too, and put back if the load fails.
+    auto assigns = [&](std::size_t i) {
+        return assign && plan.copies[i].second.dtype() == plan.copies[i].first.dtype();
+    };
+    std::vector<Tensor> converted, previous;
     {
         NoGradGuard no_grad;
-        for (const auto& [target, source] : plan.copies)
+        for (std::size_t i = 0; i < plan.copies.size(); ++i) {
+            const auto& [target, source] = plan.copies[i];
             converted.push_back(source.detach().to(target.dtype()));
+            // An assigned tensor gets new storage: keeping the old one is enough.
+            if (post_hooks) previous.push_back(assigns(i) ? target.detach() : target.clone());
+        }
     }
     std::vector<std::pair<Module*, std::optional<StateDict>>> previous_extra;
+    auto restore_extra = [&] {
+        for (auto& [module, before] : previous_extra) {
+            try {
+                if (before) module->set_extra_state(*before);
+            } catch (...) {  // best effort: the first error is the one to report
+            }
+        }
+    };
     try {
         for (auto& [module, extra] : plan.extra_states) {
             previous_extra.emplace_back(module, module->extra_state_if_any());
             module->set_extra_state(extra);
         }
     } catch (...) {
-        for (auto& [module, previous] : previous_extra) {
-            try {
-                if (previous) module->set_extra_state(*previous);
-            } catch (...) {  // best effort: the first error is the one to report
-            }
-        }
+        restore_extra();
         throw;
     }
     for (std::size_t i = 0; i < plan.copies.size(); ++i) {
         const auto& [target, source] = plan.copies[i];
-        if (assign && source.dtype() == target.dtype())
+        if (assigns(i))
             replace_storage(target, source.detach());
         else
             copy_values_into(target, converted[i]);
     }
-    for (Module* module : plan.post_order) {
-        for (auto& [id, hook] : module->load_post_hooks_.snapshot()) hook(*module, plan.keys);
+    if (!post_hooks) return plan.keys;
+
+    auto restore = [&] {
+        for (std::size_t i = 0; i < plan.copies.size(); ++i) {
+            const Tensor& target = plan.copies[i].first;
+            if (assigns(i))
+                replace_storage(target, previous[i]);
+            else
+                copy_values_into(target, previous[i]);
+        }
+        restore_extra();
+    };
+    try {
+        for (Module* module : plan.post_order) {
+            for (auto& [id, hook] : module->load_post_hooks_.snapshot()) hook(*module, plan.keys);
+        }
+    } catch (...) {
+        restore();
+        throw;
     }
     if (strict && (!plan.keys.missing_keys.empty() || !plan.keys.unexpected_keys.empty())) {
+        restore();
         throw Error(error_text());
     }
     return plan.keys;

@@ -288,3 +288,49 @@ TEST_CASE("Module load_state_dict hooks: pre hooks may rewrite keys, post hooks 
     CHECK_NOTHROW(net->load_state_dict(partial));
     CHECK(order == Names{"TinyLinear:1", "Net2:1"});  // children first, as PyTorch
 }
+
+TEST_CASE("Module load_state_dict: a strict load its post hooks do not forgive changes nothing") {
+    // Post hooks run after the values are in (they judge the final key lists),
+    // so a failed verdict must put every value and the extra state back.
+    auto holder = std::make_shared<Holder>();
+    holder->c->step = 3.0;
+    auto before = snapshot(*holder);
+    xg::StateDict checkpoint;
+    for (auto& [key, t] : holder->state_dict()) {
+        checkpoint.insert_or_assign(key, xg::full(t.shape(), 5.0, t.dtype()));
+    }
+    checkpoint.erase("p");
+    int hook_calls = 0;
+    auto handle = holder->c->register_load_state_dict_post_hook(
+        [&](xg::nn::Module&, xg::nn::IncompatibleKeys&) { ++hook_calls; });
+    for (bool assign : {false, true}) {
+        CAPTURE(assign);
+        xg::Tensor w = holder->c->w;
+        const void* data = w.data<double>().data();
+        CHECK_THROWS_WITH_AS(holder->load_state_dict(checkpoint, true, assign),
+                             doctest::Contains("Missing key(s) in state_dict: \"p\""), xg::Error);
+        CHECK(snapshot(*holder) == before);
+        CHECK(holder->c->step == 3.0);
+        CHECK(holder->c->w.data<double>().data() == data);  // the same storage, not a copy
+    }
+    CHECK(hook_calls == 2);  // the hook did run: the values were in and came back out
+}
+
+TEST_CASE("Module load_state_dict: a post hook that throws leaves the model unchanged") {
+    auto holder = std::make_shared<Holder>();
+    auto before = snapshot(*holder);
+    xg::StateDict checkpoint;
+    for (auto& [key, t] : holder->state_dict()) {
+        checkpoint.insert_or_assign(key, xg::full(t.shape(), 5.0, t.dtype()));
+    }
+    auto handle = holder->register_load_state_dict_post_hook(
+        [](xg::nn::Module& m, xg::nn::IncompatibleKeys&) {
+            throw xg::Error(m.name() + ": refusing this checkpoint");
+        });
+    CHECK_THROWS_WITH_AS(holder->load_state_dict(checkpoint, false),
+                         "Holder: refusing this checkpoint", xg::Error);
+    CHECK(snapshot(*holder) == before);
+    handle.remove();
+    holder->load_state_dict(checkpoint);  // and without the hook it does load
+    for (double v : mt::flat(holder->c->w)) CHECK(v == 5.0);
+}
