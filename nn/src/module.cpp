@@ -3,6 +3,7 @@
 // in module_hooks.cpp.
 #include "xgrad/nn/module.hpp"
 
+#include <map>
 #include <set>
 #include <sstream>
 #include <typeinfo>
@@ -311,9 +312,13 @@ std::shared_ptr<Module> Module::make_fresh() const {
         name(), name()));
 }
 
+struct Module::CloneMemo {
+    std::map<const Module*, std::shared_ptr<Module>> copies;
+};
+
 // Copies `from`'s values into `to`, a module of the same structure, keeping
 // `to`'s own tensor handles and children (its layers hold them as members).
-void Module::copy_values(const Module& from, Module& to) {
+void Module::copy_values(const Module& from, Module& to, CloneMemo& memo) {
     to.training_ = from.training_;
     auto copy_members = [](const OrderedDict<Tensor>& source, OrderedDict<Tensor>& target) {
         for (const auto& [member, tensor] : source) {
@@ -336,23 +341,34 @@ void Module::copy_values(const Module& from, Module& to) {
     copy_members(from.buffers_, to.buffers_);
     to.non_persistent_ = from.non_persistent_;
     for (const auto& [member, child] : from.children_) {
-        // Reuse the fresh child (the parent's members point at it) only when it
-        // was built with the same configuration; a child swapped in later with
-        // another one (say, without a bias) is cloned as it is now.
         auto* existing = to.children_.find(member);
-        if (child && existing && *existing && (*existing)->repr() == child->repr()) {
-            copy_values(*child, **existing);
+        if (!child) {
+            to.register_child(member, nullptr);
+        } else if (auto copied = memo.copies.find(child.get()); copied != memo.copies.end()) {
+            to.register_child(member, copied->second);
+        } else if (existing && *existing && (*existing)->repr() == child->repr()) {
+            // Reuse the fresh child (the parent's members point at it) only when it
+            // was built with the same configuration; a child swapped in later with
+            // another one (say, without a bias) is cloned as it is now.
+            memo.copies.emplace(child.get(), *existing);
+            copy_values(*child, **existing, memo);
         } else {
-            to.register_child(member, child ? child->clone() : nullptr);
+            to.register_child(member, child->clone_with(memo));
         }
     }
     if (auto extra = from.extra_state_if_any()) to.set_extra_state(*extra);
 }
 
-std::shared_ptr<Module> Module::clone() const {
+std::shared_ptr<Module> Module::clone_with(CloneMemo& memo) const {
     std::shared_ptr<Module> copy = make_fresh();
-    copy_values(*this, *copy);
+    memo.copies.emplace(this, copy);
+    copy_values(*this, *copy, memo);
     return copy;
+}
+
+std::shared_ptr<Module> Module::clone() const {
+    CloneMemo memo;
+    return clone_with(memo);
 }
 
 // ---- printing ----

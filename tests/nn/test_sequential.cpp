@@ -112,3 +112,17 @@ TEST_CASE("Sequential clone is a deep copy that computes the same function") {
     copy->at<nn::Linear>(0)->weight.data<float>().fill(0.0f);
     CHECK(xt::any(xt::not_equal(seq->at<nn::Linear>(0)->weight.data<float>(), 0.0f)));
 }
+
+TEST_CASE("Sequential clone keeps a module held twice one module, as copy.deepcopy does") {
+    // torch: c = copy.deepcopy(Sequential(lin, tanh, lin)); c[0] is c[2] and not lin.
+    auto lin = std::make_shared<nn::Linear>(3, 3);
+    auto seq = std::make_shared<nn::Sequential>(
+        std::initializer_list<std::shared_ptr<nn::Module>>{lin, std::make_shared<nn::Tanh>(), lin});
+    auto copy = std::dynamic_pointer_cast<nn::Sequential>(seq->clone());
+    REQUIRE(copy);
+    CHECK((*copy)[0] == (*copy)[2]);
+    CHECK((*copy)[0] != lin);
+    CHECK(copy->parameters().size() == 2);
+    xg::Tensor x = xg::randn({2, 3});
+    CHECK_VALUES((*copy)(x), test::values((*seq)(x)));
+}

@@ -234,7 +234,9 @@ public:
     Module& cpu() { return to(std::string("cpu")); }
     Module& cuda() { return to(std::string("cuda")); }
     Module& to_empty();  // fresh uninitialised storage of the same shapes
-    // A deep copy: same class, same values, no shared tensors, no hooks.
+    // A deep copy: same class, same values, no shared tensors, no hooks. A
+    // module held twice (Sequential{lin, tanh, lin}) is one module in the copy,
+    // as with Python's copy.deepcopy.
     std::shared_ptr<Module> clone() const;
 
     // ---- printing ----
@@ -259,7 +261,9 @@ protected:
     const OrderedDict<std::shared_ptr<Module>>& registered_children() const { return children_; }
 
 private:
-    static void copy_values(const Module& from, Module& to);
+    struct CloneMemo;  // source module -> its copy, so a shared child stays shared
+    std::shared_ptr<Module> clone_with(CloneMemo& memo) const;
+    static void copy_values(const Module& from, Module& to, CloneMemo& memo);
     std::optional<StateDict> extra_state_if_any() const;  // nullopt unless overridden
     void save_into(StateDict& destination, const std::string& prefix, bool keep_vars);
     struct LoadPlan;
