@@ -79,12 +79,15 @@ void Module::on_child_set(const std::string&, const std::shared_ptr<Module>&) {}
 // ---- traversal ----
 
 std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules(
-    const std::string& prefix, bool remove_duplicate) {
+    const std::string& prefix, bool remove_duplicate) const {
     // Depth-first, self first, as PyTorch; `seen` drops modules reached twice.
+    // Const like children(): the handles given out are the module's own.
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
     std::set<const Module*> seen;
-    std::shared_ptr<Module> self = weak_from_this().lock();
-    std::vector<std::pair<std::string, Module*>> stack{{prefix, this}};
+    auto self = std::const_pointer_cast<Module>(weak_from_this().lock());
+    // Not owned by a shared_ptr (a module on the stack): a handle that does not own.
+    if (!self) self = std::shared_ptr<Module>(std::shared_ptr<Module>(), const_cast<Module*>(this));
+    std::vector<std::pair<std::string, const Module*>> stack{{prefix, this}};
     std::vector<std::shared_ptr<Module>> owners{self};
     while (!stack.empty()) {
         auto [path, module] = stack.back();
@@ -103,7 +106,7 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
     return out;
 }
 
-std::vector<std::shared_ptr<Module>> Module::modules() {
+std::vector<std::shared_ptr<Module>> Module::modules() const {
     std::vector<std::shared_ptr<Module>> out;
     for (auto& [path, module] : named_modules()) out.push_back(module);
     return out;
@@ -132,9 +135,8 @@ std::vector<std::pair<std::string, Tensor>> named_members(const Module& root,
                                                           bool remove_duplicate, Select select) {
     std::vector<std::pair<std::string, const Module*>> modules;
     if (recurse) {
-        for (auto& [path, module] :
-             const_cast<Module&>(root).named_modules(prefix, remove_duplicate)) {
-            modules.emplace_back(path, module ? module.get() : &root);
+        for (auto& [path, module] : root.named_modules(prefix, remove_duplicate)) {
+            modules.emplace_back(path, module.get());
         }
     } else {
         modules.emplace_back(prefix, &root);
@@ -281,7 +283,7 @@ Module& Module::to(Dtype dtype) {
         if (Tensor& g = t.mutable_grad(); g.defined()) g = g.detach().to(dtype);
     };
     for (auto& [path, module] : named_modules("", false)) {
-        Module& m = module ? *module : *this;
+        Module& m = *module;
         for (auto& [member, p] : m.parameters_) convert(p);
         for (auto& [member, b] : m.buffers_) convert(b);
     }
@@ -298,7 +300,7 @@ Module& Module::to_empty() {
         if (t.defined()) replace_storage(t, empty(t.shape(), t.dtype()));
     };
     for (auto& [path, module] : named_modules("", false)) {
-        Module& m = module ? *module : *this;
+        Module& m = *module;
         for (auto& [member, p] : m.parameters_) renew(p);
         for (auto& [member, b] : m.buffers_) renew(b);
     }

@@ -77,6 +77,18 @@ TEST_CASE("Module traversal: named_modules is depth-first, self first, named by 
           Names{"", "chain", "chain.0", "chain.1", "chain.2", "block", "block.fc", "head"});
 }
 
+TEST_CASE("Module traversal: a const module, or one on the stack, walks the same way") {
+    mt::Net net;  // not owned by a shared_ptr: self comes back as a handle that does not own
+    const mt::Net& view = net;
+    auto named = view.named_modules();
+    CHECK(names_of(named) == module_ref::net_named_modules);
+    REQUIRE(named[0].second != nullptr);
+    CHECK(named[0].second.get() == &net);
+    CHECK(named[0].second.use_count() == 0);
+    CHECK(view.modules()[4] == net.b->fc);
+    for (const auto& module : view.modules()) CHECK_FALSE(module->name().empty());
+}
+
 TEST_CASE("Module traversal: a leaf module walks only itself") {
     auto lin = std::make_shared<mt::TinyLinear>(3, 2, false);
     CHECK(names_of(lin->named_modules()) == Names{""});

@@ -155,9 +155,10 @@ public:
                                                               bool remove_duplicate = true) const;
     std::vector<std::shared_ptr<Module>> children() const;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
-    std::vector<std::shared_ptr<Module>> modules();
+    // Self first; for a module not owned by a shared_ptr, by a handle that does not own it.
+    std::vector<std::shared_ptr<Module>> modules() const;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules(
-        const std::string& prefix = "", bool remove_duplicate = true);
+        const std::string& prefix = "", bool remove_duplicate = true) const;
 
     // ---- paths ----
     std::shared_ptr<Module> get_submodule(const std::string& target);
