@@ -29,6 +29,15 @@ std::vector<std::pair<std::uint64_t, Fn>> both(const HookList<Fn>& global,
     return all;
 }
 
+// A hook's replacement must line up with what it replaces (PyTorch checks the
+// same, in the same words, but without naming the module).
+void check_replacement(const Module& module, const char* hook, const char* grads,
+                       const std::vector<Tensor>& replaced, std::size_t expected) {
+    check(replaced.size() == expected,
+          "{}: {} returned an invalid number of {}, got {}, but expected {}", module.name(), hook,
+          grads, replaced.size(), expected);
+}
+
 // What one call of a module shares between its output node (which sees
 // grad_output first) and its input node (which later sees grad_input).
 struct BackwardCall {
@@ -47,6 +56,7 @@ struct BackwardCall {
         if (m == nullptr) return grad_input;
         for (auto& [id, hook] : hooks) {
             if (auto replaced = hook(*m, grad_input, grad_output); !replaced.empty()) {
+                check_replacement(*m, "backward hook", "grad_input", replaced, grad_input.size());
                 grad_input = std::move(replaced);
             }
         }
@@ -168,6 +178,8 @@ Tensor Module::call_with_hooks(const Tensor& original_input) {
                 if (Module* m = call->alive()) {
                     for (auto& [id, hook] : call->pre_hooks) {
                         if (auto replaced = hook(*m, grad_output); !replaced.empty()) {
+                            check_replacement(*m, "backward pre hook", "grad_output", replaced,
+                                              grad_output.size());
                             grad_output = std::move(replaced);
                         }
                     }

@@ -322,6 +322,28 @@ TEST_CASE("Module hooks: a backward pre hook replaces grad_output") {
     CHECK(mt::near(mt::flat(x.grad()), x3));
 }
 
+TEST_CASE("Module hooks: a backward hook returning the wrong number of gradients is named") {
+    // torch: "Backward hook returned an invalid number of grad_input, got 2, but expected 1".
+    auto lin = std::make_shared<mt::TinyLinear>(3, 2);
+    Tensor x = mt::values({2, 3}, 0.3);
+    x.requires_grad_();
+    auto two = [](const Tensor& g) { return std::vector<Tensor>{g, g}; };
+    auto hook =
+        lin->register_full_backward_hook([&](Module&, const std::vector<Tensor>& gi,
+                                             const std::vector<Tensor>&) { return two(gi.at(0)); });
+    CHECK_THROWS_WITH_AS(
+        xg::sum((*lin)(x)).backward(),
+        "TinyLinear: backward hook returned an invalid number of grad_input, got 2, but expected 1",
+        xg::Error);
+    hook.remove();
+    auto pre = lin->register_full_backward_pre_hook(
+        [&](Module&, const std::vector<Tensor>& go) { return two(go.at(0)); });
+    CHECK_THROWS_WITH_AS(xg::sum((*lin)(x)).backward(),
+                         "TinyLinear: backward pre hook returned an invalid number of grad_output, "
+                         "got 2, but expected 1",
+                         xg::Error);
+}
+
 TEST_CASE("Module hooks: a module called twice in one graph fires its hooks twice") {
     auto lin = std::make_shared<mt::TinyLinear>(3, 3);
     std::vector<std::vector<double>> grad_outputs;
