@@ -75,7 +75,9 @@ void Optimizer::add_param_group(std::vector<Tensor> params, const OptimizerOptio
 void Optimizer::add_group(OptimizerParamGroup group) {
     std::unique_ptr<OptimizerOptions> options =
         group.has_options() ? group.options().clone() : defaults_->clone();
-    check(typeid(*options) == typeid(*defaults_),
+    // typeid of plain references: no call inside typeid for clang to warn about.
+    const OptimizerOptions &given = *options, &defaults = *defaults_;
+    check(typeid(given) == typeid(defaults),
           "{}: expected param group options of the optimizer's own type (got another "
           "optimizer's)",
           name_);
