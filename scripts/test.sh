@@ -6,6 +6,8 @@
 #      fuzz/ for XGRAD_FUZZ_SECONDS (default 60) seconds; see fuzz/run.sh.
 #   3. Sanitizer build in build-asan/ (RelWithDebInfo at -O1 -g1, XGRAD_SANITIZE=ON: ASan,
 #      UBSan, LeakSanitizer): every test again; any report fails the test it is in.
+# Every build treats warnings as errors: the code is warning-free under
+# -Wall -Wextra with GCC and clang, and stays so.
 # ctest's summary of the sanitizer run is the last thing printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +15,12 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 echo "== 1/3 Release build and tests"
-cmake -S . -B build
+cmake -S . -B build -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
 cmake --build build -j2
 ctest --test-dir build --output-on-failure -j2
 
 echo "== 2/3 fuzzing"
-cmake -S fuzz -B build-fuzz -DCMAKE_CXX_COMPILER=clang++
+cmake -S fuzz -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
 cmake --build build-fuzz -j2
 fuzz/run.sh build-fuzz "${XGRAD_FUZZ_SECONDS:-60}"
 
@@ -30,6 +32,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # -O1 -g1 (ASan's advice; line tables are enough for its stack traces) compiles
 # twice as fast as -O2 -g here, which keeps the whole run under 30 minutes.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXGRAD_SANITIZE=ON \
+    -DCMAKE_COMPILE_WARNING_AS_ERROR=ON \
     -DCMAKE_CXX_FLAGS="-fno-sanitize-recover=all" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
 cmake --build build-asan -j2
 # packaging.* only rebuild xgrad as an outside project: they check packaging,
