@@ -49,7 +49,8 @@ std::optional<FusedActivation> fusable(const Module& activation) {
 // names the module each op ran in.
 Tensor FeedForward::forward(const Tensor& x) {
     std::optional<FusedActivation> kind = fusable(*activation);
-    if (kind && typeid(*dropout) == typeid(MonteCarloDropout) && !activation->has_hooks() &&
+    const Dropout& drop = *dropout;  // typeid of a plain reference, not of a call
+    if (kind && typeid(drop) == typeid(MonteCarloDropout) && !activation->has_hooks() &&
         !dropout->has_hooks() && !autograd::is_anomaly_enabled()) {
         Tensor h = (*layer1)(x);
         Tensor v = is_gated ? (*linear_v)(x) : Tensor();
