@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command and the only thing .ci/run does. Installs the
-# dependencies, then three stages; the first failure stops the run:
+# dependencies, then four stages; the first failure stops the run:
 #   1. Release build in build/: every test.
 #   2. Fuzzing in build-fuzz/ (clang, libFuzzer, ASan + UBSan): every target in
 #      fuzz/ for XGRAD_FUZZ_SECONDS (default 60) seconds; see fuzz/run.sh.
-#   3. Sanitizer build in build-asan/ (RelWithDebInfo at -O1 -g1, XGRAD_SANITIZE=ON: ASan,
+#   3. ThreadSanitizer build in build-tsan/ (see tsan/CMakeLists.txt): the tests
+#      that run threads; any data race report fails the test it is in.
+#   4. Sanitizer build in build-asan/ (RelWithDebInfo at -O1 -g1, XGRAD_SANITIZE=ON: ASan,
 #      UBSan, LeakSanitizer): every test again; any report fails the test it is in.
 # Every build treats warnings as errors: the code is warning-free under
 # -Wall -Wextra with GCC and clang, and stays so.
@@ -14,17 +16,22 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 
-echo "== 1/3 Release build and tests"
+echo "== 1/4 Release build and tests"
 cmake -S . -B build -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
 cmake --build build -j2
 ctest --test-dir build --output-on-failure -j2
 
-echo "== 2/3 fuzzing"
+echo "== 2/4 fuzzing"
 cmake -S fuzz -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
 cmake --build build-fuzz -j2
 fuzz/run.sh build-fuzz "${XGRAD_FUZZ_SECONDS:-60}"
 
-echo "== 3/3 sanitizer build and tests"
+echo "== 3/4 ThreadSanitizer build and thread tests"
+cmake -S tsan -B build-tsan -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
+cmake --build build-tsan -j2
+ctest --test-dir build-tsan --output-on-failure -j2
+
+echo "== 4/4 sanitizer build and tests"
 # Every report is fatal: ASan aborts, UBSan is built without recovery and halts,
 # LeakSanitizer fails the process at exit.
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1

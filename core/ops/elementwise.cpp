@@ -6,6 +6,7 @@
 
 #include "activation_rules.hpp"
 #include "buffer_cache.hpp"
+#include "cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
@@ -317,11 +318,8 @@ std::uint64_t dropout_threshold(double p) {
 
 // The hash needs 64-bit multiplies, which only AVX-512 does in vector
 // registers; on such CPUs the x86-64-v4 clone runs.
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void keep_mask(std::uint64_t key,
-                                                                           std::size_t first,
-                                                                           std::size_t n,
-                                                                           std::uint64_t threshold,
-                                                                           std::uint8_t* keep) {
+XG_CLONES_V4 void keep_mask(std::uint64_t key, std::size_t first, std::size_t n,
+                            std::uint64_t threshold, std::uint8_t* keep) {
     for (std::size_t i = 0; i < n; ++i)
         keep[i] = (mix(key + (first + i) * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold;
 }

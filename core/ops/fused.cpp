@@ -16,6 +16,7 @@
 
 #include "activation_rules.hpp"
 #include "buffer_cache.hpp"
+#include "cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
@@ -159,28 +160,18 @@ inline void relu_output_backward(const T* g, const T* y, T scale, T* gh, std::si
 
 // The float kernels again, compiled for AVX2 and AVX-512 as well: the loops
 // are where the time goes, and the default x86-64 target only has 4-wide
-// vectors. flatten inlines the templates above into each clone.
-// Clang refuses flatten on a multiversioned function; there the clones may call
-// the default-target templates (the fuzzing build only).
-#if defined(__clang__)
-#define XG_KERNEL_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define XG_KERNEL_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-#endif
-
-XG_KERNEL_CLONES void forward_f32(const Pass<float>& pass, const float* h, const float* v,
-                                  const std::uint8_t* keep, float* out, std::size_t n) {
+// vectors.
+XG_CLONES_V4_V3 void forward_f32(const Pass<float>& pass, const float* h, const float* v,
+                                 const std::uint8_t* keep, float* out, std::size_t n) {
     forward_kernel(pass, h, v, keep, out, n);
 }
-XG_KERNEL_CLONES void backward_f32(const Pass<float>& pass, const float* g, const float* h,
-                                   const float* v, const std::uint8_t* keep, float* gh, float* gv,
-                                   std::size_t n) {
+XG_CLONES_V4_V3 void backward_f32(const Pass<float>& pass, const float* g, const float* h,
+                                  const float* v, const std::uint8_t* keep, float* gh, float* gv,
+                                  std::size_t n) {
     backward_kernel(pass, g, h, v, keep, gh, gv, n);
 }
-XG_KERNEL_CLONES void relu_output_backward_f32(const float* g, const float* y, float scale,
-                                               float* gh, std::size_t n) {
+XG_CLONES_V4_V3 void relu_output_backward_f32(const float* g, const float* y, float scale,
+                                              float* gh, std::size_t n) {
     relu_output_backward(g, y, scale, gh, n);
 }
 

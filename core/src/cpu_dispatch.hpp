@@ -1,0 +1,26 @@
+// Function multiversioning for the hot loops: a marked function is compiled for
+// AVX-512 (x86-64-v4), AVX2 (x86-64-v3) and baseline x86-64, and the loader
+// picks one for the CPU through an ifunc resolver.
+//
+// XG_CLONES_V4: AVX-512 and baseline only (keep_mask: only AVX-512 has 64-bit
+// vector multiplies, so an AVX2 clone would gain nothing).
+// XG_CLONES_V4_V3: all three, with flatten so the templates a clone calls are
+// compiled for its target too. Clang refuses flatten on a multiversioned
+// function; there (the fuzzing build only) the clones call baseline templates.
+//
+// None under ThreadSanitizer: the resolver runs during relocation, before the
+// TSan runtime is up, and crashes in its instrumentation.
+#pragma once
+
+#if defined(__SANITIZE_THREAD__)
+#define XG_CLONES_V4
+#define XG_CLONES_V4_V3
+#elif defined(__clang__)
+#define XG_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "default")))
+#define XG_CLONES_V4_V3 \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define XG_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "default")))
+#define XG_CLONES_V4_V3 \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+#endif
