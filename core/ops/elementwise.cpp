@@ -275,27 +275,35 @@ Tensor abs(const Tensor& x) {
 // 1 / (1 - p). The mask comes from a counter-based hash of one key drawn from
 // the global generator, so manual_seed makes it reproducible. Backward keeps
 // the mask as one byte per element: rehashing costs more than reading it.
+namespace {
+// out = in * mask * scale, the mask made slice by slice from its key: forward
+// applies it to x, backward the same to the gradient. in may be out.
+template <class T>
+void apply_dropout(const detail::Mask& mask, T scale, const T* in, T* out, std::size_t n) {
+    detail::in_mask_slices(
+        mask, n, [=](std::size_t first, std::size_t m, const std::uint8_t* keep) {
+            const T s = scale;  // a local: GCC does not vectorise if the stores may alias it
+            const T* src = in + first;
+            T* dst = out + first;
+            XG_IVDEP
+            for (std::size_t j = 0; j < m; ++j) dst[j] = src[j] * (keep[j] ? s : T(0));
+        });
+}
+}  // namespace
+
 Tensor dropout(const Tensor& x, double p, bool training) {
     check(p >= 0.0 && p <= 1.0, "dropout: expected p in [0, 1] (got {})", p);
     if (!training || p == 0.0) return x;
-    std::uint64_t key = next_random_key();
+    const detail::Mask mask{true, next_random_key(), detail::dropout_threshold(p)};
     return detail::visit_floating(x, "dropout", [&]<class T>(xt::xarray<T>& a) {
         const T scale = p == 1.0 ? T(0) : T(1.0 / (1.0 - p));
-        const std::uint64_t threshold = detail::dropout_threshold(p);
         auto y = detail::empty_array<T>(a.shape());
-        const T* in = a.data();
-        T* out = y.data();
-        const std::size_t n = y.size();
-        std::vector<std::uint8_t> keep(n);
-        detail::keep_mask(key, 0, n, threshold, keep.data());
-        for (std::size_t i = 0; i < n; ++i) out[i] = in[i] * (keep[i] ? scale : T(0));
+        apply_dropout(mask, scale, a.data(), y.data(), y.size());
         return make_result(wrap(std::move(y)), "DropoutBackward", {x},
-                           [keep = std::move(keep), scale](const Tensor& g) {
+                           [mask, scale](const Tensor& g) {
                                const T* gp = g.data<T>().data();
-                               xt::xarray<T> d = detail::take_buffer<T>(g);
-                               T* o = d.data();
-                               for (std::size_t i = 0, n = d.size(); i < n; ++i)
-                                   o[i] = gp[i] * (keep[i] ? scale : T(0));
+                               xt::xarray<T> d = detail::take_buffer<T>(g);  // may be g's own
+                               apply_dropout(mask, scale, gp, d.data(), d.size());
                                return autograd::Gradients{wrap(std::move(d))};
                            });
     });

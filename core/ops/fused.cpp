@@ -9,8 +9,6 @@
 // nothing but the output, which the next Linear saves anyway: where the output
 // is positive both ReLU and the mask let the gradient through, and everywhere
 // else the gradient is 0.
-#include <algorithm>
-#include <array>
 #include <optional>
 #include <type_traits>
 
@@ -20,16 +18,6 @@
 #include "dropout_mask.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
-
-// Each element of these loops reads its inputs before writing its outputs, and
-// outputs may be inputs (gh over g, gv over v): no dependence between elements.
-// GCC only: clang builds only the fuzz targets, where speed does not matter and
-// its sanitizer instrumentation makes it warn that it cannot honour the hint.
-#if defined(__clang__)
-#define XG_IVDEP
-#else
-#define XG_IVDEP _Pragma("GCC ivdep")
-#endif
 
 namespace xg {
 
@@ -46,24 +34,8 @@ struct Pass {
     T scale;  // dropout's 1 / (1 - p)
 };
 
-// The dropout mask of one call: its key and threshold, or none.
-struct Mask {
-    bool active;
-    std::uint64_t key, threshold;
-};
-
-// f(first, count, keep) over [0, n) in slices, keep pointing at the slice's
-// mask bytes (null without dropout), made on the stack as needed.
-template <class F>
-void in_mask_slices(const Mask& mask, std::size_t n, F&& f) {
-    if (!mask.active) return f(std::size_t(0), n, static_cast<const std::uint8_t*>(nullptr));
-    std::array<std::uint8_t, 4096> keep;
-    for (std::size_t first = 0; first < n; first += keep.size()) {
-        const std::size_t m = std::min(keep.size(), n - first);
-        detail::keep_mask(mask.key, first, m, mask.threshold, keep.data());
-        f(first, m, static_cast<const std::uint8_t*>(keep.data()));
-    }
-}
+using detail::in_mask_slices;
+using detail::Mask;
 
 // Calls f.template operator()<Rule>() for the activation's rule.
 template <class F>

@@ -36,7 +36,7 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 namespace {
 
 // Allocations per step over `steps` steps after `warmup` steps.
-long allocations_per_step(xg::nn::FeedForward& ffn, const xg::Shape& x_shape, int warmup,
+long allocations_per_step(xg::nn::Module& ffn, const xg::Shape& x_shape, int warmup,
                           int steps) {
     xg::Tensor x = xg::randn(x_shape).requires_grad_();
     xg::Tensor target = xg::randn(x_shape);
@@ -71,6 +71,15 @@ TEST_CASE("a steady-state FeedForward training step allocates nothing, every var
         CHECK(allocations_per_step(*ffn, {32, 16}, 3, 5) == 0);    // small arrays
         CHECK(allocations_per_step(*ffn, {1024, 16}, 3, 3) == 0);  // cached large ones
     }
+}
+
+TEST_CASE("a steady-state step through separate Linear, ReLU and Dropout modules allocates nothing") {
+    // The unfused path: the dropout op remakes its mask in backward from its key.
+    namespace nn = xg::nn;
+    nn::Sequential block{std::make_shared<nn::Linear>(16, 64), std::make_shared<nn::ReLU>(),
+                         std::make_shared<nn::Dropout>(0.1), std::make_shared<nn::Linear>(64, 16)};
+    CHECK(allocations_per_step(block, {32, 16}, 3, 5) == 0);
+    CHECK(allocations_per_step(block, {1024, 16}, 3, 3) == 0);
 }
 
 TEST_CASE("the counter sees allocations, so zero above means none") {

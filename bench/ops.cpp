@@ -1,0 +1,34 @@
+// Single ops outside the FFN step, with Google Benchmark: what a model built
+// from separate modules (Sequential{Linear, ReLU, Dropout, ...}) runs.
+//
+//   cmake -S . -B build-bench -DXGRAD_BUILD_BENCH=ON && cmake --build build-bench --target ops
+//   build-bench/bench/ops
+#include <benchmark/benchmark.h>
+#include <xgrad/xgrad.hpp>
+
+namespace {
+
+const xg::Shape kShape{2048, 2048};
+
+void BM_DropoutForward(benchmark::State& state) {
+    xg::NoGradGuard no_grad;
+    xg::Tensor x = xg::randn(kShape);
+    for (auto _ : state) benchmark::DoNotOptimize(xg::dropout(x, 0.1, true));
+    state.SetItemsProcessed(state.iterations() * std::int64_t(x.numel()));
+}
+BENCHMARK(BM_DropoutForward)->Unit(benchmark::kMillisecond);
+
+void BM_DropoutForwardBackward(benchmark::State& state) {
+    xg::Tensor x = xg::randn(kShape).requires_grad_();
+    xg::Tensor grad = xg::ones(kShape);
+    for (auto _ : state) {
+        xg::dropout(x, 0.1, true).backward(grad);
+        x.mutable_grad() = xg::Tensor();
+    }
+    state.SetItemsProcessed(state.iterations() * std::int64_t(x.numel()));
+}
+BENCHMARK(BM_DropoutForwardBackward)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
