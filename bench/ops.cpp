@@ -29,6 +29,28 @@ void BM_DropoutForwardBackward(benchmark::State& state) {
 }
 BENCHMARK(BM_DropoutForwardBackward)->Unit(benchmark::kMillisecond);
 
+// A unary op forward, then forward and backward, for comparison with dropout.
+template <xg::Tensor (*Op)(const xg::Tensor&)>
+void BM_UnaryForwardBackward(benchmark::State& state) {
+    xg::Tensor x = xg::randn(kShape).requires_grad_();
+    xg::Tensor grad = xg::ones(kShape);
+    for (auto _ : state) {
+        Op(x).backward(grad);
+        x.mutable_grad() = xg::Tensor();
+    }
+    state.SetItemsProcessed(state.iterations() * std::int64_t(x.numel()));
+}
+xg::Tensor relu(const xg::Tensor& x) { return xg::relu(x); }
+xg::Tensor gelu(const xg::Tensor& x) { return xg::gelu(x); }
+xg::Tensor silu(const xg::Tensor& x) { return xg::silu(x); }
+xg::Tensor scale(const xg::Tensor& x) { return x * 0.5; }
+xg::Tensor square(const xg::Tensor& x) { return x * x; }
+BENCHMARK(BM_UnaryForwardBackward<relu>)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UnaryForwardBackward<gelu>)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UnaryForwardBackward<silu>)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UnaryForwardBackward<scale>)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UnaryForwardBackward<square>)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -18,27 +18,39 @@ using detail::wrap;
 
 namespace {
 
-// y[i] = forward(x[i]), one pass on raw memory. The gradient rule sees the saved
-// input, or the output when SaveOutput (tanh, exp, ...): gx[i] = grad(saved[i], g[i]),
-// written over g's buffer when the engine holds the only handle to it.
-template <bool SaveOutput, class Forward, class Grad>
-Tensor unary(const Tensor& x, const char* op, const char* node, Forward forward, Grad grad) {
+// y = forward(x), one pass on raw memory: forward_loop(in, out, n). The
+// gradient rule sees the saved input, or the output when SaveOutput (tanh,
+// exp, ...): grad_loop(saved, g, gx, n), gx written over g's buffer when the
+// engine holds the only handle to it.
+template <bool SaveOutput, class ForwardLoop, class GradLoop>
+Tensor unary_loops(const Tensor& x, const char* op, const char* node, ForwardLoop forward_loop,
+                   GradLoop grad_loop) {
     return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
         auto y = detail::empty_array<T>(a.shape());
-        const T* in = a.data();
-        T* out = y.data();
-        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = forward(in[i]);
+        forward_loop(a.data(), y.data(), y.size());
         Tensor result = wrap(std::move(y));
         std::shared_ptr<Storage> saved = (SaveOutput ? result : x).impl()->storage;
-        return make_result(result, node, {x}, [saved, grad](const Tensor& g) {
+        return make_result(result, node, {x}, [saved, grad_loop](const Tensor& g) {
             const T* gp = g.data<T>().data();
             const T* s = std::get<xt::xarray<T>>(*saved).data();
             xt::xarray<T> d = detail::take_buffer<T>(g);
-            T* o = d.data();
-            for (std::size_t i = 0, n = d.size(); i < n; ++i) o[i] = grad(s[i], gp[i]);
+            grad_loop(s, gp, d.data(), d.size());
             return autograd::Gradients{wrap(std::move(d))};
         });
     });
+}
+
+// unary_loops with per-element rules: y[i] = forward(x[i]), gx[i] = grad(saved[i], g[i]).
+template <bool SaveOutput, class Forward, class Grad>
+Tensor unary(const Tensor& x, const char* op, const char* node, Forward forward, Grad grad) {
+    return unary_loops<SaveOutput>(
+        x, op, node,
+        [forward]<class T>(const T* in, T* out, std::size_t n) {
+            for (std::size_t i = 0; i < n; ++i) out[i] = forward(in[i]);
+        },
+        [grad]<class T>(const T* s, const T* g, T* gx, std::size_t n) {
+            for (std::size_t i = 0; i < n; ++i) gx[i] = grad(s[i], g[i]);
+        });
 }
 
 // The gradient of a broadcast operand: g summed back to the operand's shape.
@@ -202,29 +214,41 @@ Tensor operator/(double a, const Tensor& b) { return rdiv(a, b); }
 // rules live in activation_rules.hpp, shared with the fused FFN op.
 namespace {
 
+// Through the vectorised loops the fused op uses (activation_rules.hpp).
 template <class Rule>
-Tensor activation(const Tensor& x, const char* op, const char* node) {
-    return unary<Rule::kSavesOutput>(
-        x, op, node, []<class T>(T a) { return Rule::forward(a); },
-        []<class T>(T s, T g) { return Rule::grad(s, g); });
+Tensor activation(const Tensor& x, FusedActivation kind, const char* op, const char* node) {
+    return unary_loops<Rule::kSavesOutput>(
+        x, op, node,
+        [kind]<class T>(const T* in, T* out, std::size_t n) {
+            detail::activation_forward(kind, in, out, n);
+        },
+        [kind]<class T>(const T* s, const T* g, T* gx, std::size_t n) {
+            detail::activation_grad(kind, s, g, gx, n);
+        });
 }
 
 }  // namespace
 
-Tensor relu(const Tensor& x) { return activation<detail::ReluRule>(x, "relu", "ReluBackward"); }
+Tensor relu(const Tensor& x) {
+    return activation<detail::ReluRule>(x, FusedActivation::ReLU, "relu", "ReluBackward");
+}
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
     check(approximate == "none" || approximate == "tanh",
           "gelu: expected approximate 'none' or 'tanh' (got '{}')", approximate);
-    if (approximate == "none") return activation<detail::GeluRule>(x, "gelu", "GeluBackward");
-    return activation<detail::GeluTanhRule>(x, "gelu", "GeluBackward");
+    if (approximate == "none")
+        return activation<detail::GeluRule>(x, FusedActivation::GELU, "gelu", "GeluBackward");
+    return activation<detail::GeluTanhRule>(x, FusedActivation::GELUTanh, "gelu", "GeluBackward");
 }
 
 Tensor sigmoid(const Tensor& x) {
-    return activation<detail::SigmoidRule>(x, "sigmoid", "SigmoidBackward");
+    return activation<detail::SigmoidRule>(x, FusedActivation::Sigmoid, "sigmoid",
+                                           "SigmoidBackward");
 }
 
-Tensor silu(const Tensor& x) { return activation<detail::SiluRule>(x, "silu", "SiluBackward"); }
+Tensor silu(const Tensor& x) {
+    return activation<detail::SiluRule>(x, FusedActivation::SiLU, "silu", "SiluBackward");
+}
 
 Tensor tanh(const Tensor& x) {
     return unary<true>(

@@ -123,6 +123,19 @@ inline void backward_kernel(const Pass<T>& pass, const T* g, const T* h, const T
     });
 }
 
+// The single activation op's gradient: g times the derivative, from the saved value.
+template <class Rule, class T>
+inline void grad_loop(const T* saved, const T* g, T* gx, std::size_t n) {
+    XG_IVDEP
+    for (std::size_t i = 0; i < n; ++i) gx[i] = Rule::grad(saved[i], g[i]);
+}
+
+template <class T>
+inline void grad_kernel(FusedActivation activation, const T* saved, const T* g, T* gx,
+                        std::size_t n) {
+    with_rule(activation, [&]<class Rule>() { grad_loop<Rule>(saved, g, gx, n); });
+}
+
 // ReLU without a gate, from its output y: the gradient passes (scaled) where y > 0.
 template <class T>
 inline void relu_output_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
@@ -141,6 +154,10 @@ XG_CLONES_V4_V3 void backward_f32(const Pass<float>& pass, const float* g, const
                                   const float* v, const std::uint8_t* keep, float* gh, float* gv,
                                   std::size_t n) {
     backward_kernel(pass, g, h, v, keep, gh, gv, n);
+}
+XG_CLONES_V4_V3 void grad_f32(FusedActivation activation, const float* saved, const float* g,
+                              float* gx, std::size_t n) {
+    grad_kernel(activation, saved, g, gx, n);
 }
 XG_CLONES_V4_V3 void relu_output_backward_f32(const float* g, const float* y, float scale,
                                               float* gh, std::size_t n) {
@@ -172,6 +189,27 @@ void relu_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
 }
 
 }  // namespace
+
+namespace detail {
+
+template <class T>
+void activation_forward(FusedActivation activation, const T* in, T* out, std::size_t n) {
+    forward(Pass<T>{activation, false, false, T(1)}, in, static_cast<const T*>(nullptr),
+            static_cast<const std::uint8_t*>(nullptr), out, n);
+}
+template <class T>
+void activation_grad(FusedActivation activation, const T* saved, const T* g, T* gx, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        grad_f32(activation, saved, g, gx, n);
+    else
+        grad_kernel(activation, saved, g, gx, n);
+}
+template void activation_forward(FusedActivation, const float*, float*, std::size_t);
+template void activation_forward(FusedActivation, const double*, double*, std::size_t);
+template void activation_grad(FusedActivation, const float*, const float*, float*, std::size_t);
+template void activation_grad(FusedActivation, const double*, const double*, double*, std::size_t);
+
+}  // namespace detail
 
 Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation activation, double p,
                           bool training) {

@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <numbers>
 
 #include "vec_math.hpp"
+#include "xgrad/ops.hpp"
 
 namespace xg::detail {
 
@@ -96,5 +98,14 @@ struct IdentityRule {
         return g;
     }
 };
+
+// The single activation ops' loops over raw memory, defined in
+// core/ops/fused.cpp beside the fused op's, and like them compiled for AVX2 and
+// AVX-512 as well (float): out[i] = act(in[i]); gx[i] = grad(saved[i], g[i]),
+// saved being the rule's (output or input). gx may be g.
+template <class T>
+void activation_forward(FusedActivation activation, const T* in, T* out, std::size_t n);
+template <class T>
+void activation_grad(FusedActivation activation, const T* saved, const T* g, T* gx, std::size_t n);
 
 }  // namespace xg::detail
