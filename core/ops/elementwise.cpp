@@ -188,11 +188,57 @@ Tensor neg(const Tensor& x) {
                        [](const Tensor& g) { return autograd::Gradients{neg(g)}; });
 }
 
-Tensor add(const Tensor& a, double b) { return add(a, scalar_like(a, b, "add")); }
-Tensor sub(const Tensor& a, double b) { return sub(a, scalar_like(a, b, "sub")); }
-Tensor rsub(double a, const Tensor& b) { return sub(scalar_like(b, a, "sub"), b); }
-Tensor mul(const Tensor& a, double b) { return mul(a, scalar_like(a, b, "mul")); }
-Tensor div(const Tensor& a, double b) { return div(a, scalar_like(a, b, "div")); }
+namespace {
+// x with a constant, one pass each way on raw memory: y[i] = forward(x[i]).
+// Nothing is saved: the gradient is grad(g[i]), written over g's buffer when
+// the engine holds the only handle to it, or g itself when Grad is nullptr_t
+// (add, sub). The constant is converted to x's dtype first, as for a tensor.
+template <class Forward, class Grad>
+Tensor with_constant(const Tensor& x, const char* op, const char* node, Forward forward,
+                     Grad grad) {
+    return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
+        auto y = detail::empty_array<T>(a.shape());
+        const T* in = a.data();
+        T* out = y.data();
+        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = forward(in[i]);
+        return make_result(wrap(std::move(y)), node, {x}, [grad](const Tensor& g) {
+            if constexpr (std::is_same_v<Grad, std::nullptr_t>) {
+                return autograd::Gradients{detail::pass_through(g)};
+            } else {
+                const T* gp = g.data<T>().data();
+                xt::xarray<T> d = detail::take_buffer<T>(g);
+                T* o = d.data();
+                for (std::size_t i = 0, n = d.size(); i < n; ++i) o[i] = grad(gp[i]);
+                return autograd::Gradients{wrap(std::move(d))};
+            }
+        });
+    });
+}
+}  // namespace
+
+Tensor add(const Tensor& a, double b) {
+    return with_constant(
+        a, "add", "AddBackward", [b]<class T>(T x) { return x + T(b); }, nullptr);
+}
+Tensor sub(const Tensor& a, double b) {
+    return with_constant(
+        a, "sub", "SubBackward", [b]<class T>(T x) { return x - T(b); }, nullptr);
+}
+Tensor rsub(double a, const Tensor& b) {
+    return with_constant(
+        b, "sub", "SubBackward", [a]<class T>(T x) { return T(a) - x; },
+        []<class T>(T g) { return -g; });
+}
+Tensor mul(const Tensor& a, double b) {
+    return with_constant(
+        a, "mul", "MulBackward", [b]<class T>(T x) { return x * T(b); },
+        [b]<class T>(T g) { return g * T(b); });
+}
+Tensor div(const Tensor& a, double b) {
+    return with_constant(
+        a, "div", "DivBackward", [b]<class T>(T x) { return x / T(b); },
+        [b]<class T>(T g) { return g / T(b); });
+}
 Tensor rdiv(double a, const Tensor& b) { return div(scalar_like(b, a, "div"), b); }
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
