@@ -2,12 +2,17 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <type_traits>
 
 #include <xtensor/xbroadcast.hpp>
+#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xreducer.hpp>
 
 #include "buffer_cache.hpp"
+#include "cpu_dispatch.hpp"
 #include "internal.hpp"
+#include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
@@ -66,55 +71,96 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
     });
 }
 
-// Shared shape of softmax and log_softmax: out = f(x) along dim, with the
-// rule grad(y, g, split) written as raw loops over [outer, size, inner].
+// softmax or log_softmax of one contiguous row, and its gradient.
+template <bool Log, class T>
+void softmax_row(const T* x, T* y, std::size_t n) {
+    auto [top, total] = detail::exp_shifted(x, y, n);
+    if constexpr (Log) {
+        // (x - top) first: exact for the largest entries, whatever top's size.
+        const T log_total = std::log(total);
+        for (std::size_t j = 0; j < n; ++j) y[j] = (x[j] - top) - log_total;
+    } else {
+        for (std::size_t j = 0; j < n; ++j) y[j] = y[j] / total;
+    }
+}
+// softmax: d = y (g - sum(g y)); log_softmax: d = g - exp(y) sum(g). d may be g.
+template <bool Log, class T>
+void softmax_row_grad(const T* y, const T* g, T* d, std::size_t n) {
+    const T dot = Log ? detail::lane_sum<T>(n, [g](std::size_t j) { return g[j]; })
+                      : detail::lane_sum<T>(n, [g, y](std::size_t j) { return g[j] * y[j]; });
+    for (std::size_t j = 0; j < n; ++j)
+        d[j] = Log ? g[j] - detail::fast_exp(y[j]) * dot : y[j] * (g[j] - dot);
+}
+
+// Every row of a [size / n, n] block: forward, and gradient. The float ones
+// are compiled for AVX2 and AVX-512 as well.
+template <bool Log, class T>
+void softmax_rows(const T* x, T* y, std::size_t size, std::size_t n) {
+    for (std::size_t r = 0; r < size; r += n) softmax_row<Log>(x + r, y + r, n);
+}
+template <bool Log, class T>
+void softmax_rows_grad(const T* y, const T* g, T* d, std::size_t size, std::size_t n) {
+    for (std::size_t r = 0; r < size; r += n) softmax_row_grad<Log>(y + r, g + r, d + r, n);
+}
+XG_CLONES_V4_V3 void softmax_rows_f32(bool log, const float* x, float* y, std::size_t size,
+                                      std::size_t n) {
+    log ? softmax_rows<true>(x, y, size, n) : softmax_rows<false>(x, y, size, n);
+}
+XG_CLONES_V4_V3 void softmax_rows_grad_f32(bool log, const float* y, const float* g, float* d,
+                                           std::size_t size, std::size_t n) {
+    log ? softmax_rows_grad<true>(y, g, d, size, n) : softmax_rows_grad<false>(y, g, d, size, n);
+}
+template <bool Log, class T>
+void run_softmax_rows(const T* x, T* y, std::size_t size, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        softmax_rows_f32(Log, x, y, size, n);
+    else
+        softmax_rows<Log>(x, y, size, n);
+}
+template <bool Log, class T>
+void run_softmax_rows_grad(const T* y, const T* g, T* d, std::size_t size, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        softmax_rows_grad_f32(Log, y, g, d, size, n);
+    else
+        softmax_rows_grad<Log>(y, g, d, size, n);
+}
+
+// x with `axis` and the last axis swapped, as a contiguous copy; swapping
+// again gives x's layout back. Softmax over another dim than the last runs on
+// rows of such a copy.
+template <class T>
+xt::xarray<T> swap_with_last(const xt::xarray<T>& x, std::size_t axis) {
+    std::vector<std::size_t> order(x.dimension());
+    std::iota(order.begin(), order.end(), std::size_t(0));
+    std::swap(order[axis], order.back());
+    return xt::xarray<T>(xt::transpose(x, order));
+}
+
+// Shared shape of softmax and log_softmax: out = f(x) along dim, row by row.
 template <bool Log>
 Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) {
-    Shape shape = x.shape();
-    std::size_t axis = detail::normalize_dim(dim, shape.size(), op);
-    auto s = detail::split_at(shape, shape.empty() ? 0 : axis);
-    if (shape.empty()) s = {};
+    const Shape shape = x.shape();
+    const std::size_t axis = shape.empty() ? 0 : detail::normalize_dim(dim, shape.size(), op);
+    const bool last = shape.empty() || axis + 1 == shape.size();
+    const std::size_t n = shape.empty() ? 1 : shape[axis];
     return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
-        auto out = xt::xarray<T>::from_shape(a.shape());
-        const T* in = a.data();
-        T* y = out.data();
-        for (std::size_t o = 0; o < s.outer; ++o) {
-            for (std::size_t i = 0; i < s.inner; ++i) {
-                std::size_t base = o * s.size * s.inner + i;
-                T top = -std::numeric_limits<T>::infinity();
-                for (std::size_t j = 0; j < s.size; ++j)
-                    top = std::max(top, in[base + j * s.inner]);
-                T total = 0;
-                for (std::size_t j = 0; j < s.size; ++j)
-                    total += std::exp(in[base + j * s.inner] - top);
-                T log_total = std::log(total);
-                for (std::size_t j = 0; j < s.size; ++j) {
-                    T shifted = in[base + j * s.inner] - top - log_total;
-                    y[base + j * s.inner] = Log ? shifted : std::exp(shifted);
-                }
-            }
-        }
+        xt::xarray<T> in = last ? xt::xarray<T>() : swap_with_last(a, axis);
+        const xt::xarray<T>& rows = last ? a : in;
+        auto out = detail::empty_array<T>(rows.shape());
+        run_softmax_rows<Log>(rows.data(), out.data(), rows.size(), n);
+        if (!last) out = swap_with_last(out, axis);
         Tensor result = wrap(std::move(out));
-        return make_result(result, node, {x}, [s, saved = result.detach()](const Tensor& grad) {
-            auto gx = xt::xarray<T>::from_shape(grad.shape());
-            const T* g = grad.data<T>().data();
-            const T* y = saved.data<T>().data();
-            T* d = gx.data();
-            for (std::size_t o = 0; o < s.outer; ++o) {
-                for (std::size_t i = 0; i < s.inner; ++i) {
-                    std::size_t base = o * s.size * s.inner + i;
-                    T dot = 0;  // softmax: sum(g * y); log_softmax: sum(g)
-                    for (std::size_t j = 0; j < s.size; ++j) {
-                        std::size_t at = base + j * s.inner;
-                        dot += Log ? g[at] : g[at] * y[at];
-                    }
-                    for (std::size_t j = 0; j < s.size; ++j) {
-                        std::size_t at = base + j * s.inner;
-                        d[at] = Log ? g[at] - std::exp(y[at]) * dot : y[at] * (g[at] - dot);
-                    }
-                }
-            }
-            return autograd::Gradients{wrap(std::move(gx))};
+        return make_result(result, node, {x}, [=, saved = result.detach()](const Tensor& grad) {
+            const xt::xarray<T>& g = grad.data<T>();
+            const xt::xarray<T>& y = saved.data<T>();
+            xt::xarray<T> g_rows = last ? xt::xarray<T>() : swap_with_last(g, axis);
+            xt::xarray<T> y_rows = last ? xt::xarray<T>() : swap_with_last(y, axis);
+            const T* gp = last ? g.data() : g_rows.data();
+            const T* yp = last ? y.data() : y_rows.data();
+            auto d = detail::empty_array<T>(last ? g.shape() : g_rows.shape());
+            run_softmax_rows_grad<Log>(yp, gp, d.data(), d.size(), n);
+            if (!last) d = swap_with_last(d, axis);
+            return autograd::Gradients{wrap(std::move(d))};
         });
     });
 }

@@ -1,0 +1,57 @@
+// Loops over one contiguous row, shared by softmax, log_softmax and
+// cross_entropy. Written so GCC vectorises them: sums keep eight independent
+// partial sums (a fixed order, so the result does not depend on what the
+// vectoriser does) instead of one serial chain, and exp is fast_exp.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <utility>
+
+#include "vec_math.hpp"
+
+namespace xg::detail {
+
+// f(j) over [0, n) folded with op in eight lanes (j mod 8), starting from
+// init, the lanes then folded pairwise: eight independent chains that GCC can
+// vectorise, in an order fixed by the code alone.
+template <class T, class F, class Op>
+T lane_fold(std::size_t n, T init, F f, Op op) {
+    constexpr std::size_t kLanes = 8;
+    std::array<T, kLanes> part;
+    part.fill(init);
+    std::size_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+        for (std::size_t l = 0; l < kLanes; ++l) part[l] = op(part[l], f(j + l));
+    }
+    for (std::size_t l = 0; j < n; ++j, ++l) part[l] = op(part[l], f(j));
+    for (std::size_t width = kLanes / 2; width > 0; width /= 2) {
+        for (std::size_t l = 0; l < width; ++l) part[l] = op(part[l], part[l + width]);
+    }
+    return part[0];
+}
+
+template <class T, class F>
+T lane_sum(std::size_t n, F f) {
+    return lane_fold(n, T(0), f, [](T a, T b) { return a + b; });
+}
+
+// The largest x[j]; NaNs are skipped, as they are by a serial std::max.
+template <class T>
+T row_max(const T* x, std::size_t n) {
+    return lane_fold(
+        n, -std::numeric_limits<T>::infinity(), [x](std::size_t j) { return x[j]; },
+        [](T a, T b) { return std::max(a, b); });
+}
+
+// e[j] = exp(x[j] - max(x)); returns {max(x), sum of e}. e may be x.
+template <class T>
+std::pair<T, T> exp_shifted(const T* x, T* e, std::size_t n) {
+    const T top = row_max(x, n);
+    for (std::size_t j = 0; j < n; ++j) e[j] = fast_exp(x[j] - top);
+    return {top, lane_sum<T>(n, [e](std::size_t j) { return e[j]; })};
+}
+
+}  // namespace xg::detail
