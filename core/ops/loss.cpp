@@ -1,10 +1,9 @@
 // Losses, fused so that each is one node with a closed-form gradient.
-#include <cmath>
-#include <limits>
 #include <numeric>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
+#include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
@@ -98,18 +97,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
               i);
     }
     return detail::visit_floating(logits, "cross_entropy", [&]<class T>(xt::xarray<T>& a) {
-        auto probabilities = detail::empty_array<T>(ls);
+        // As PyTorch: the negative log-likelihood of log_softmax, kept for backward.
+        auto log_p = detail::empty_array<T>(ls);
+        detail::log_softmax_rows(a.data(), log_p.data(), n * classes, classes);
         auto losses = xt::xarray<T>::from_shape({n});
-        for (std::size_t i = 0; i < n; ++i) {
-            const T* row = a.data() + i * classes;
-            T* p = probabilities.data() + i * classes;
-            T top = -std::numeric_limits<T>::infinity();
-            for (std::size_t c = 0; c < classes; ++c) top = std::max(top, row[c]);
-            T total = 0;
-            for (std::size_t c = 0; c < classes; ++c) total += (p[c] = std::exp(row[c] - top));
-            for (std::size_t c = 0; c < classes; ++c) p[c] /= total;
-            losses(i) = top + std::log(total) - row[target[i]];
-        }
+        for (std::size_t i = 0; i < n; ++i) losses(i) = -log_p.data()[i * classes + target[i]];
         xt::xarray<T> out = losses;
         if (mode != Reduction::None) {
             T total = std::accumulate(losses.begin(), losses.end(), T(0));
@@ -117,15 +109,20 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
             out = detail::scalar_array(total);
         }
         return make_result(wrap(std::move(out)), "CrossEntropyBackward", {logits, targets},
-                           [mode, n, classes, saved_p = wrap(std::move(probabilities)),
+                           [mode, n, classes, saved = wrap(std::move(log_p)),
                             saved_t = targets.detach()](const Tensor& grad) {
-                               xt::xarray<T> d = saved_p.template data<T>();
+                               // softmax - one_hot(target), times the reduction's scale.
+                               const T* log_p = saved.template data<T>().data();
                                const std::int64_t* t = saved_t.data<std::int64_t>().data();
                                auto& g = grad.data<T>();
+                               auto d = detail::empty_array<T>({n, classes});
                                for (std::size_t i = 0; i < n; ++i) {
                                    T scale = mode == Reduction::None ? g(i) : g();
                                    if (mode == Reduction::Mean) scale /= static_cast<T>(n);
+                                   const T* in = log_p + i * classes;
                                    T* row = d.data() + i * classes;
+                                   for (std::size_t c = 0; c < classes; ++c)
+                                       row[c] = detail::fast_exp(in[c]);
                                    row[t[i]] -= T(1);
                                    for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
                                }

@@ -167,6 +167,15 @@ Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) 
 
 }  // namespace
 
+namespace detail {
+template <class T>
+void log_softmax_rows(const T* x, T* y, std::size_t size, std::size_t n) {
+    run_softmax_rows<true>(x, y, size, n);
+}
+template void log_softmax_rows(const float*, float*, std::size_t, std::size_t);
+template void log_softmax_rows(const double*, double*, std::size_t, std::size_t);
+}  // namespace detail
+
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 Tensor mean(const Tensor& x) { return mean(x, {}, false); }
 

@@ -54,4 +54,9 @@ std::pair<T, T> exp_shifted(const T* x, T* e, std::size_t n) {
     return {top, lane_sum<T>(n, [e](std::size_t j) { return e[j]; })};
 }
 
+// log_softmax of each n-long row of x [size / n, n] into y, as the log_softmax
+// op computes it (core/ops/reduce.cpp; AVX2 and AVX-512 clones for float).
+template <class T>
+void log_softmax_rows(const T* x, T* y, std::size_t size, std::size_t n);
+
 }  // namespace xg::detail
