@@ -8,12 +8,111 @@
 //   dweight = sum over rows of g * xhat,  dbias = sum over rows of g
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "buffer_cache.hpp"
+#include "cpu_dispatch.hpp"
 #include "internal.hpp"
+#include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
+
+namespace {
+
+// The rows' loops, with the weight and bias cases as template flags so the
+// loops carry no per-element branch; sums run in sixteen fixed lanes
+// (row_kernels.hpp) so GCC vectorises them.
+template <bool HasWeight, bool HasBias, class T>
+void normalize_rows(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T* rstd,
+                    std::size_t rows, std::size_t n) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * n;
+        T* hr = xhat + r * n;
+        T* yr = y + r * n;
+        const T mu = detail::lane_sum<T>(n, [xr](std::size_t i) { return xr[i]; }) / T(n);
+        const T var = detail::lane_sum<T>(
+                          n, [xr, mu](std::size_t i) { return (xr[i] - mu) * (xr[i] - mu); }) /
+                      T(n);
+        const T s = T(1) / std::sqrt(var + eps);
+        rstd[r] = s;
+        for (std::size_t i = 0; i < n; ++i) {
+            T h = (xr[i] - mu) * s;
+            hr[i] = h;
+            if constexpr (HasWeight) h = h * w[i];
+            if constexpr (HasBias) h = h + b[i];
+            yr[i] = h;
+        }
+    }
+}
+
+// dx for every row, from gh = g * weight (g without weight).
+template <bool HasWeight, class T>
+void normalize_rows_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d,
+                         std::size_t rows, std::size_t n) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* gr = g + r * n;
+        const T* hr = xhat + r * n;
+        T* dr = d + r * n;
+        auto gh = [gr, w](std::size_t i) { return HasWeight ? gr[i] * w[i] : gr[i]; };
+        const T mean_gh = detail::lane_sum<T>(n, gh) / T(n);
+        const T mean_ghx =
+            detail::lane_sum<T>(n, [&](std::size_t i) { return gh(i) * hr[i]; }) / T(n);
+        for (std::size_t i = 0; i < n; ++i) dr[i] = rstd[r] * (gh(i) - mean_gh - hr[i] * mean_ghx);
+    }
+}
+
+template <class T>
+void normalize(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T* rstd, std::size_t rows,
+               std::size_t n) {
+    if (w && b)
+        normalize_rows<true, true>(x, w, b, eps, xhat, y, rstd, rows, n);
+    else if (w)
+        normalize_rows<true, false>(x, w, b, eps, xhat, y, rstd, rows, n);
+    else if (b)
+        normalize_rows<false, true>(x, w, b, eps, xhat, y, rstd, rows, n);
+    else
+        normalize_rows<false, false>(x, w, b, eps, xhat, y, rstd, rows, n);
+}
+template <class T>
+void normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d, std::size_t rows,
+                    std::size_t n) {
+    if (w)
+        normalize_rows_grad<true>(g, w, xhat, rstd, d, rows, n);
+    else
+        normalize_rows_grad<false>(g, w, xhat, rstd, d, rows, n);
+}
+
+// The float loops again, compiled for AVX2 and AVX-512 as well.
+XG_CLONES_V4_V3 void normalize_f32(const float* x, const float* w, const float* b, float eps,
+                                   float* xhat, float* y, float* rstd, std::size_t rows,
+                                   std::size_t n) {
+    normalize(x, w, b, eps, xhat, y, rstd, rows, n);
+}
+XG_CLONES_V4_V3 void normalize_grad_f32(const float* g, const float* w, const float* xhat,
+                                        const float* rstd, float* d, std::size_t rows,
+                                        std::size_t n) {
+    normalize_grad(g, w, xhat, rstd, d, rows, n);
+}
+
+template <class T>
+void run_normalize(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T* rstd,
+                   std::size_t rows, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        normalize_f32(x, w, b, eps, xhat, y, rstd, rows, n);
+    else
+        normalize(x, w, b, eps, xhat, y, rstd, rows, n);
+}
+template <class T>
+void run_normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d,
+                        std::size_t rows, std::size_t n) {
+    if constexpr (std::is_same_v<T, float>)
+        normalize_grad_f32(g, w, xhat, rstd, d, rows, n);
+    else
+        normalize_grad(g, w, xhat, rstd, d, rows, n);
+}
+
+}  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight,
                   const Tensor& bias, double eps) {
@@ -41,22 +140,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
         auto out = detail::empty_array<T>(shape);
         auto xhat = detail::empty_array<T>(shape);  // saved for backward
         auto rstd = xt::xarray<T>::from_shape({rows});
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* xr = x + r * n;
-            T* hr = xhat.data() + r * n;
-            T* yr = out.data() + r * n;
-            T mu = 0, var = 0;
-            for (std::size_t i = 0; i < n; ++i) mu += xr[i];
-            mu /= T(n);
-            for (std::size_t i = 0; i < n; ++i) var += (xr[i] - mu) * (xr[i] - mu);
-            var /= T(n);
-            const T s = T(1) / std::sqrt(var + T(eps));
-            rstd(r) = s;
-            for (std::size_t i = 0; i < n; ++i) {
-                hr[i] = (xr[i] - mu) * s;
-                yr[i] = hr[i] * (w ? w[i] : T(1)) + (b ? b[i] : T(0));
-            }
-        }
+        run_normalize(x, w, b, T(eps), xhat.data(), out.data(), rstd.data(), rows, n);
         const bool need_x = input.requires_grad();
         const bool need_w = weight.defined() && weight.requires_grad();
         const bool need_b = bias.defined() && bias.requires_grad();
@@ -69,22 +153,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                 Tensor gx, gw, gb;
                 if (need_x) {
                     auto d = detail::empty_array<T>(shape);
-                    std::vector<T> gh(n);
-                    for (std::size_t r = 0; r < rows; ++r) {
-                        const T* gr = g + r * n;
-                        const T* hr = xhat.data() + r * n;
-                        T mean_gh = 0, mean_ghx = 0;
-                        for (std::size_t i = 0; i < n; ++i) {
-                            gh[i] = gr[i] * (wv ? wv[i] : T(1));
-                            mean_gh += gh[i];
-                            mean_ghx += gh[i] * hr[i];
-                        }
-                        mean_gh /= T(n);
-                        mean_ghx /= T(n);
-                        T* dr = d.data() + r * n;
-                        for (std::size_t i = 0; i < n; ++i)
-                            dr[i] = rstd(r) * (gh[i] - mean_gh - hr[i] * mean_ghx);
-                    }
+                    run_normalize_grad(g, wv, xhat.data(), rstd.data(), d.data(), rows, n);
                     gx = detail::wrap(std::move(d));
                 }
                 if (need_w || need_b) {
