@@ -5,7 +5,6 @@
 #include <numeric>
 #include <type_traits>
 
-#include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xreducer.hpp>
 
@@ -61,13 +60,11 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
         xt::xarray<T> out = detail::sum_axes(a, reduced);
         if (mean) out *= T(scale);
         out.reshape(out_shape);
-        return make_result(wrap(std::move(out)), mean ? "MeanBackward" : "SumBackward", {x},
-                           [=](const Tensor& g) {
-                               xt::xarray<T> gk = g.data<T>();
-                               gk.reshape(keep);
-                               xt::xarray<T> spread = xt::broadcast(gk * T(scale), in_shape);
-                               return autograd::Gradients{wrap(std::move(spread))};
-                           });
+        return make_result(
+            wrap(std::move(out)), mean ? "MeanBackward" : "SumBackward", {x}, [=](const Tensor& g) {
+                return autograd::Gradients{
+                    wrap(detail::spread_axes(g.data<T>(), in_shape, reduced, T(scale)))};
+            });
     });
 }
 

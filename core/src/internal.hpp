@@ -93,6 +93,12 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 template <class T>
 xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced);
 
+// The gradient of sum_axes: each element of `shape` gets the sum it went
+// into (summed holds them, summed away dims of size 1), times scale.
+template <class T>
+xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
+                          const std::vector<bool>& reduced, T scale);
+
 // Sums a broadcast gradient back to `shape`: the one rule every broadcasting op uses.
 template <class T>
 xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape);

@@ -10,6 +10,7 @@
 #include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "object_pool.hpp"
+#include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
@@ -292,9 +293,7 @@ xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& red
         if (stride[rank - 1] != 0) {
             for (std::size_t j = 0; j < last; ++j) dst[offset + j] += src[j];
         } else {
-            T total = 0;
-            for (std::size_t j = 0; j < last; ++j) total += src[j];
-            dst[offset] += total;
+            dst[offset] += lane_sum<T>(last, [src](std::size_t j) { return src[j]; });
         }
         // Odometer step over the outer dims, keeping `offset` in sync.
         for (std::size_t d = rank - 1; d-- > 0;) {
@@ -309,6 +308,51 @@ xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& red
 
 template xt::xarray<float> sum_axes(const xt::xarray<float>&, const std::vector<bool>&);
 template xt::xarray<double> sum_axes(const xt::xarray<double>&, const std::vector<bool>&);
+
+template <class T>
+xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
+                          const std::vector<bool>& reduced, T scale) {
+    const std::size_t rank = shape.size();
+    auto out = empty_array<T>(shape);
+    if (out.size() == 0) return out;
+    if (rank == 0) {
+        out.data()[0] = summed.data()[0] * scale;
+        return out;
+    }
+    // Input stride of each output dim, 0 where it was summed away (as in sum_axes).
+    std::vector<std::size_t> stride(rank, 0);
+    for (std::size_t d = rank, s = 1; d-- > 0;) {
+        if (!reduced[d]) {
+            stride[d] = s;
+            s *= shape[d];
+        }
+    }
+    const std::size_t last = shape[rank - 1], rows = out.size() / last;
+    std::size_t offset = 0;
+    std::vector<std::size_t> index(rank, 0);
+    const T* src = summed.data();
+    T* dst = out.data();
+    for (std::size_t r = 0; r < rows; ++r, dst += last) {
+        if (stride[rank - 1] != 0) {
+            for (std::size_t j = 0; j < last; ++j) dst[j] = src[offset + j] * scale;
+        } else {
+            const T value = src[offset] * scale;
+            for (std::size_t j = 0; j < last; ++j) dst[j] = value;
+        }
+        for (std::size_t d = rank - 1; d-- > 0;) {
+            offset += stride[d];
+            if (++index[d] < shape[d]) break;
+            offset -= stride[d] * index[d];
+            index[d] = 0;
+        }
+    }
+    return out;
+}
+
+template xt::xarray<float> spread_axes(const xt::xarray<float>&, const Shape&,
+                                       const std::vector<bool>&, float);
+template xt::xarray<double> spread_axes(const xt::xarray<double>&, const Shape&,
+                                        const std::vector<bool>&, double);
 
 template <class T>
 xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape) {
