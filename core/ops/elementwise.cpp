@@ -1,5 +1,6 @@
 // Elementwise ops: arithmetic with NumPy broadcasting, activations, dropout.
 // Each op is its forward expression next to its gradient rule.
+#include <algorithm>
 #include <cmath>
 
 #include <xtensor/xoperation.hpp>
@@ -61,6 +62,44 @@ Tensor reduce_to(const Tensor& g, const Shape& shape) {
     });
 }
 
+// n when `row` repeats every n elements of `full`: row's shape, leading 1s
+// aside, is full's trailing shape, and full is the broadcast shape. 0 otherwise.
+template <class A, class B>
+std::size_t row_period(const A& full, const B& row) {
+    if (row.size() > full.size()) return 0;
+    std::size_t skip = 0;
+    while (skip < row.size() && row[skip] == 1) ++skip;
+    const std::size_t k = row.size() - skip;
+    if (!std::equal(row.begin() + skip, row.end(), full.end() - k)) return 0;
+    std::size_t n = 1;
+    for (std::size_t i = skip; i < row.size(); ++i) n *= row[i];
+    return n;
+}
+
+// f(x, y) elementwise with NumPy broadcasting. f takes scalars or xtensor
+// expressions alike. Equal shapes, and one operand repeating along the
+// other's leading dims (a bias row), take one raw loop; other broadcasts go
+// through xtensor.
+template <class T, class F>
+xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F f) {
+    const bool y_row = x.size() >= y.size() && row_period(x.shape(), y.shape()) != 0;
+    const bool x_row = !y_row && row_period(y.shape(), x.shape()) != 0;
+    if (!y_row && !x_row) return xt::xarray<T>(f(x, y));
+    auto out = detail::empty_array<T>(y_row ? x.shape() : y.shape());
+    const T *xp = x.data(), *yp = y.data();
+    T* o = out.data();
+    const std::size_t size = out.size(), n = y_row ? y.size() : x.size();
+    if (n == 0) return out;
+    for (std::size_t r = 0; r < size; r += n) {
+        if (y_row) {
+            for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[r + j], yp[j]);
+        } else {
+            for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[j], yp[r + j]);
+        }
+    }
+    return out;
+}
+
 // out = forward(a, b) with broadcasting; grad_a(a, b, g) and grad_b(a, b, g)
 // give full-size gradients that reduce_to sums back.
 template <class Forward, class GradA, class GradB>
@@ -70,7 +109,7 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, const char* node
     Shape shape_a = a.shape(), shape_b = b.shape();
     detail::broadcast_shapes(shape_a, shape_b, op);
     return detail::visit_floating(a, op, [&]<class T>(xt::xarray<T>& av) {
-        Tensor out = wrap(xt::xarray<T>(forward(av, b.data<T>())));
+        Tensor out = wrap(broadcast_apply(av, b.data<T>(), forward));
         bool need_a = a.requires_grad(), need_b = b.requires_grad();
         return make_result(out, node, {a, b},
                            [sa = a.detach(), sb = b.detach(), shape_a, shape_b, need_a, need_b,
@@ -110,7 +149,9 @@ Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
     detail::broadcast_shapes(shape_a, shape_b, op);
     Tensor out = detail::visit_floating(a, op, [&]<class T>(xt::xarray<T>& av) {
         auto& bv = b.data<T>();
-        return wrap(subtract ? xt::xarray<T>(av - bv) : xt::xarray<T>(av + bv));
+        return wrap(
+            subtract ? broadcast_apply(av, bv, [](const auto& u, const auto& v) { return u - v; })
+                     : broadcast_apply(av, bv, [](const auto& u, const auto& v) { return u + v; }));
     });
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
     return make_result(out, subtract ? "SubBackward" : "AddBackward", {a, b}, [=](const Tensor& g) {
@@ -122,9 +163,12 @@ Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
         };
         Tensor ga, gb;
         if (need_b) {
-            gb = subtract ? reduce_to(neg(g), shape_b)
-                 : need_a ? reduce_to(copy_of(g), shape_b)
-                          : through(shape_b);
+            // A copy only when b would take g's buffer that a takes too.
+            const bool full = shape_b == shape_g;
+            gb = subtract && full ? neg(g)
+                 : subtract       ? neg(reduce_to(g, shape_b))
+                 : need_a && full ? copy_of(g)
+                                  : through(shape_b);
         }
         if (need_a) ga = through(shape_a);
         return autograd::Gradients{ga, gb};

@@ -1,5 +1,6 @@
 // Tests for the elementwise ops (core/ops/elementwise.cpp): forward values, a float64
 // gradcheck for every op, broadcasting, kinks, dropout and error messages.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -12,6 +13,52 @@
 
 using xg::Tensor;
 using In = std::vector<Tensor>;
+
+TEST_CASE("a row broadcast along leading dims, from either side, matches loops written out") {
+    // Shapes where one operand repeats along the other's leading dims (the raw
+    // loop) and ones where it does not (the general path), both orders.
+    const std::vector<std::pair<xg::Shape, xg::Shape>> pairs = {
+        {{2, 3}, {3}},       {{3}, {2, 3}},       {{2, 3}, {1, 3}}, {{4, 2, 3}, {2, 3}},
+        {{4, 2, 3}, {1, 3}}, {{2, 3}, {1, 1, 3}}, {{2, 1}, {1, 3}}, {{0, 3}, {3}},
+        {{2, 3}, {1}},       {{1}, {2, 3}}};
+    for (const auto& [sa, sb] : pairs) {
+        CAPTURE(xg::shape_str(sa));
+        CAPTURE(xg::shape_str(sb));
+        Tensor a = xg::rand(sa, xg::kFloat64) + 0.5, b = xg::rand(sb, xg::kFloat64) + 0.5;
+        xg::Shape out(std::max(sa.size(), sb.size()), 1);  // right-aligned, the larger size
+        for (std::size_t d = 0; d < sa.size(); ++d) out[out.size() - sa.size() + d] = sa[d];
+        for (std::size_t d = 0; d < sb.size(); ++d) {
+            std::size_t& o = out[out.size() - sb.size() + d];
+            o = sb[d] == 1 ? o : sb[d];
+        }
+        // Element (i...) of each operand under NumPy's rules: right-aligned, size-1 dims repeat.
+        auto at = [&](const Tensor& t, const std::vector<std::size_t>& index) {
+            const xg::Shape& shape = t.shape();
+            std::size_t flat = 0;
+            for (std::size_t d = 0; d < shape.size(); ++d) {
+                std::size_t i = index[index.size() - shape.size() + d];
+                flat = flat * shape[d] + (shape[d] == 1 ? 0 : i);
+            }
+            return t.data<double>().data()[flat];
+        };
+        xt::xarray<double> sum = xt::zeros<double>(out), diff = sum, prod = sum, quot = sum;
+        std::vector<std::size_t> index(out.size(), 0);
+        for (std::size_t flat = 0; flat < sum.size(); ++flat) {
+            for (std::size_t d = out.size(), rest = flat; d-- > 0; rest /= out[d])
+                index[d] = rest % out[d];
+            double x = at(a, index), y = at(b, index);
+            sum.data()[flat] = x + y;
+            diff.data()[flat] = x - y;
+            prod.data()[flat] = x * y;
+            quot.data()[flat] = x / y;
+        }
+        CHECK(xg::add(a, b).shape() == out);
+        CHECK_VALUES(xg::add(a, b), sum);
+        CHECK_VALUES(xg::sub(a, b), diff);
+        CHECK_VALUES(xg::mul(a, b), prod);
+        CHECK_VALUES(xg::div(a, b), quot);
+    }
+}
 
 TEST_CASE("binary ops broadcast like NumPy") {
     Tensor a = test::f64({{1, 2, 3}, {4, 5, 6}});
