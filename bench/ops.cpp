@@ -42,14 +42,72 @@ void BM_UnaryForwardBackward(benchmark::State& state) {
 }
 xg::Tensor relu(const xg::Tensor& x) { return xg::relu(x); }
 xg::Tensor gelu(const xg::Tensor& x) { return xg::gelu(x); }
+xg::Tensor gelu_tanh(const xg::Tensor& x) { return xg::gelu(x, "tanh"); }
 xg::Tensor silu(const xg::Tensor& x) { return xg::silu(x); }
 xg::Tensor scale(const xg::Tensor& x) { return x * 0.5; }
 xg::Tensor square(const xg::Tensor& x) { return x * x; }
 BENCHMARK(BM_UnaryForwardBackward<relu>)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_UnaryForwardBackward<gelu>)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UnaryForwardBackward<gelu_tanh>)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_UnaryForwardBackward<silu>)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_UnaryForwardBackward<scale>)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_UnaryForwardBackward<square>)->Unit(benchmark::kMillisecond);
+
+// Forward and backward of f(x) for the other op families, on the same [2048, 2048] input.
+template <class F>
+void forward_backward(benchmark::State& state, F f) {
+    xg::Tensor x = xg::randn(kShape).requires_grad_();
+    for (auto _ : state) {
+        xg::Tensor y = f(x);
+        y.backward(xg::ones(y.shape()));
+        x.mutable_grad() = xg::Tensor();
+    }
+    state.SetItemsProcessed(state.iterations() * std::int64_t(x.numel()));
+}
+void BM_Tanh(benchmark::State& s) { forward_backward(s, [](auto& x) { return xg::tanh(x); }); }
+void BM_Exp(benchmark::State& s) { forward_backward(s, [](auto& x) { return xg::exp(x); }); }
+void BM_AddRow(benchmark::State& s) {
+    xg::Tensor row = xg::randn({kShape[1]}).requires_grad_();
+    forward_backward(s, [&](auto& x) { return x + row; });
+}
+void BM_SumRows(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::sum(x, {0}); });
+}
+void BM_SumCols(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::sum(x, {1}); });
+}
+void BM_Softmax(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::softmax(x, -1); });
+}
+void BM_LogSoftmax(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::log_softmax(x, -1); });
+}
+void BM_LayerNorm(benchmark::State& s) {
+    xg::Tensor w = xg::ones({kShape[1]}).requires_grad_(), b = xg::zeros({kShape[1]}).requires_grad_();
+    forward_backward(s, [&](auto& x) { return xg::layer_norm(x, {kShape[1]}, w, b); });
+}
+void BM_Transpose(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::transpose(x, 0, 1); });
+}
+void BM_MseLoss(benchmark::State& s) {
+    xg::Tensor target = xg::randn(kShape);
+    forward_backward(s, [&](auto& x) { return xg::mse_loss(x, target); });
+}
+void BM_CrossEntropy(benchmark::State& s) {
+    xg::Tensor targets = xg::randint(0, std::int64_t(kShape[1]), {kShape[0]});
+    forward_backward(s, [&](auto& x) { return xg::cross_entropy(x, targets); });
+}
+BENCHMARK(BM_Tanh)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Exp)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AddRow)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SumRows)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SumCols)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Softmax)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LogSoftmax)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LayerNorm)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Transpose)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MseLoss)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CrossEntropy)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -341,9 +341,7 @@ Tensor silu(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-    return unary<true>(
-        x, "tanh", "TanhBackward", []<class T>(T a) { return std::tanh(a); },
-        []<class T>(T y, T g) { return g * (T(1) - y * y); });
+    return activation<detail::TanhRule>(x, FusedActivation::Tanh, "tanh", "TanhBackward");
 }
 
 Tensor exp(const Tensor& x) {

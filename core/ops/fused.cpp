@@ -47,6 +47,7 @@ void with_rule(FusedActivation activation, F&& f) {
         case FusedActivation::GELUTanh: return f.template operator()<detail::GeluTanhRule>();
         case FusedActivation::Sigmoid: return f.template operator()<detail::SigmoidRule>();
         case FusedActivation::SiLU: return f.template operator()<detail::SiluRule>();
+        case FusedActivation::Tanh: return f.template operator()<detail::TanhRule>();
     }
 }
 

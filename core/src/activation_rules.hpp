@@ -76,13 +76,26 @@ struct GeluTanhRule {
     static constexpr double kK = std::numbers::sqrt2 * std::numbers::inv_sqrtpi, kC = 0.044715;
     template <class T>
     static T forward(T a) {
-        return T(0.5) * a * (T(1) + std::tanh(T(kK) * (a + T(kC) * a * a * a)));
+        return T(0.5) * a * (T(1) + fast_tanh(T(kK) * (a + T(kC) * a * a * a)));
     }
     template <class T>
     static T grad(T a, T g) {
-        const T t = std::tanh(T(kK) * (a + T(kC) * a * a * a));
+        const T t = fast_tanh(T(kK) * (a + T(kC) * a * a * a));
         return g * (T(0.5) * (T(1) + t) +
                     T(0.5) * a * (T(1) - t * t) * T(kK) * (T(1) + T(3) * T(kC) * a * a));
+    }
+};
+
+// The output saved: d/dx = 1 - y^2.
+struct TanhRule {
+    static constexpr bool kSavesOutput = true;
+    template <class T>
+    static T forward(T a) {
+        return fast_tanh(a);
+    }
+    template <class T>
+    static T grad(T y, T g) {
+        return g * (T(1) - y * y);
     }
 };
 

@@ -31,6 +31,7 @@ std::optional<FusedActivation> fusable(const Module& activation) {
     const std::type_info& type = typeid(activation);
     if (type == typeid(ReLU)) return FusedActivation::ReLU;
     if (type == typeid(SiLU)) return FusedActivation::SiLU;
+    if (type == typeid(Tanh)) return FusedActivation::Tanh;
     if (type == typeid(Sigmoid)) return FusedActivation::Sigmoid;
     if (type == typeid(Identity)) return FusedActivation::Identity;
     if (type == typeid(GELU)) {

@@ -31,6 +31,8 @@ std::shared_ptr<nn::FeedForward> build(const ref::Case& c, std::size_t d_model =
         act = std::make_shared<nn::ReLU>();
     else if (v == "gelu")
         act = std::make_shared<nn::GELU>();
+    else if (v == "tanh")  // no PyTorch case: the fused-vs-separate tests only
+        act = std::make_shared<nn::Tanh>();
     else
         act = std::make_shared<nn::GELU>("tanh");
     return std::make_shared<nn::FeedForward>(d_model, d_ff, dropout, act, c.is_gated, c.bias1,
@@ -138,11 +140,12 @@ TEST_CASE("FeedForward works on inputs of any rank over the last dimension") {
 }
 
 TEST_CASE("every FeedForward variant gradchecks in float64") {
-    const std::vector<std::string> variants = {"relu",     "gelu",  "gelu_tanh", "glu",
+    const std::vector<std::string> variants = {"relu",     "gelu",  "gelu_tanh", "tanh",  "glu",
                                                "bilinear", "reglu", "geglu",     "swiglu"};
     for (const auto& variant : variants) {
         for (bool gated : {false, true}) {
-            const bool named = variant != "relu" && variant != "gelu" && variant != "gelu_tanh";
+            const bool named = variant != "relu" && variant != "gelu" && variant != "gelu_tanh" &&
+                               variant != "tanh";
             if (named && !gated) continue;  // the named variants are always gated
             ref::Case c{variant, gated, true, true, true, false, 2, {}, {}, {}, {}};
             CAPTURE(variant);
@@ -205,12 +208,13 @@ struct MyReLU : nn::ReLU {
 }  // namespace
 
 TEST_CASE("FeedForward fuses activation, gate and dropout unless a hook could see them") {
-    const std::vector<std::string> variants = {"relu",     "gelu",  "gelu_tanh", "glu",
+    const std::vector<std::string> variants = {"relu",     "gelu",  "gelu_tanh", "tanh",  "glu",
                                                "bilinear", "reglu", "geglu",     "swiglu"};
     xg::Tensor x = xg::randn({6, 4});
     for (const auto& variant : variants) {
         for (bool gated : {false, true}) {
-            const bool named = variant != "relu" && variant != "gelu" && variant != "gelu_tanh";
+            const bool named = variant != "relu" && variant != "gelu" && variant != "gelu_tanh" &&
+                               variant != "tanh";
             if (named && !gated) continue;
             CAPTURE(variant);
             CAPTURE(gated);

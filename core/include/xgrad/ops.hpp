@@ -39,7 +39,7 @@ Tensor dropout(const Tensor& x, double p, bool training);
 // dropout(act(h) * v, p, training). Values, gradients and the dropout stream
 // equal those of the separate ops; it makes one pass each way and saves fewer
 // tensors (ReLU without a gate saves nothing but its output).
-enum class FusedActivation { Identity, ReLU, GELU, GELUTanh, Sigmoid, SiLU };
+enum class FusedActivation { Identity, ReLU, GELU, GELUTanh, Sigmoid, SiLU, Tanh };
 Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation activation, double p,
                           bool training);
 

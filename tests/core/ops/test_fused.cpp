@@ -388,7 +388,8 @@ std::vector<Activation> activations() {
         {"gelu tanh", xg::FusedActivation::GELUTanh,
          [](const Tensor& t) { return xg::gelu(t, "tanh"); }},
         {"sigmoid", xg::FusedActivation::Sigmoid, [](const Tensor& t) { return xg::sigmoid(t); }},
-        {"silu", xg::FusedActivation::SiLU, [](const Tensor& t) { return xg::silu(t); }}};
+        {"silu", xg::FusedActivation::SiLU, [](const Tensor& t) { return xg::silu(t); }},
+        {"tanh", xg::FusedActivation::Tanh, [](const Tensor& t) { return xg::tanh(t); }}};
 }
 
 // Values and gradients of h (and v) through `f`, with grad_output w.
