@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <numeric>
 
-#include <xtensor/xmanipulation.hpp>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
@@ -30,6 +29,58 @@ Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const cha
     return make_result(out, node, {x}, [in_shape = x.shape(), op, node](const Tensor& g) {
         return autograd::Gradients{reshape_to(g, in_shape, op, node)};
     });
+}
+
+// x's elements rearranged so that out dim i is x's dim perm[i], contiguous.
+// When only the last two dims swap (a batch of matrix transposes), 32 x 32
+// tiles keep both sides in cache; otherwise rows of the output are gathered
+// from x at its stride.
+template <class T>
+xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& perm) {
+    const std::size_t n = perm.size();
+    if (n == 0) return x;
+    Shape in_shape(x.shape().begin(), x.shape().end()), out_shape(n);
+    std::vector<std::size_t> in_stride(n), stride(n);  // stride: x's, along each out dim
+    for (std::size_t d = n, step = 1; d-- > 0; step *= in_shape[d]) in_stride[d] = step;
+    for (std::size_t i = 0; i < n; ++i) {
+        out_shape[i] = in_shape[perm[i]];
+        stride[i] = in_stride[perm[i]];
+    }
+    auto out = detail::empty_array<T>(out_shape);
+    if (out.size() == 0) return out;
+    const T* in = x.data();
+    T* o = out.data();
+    bool batched_transpose = n >= 2 && perm[n - 2] == n - 1 && perm[n - 1] == n - 2;
+    for (std::size_t d = 0; d + 2 < n; ++d) batched_transpose = batched_transpose && perm[d] == d;
+    if (batched_transpose) {
+        constexpr std::size_t kTile = 32;
+        const std::size_t rows = in_shape[n - 2], cols = in_shape[n - 1];
+        for (std::size_t b = 0; b < out.size(); b += rows * cols) {
+            for (std::size_t r0 = 0; r0 < rows; r0 += kTile) {
+                for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
+                    const std::size_t r1 = std::min(rows, r0 + kTile);
+                    const std::size_t c1 = std::min(cols, c0 + kTile);
+                    for (std::size_t c = c0; c < c1; ++c)
+                        for (std::size_t r = r0; r < r1; ++r)
+                            o[b + c * rows + r] = in[b + r * cols + c];
+                }
+            }
+        }
+        return out;
+    }
+    const std::size_t last = out_shape[n - 1], step = stride[n - 1];
+    std::vector<std::size_t> index(n, 0);
+    std::size_t offset = 0;  // in x, of the current output row's first element
+    for (std::size_t row = 0; row < out.size(); row += last) {
+        for (std::size_t j = 0; j < last; ++j) o[row + j] = in[offset + j * step];
+        for (std::size_t d = n - 1; d-- > 0;) {  // odometer over the output's leading dims
+            offset += stride[d];
+            if (++index[d] < out_shape[d]) break;
+            offset -= stride[d] * index[d];
+            index[d] = 0;
+        }
+    }
+    return out;
 }
 
 }  // namespace
@@ -73,9 +124,8 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
         seen[perm[i]] = true;
         inverse[perm[i]] = i;
     }
-    Tensor out = detail::visit_any(x, "permute", [&]<class T>(xt::xarray<T>& a) {
-        return wrap(xt::xarray<T>(xt::transpose(a, perm)));
-    });
+    Tensor out = detail::visit_any(
+        x, "permute", [&]<class T>(xt::xarray<T>& a) { return wrap(permuted(a, perm)); });
     std::vector<int> back(inverse.begin(), inverse.end());
     return make_result(out, "PermuteBackward", {x},
                        [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; });
@@ -91,8 +141,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     std::iota(perm.begin(), perm.end(), 0);
     std::swap(perm[a], perm[b]);
     Tensor out = detail::visit_any(x, "transpose", [&]<class T>(xt::xarray<T>& v) {
-        return wrap(
-            xt::xarray<T>(xt::transpose(v, std::vector<std::size_t>(perm.begin(), perm.end()))));
+        return wrap(permuted(v, std::vector<std::size_t>(perm.begin(), perm.end())));
     });
     return make_result(out, "TransposeBackward", {x}, [dim0, dim1](const Tensor& g) {
         return autograd::Gradients{transpose(g, dim0, dim1)};

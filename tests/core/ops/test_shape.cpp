@@ -1,5 +1,7 @@
 // Tests for the shape ops (core/ops/shape.cpp): reshape, transpose, permute,
 // unsqueeze, squeeze and cat, with hand values, gradchecks and error messages.
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -65,6 +67,46 @@ TEST_CASE("permute reorders dims") {
                 all_match &= v(k, i, j) == double(12 * i + 4 * j + k);
     CHECK(all_match);
     CHECK(xg::permute(arange234(), {-1, 0, -2}).shape() == Shape{4, 2, 3});
+}
+
+TEST_CASE("permute and transpose place every element, for every order of a 4-D tensor") {
+    // arange as [3, 5, 33, 34] (tiles of 32 leave ragged edges), int64 as well:
+    // element (a, b, c, d) holds its own flat index, so each output position can
+    // be checked against the index it must have come from.
+    const Shape shape{3, 5, 33, 34};
+    xt::xarray<double> values = xt::arange<double>(3 * 5 * 33 * 34);
+    values.reshape(shape);
+    Tensor x = test::f64(values);
+    Tensor xi = x.to(xg::kInt64);
+    std::vector<int> order{0, 1, 2, 3};
+    int orders = 0;
+    do {
+        CAPTURE(order[0]);
+        CAPTURE(order[1]);
+        CAPTURE(order[2]);
+        CAPTURE(order[3]);
+        Tensor p = xg::permute(x, order);
+        Tensor pi = xg::permute(xi, order);
+        bool all_match = true;
+        std::size_t flat = 0;
+        std::vector<std::size_t> out(4), in(4);
+        for (out[0] = 0; out[0] < shape[order[0]]; ++out[0])
+            for (out[1] = 0; out[1] < shape[order[1]]; ++out[1])
+                for (out[2] = 0; out[2] < shape[order[2]]; ++out[2])
+                    for (out[3] = 0; out[3] < shape[order[3]]; ++out[3], ++flat) {
+                        for (int i = 0; i < 4; ++i) in[order[i]] = out[i];
+                        double source = double(((in[0] * 5 + in[1]) * 33 + in[2]) * 34 + in[3]);
+                        all_match &= p.data<double>().data()[flat] == source;
+                        all_match &= double(pi.data<std::int64_t>().data()[flat]) == source;
+                    }
+        CHECK(all_match);
+        ++orders;
+    } while (std::next_permutation(order.begin(), order.end()));
+    CHECK(orders == 24);
+    // transpose of the last two dims is the batched (tiled) case; of others, the general one.
+    CHECK_VALUES(xg::transpose(x, -1, -2), test::values(xg::permute(x, {0, 1, 3, 2})));
+    CHECK_VALUES(xg::transpose(x, 0, 2), test::values(xg::permute(x, {2, 1, 0, 3})));
+    CHECK(xg::transpose(xg::zeros({0, 3}), 0, 1).shape() == Shape{3, 0});
 }
 
 TEST_CASE("unsqueeze inserts a dim of size one, counting from the end when negative") {
