@@ -2,6 +2,7 @@
 // Each op is its forward expression next to its gradient rule.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include <xtensor/xoperation.hpp>
 
@@ -20,8 +21,8 @@ using detail::wrap;
 namespace {
 
 // y = forward(x), one pass on raw memory: forward_loop(in, out, n). The
-// gradient rule sees the saved input, or the output when SaveOutput (tanh,
-// exp, ...): grad_loop(saved, g, gx, n), gx written over g's buffer when the
+// gradient rule sees the saved input, or the output when SaveOutput (exp,
+// sqrt, ...): grad_loop(saved, g, gx, n), gx written over g's buffer when the
 // engine holds the only handle to it.
 template <bool SaveOutput, class ForwardLoop, class GradLoop>
 Tensor unary_loops(const Tensor& x, const char* op, const char* node, ForwardLoop forward_loop,
@@ -82,7 +83,7 @@ std::size_t row_period(const A& full, const B& row) {
 // through xtensor.
 template <class T, class F>
 xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F f) {
-    const bool y_row = x.size() >= y.size() && row_period(x.shape(), y.shape()) != 0;
+    const bool y_row = row_period(x.shape(), y.shape()) != 0;
     const bool x_row = !y_row && row_period(y.shape(), x.shape()) != 0;
     if (!y_row && !x_row) return xt::xarray<T>(f(x, y));
     auto out = detail::empty_array<T>(y_row ? x.shape() : y.shape());

@@ -5,7 +5,6 @@
 #include <numeric>
 #include <type_traits>
 
-#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xreducer.hpp>
 
 #include "buffer_cache.hpp"
@@ -130,7 +129,7 @@ xt::xarray<T> swap_with_last(const xt::xarray<T>& x, std::size_t axis) {
     std::vector<std::size_t> order(x.dimension());
     std::iota(order.begin(), order.end(), std::size_t(0));
     std::swap(order[axis], order.back());
-    return xt::xarray<T>(xt::transpose(x, order));
+    return detail::permuted(x, order);
 }
 
 // Shared shape of softmax and log_softmax: out = f(x) along dim, row by row.

@@ -1,8 +1,9 @@
 // Shape ops. Each returns a fresh copy (xgrad has no views), so a result
 // never aliases its input; the gradient is the inverse rearrangement.
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
-
+#include <vector>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
@@ -31,6 +32,10 @@ Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const cha
     });
 }
 
+}  // namespace
+
+namespace detail {
+
 // x's elements rearranged so that out dim i is x's dim perm[i], contiguous.
 // When only the last two dims swap (a batch of matrix transposes), 32 x 32
 // tiles keep both sides in cache; otherwise rows of the output are gathered
@@ -46,7 +51,7 @@ xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& p
         out_shape[i] = in_shape[perm[i]];
         stride[i] = in_stride[perm[i]];
     }
-    auto out = detail::empty_array<T>(out_shape);
+    auto out = empty_array<T>(out_shape);
     if (out.size() == 0) return out;
     const T* in = x.data();
     T* o = out.data();
@@ -83,7 +88,12 @@ xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& p
     return out;
 }
 
-}  // namespace
+template xt::xarray<float> permuted(const xt::xarray<float>&, const std::vector<std::size_t>&);
+template xt::xarray<double> permuted(const xt::xarray<double>&, const std::vector<std::size_t>&);
+template xt::xarray<std::int64_t> permuted(const xt::xarray<std::int64_t>&,
+                                           const std::vector<std::size_t>&);
+
+}  // namespace detail
 
 Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
     check(x.defined(), "reshape: expected a defined tensor (got an undefined one)");
@@ -125,7 +135,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
         inverse[perm[i]] = i;
     }
     Tensor out = detail::visit_any(
-        x, "permute", [&]<class T>(xt::xarray<T>& a) { return wrap(permuted(a, perm)); });
+        x, "permute", [&]<class T>(xt::xarray<T>& a) { return wrap(detail::permuted(a, perm)); });
     std::vector<int> back(inverse.begin(), inverse.end());
     return make_result(out, "PermuteBackward", {x},
                        [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; });
@@ -141,7 +151,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     std::iota(perm.begin(), perm.end(), 0);
     std::swap(perm[a], perm[b]);
     Tensor out = detail::visit_any(x, "transpose", [&]<class T>(xt::xarray<T>& v) {
-        return wrap(permuted(v, std::vector<std::size_t>(perm.begin(), perm.end())));
+        return wrap(detail::permuted(v, std::vector<std::size_t>(perm.begin(), perm.end())));
     });
     return make_result(out, "TransposeBackward", {x}, [dim0, dim1](const Tensor& g) {
         return autograd::Gradients{transpose(g, dim0, dim1)};

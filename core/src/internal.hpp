@@ -99,6 +99,11 @@ template <class T>
 xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
                           const std::vector<bool>& reduced, T scale);
 
+// x's elements rearranged so that out dim i is x's dim perm[i], as a
+// contiguous array (core/ops/shape.cpp: permute and transpose).
+template <class T>
+xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& perm);
+
 // Sums a broadcast gradient back to `shape`: the one rule every broadcasting op uses.
 template <class T>
 xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape);
