@@ -248,6 +248,7 @@ Tensor with_constant(const Tensor& x, const char* op, const char* node, Forward 
         for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = forward(in[i]);
         return make_result(wrap(std::move(y)), node, {x}, [grad](const Tensor& g) {
             if constexpr (std::is_same_v<Grad, std::nullptr_t>) {
+                static_cast<void>(grad);  // nothing to apply: g passes through
                 return autograd::Gradients{detail::pass_through(g)};
             } else {
                 const T* gp = g.data<T>().data();
