@@ -13,29 +13,13 @@ import math
 
 import numpy as np
 
+from polyfit import chebyshev_nodes, horner, least_squares
+
 SPLIT, END, CENTRE = 0.921875, 3.95, 2.0
 DEGREE_A, DEGREE_B = 6, 11
 
 erf = np.vectorize(math.erf)
 erfc = np.vectorize(math.erfc)
-
-
-def chebyshev_nodes(a, b, n):
-    k = np.arange(n)
-    return (a + b) / 2 + (b - a) / 2 * np.cos((2 * k + 1) * np.pi / (2 * n))
-
-
-def least_squares(u, y, degree, weight):
-    basis = np.stack([u**k for k in range(degree + 1)], axis=1) * weight[:, None]
-    coefficients, *_ = np.linalg.lstsq(basis, y * weight, rcond=None)
-    return coefficients.astype(np.float32)
-
-
-def horner(coefficients, u):
-    p = np.float32(coefficients[-1])
-    for c in coefficients[-2::-1]:
-        p = p * u + c
-    return p
 
 
 x = chebyshev_nodes(0, SPLIT, 400)

@@ -13,21 +13,11 @@ import math
 
 import numpy as np
 
+from polyfit import chebyshev_nodes, horner, least_squares
+
 SPLIT, END, DEGREE = 1.0, 9.5, 6
 
 tanh = np.vectorize(math.tanh)
-
-
-def chebyshev_nodes(a, b, n):
-    k = np.arange(n)
-    return (a + b) / 2 + (b - a) / 2 * np.cos((2 * k + 1) * np.pi / (2 * n))
-
-
-def horner(coefficients, u):
-    p = np.float32(coefficients[-1])
-    for c in coefficients[-2::-1]:
-        p = p * u + c
-    return p
 
 
 x = chebyshev_nodes(0, SPLIT, 600)
@@ -35,9 +25,7 @@ u = x * x
 target = (tanh(x) - x) / (x * u)
 # Relative error of x + x^3 A: weight by x^3 / tanh(x).
 weight = x * u / tanh(x)
-basis = np.stack([u**k for k in range(DEGREE + 1)], axis=1) * weight[:, None]
-fit, *_ = np.linalg.lstsq(basis, target * weight, rcond=None)
-a = fit.astype(np.float32)
+a = least_squares(u, target, DEGREE, weight)
 
 xs = np.linspace(0, END, 4_000_001, dtype=np.float32)[1:]
 small = xs + xs * (xs * xs) * horner(a, xs * xs)
