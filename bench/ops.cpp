@@ -70,6 +70,10 @@ void BM_AddRow(benchmark::State& s) {
     xg::Tensor row = xg::randn({kShape[1]}).requires_grad_();
     forward_backward(s, [&](auto& x) { return x + row; });
 }
+void BM_MulRow(benchmark::State& s) {
+    xg::Tensor row = xg::randn({kShape[1]}).requires_grad_();
+    forward_backward(s, [&](auto& x) { return x * row; });
+}
 void BM_SumRows(benchmark::State& s) {
     forward_backward(s, [](auto& x) { return xg::sum(x, {0}); });
 }
@@ -100,6 +104,7 @@ void BM_CrossEntropy(benchmark::State& s) {
 BENCHMARK(BM_Tanh)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Exp)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AddRow)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MulRow)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SumRows)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SumCols)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Softmax)->Unit(benchmark::kMillisecond);

@@ -28,6 +28,7 @@ ops = {
     "tanh": torch.tanh,
     "exp": torch.exp,
     "add_row": lambda x: x + row,
+    "mul_row": lambda x: x * row,
     "sum_rows": lambda x: x.sum(0),
     "sum_cols": lambda x: x.sum(1),
     "softmax": lambda x: torch.softmax(x, -1),

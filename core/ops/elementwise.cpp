@@ -102,7 +102,8 @@ xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F 
 }
 
 // out = forward(a, b) with broadcasting; grad_a(a, b, g) and grad_b(a, b, g)
-// give full-size gradients that reduce_to sums back.
+// give full-size gradients (arrays, made with broadcast_apply) that reduce_to
+// sums back.
 template <class Forward, class GradA, class GradB>
 Tensor binary(const Tensor& a, const Tensor& b, const char* op, const char* node, Forward forward,
               GradA grad_a, GradB grad_b) {
@@ -119,10 +120,8 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, const char* node
                                auto& y = sb.data<T>();
                                auto& gv = g.data<T>();
                                Tensor ga, gb;
-                               if (need_a)
-                                   ga = reduce_to(wrap(xt::xarray<T>(grad_a(x, y, gv))), shape_a);
-                               if (need_b)
-                                   gb = reduce_to(wrap(xt::xarray<T>(grad_b(x, y, gv))), shape_b);
+                               if (need_a) ga = reduce_to(wrap(grad_a(x, y, gv)), shape_a);
+                               if (need_b) gb = reduce_to(wrap(grad_b(x, y, gv)), shape_b);
                                return autograd::Gradients{ga, gb};
                            });
     });
@@ -213,17 +212,23 @@ Tensor mul(const Tensor& a, const Tensor& b) {
                                });
         });
     }
+    auto times = [](const auto& u, const auto& v) { return u * v; };
     return binary(
-        a, b, "mul", "MulBackward", [](const auto& x, const auto& y) { return x * y; },
-        [](const auto&, const auto& y, const auto& g) { return g * y; },
-        [](const auto& x, const auto&, const auto& g) { return g * x; });
+        a, b, "mul", "MulBackward", times,
+        [=](const auto&, const auto& y, const auto& g) { return broadcast_apply(g, y, times); },
+        [=](const auto& x, const auto&, const auto& g) { return broadcast_apply(g, x, times); });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+    auto over = [](const auto& u, const auto& v) { return u / v; };
     return binary(
-        a, b, "div", "DivBackward", [](const auto& x, const auto& y) { return x / y; },
-        [](const auto&, const auto& y, const auto& g) { return g / y; },
-        [](const auto& x, const auto& y, const auto& g) { return -g * x / (y * y); });
+        a, b, "div", "DivBackward", over,
+        [=](const auto&, const auto& y, const auto& g) { return broadcast_apply(g, y, over); },
+        [](const auto& x, const auto& y, const auto& g) {  // -g x / y^2
+            auto gx = broadcast_apply(g, x, [](const auto& u, const auto& v) { return u * v; });
+            return broadcast_apply(gx, y,
+                                   [](const auto& u, const auto& v) { return -u / (v * v); });
+        });
 }
 
 Tensor neg(const Tensor& x) {
