@@ -46,19 +46,30 @@ void normalize_rows(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T*
     }
 }
 
-// dx for every row, from gh = g * weight (g without weight).
+// Backward, row by row while the row is in cache: dx from gh = g * weight
+// (g without weight), and the weight and bias gradients summed over rows.
+// Each of d, dw and db is skipped when null.
 template <bool HasWeight, class T>
-void normalize_rows_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d,
+void normalize_rows_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d, T* dw, T* db,
                          std::size_t rows, std::size_t n) {
     for (std::size_t r = 0; r < rows; ++r) {
         const T* gr = g + r * n;
         const T* hr = xhat + r * n;
-        T* dr = d + r * n;
-        auto gh = [gr, w](std::size_t i) { return HasWeight ? gr[i] * w[i] : gr[i]; };
-        const T mean_gh = detail::lane_sum<T>(n, gh) / T(n);
-        const T mean_ghx =
-            detail::lane_sum<T>(n, [&](std::size_t i) { return gh(i) * hr[i]; }) / T(n);
-        for (std::size_t i = 0; i < n; ++i) dr[i] = rstd[r] * (gh(i) - mean_gh - hr[i] * mean_ghx);
+        if (d) {
+            T* dr = d + r * n;
+            auto gh = [gr, w](std::size_t i) { return HasWeight ? gr[i] * w[i] : gr[i]; };
+            const T mean_gh = detail::lane_sum<T>(n, gh) / T(n);
+            const T mean_ghx =
+                detail::lane_sum<T>(n, [&](std::size_t i) { return gh(i) * hr[i]; }) / T(n);
+            const T s = rstd[r];  // a local: stores through dr could alias rstd
+            for (std::size_t i = 0; i < n; ++i) dr[i] = s * (gh(i) - mean_gh - hr[i] * mean_ghx);
+        }
+        if (dw) {
+            for (std::size_t i = 0; i < n; ++i) dw[i] += gr[i] * hr[i];
+        }
+        if (db) {
+            for (std::size_t i = 0; i < n; ++i) db[i] += gr[i];
+        }
     }
 }
 
@@ -75,12 +86,12 @@ void normalize(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T* rstd
         normalize_rows<false, false>(x, w, b, eps, xhat, y, rstd, rows, n);
 }
 template <class T>
-void normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d, std::size_t rows,
-                    std::size_t n) {
+void normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d, T* dw, T* db,
+                    std::size_t rows, std::size_t n) {
     if (w)
-        normalize_rows_grad<true>(g, w, xhat, rstd, d, rows, n);
+        normalize_rows_grad<true>(g, w, xhat, rstd, d, dw, db, rows, n);
     else
-        normalize_rows_grad<false>(g, w, xhat, rstd, d, rows, n);
+        normalize_rows_grad<false>(g, w, xhat, rstd, d, dw, db, rows, n);
 }
 
 // The float loops again, compiled for AVX2 and AVX-512 as well.
@@ -90,9 +101,9 @@ XG_CLONES_V4_V3 void normalize_f32(const float* x, const float* w, const float* 
     normalize(x, w, b, eps, xhat, y, rstd, rows, n);
 }
 XG_CLONES_V4_V3 void normalize_grad_f32(const float* g, const float* w, const float* xhat,
-                                        const float* rstd, float* d, std::size_t rows,
-                                        std::size_t n) {
-    normalize_grad(g, w, xhat, rstd, d, rows, n);
+                                        const float* rstd, float* d, float* dw, float* db,
+                                        std::size_t rows, std::size_t n) {
+    normalize_grad(g, w, xhat, rstd, d, dw, db, rows, n);
 }
 
 template <class T>
@@ -104,12 +115,12 @@ void run_normalize(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T* 
         normalize(x, w, b, eps, xhat, y, rstd, rows, n);
 }
 template <class T>
-void run_normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d,
+void run_normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d, T* dw, T* db,
                         std::size_t rows, std::size_t n) {
     if constexpr (std::is_same_v<T, float>)
-        normalize_grad_f32(g, w, xhat, rstd, d, rows, n);
+        normalize_grad_f32(g, w, xhat, rstd, d, dw, db, rows, n);
     else
-        normalize_grad(g, w, xhat, rstd, d, rows, n);
+        normalize_grad(g, w, xhat, rstd, d, dw, db, rows, n);
 }
 
 }  // namespace
@@ -150,24 +161,16 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
              saved_w = weight.defined() ? weight.detach() : Tensor()](const Tensor& grad) {
                 const T* g = grad.data<T>().data();
                 const T* wv = saved_w.defined() ? saved_w.data<T>().data() : nullptr;
-                Tensor gx, gw, gb;
-                if (need_x) {
-                    auto d = detail::empty_array<T>(shape);
-                    run_normalize_grad(g, wv, xhat.data(), rstd.data(), d.data(), rows, n);
-                    gx = detail::wrap(std::move(d));
-                }
-                if (need_w || need_b) {
-                    xt::xarray<T> dw = xt::zeros<T>(normalized_shape),
-                                  db = xt::zeros<T>(normalized_shape);
-                    for (std::size_t r = 0; r < rows; ++r) {
-                        for (std::size_t i = 0; i < n; ++i) {
-                            dw.data()[i] += g[r * n + i] * xhat.data()[r * n + i];
-                            db.data()[i] += g[r * n + i];
-                        }
-                    }
-                    if (need_w) gw = detail::wrap(std::move(dw));
-                    if (need_b) gb = detail::wrap(std::move(db));
-                }
+                xt::xarray<T> d, dw, db;
+                if (need_x) d = detail::empty_array<T>(shape);
+                if (need_w) dw = xt::zeros<T>(normalized_shape);
+                if (need_b) db = xt::zeros<T>(normalized_shape);
+                run_normalize_grad(g, wv, xhat.data(), rstd.data(), need_x ? d.data() : nullptr,
+                                   need_w ? dw.data() : nullptr, need_b ? db.data() : nullptr, rows,
+                                   n);
+                Tensor gx = need_x ? detail::wrap(std::move(d)) : Tensor();
+                Tensor gw = need_w ? detail::wrap(std::move(dw)) : Tensor();
+                Tensor gb = need_b ? detail::wrap(std::move(db)) : Tensor();
                 return autograd::Gradients{gx, gw, gb};
             });
     });
