@@ -1,11 +1,10 @@
 // Reductions and the dim-wise normalisations (softmax, log_softmax).
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 #include <type_traits>
 
-#include <xtensor/xreducer.hpp>
+#include <xtensor/xbuilder.hpp>
 
 #include "buffer_cache.hpp"
 #include "cpu_dispatch.hpp"
