@@ -64,8 +64,12 @@ void forward_backward(benchmark::State& state, F f) {
     }
     state.SetItemsProcessed(state.iterations() * std::int64_t(x.numel()));
 }
-void BM_Tanh(benchmark::State& s) { forward_backward(s, [](auto& x) { return xg::tanh(x); }); }
-void BM_Exp(benchmark::State& s) { forward_backward(s, [](auto& x) { return xg::exp(x); }); }
+void BM_Tanh(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::tanh(x); });
+}
+void BM_Exp(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::exp(x); });
+}
 void BM_AddRow(benchmark::State& s) {
     xg::Tensor row = xg::randn({kShape[1]}).requires_grad_();
     forward_backward(s, [&](auto& x) { return x + row; });
@@ -87,7 +91,8 @@ void BM_LogSoftmax(benchmark::State& s) {
     forward_backward(s, [](auto& x) { return xg::log_softmax(x, -1); });
 }
 void BM_LayerNorm(benchmark::State& s) {
-    xg::Tensor w = xg::ones({kShape[1]}).requires_grad_(), b = xg::zeros({kShape[1]}).requires_grad_();
+    xg::Tensor w = xg::ones({kShape[1]}).requires_grad_(),
+               b = xg::zeros({kShape[1]}).requires_grad_();
     forward_backward(s, [&](auto& x) { return xg::layer_norm(x, {kShape[1]}, w, b); });
 }
 void BM_Transpose(benchmark::State& s) {

@@ -36,8 +36,7 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 namespace {
 
 // Allocations per step over `steps` steps after `warmup` steps.
-long allocations_per_step(xg::nn::Module& ffn, const xg::Shape& x_shape, int warmup,
-                          int steps) {
+long allocations_per_step(xg::nn::Module& ffn, const xg::Shape& x_shape, int warmup, int steps) {
     xg::Tensor x = xg::randn(x_shape).requires_grad_();
     xg::Tensor target = xg::randn(x_shape);
     xg::optim::Adam adam(ffn.parameters(), xg::optim::AdamOptions(1e-3));
@@ -73,7 +72,8 @@ TEST_CASE("a steady-state FeedForward training step allocates nothing, every var
     }
 }
 
-TEST_CASE("a steady-state step through separate Linear, ReLU and Dropout modules allocates nothing") {
+TEST_CASE(
+    "a steady-state step through separate Linear, ReLU and Dropout modules allocates nothing") {
     // The unfused path: the dropout op remakes its mask in backward from its key.
     namespace nn = xg::nn;
     nn::Sequential block{std::make_shared<nn::Linear>(16, 64), std::make_shared<nn::ReLU>(),

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <utility>
 
 #include <doctest/doctest.h>
 
@@ -19,6 +20,24 @@ namespace {
 std::int64_t ulps(float a, float b) {
     return std::abs(std::int64_t(std::bit_cast<std::int32_t>(a)) -
                     std::int64_t(std::bit_cast<std::int32_t>(b)));
+}
+
+// The largest distance between f(x) and reference(x), in ulps of the reference
+// rounded to float, over every 29th bit pattern below `end`, both signs; and where.
+template <class F, class R>
+std::pair<double, float> worst_ulps(F f, R reference, std::uint32_t end) {
+    double worst = 0;
+    float worst_at = 0;
+    for (std::uint32_t bits = 0; bits < end; bits += 29) {
+        for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
+            const double expected = reference(x);
+            const float rounded = float(expected);
+            double ulp = std::max(std::abs(std::nextafter(rounded, 2.0f) - rounded), 1e-45f);
+            double d = std::abs(double(f(x)) - expected) / ulp;
+            if (d > worst) worst = d, worst_at = x;
+        }
+    }
+    return {worst, worst_at};
 }
 
 }  // namespace
@@ -62,17 +81,9 @@ TEST_CASE("fast_exp gives std::exp's special values") {
 }
 
 TEST_CASE("fast_erf is within 1 ulp of std::erf, and keeps its special values") {
-    // Every 29th bit pattern up to 5 (erf is 1 in float from 3.92 on), both signs.
-    double worst = 0;
-    float worst_at = 0;
-    for (std::uint32_t bits = 0; bits < 0x40a00000u; bits += 29) {
-        for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
-            float expected = std::erf(x);
-            double ulp = std::max(std::abs(std::nextafter(expected, 2.0f) - expected), 1e-45f);
-            double d = std::abs(double(xg::detail::fast_erf(x)) - double(expected)) / ulp;
-            if (d > worst) worst = d, worst_at = x;
-        }
-    }
+    // Up to 5: erf is 1 in float from 3.92 on.
+    auto [worst, worst_at] = worst_ulps([](float x) { return xg::detail::fast_erf(x); },
+                                        [](float x) { return double(std::erf(x)); }, 0x40a00000u);
     INFO("worst at x = ", worst_at);
     CHECK(worst <= 1.0);
 
@@ -86,20 +97,10 @@ TEST_CASE("fast_erf is within 1 ulp of std::erf, and keeps its special values") 
 }
 
 TEST_CASE("fast_tanh is within 1.2 ulp of the exact tanh, and keeps its special values") {
-    // Against tanh in double, rounded: glibc's float tanh is itself up to 2.2 ulp
-    // off over this sweep. Every 29th bit pattern up to 10 (tanh is 1 in float
-    // from 9.02 on), both signs.
-    double worst = 0;
-    float worst_at = 0;
-    for (std::uint32_t bits = 0; bits < 0x41200000u; bits += 29) {
-        for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
-            const double exact = std::tanh(double(x));
-            const float rounded = float(exact);
-            double ulp = std::max(std::abs(std::nextafter(rounded, 2.0f) - rounded), 1e-45f);
-            double d = std::abs(double(xg::detail::fast_tanh(x)) - exact) / ulp;
-            if (d > worst) worst = d, worst_at = x;
-        }
-    }
+    // Against tanh in double: glibc's float tanh is itself up to 2.2 ulp off
+    // over this sweep. Up to 10: tanh is 1 in float from 9.02 on.
+    auto [worst, worst_at] = worst_ulps([](float x) { return xg::detail::fast_tanh(x); },
+                                        [](float x) { return std::tanh(double(x)); }, 0x41200000u);
     INFO("worst at x = ", worst_at, ": ", worst, " ulp");
     CHECK(worst <= 1.2);
 
