@@ -74,17 +74,9 @@ xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& p
         return out;
     }
     const std::size_t last = out_shape[n - 1], step = stride[n - 1];
-    std::vector<std::size_t> index(n, 0);
-    std::size_t offset = 0;  // in x, of the current output row's first element
-    for (std::size_t row = 0; row < out.size(); row += last) {
-        for (std::size_t j = 0; j < last; ++j) o[row + j] = in[offset + j * step];
-        for (std::size_t d = n - 1; d-- > 0;) {  // odometer over the output's leading dims
-            offset += stride[d];
-            if (++index[d] < out_shape[d]) break;
-            offset -= stride[d] * index[d];
-            index[d] = 0;
-        }
-    }
+    for_each_row(out_shape, stride, [&](std::size_t start, std::size_t offset) {
+        for (std::size_t j = 0; j < last; ++j) o[start + j] = in[offset + j * step];
+    });
     return out;
 }
 

@@ -93,6 +93,32 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 template <class T>
 xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced);
 
+// The strides of `shape` once the dims flagged in `reduced` are summed away
+// (each kept as size 1): 0 along a reduced dim. sum_axes' output and
+// spread_axes' input are laid out by these.
+std::vector<std::size_t> kept_strides(const Shape& shape, const std::vector<bool>& reduced);
+
+// f(start, offset) for each row of a non-empty array of `shape` (a run along
+// its last dim), in order: start is the row's first element, offset where the
+// row begins in another array that advances by stride[d] along each dim d.
+template <class F>
+void for_each_row(const Shape& shape, const std::vector<std::size_t>& stride, F f) {
+    const std::size_t rank = shape.size(), last = shape[rank - 1];
+    std::size_t size = 1;
+    for (auto extent : shape) size *= extent;
+    std::vector<std::size_t> index(rank, 0);
+    std::size_t offset = 0;
+    for (std::size_t start = 0; start < size; start += last) {
+        f(start, offset);
+        for (std::size_t d = rank - 1; d-- > 0;) {  // odometer over the leading dims
+            offset += stride[d];
+            if (++index[d] < shape[d]) break;
+            offset -= stride[d] * index[d];
+            index[d] = 0;
+        }
+    }
+}
+
 // The gradient of sum_axes: each element of `shape` gets the sum it went
 // into (summed holds them, summed away dims of size 1), times scale.
 template <class T>

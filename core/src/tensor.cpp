@@ -269,40 +269,39 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     return out;
 }
 
+std::vector<std::size_t> kept_strides(const Shape& shape, const std::vector<bool>& reduced) {
+    std::vector<std::size_t> stride(shape.size(), 0);
+    for (std::size_t d = shape.size(), step = 1; d-- > 0;) {
+        if (!reduced[d]) {
+            stride[d] = step;
+            step *= shape[d];
+        }
+    }
+    return stride;
+}
+
 template <class T>
 xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced) {
-    std::size_t rank = values.dimension();
-    Shape out_shape(values.shape().begin(), values.shape().end());
-    for (std::size_t d = 0; d < rank; ++d) {
+    const Shape shape(values.shape().begin(), values.shape().end());
+    Shape out_shape = shape;
+    for (std::size_t d = 0; d < shape.size(); ++d) {
         if (reduced[d]) out_shape[d] = 1;
     }
     xt::xarray<T> out = xt::zeros<T>(out_shape);
-    if (rank == 0) return values;
+    if (shape.empty()) return values;
     if (values.size() == 0) return out;
-    // Output stride of each input dim, 0 where it is summed away.
-    std::vector<std::size_t> stride(rank, 0);
-    for (std::size_t d = rank, s = 1; d-- > 0;) {
-        if (!reduced[d]) stride[d] = s;
-        s *= out_shape[d];
-    }
-    std::size_t last = values.shape()[rank - 1], rows = values.size() / last, offset = 0;
-    std::vector<std::size_t> index(rank, 0);
+    const std::vector<std::size_t> stride = kept_strides(shape, reduced);
+    const std::size_t last = shape.back();
     const T* src = values.data();
     T* dst = out.data();
-    for (std::size_t r = 0; r < rows; ++r, src += last) {
-        if (stride[rank - 1] != 0) {
-            for (std::size_t j = 0; j < last; ++j) dst[offset + j] += src[j];
+    for_each_row(shape, stride, [&](std::size_t start, std::size_t offset) {
+        const T* row = src + start;
+        if (stride.back() != 0) {
+            for (std::size_t j = 0; j < last; ++j) dst[offset + j] += row[j];
         } else {
-            dst[offset] += lane_sum<T>(last, [src](std::size_t j) { return src[j]; });
+            dst[offset] += lane_sum<T>(last, [row](std::size_t j) { return row[j]; });
         }
-        // Odometer step over the outer dims, keeping `offset` in sync.
-        for (std::size_t d = rank - 1; d-- > 0;) {
-            offset += stride[d];
-            if (++index[d] < values.shape()[d]) break;
-            offset -= stride[d] * index[d];
-            index[d] = 0;
-        }
-    }
+    });
     return out;
 }
 
@@ -312,40 +311,25 @@ template xt::xarray<double> sum_axes(const xt::xarray<double>&, const std::vecto
 template <class T>
 xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
                           const std::vector<bool>& reduced, T scale) {
-    const std::size_t rank = shape.size();
     auto out = empty_array<T>(shape);
     if (out.size() == 0) return out;
-    if (rank == 0) {
+    if (shape.empty()) {
         out.data()[0] = summed.data()[0] * scale;
         return out;
     }
-    // Input stride of each output dim, 0 where it was summed away (as in sum_axes).
-    std::vector<std::size_t> stride(rank, 0);
-    for (std::size_t d = rank, s = 1; d-- > 0;) {
-        if (!reduced[d]) {
-            stride[d] = s;
-            s *= shape[d];
-        }
-    }
-    const std::size_t last = shape[rank - 1], rows = out.size() / last;
-    std::size_t offset = 0;
-    std::vector<std::size_t> index(rank, 0);
+    const std::vector<std::size_t> stride = kept_strides(shape, reduced);
+    const std::size_t last = shape.back();
     const T* src = summed.data();
     T* dst = out.data();
-    for (std::size_t r = 0; r < rows; ++r, dst += last) {
-        if (stride[rank - 1] != 0) {
-            for (std::size_t j = 0; j < last; ++j) dst[j] = src[offset + j] * scale;
+    for_each_row(shape, stride, [&](std::size_t start, std::size_t offset) {
+        T* row = dst + start;
+        if (stride.back() != 0) {
+            for (std::size_t j = 0; j < last; ++j) row[j] = src[offset + j] * scale;
         } else {
             const T value = src[offset] * scale;
-            for (std::size_t j = 0; j < last; ++j) dst[j] = value;
+            for (std::size_t j = 0; j < last; ++j) row[j] = value;
         }
-        for (std::size_t d = rank - 1; d-- > 0;) {
-            offset += stride[d];
-            if (++index[d] < shape[d]) break;
-            offset -= stride[d] * index[d];
-            index[d] = 0;
-        }
-    }
+    });
     return out;
 }
 

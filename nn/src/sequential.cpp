@@ -11,11 +11,9 @@ Tensor Sequential::forward(const Tensor& input) {
     Tensor x = input;
     // The registry, not a member copy, so set_submodule("1", ...) takes effect;
     // a module appended twice runs twice.
-    std::size_t index = 0;
-    for (const auto& child : *this) {
-        check(child != nullptr, "Sequential: child {} is None and cannot be called", index);
+    for (const auto& [member, child] : registered_children()) {
+        check(child != nullptr, "Sequential: child {} is None and cannot be called", member);
         x = (*child)(x);
-        ++index;
     }
     return x;
 }
