@@ -1,5 +1,5 @@
-// Loops over one contiguous row, shared by softmax, log_softmax, layer_norm and
-// cross_entropy. Written so GCC vectorises them: sums keep sixteen independent
+// Loops over one contiguous row, shared by softmax, log_softmax, layer_norm, the
+// sums and cross_entropy. Written so GCC vectorises them: sums keep sixteen independent
 // partial sums (a fixed order, so the result does not depend on what the
 // vectoriser does) instead of one serial chain, and exp is fast_exp.
 #pragma once
