@@ -139,33 +139,43 @@ std::string creation_point() {
     return fmt::format("in module {}", fmt::join(anomaly_scopes, "."));
 }
 
-// "NaN" or "Inf" if `t` holds one (NaN wins), else nullptr.
-const char* non_finite(const Tensor& t) {
-    if (t.dtype() == Dtype::Int64) return nullptr;
-    bool nan = false, inf = false;
+bool has_nan(const Tensor& t) {
+    if (!is_floating_point(t.dtype())) return false;
+    bool nan = false;
     detail::visit_floating(t, "backward", [&](const auto& a) {
-        for (auto v : a) {
-            nan = nan || std::isnan(v);
-            inf = inf || std::isinf(v);
-        }
+        for (auto v : a) nan = nan || std::isnan(v);
         return t;
     });
-    return nan ? "NaN" : inf ? "Inf" : nullptr;
+    return nan;
 }
 
-// Anomaly mode: every gradient a node's backward returns must be finite.
-void check_finite(const Node& node, const Gradients& input_grads) {
+// Anomaly mode, as PyTorch's: a gradient a node's backward returns must hold
+// no NaN. Inf passes (sqrt at 0 is a legitimate Inf), so the op named in a
+// NaN chain is the one PyTorch names.
+void check_no_nan(const Node& node, const Gradients& input_grads) {
     for (std::size_t i = 0; i < input_grads.size(); ++i) {
-        if (!input_grads[i].defined()) continue;
-        if (const char* bad = non_finite(input_grads[i])) {
-            std::string op = node.name;
-            if (op.ends_with("Backward")) op.resize(op.size() - 8);
-            throw Error(fmt::format(
-                "backward: {} returned {} in the gradient for input {} (shape {}); its forward op "
-                "{} was created {}",
-                node.name, bad, i, shape_str(input_grads[i].shape()), op,
-                node.creation.empty() ? "before anomaly detection was enabled" : node.creation));
-        }
+        if (!input_grads[i].defined() || !has_nan(input_grads[i])) continue;
+        std::string op = node.name;
+        if (op.ends_with("Backward")) op.resize(op.size() - 8);
+        throw Error(fmt::format(
+            "Function '{}' returned nan values in its {}th output. Its forward op {} (gradient "
+            "shape {}) was created {}.",
+            node.name, i, op, shape_str(input_grads[i].shape()),
+            node.creation.empty() ? "before anomaly detection was enabled" : node.creation));
+    }
+}
+
+// A tensor hook's replacement gradient must match the gradient it replaces,
+// as PyTorch checks: the engine would otherwise accumulate a wrong shape into
+// .grad or hand the next backward a gradient it cannot use.
+void check_hook_result(const Tensor& grad, const Tensor& replaced, std::uint64_t id) {
+    if (replaced.dtype() != grad.dtype()) {
+        fail("backward: hook {} has changed the type of value (was {} got {})", id,
+             dtype_name(grad.dtype()), dtype_name(replaced.dtype()));
+    }
+    if (!detail::same_shape(replaced, grad)) {
+        fail("backward: hook {} has changed the size of value (was {} got {})", id,
+             shape_str(grad.shape()), shape_str(replaced.shape()));
     }
 }
 
@@ -402,7 +412,10 @@ void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count, bool 
             if (auto output = node->output.lock()) {
                 if (!output->hooks.empty()) {
                     for (auto& [id, hook] : std::vector(output->hooks)) {
-                        if (Tensor replaced = hook(grad); replaced.defined()) grad = replaced;
+                        if (Tensor replaced = hook(grad); replaced.defined()) {
+                            check_hook_result(grad, replaced, id);
+                            grad = std::move(replaced);
+                        }
                     }
                 }
                 if (is_accumulator(*node)) {
@@ -419,7 +432,7 @@ void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count, bool 
                 check(input_grads.size() == node->next.size(),
                       "backward: {} returned {} gradients for {} inputs", node->name,
                       input_grads.size(), node->next.size());
-                if (is_anomaly_enabled()) check_finite(*node, input_grads);
+                if (is_anomaly_enabled()) check_no_nan(*node, input_grads);
             } catch (...) {
                 // Its backward may have written over what it saved: running it
                 // again must fail cleanly ("already freed"), not read the remains.

@@ -140,7 +140,8 @@ struct Node {
 
 // Anomaly detection, as torch.autograd.set_detect_anomaly: while on, every node
 // records where its forward op ran (the module path, when inside a module), and
-// backward throws xg::Error naming the node whose backward produced NaN or Inf.
+// backward throws xg::Error naming the node whose backward produced NaN (Inf
+// passes, as in PyTorch), in PyTorch's words.
 // Process-wide, as in PyTorch; off by default because it slows every op.
 void set_detect_anomaly(bool enabled);
 bool is_anomaly_enabled();
