@@ -29,13 +29,23 @@ std::vector<std::pair<std::uint64_t, Fn>> both(const HookList<Fn>& global,
     return all;
 }
 
-// A hook's replacement must line up with what it replaces (PyTorch checks the
-// same, in the same words, but without naming the module).
+// A hook's replacement must line up with what it replaces: as many gradients
+// (PyTorch's words, naming the module too), each of the same shape and dtype
+// where both are defined (PyTorch's engine refuses the same when it validates
+// the hook node's outputs).
 void check_replacement(const Module& module, const char* hook, const char* grads,
-                       const std::vector<Tensor>& replaced, std::size_t expected) {
-    check(replaced.size() == expected,
+                       const std::vector<Tensor>& replaced, const std::vector<Tensor>& original) {
+    check(replaced.size() == original.size(),
           "{}: {} returned an invalid number of {}, got {}, but expected {}", module.name(), hook,
-          grads, replaced.size(), expected);
+          grads, replaced.size(), original.size());
+    for (std::size_t i = 0; i < original.size(); ++i) {
+        const Tensor &was = original[i], &got = replaced[i];
+        if (!was.defined() || !got.defined()) continue;
+        check(got.dtype() == was.dtype() && got.shape() == was.shape(),
+              "{}: {} has changed {} {} (was {} {} got {} {})", module.name(), hook, grads, i,
+              dtype_name(was.dtype()), shape_str(was.shape()), dtype_name(got.dtype()),
+              shape_str(got.shape()));
+    }
 }
 
 // What one call of a module shares between its output node (which sees
@@ -56,7 +66,7 @@ struct BackwardCall {
         if (m == nullptr) return grad_input;
         for (auto& [id, hook] : hooks) {
             if (auto replaced = hook(*m, grad_input, grad_output); !replaced.empty()) {
-                check_replacement(*m, "backward hook", "grad_input", replaced, grad_input.size());
+                check_replacement(*m, "backward hook", "grad_input", replaced, grad_input);
                 grad_input = std::move(replaced);
             }
         }
@@ -179,7 +189,7 @@ Tensor Module::call_with_hooks(const Tensor& original_input) {
                     for (auto& [id, hook] : call->pre_hooks) {
                         if (auto replaced = hook(*m, grad_output); !replaced.empty()) {
                             check_replacement(*m, "backward pre hook", "grad_output", replaced,
-                                              grad_output.size());
+                                              grad_output);
                             grad_output = std::move(replaced);
                         }
                     }

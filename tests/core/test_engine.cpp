@@ -242,6 +242,33 @@ TEST_CASE("a replacing hook on a leaf changes what is accumulated into grad") {
     CHECK_VALUES(x.grad(), (xt::xarray<double>{-4.0, -4.0}));
 }
 
+TEST_CASE("a hook may not change the gradient's shape or dtype (PyTorch refuses both)") {
+    // torch: "hook '<lambda>' has changed the size of value", and "... has changed
+    // the type of value (was torch.FloatTensor got torch.DoubleTensor)".
+    Tensor leaf = xg::ones({3}).requires_grad_();
+    auto grow = leaf.register_hook([](const Tensor&) { return xg::ones({4}); });
+    CHECK_THROWS_WITH_AS(xg::sum(leaf * 2.0).backward(),
+                         "backward: hook 0 has changed the size of value (was [3] got [4])",
+                         xg::Error);
+    CHECK_FALSE(leaf.grad().defined());  // nothing accumulated
+    grow.remove();
+
+    auto widen = leaf.register_hook([](const Tensor& g) { return g.to(xg::kFloat64); });
+    CHECK_THROWS_WITH_AS(xg::sum(leaf * 2.0).backward(),
+                         "backward: hook 1 has changed the type of value (was float32 got float64)",
+                         xg::Error);
+    widen.remove();
+
+    // On a non-leaf the bad gradient would reach the next backward: refused there too.
+    Tensor b = xg::ones({3}).requires_grad_();
+    Tensor c = b * 2.0;
+    auto h = c.register_hook([](const Tensor&) { return xg::ones({4}); });
+    CHECK_THROWS_WITH_AS(xg::sum(c).backward(),
+                         "backward: hook 0 has changed the size of value (was [3] got [4])",
+                         xg::Error);
+    CHECK_FALSE(b.grad().defined());
+}
+
 TEST_CASE("a second backward through a freed graph throws; retain_graph keeps it") {
     Tensor x = test::f64({1.0, 2.0}, true);
     {

@@ -344,6 +344,32 @@ TEST_CASE("Module hooks: a backward hook returning the wrong number of gradients
                          xg::Error);
 }
 
+TEST_CASE("Module hooks: a backward hook may not change a gradient's shape or dtype") {
+    // PyTorch's engine refuses the hook node's output: "Function
+    // BackwardHookFunctionBackward returned an invalid gradient at index 0 - got [2, 2]
+    // but expected shape compatible with [2, 3]".
+    auto lin = std::make_shared<mt::TinyLinear>(3, 2);
+    Tensor x = mt::values({2, 3}, 0.3);
+    x.requires_grad_();
+    auto hook = lin->register_full_backward_hook(
+        [&](Module&, const std::vector<Tensor>&, const std::vector<Tensor>&) {
+            return std::vector<Tensor>{xg::zeros({2, 2}, xg::kFloat64)};
+        });
+    CHECK_THROWS_WITH_AS(xg::sum((*lin)(x)).backward(),
+                         "TinyLinear: backward hook has changed grad_input 0 (was float64 [2, 3] "
+                         "got float64 [2, 2])",
+                         xg::Error);
+    CHECK_FALSE(x.grad().defined());
+    hook.remove();
+    auto pre = lin->register_full_backward_pre_hook([&](Module&, const std::vector<Tensor>& go) {
+        return std::vector<Tensor>{go.at(0).to(xg::kFloat32)};
+    });
+    CHECK_THROWS_WITH_AS(xg::sum((*lin)(x)).backward(),
+                         "TinyLinear: backward pre hook has changed grad_output 0 (was float64 "
+                         "[2, 2] got float32 [2, 2])",
+                         xg::Error);
+}
+
 TEST_CASE("Module hooks: a module called twice in one graph fires its hooks twice") {
     auto lin = std::make_shared<mt::TinyLinear>(3, 3);
     std::vector<std::vector<double>> grad_outputs;
