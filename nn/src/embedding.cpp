@@ -27,6 +27,11 @@ std::string Embedding::extra_repr() const {
     return fmt::format("{}, {}", num_embeddings, embedding_dim);
 }
 
+// Keeps the typed handles forward reads in step with the registry.
+void Embedding::on_tensor_set(const std::string& member, const Tensor& value) {
+    if (member == "weight") weight = value;
+}
+
 std::shared_ptr<Module> Embedding::make_fresh() const {
     return detail::without_consuming_rng(
         [&] { return std::make_shared<Embedding>(num_embeddings, embedding_dim); });

@@ -48,6 +48,14 @@ std::string LayerNorm::extra_repr() const {
                        detail::py_float(eps), detail::py_bool(elementwise_affine));
 }
 
+// Keeps the typed handles forward reads in step with the registry.
+void LayerNorm::on_tensor_set(const std::string& member, const Tensor& value) {
+    if (member == "weight")
+        weight = value;
+    else if (member == "bias")
+        bias = value;
+}
+
 std::shared_ptr<Module> LayerNorm::make_fresh() const {
     return std::make_shared<LayerNorm>(normalized_shape, eps, elementwise_affine);
 }

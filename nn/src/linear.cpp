@@ -40,6 +40,14 @@ std::string Linear::extra_repr() const {
                        detail::py_bool(bias.defined()));
 }
 
+// Keeps the typed handles forward reads in step with the registry.
+void Linear::on_tensor_set(const std::string& member, const Tensor& value) {
+    if (member == "weight")
+        weight = value;
+    else if (member == "bias")
+        bias = value;
+}
+
 std::shared_ptr<Module> Linear::make_fresh() const {
     return detail::without_consuming_rng(
         [&] { return std::make_shared<Linear>(in_features, out_features, bias.defined()); });

@@ -58,14 +58,18 @@ Tensor& Module::register_parameter(const std::string& member, Tensor value, bool
               member, value.grad_fn_name());
         value.requires_grad_(requires_grad);
     }
-    return parameters_.insert_or_assign(member, std::move(value));
+    Tensor& registered = parameters_.insert_or_assign(member, std::move(value));
+    on_tensor_set(member, registered);
+    return registered;
 }
 
 Tensor& Module::register_buffer(const std::string& member, Tensor value, bool persistent) {
     check_name(member, "register_buffer", &kBufferKind);
     std::erase(non_persistent_, member);
     if (!persistent) non_persistent_.push_back(member);
-    return buffers_.insert_or_assign(member, std::move(value));
+    Tensor& registered = buffers_.insert_or_assign(member, std::move(value));
+    on_tensor_set(member, registered);
+    return registered;
 }
 
 void Module::register_child(const std::string& member, std::shared_ptr<Module> module) {
@@ -75,6 +79,7 @@ void Module::register_child(const std::string& member, std::shared_ptr<Module> m
 }
 
 void Module::on_child_set(const std::string&, const std::shared_ptr<Module>&) {}
+void Module::on_tensor_set(const std::string&, const Tensor&) {}
 
 // ---- traversal ----
 
@@ -316,27 +321,39 @@ std::shared_ptr<Module> Module::make_fresh() const {
 
 struct Module::CloneMemo {
     std::map<const Module*, std::shared_ptr<Module>> copies;
+    std::map<const TensorImpl*, Tensor> tensors;  // a tensor held twice is copied once
+    std::set<const TensorImpl*> targets;          // the copies made so far
 };
 
 // Copies `from`'s values into `to`, a module of the same structure, keeping
 // `to`'s own tensor handles and children (its layers hold them as members).
 void Module::copy_values(const Module& from, Module& to, CloneMemo& memo) {
     to.training_ = from.training_;
-    auto copy_members = [](const OrderedDict<Tensor>& source, OrderedDict<Tensor>& target) {
+    auto copy_members = [&](const OrderedDict<Tensor>& source, OrderedDict<Tensor>& target) {
         for (const auto& [member, tensor] : source) {
             Tensor* existing = target.find(member);
             if (!tensor.defined()) {
-                target.insert_or_assign(member, Tensor());
+                to.on_tensor_set(member, target.insert_or_assign(member, Tensor()));
                 continue;
             }
-            Tensor fresh = tensor.detach().clone();
-            if (existing && existing->defined()) {
-                replace_storage(*existing, fresh);
-                existing->requires_grad_(tensor.requires_grad());
-            } else {
-                fresh.requires_grad_(tensor.requires_grad());
-                target.insert_or_assign(member, fresh);
+            if (auto copied = memo.tensors.find(tensor.impl()); copied != memo.tensors.end()) {
+                // Tied in the source (one Parameter under two names): tied in the copy.
+                to.on_tensor_set(member, target.insert_or_assign(member, copied->second));
+                continue;
             }
+            // Copy into the fresh module's own handle (its layer's member), unless
+            // that handle already took another tensor's copy: the fresh module is
+            // tied where the source is not.
+            Tensor copy = tensor.detach().clone();
+            if (existing && existing->defined() && !memo.targets.contains(existing->impl())) {
+                replace_storage(*existing, copy);
+                copy = *existing;
+            } else {
+                to.on_tensor_set(member, target.insert_or_assign(member, copy));
+            }
+            copy.requires_grad_(tensor.requires_grad());
+            memo.targets.insert(copy.impl());
+            memo.tensors.emplace(tensor.impl(), copy);
         }
     };
     copy_members(from.parameters_, to.parameters_);

@@ -151,3 +151,78 @@ TEST_CASE("Module clone: a module without make_fresh says how to support clone")
                          "a new Net with the same configuration",
                          xg::Error);
 }
+
+// A Parameter registered under a second name in another layer: the two layers
+// share it, in forward too (Linear keeps its `weight` member in step).
+std::shared_ptr<xg::nn::Sequential> tied_pair() {
+    xg::manual_seed(3);
+    auto first = std::make_shared<xg::nn::Linear>(3, 3);
+    auto second = std::make_shared<xg::nn::Linear>(3, 3);
+    second->register_parameter("weight", first->weight);
+    return std::make_shared<xg::nn::Sequential>(
+        std::initializer_list<std::shared_ptr<Module>>{first, second});
+}
+
+TEST_CASE("Module register_parameter: re-registering a layer's parameter ties what forward uses") {
+    auto seq = tied_pair();
+    auto first = seq->at<xg::nn::Linear>(0);
+    auto second = seq->at<xg::nn::Linear>(1);
+    CHECK(second->weight.impl() == first->weight.impl());
+    // As in torch: seq[1].weight = seq[0].weight; list(seq.named_parameters()) has 3 entries.
+    CHECK(names_of(seq->named_parameters()) ==
+          std::vector<std::string>{"0.weight", "0.bias", "1.bias"});
+    xg::Tensor x = xg::ones({1, 3});
+    xg::sum((*seq)(x)).backward();
+    // One gradient for the shared weight, summed over both uses: d/dW of
+    // sum(W (W x + b0) + b1) = 1 (W x + b0)^T + W^T 1 x^T, by hand below.
+    auto w = first->weight.data<float>();
+    auto b0 = first->bias.data<float>();
+    for (std::size_t i = 0; i < 3; ++i) {
+        for (std::size_t j = 0; j < 3; ++j) {
+            float h_j = w(j, 0) + w(j, 1) + w(j, 2) + b0(j);
+            float col_i = w(0, i) + w(1, i) + w(2, i);
+            CHECK(first->weight.grad().data<float>()(i, j) == doctest::Approx(h_j + col_i));
+        }
+    }
+}
+
+TEST_CASE(
+    "Module clone: a Parameter shared by two layers stays shared, as copy.deepcopy keeps it") {
+    auto seq = tied_pair();
+    auto copy = std::dynamic_pointer_cast<xg::nn::Sequential>(seq->clone());
+    REQUIRE(copy != nullptr);
+    CHECK(copy->parameters().size() == 3);  // copy.deepcopy(seq): 3 parameters, not 4
+    auto first = copy->at<xg::nn::Linear>(0);
+    auto second = copy->at<xg::nn::Linear>(1);
+    CHECK(second->weight.impl() == first->weight.impl());
+    CHECK(second->get_parameter("weight").impl() == first->weight.impl());
+    CHECK(first->weight.impl() != seq->at<xg::nn::Linear>(0)->weight.impl());
+    CHECK(mt::flat(first->weight) == mt::flat(seq->at<xg::nn::Linear>(0)->weight));
+    // The copy computes what the original does, gradients included.
+    xg::Tensor x = xg::ones({2, 3});
+    xg::sum((*seq)(x)).backward();
+    xg::sum((*copy)(x)).backward();
+    CHECK(mt::flat(first->weight.grad()) == mt::flat(seq->at<xg::nn::Linear>(0)->weight.grad()));
+}
+
+// Two layers that share a weight from construction on.
+struct TiedAtBirth : Module {
+    TiedAtBirth() {
+        a = register_module("a", std::make_shared<mt::TinyLinear>(2, 2));
+        b = register_module("b", std::make_shared<mt::TinyLinear>(2, 2));
+        b->register_parameter("weight", a->weight);
+    }
+    std::shared_ptr<Module> make_fresh() const override { return std::make_shared<TiedAtBirth>(); }
+    std::shared_ptr<mt::TinyLinear> a, b;
+};
+
+TEST_CASE("Module clone: a module untied after construction is cloned untied") {
+    auto tied = std::make_shared<TiedAtBirth>();
+    CHECK(tied->clone()->parameters().size() == 3);
+    auto untied = std::make_shared<TiedAtBirth>();
+    untied->b->register_parameter("weight", mt::values({2, 2}, 0.5));
+    auto copy = untied->clone();
+    REQUIRE(copy->parameters().size() == 4);
+    CHECK(mt::flat(copy->get_parameter("a.weight")) == mt::flat(untied->get_parameter("a.weight")));
+    CHECK(mt::flat(copy->get_parameter("b.weight")) == mt::flat(untied->get_parameter("b.weight")));
+}

@@ -28,6 +28,7 @@ public:
 
 protected:
     std::shared_ptr<Module> make_fresh() const override;
+    void on_tensor_set(const std::string& member, const Tensor& value) override;
 };
 
 }  // namespace xg::nn

@@ -256,13 +256,20 @@ protected:
     // the registry, and throws to refuse a child; then nothing has changed.
     virtual void on_child_set(const std::string& member, const std::shared_ptr<Module>& child);
 
+    // Runs after `value` is registered as the parameter or buffer `member`
+    // (register_parameter, register_buffer, and clone() re-tying a shared
+    // parameter). A module that keeps typed handles to its tensors (Linear's
+    // `weight`) overrides it to point them at the registered tensor, so tying
+    // `b->register_parameter("weight", a->weight)` ties what forward uses too.
+    virtual void on_tensor_set(const std::string& member, const Tensor& value);
+
     // Every registered child in order, repeats and None children included
     // (named_children() lists a module registered twice once, as PyTorch's
     // does; an indexed container counts both entries).
     const OrderedDict<std::shared_ptr<Module>>& registered_children() const { return children_; }
 
 private:
-    struct CloneMemo;  // source module -> its copy, so a shared child stays shared
+    struct CloneMemo;  // source module or tensor -> its copy, so what is shared stays shared
     std::shared_ptr<Module> clone_with(CloneMemo& memo) const;
     static void copy_values(const Module& from, Module& to, CloneMemo& memo);
     std::optional<StateDict> extra_state_if_any() const;  // nullopt unless overridden
