@@ -149,7 +149,7 @@ struct DistributedDataParallel::Reducer {
             autograd::Node* node = stack.back();
             stack.pop_back();
             if (!seen.insert(node).second) continue;
-            if (auto leaf = node->output.lock(); leaf && node->name == "AccumulateGrad")
+            if (auto leaf = node->output.lock(); leaf && node->is_accumulator)
                 reached.insert(leaf.get());
             for (auto& child : node->next)
                 if (child) stack.push_back(child.get());

@@ -131,8 +131,13 @@ struct Node {
     BackwardFn backward;               // reset once the graph is freed
     std::weak_ptr<TensorImpl> output;  // for its hooks and retain_grad
     std::uint64_t sequence_nr;         // later nodes run first, as in PyTorch
+    bool is_accumulator = false;       // a leaf's AccumulateGrad: hands its gradient to .grad
     bool released = false;
     std::string creation;  // anomaly mode only: "in module <path>" where the op ran, else empty
+
+    // Drops the backward closure (and what it saved) and the edges: a backward
+    // pass without retain_graph frees each node this way once it ran.
+    void release();
 
     // How many nodes are alive right now; tests use it to prove graphs are freed.
     static long live_count();

@@ -1,0 +1,42 @@
+// Gradient sums under the aliasing rule in accumulate.hpp.
+#include "accumulate.hpp"
+
+#include <xtensor/xnoalias.hpp>
+
+#include "internal.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg::autograd {
+
+namespace {
+
+bool sole_handle(const Tensor& t) {
+    return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
+}
+
+void accumulate(Tensor& sum, Tensor g, bool in_place_allowed) {
+    if (!sum.defined()) {
+        sum = sole_handle(g) ? std::move(g) : g.detach().clone();
+        return;
+    }
+    if (!detail::same_shape(sum, g)) {
+        fail("backward: gradient of shape {} does not match shape {}", shape_str(g.shape()),
+             shape_str(sum.shape()));
+    }
+    if (!in_place_allowed && !sole_handle(sum)) {
+        sum = add(sum, g);
+        return;
+    }
+    detail::visit_floating(sum, "backward", [&](auto& s) {
+        using T = typename std::decay_t<decltype(s)>::value_type;
+        xt::noalias(s) += g.template data<T>();
+        return sum;
+    });
+}
+
+}  // namespace
+
+void accumulate_pending(Tensor& pending, Tensor g) { accumulate(pending, std::move(g), false); }
+void accumulate_grad(Tensor& grad, Tensor g) { accumulate(grad, std::move(g), true); }
+
+}  // namespace xg::autograd
