@@ -1,5 +1,5 @@
-// Adam (and AdamW's shared body): options, the fused update loop, and the
-// step / exp_avg / exp_avg_sq / max_exp_avg_sq state.
+// Adam (and AdamW's shared body): the betas builder, option checks, the fused
+// update loop, and the step / exp_avg / exp_avg_sq / max_exp_avg_sq state.
 #include "xgrad/optim/adam.hpp"
 
 #include <algorithm>
@@ -16,40 +16,6 @@ AdamOptions& AdamOptions::betas(std::pair<double, double> v) {
     mark_set("beta1");
     mark_set("beta2");
     return *this;
-}
-
-std::unique_ptr<OptimizerOptions> AdamOptions::clone() const {
-    return std::make_unique<AdamOptions>(*this);
-}
-
-std::vector<std::pair<std::string, double>> AdamOptions::items() const {
-    return {{"lr", lr_},
-            {"beta1", beta1_},
-            {"beta2", beta2_},
-            {"eps", eps_},
-            {"weight_decay", weight_decay_},
-            {"amsgrad", amsgrad_ ? 1.0 : 0.0},
-            {"maximize", maximize_ ? 1.0 : 0.0}};
-}
-
-bool AdamOptions::set_item(const std::string& name, double value) {
-    if (name == "lr")
-        lr_ = value;
-    else if (name == "beta1")
-        beta1_ = value;
-    else if (name == "beta2")
-        beta2_ = value;
-    else if (name == "eps")
-        eps_ = value;
-    else if (name == "weight_decay")
-        weight_decay_ = value;
-    else if (name == "amsgrad")
-        amsgrad_ = value != 0.0;
-    else if (name == "maximize")
-        maximize_ = value != 0.0;
-    else
-        return false;
-    return true;
 }
 
 void AdamOptions::validate(const std::string& optimizer) const {

@@ -1,7 +1,9 @@
-// The optimizer base: groups, option inheritance, zero_grad and state_dict.
+// The optimizer base: options read through their fields, groups, option
+// inheritance, zero_grad, state_dict and the printout.
 #include "xgrad/optim/optimizer.hpp"
 
 #include <algorithm>
+#include <ostream>
 #include <typeinfo>
 #include <unordered_set>
 
@@ -19,6 +21,23 @@ bool OptimizerOptions::is_set(const std::string& name) const {
 
 void OptimizerOptions::mark_set(const char* name) {
     if (!is_set(name)) explicitly_set_.emplace_back(name);
+}
+
+std::vector<std::pair<std::string, double>> OptimizerOptions::items() const {
+    std::vector<std::pair<std::string, double>> result;
+    for (const OptionField& field : readable_fields())
+        result.emplace_back(field.name(), field.get());
+    return result;
+}
+
+bool OptimizerOptions::set_item(const std::string& name, double value) {
+    for (const OptionField& field : fields()) {
+        if (name == field.name()) {
+            field.set(value);
+            return true;
+        }
+    }
+    return false;
 }
 
 void OptimizerOptions::inherit_unset(const OptimizerOptions& defaults) {
@@ -212,6 +231,27 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
         param_groups_[g].set_options(std::move(options[g]));
         param_groups_[g].initial_lr() = initial_lrs[g];
     }
+}
+
+std::string Optimizer::repr() const {
+    std::string out = name_ + " (";
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+        const OptimizerParamGroup& group = param_groups_[g];
+        out += fmt::format("\nParameter Group {}\n", g);
+        for (const OptionField& field : group.options().readable_fields()) {
+            if (field.is_flag())
+                out += fmt::format("    {}: {}\n", field.name(),
+                                   field.get() != 0.0 ? "True" : "False");
+            else
+                out += fmt::format("    {}: {}\n", field.name(), field.get());
+        }
+        if (group.initial_lr()) out += fmt::format("    initial_lr: {}\n", *group.initial_lr());
+    }
+    return out + ")";
+}
+
+std::ostream& operator<<(std::ostream& out, const Optimizer& optimizer) {
+    return out << optimizer.repr();
 }
 
 namespace detail {

@@ -1,41 +1,10 @@
-// SGD: options, the fused update loop, and the momentum_buffer state.
+// SGD: option checks, the fused update loop, and the momentum_buffer state.
 #include "xgrad/optim/sgd.hpp"
 
 #include "kernel_flags.hpp"
 #include "xgrad/error.hpp"
 
 namespace xg::optim {
-
-std::unique_ptr<OptimizerOptions> SGDOptions::clone() const {
-    return std::make_unique<SGDOptions>(*this);
-}
-
-std::vector<std::pair<std::string, double>> SGDOptions::items() const {
-    return {{"lr", lr_},
-            {"momentum", momentum_},
-            {"dampening", dampening_},
-            {"weight_decay", weight_decay_},
-            {"nesterov", nesterov_ ? 1.0 : 0.0},
-            {"maximize", maximize_ ? 1.0 : 0.0}};
-}
-
-bool SGDOptions::set_item(const std::string& name, double value) {
-    if (name == "lr")
-        lr_ = value;
-    else if (name == "momentum")
-        momentum_ = value;
-    else if (name == "dampening")
-        dampening_ = value;
-    else if (name == "weight_decay")
-        weight_decay_ = value;
-    else if (name == "nesterov")
-        nesterov_ = value != 0.0;
-    else if (name == "maximize")
-        maximize_ = value != 0.0;
-    else
-        return false;
-    return true;
-}
 
 void SGDOptions::validate(const std::string& optimizer) const {
     // Negated comparisons so that NaN is rejected too.

@@ -1,6 +1,12 @@
 // The optimizer base: groups and option inheritance, add_param_group,
 // zero_grad, skipping parameters without gradients, parameter checks, and
-// state_dict / load_state_dict (layout, exact resume, refusing mismatches).
+// state_dict / load_state_dict (layout, exact resume, refusing mismatches),
+// and every declared option in state_dict and the printout.
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
@@ -289,4 +295,100 @@ TEST_CASE("optim: loading casts state to the parameter's dtype") {
     SGD sgd32({w32, b32}, SGDOptions(0.01).momentum(0.9));
     sgd32.load_state_dict(sgd.state_dict());
     CHECK(sgd32.state_dict().state[0].second.at("momentum_buffer").dtype() == xg::kFloat32);
+}
+
+TEST_CASE("optim: every SGD option round-trips through state_dict and appears in the printout") {
+    optim_test::Problem<double> p;
+    SGD sgd({p.w}, SGDOptions(0.3).momentum(0.7).weight_decay(0.05).nesterov(true).maximize(true));
+    sgd.add_param_group({p.b}, SGDOptions(0.5).dampening(0.2).nesterov(false));
+    StepLR scheduler(sgd, 10);  // sets each group's initial_lr
+    const OptimizerState saved = sgd.state_dict();
+    const std::vector<std::pair<std::string, double>> first{
+        {"lr", 0.3},       {"momentum", 0.7}, {"dampening", 0.0}, {"weight_decay", 0.05},
+        {"nesterov", 1.0}, {"maximize", 1.0}, {"initial_lr", 0.3}};
+    const std::vector<std::pair<std::string, double>> second{
+        {"lr", 0.5},       {"momentum", 0.7}, {"dampening", 0.2}, {"weight_decay", 0.05},
+        {"nesterov", 0.0}, {"maximize", 1.0}, {"initial_lr", 0.5}};
+    REQUIRE(saved.param_groups.size() == 2);
+    CHECK(saved.param_groups[0].options == first);
+    CHECK(saved.param_groups[1].options == second);
+
+    Tensor w2 = copy_param(p.w), b2 = copy_param(p.b);
+    SGD fresh({w2}, SGDOptions(0.01));
+    fresh.add_param_group({b2});
+    fresh.load_state_dict(saved);
+    const auto& o = static_cast<const SGDOptions&>(fresh.param_groups()[1].options());
+    CHECK(o.lr() == 0.5);
+    CHECK(o.momentum() == 0.7);
+    CHECK(o.dampening() == 0.2);
+    CHECK(o.weight_decay() == 0.05);
+    CHECK_FALSE(o.nesterov());
+    CHECK(o.maximize());
+    CHECK(fresh.param_groups()[1].initial_lr() == 0.5);
+    CHECK(fresh.state_dict().param_groups[0].options == first);
+
+    CHECK(fresh.repr() ==
+          "SGD (\n"
+          "Parameter Group 0\n"
+          "    lr: 0.3\n    momentum: 0.7\n    dampening: 0\n    weight_decay: 0.05\n"
+          "    nesterov: True\n    maximize: True\n    initial_lr: 0.3\n"
+          "\n"
+          "Parameter Group 1\n"
+          "    lr: 0.5\n    momentum: 0.7\n    dampening: 0.2\n    weight_decay: 0.05\n"
+          "    nesterov: False\n    maximize: True\n    initial_lr: 0.5\n"
+          ")");
+    std::ostringstream printed;
+    printed << fresh;
+    CHECK(printed.str() == fresh.repr());
+}
+
+TEST_CASE("optim: every Adam option round-trips through state_dict and appears in the printout") {
+    optim_test::Problem<double> p;
+    const auto options = AdamOptions(0.02)
+                             .betas({0.8, 0.95})
+                             .eps(1e-6)
+                             .weight_decay(0.1)
+                             .amsgrad(true)
+                             .maximize(true);
+    const std::vector<std::pair<std::string, double>> expected{
+        {"lr", 0.02},          {"beta1", 0.8},   {"beta2", 0.95},  {"eps", 1e-6},
+        {"weight_decay", 0.1}, {"amsgrad", 1.0}, {"maximize", 1.0}};
+    const std::string printed_options =
+        "    lr: 0.02\n    beta1: 0.8\n    beta2: 0.95\n    eps: 1e-06\n    weight_decay: 0.1\n"
+        "    amsgrad: True\n    maximize: True\n";
+    Adam adam({p.w, p.b}, options);
+    AdamW adamw({copy_param(p.w), copy_param(p.b)}, options);
+    for (Optimizer* optimizer : {static_cast<Optimizer*>(&adam), static_cast<Optimizer*>(&adamw)}) {
+        INFO(optimizer->name());
+        const OptimizerState saved = optimizer->state_dict();
+        REQUIRE(saved.param_groups.size() == 1);
+        CHECK(saved.param_groups[0].options == expected);
+        CHECK(optimizer->repr() ==
+              optimizer->name() + " (\nParameter Group 0\n" + printed_options + ")");
+    }
+
+    Adam fresh({copy_param(p.w), copy_param(p.b)});
+    fresh.load_state_dict(adam.state_dict());
+    const auto& o = static_cast<const AdamOptions&>(fresh.param_groups()[0].options());
+    CHECK(o.lr() == 0.02);
+    CHECK(o.betas() == std::pair<double, double>{0.8, 0.95});
+    CHECK(o.eps() == 1e-6);
+    CHECK(o.weight_decay() == 0.1);
+    CHECK(o.amsgrad());
+    CHECK(o.maximize());
+    CHECK_FALSE(fresh.param_groups()[0].initial_lr().has_value());
+    CHECK(fresh.state_dict().param_groups[0].options == expected);
+}
+
+TEST_CASE(
+    "optim: a loaded param group with another optimizer's option throws and changes nothing") {
+    optim_test::Problem<double> p;
+    SGD sgd({p.w, p.b}, SGDOptions(0.1).momentum(0.9));
+    const OptimizerState before = sgd.state_dict();
+    OptimizerState adam_option = before;
+    adam_option.param_groups[0].options.emplace_back("beta1", 0.9);
+    adam_option.param_groups[0].options[0].second = 0.5;  // an lr that must not be applied
+    CHECK_THROWS_WITH_AS(sgd.load_state_dict(adam_option),
+                         "SGD.load_state_dict: unknown option 'beta1' in group 0", xg::Error);
+    CHECK(sgd.state_dict().param_groups[0].options == before.param_groups[0].options);
 }

@@ -5,4 +5,5 @@
 #include "xgrad/optim/adamw.hpp"
 #include "xgrad/optim/lr_scheduler.hpp"
 #include "xgrad/optim/optimizer.hpp"
+#include "xgrad/optim/options.hpp"
 #include "xgrad/optim/sgd.hpp"

@@ -19,44 +19,27 @@
 
 namespace xg::optim {
 
+// Adam's options in state_dict order (see options.hpp); lr comes first.
+#define XG_ADAM_OPTIONS(OPTION, FIELD) \
+    FIELD(double, beta1, 0.9)          \
+    FIELD(double, beta2, 0.999)        \
+    OPTION(double, eps, 1e-8)          \
+    OPTION(double, weight_decay, 0.0)  \
+    OPTION(bool, amsgrad, false)       \
+    OPTION(bool, maximize, false)
+
 class AdamOptions : public OptimizerOptions {
+    XG_OPTIONS(AdamOptions, XG_ADAM_OPTIONS)
+
 public:
-    AdamOptions() : OptimizerOptions() { lr_ = 1e-3; }
-    explicit AdamOptions(double lr) : OptimizerOptions(lr) {}
+    AdamOptions() { lr_ = 1e-3; }
+    explicit AdamOptions(double lr) { this->lr(lr); }
 
-    AdamOptions& lr(double v) { return set(lr_, v, "lr"); }
+    // The betas appear as "beta1" and "beta2" in items().
     AdamOptions& betas(std::pair<double, double> v);
-    AdamOptions& eps(double v) { return set(eps_, v, "eps"); }
-    AdamOptions& weight_decay(double v) { return set(weight_decay_, v, "weight_decay"); }
-    AdamOptions& amsgrad(bool v) { return set(amsgrad_, v, "amsgrad"); }
-    AdamOptions& maximize(bool v) { return set(maximize_, v, "maximize"); }
-    double lr() const { return lr_; }
     std::pair<double, double> betas() const { return {beta1_, beta2_}; }
-    double eps() const { return eps_; }
-    double weight_decay() const { return weight_decay_; }
-    bool amsgrad() const { return amsgrad_; }
-    bool maximize() const { return maximize_; }
 
-    std::unique_ptr<OptimizerOptions> clone() const override;
-    // The betas appear as "beta1" and "beta2".
-    std::vector<std::pair<std::string, double>> items() const override;
-    bool set_item(const std::string& name, double value) override;
     void validate(const std::string& optimizer) const override;
-
-protected:
-    template <class T>
-    AdamOptions& set(T& field, T value, const char* name) {
-        field = value;
-        mark_set(name);
-        return *this;
-    }
-
-    double beta1_ = 0.9;
-    double beta2_ = 0.999;
-    double eps_ = 1e-8;
-    double weight_decay_ = 0.0;
-    bool amsgrad_ = false;
-    bool maximize_ = false;
 };
 
 class Adam : public Optimizer {

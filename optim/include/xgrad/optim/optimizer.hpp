@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,41 +17,11 @@
 #include <utility>
 #include <vector>
 
+#include "xgrad/optim/options.hpp"
 #include "xgrad/state_dict.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xg::optim {
-
-// The options of one group. Builders (SGDOptions, AdamOptions) remember which
-// options were set explicitly, so a group can inherit the rest from defaults.
-class OptimizerOptions {
-public:
-    virtual ~OptimizerOptions() = default;
-    virtual std::unique_ptr<OptimizerOptions> clone() const = 0;
-    // Every option as (name, value) in a fixed order; flags are 0 or 1.
-    virtual std::vector<std::pair<std::string, double>> items() const = 0;
-    // Sets one option by its items() name without marking it explicit;
-    // false for a name this optimizer does not have.
-    virtual bool set_item(const std::string& name, double value) = 0;
-    // Throws xg::Error "<optimizer>: expected ... (got ...)" for the first invalid option.
-    virtual void validate(const std::string& optimizer) const = 0;
-
-    double get_lr() const { return lr_; }
-    void set_lr(double lr) { lr_ = lr; }
-    bool is_set(const std::string& name) const;
-    // Takes every option not set explicitly here from `defaults`.
-    void inherit_unset(const OptimizerOptions& defaults);
-
-protected:
-    OptimizerOptions() = default;
-    explicit OptimizerOptions(double lr) : lr_(lr) { mark_set("lr"); }
-    void mark_set(const char* name);
-
-    double lr_ = 0.0;
-
-private:
-    std::vector<std::string> explicitly_set_;
-};
 
 class OptimizerParamGroup {
 public:
@@ -111,6 +82,9 @@ public:
     const std::vector<OptimizerParamGroup>& param_groups() const { return param_groups_; }
     const OptimizerOptions& defaults() const { return *defaults_; }
     const std::string& name() const { return name_; }
+    // PyTorch's layout: the name, then each group's options (and initial_lr
+    // once a scheduler set it) as "    key: value" lines, flags as True/False.
+    std::string repr() const;
 
     OptimizerState state_dict() const;
     // Validates everything first: a state for other groups, parameter counts or
@@ -141,6 +115,8 @@ private:
     std::unique_ptr<OptimizerOptions> defaults_;
     std::vector<OptimizerParamGroup> param_groups_;
 };
+
+std::ostream& operator<<(std::ostream& out, const Optimizer& optimizer);
 
 namespace detail {
 // A detached copy of `t` in `dtype` that shares nothing with it.

@@ -17,41 +17,21 @@
 
 namespace xg::optim {
 
+// SGD's options in state_dict order (see options.hpp); lr comes first.
+#define XG_SGD_OPTIONS(OPTION, FIELD) \
+    OPTION(double, momentum, 0.0)     \
+    OPTION(double, dampening, 0.0)    \
+    OPTION(double, weight_decay, 0.0) \
+    OPTION(bool, nesterov, false)     \
+    OPTION(bool, maximize, false)
+
 class SGDOptions : public OptimizerOptions {
+    XG_OPTIONS(SGDOptions, XG_SGD_OPTIONS)
+
 public:
-    explicit SGDOptions(double lr) : OptimizerOptions(lr) {}
+    explicit SGDOptions(double lr) { this->lr(lr); }
 
-    SGDOptions& lr(double v) { return set(lr_, v, "lr"); }
-    SGDOptions& momentum(double v) { return set(momentum_, v, "momentum"); }
-    SGDOptions& dampening(double v) { return set(dampening_, v, "dampening"); }
-    SGDOptions& weight_decay(double v) { return set(weight_decay_, v, "weight_decay"); }
-    SGDOptions& nesterov(bool v) { return set(nesterov_, v, "nesterov"); }
-    SGDOptions& maximize(bool v) { return set(maximize_, v, "maximize"); }
-    double lr() const { return lr_; }
-    double momentum() const { return momentum_; }
-    double dampening() const { return dampening_; }
-    double weight_decay() const { return weight_decay_; }
-    bool nesterov() const { return nesterov_; }
-    bool maximize() const { return maximize_; }
-
-    std::unique_ptr<OptimizerOptions> clone() const override;
-    std::vector<std::pair<std::string, double>> items() const override;
-    bool set_item(const std::string& name, double value) override;
     void validate(const std::string& optimizer) const override;
-
-private:
-    template <class T>
-    SGDOptions& set(T& field, T value, const char* name) {
-        field = value;
-        mark_set(name);
-        return *this;
-    }
-
-    double momentum_ = 0.0;
-    double dampening_ = 0.0;
-    double weight_decay_ = 0.0;
-    bool nesterov_ = false;
-    bool maximize_ = false;
 };
 
 class SGD : public Optimizer {
