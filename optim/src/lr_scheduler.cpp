@@ -1,5 +1,5 @@
 // The scheduler base (PyTorch's _LRScheduler) and the small schedulers, each
-// a get_lr in PyTorch's chainable form plus its hyper-parameters.
+// a get_lr in PyTorch's chainable form plus its hyper-parameters as fields.
 #include "xgrad/optim/lr_scheduler.hpp"
 
 #include <algorithm>
@@ -45,49 +45,76 @@ std::vector<double> LRScheduler::group_lrs() const {
     return lrs;
 }
 
-bool LRScheduler::set_hyper_parameter(const std::string&, double) { return false; }
-bool LRScheduler::set_hyper_list(const std::string&, const std::vector<double>&) { return false; }
-
 SchedulerState LRScheduler::state_dict() const {
     SchedulerState state;
     state.scalars = {{"last_epoch", static_cast<double>(last_epoch_)},
                      {"_step_count", static_cast<double>(step_count_)}};
-    for (auto& entry : hyper_parameters()) state.scalars.push_back(std::move(entry));
     state.lists = {{"base_lrs", base_lrs_}, {"_last_lr", last_lr_}};
-    for (auto& entry : hyper_lists()) state.lists.push_back(std::move(entry));
+    for (const SchedulerField& field : readable_fields()) {
+        if (field.number)
+            state.scalars.emplace_back(field.name, *field.number);
+        else if (field.count)
+            state.scalars.emplace_back(field.name, static_cast<double>(*field.count));
+        else
+            state.lists.emplace_back(field.name,
+                                     std::vector<double>(field.list->begin(), field.list->end()));
+    }
     return state;
 }
 
 void LRScheduler::load_state_dict(const SchedulerState& state) {
     const std::string where = name_ + ".load_state_dict";
-    const std::size_t groups = optimizer_.param_groups().size();
     const SchedulerState before = state_dict();
     try {
-        for (const auto& [key, value] : state.scalars) {
-            if (key == "last_epoch")
-                last_epoch_ = static_cast<std::int64_t>(value);
-            else if (key == "_step_count")
-                step_count_ = static_cast<std::int64_t>(value);
-            else if (key == "verbose" || key == "_get_lr_called_within_step")
-                continue;
-            else
-                check(set_hyper_parameter(key, value), "{}: unknown entry '{}'", where, key);
-        }
-        for (const auto& [key, value] : state.lists) {
-            if (key == "base_lrs" || key == "_last_lr") {
-                check(value.size() == groups,
-                      "{}: expected {} with {} values, one per group (got {})", where, key, groups,
-                      value.size());
-                (key == "base_lrs" ? base_lrs_ : last_lr_) = value;
-            } else {
-                check(set_hyper_list(key, value), "{}: unknown entry '{}'", where, key);
-            }
-        }
+        for (const auto& [key, value] : state.scalars) load_scalar(key, value, where);
+        for (const auto& [key, value] : state.lists) load_list(key, value, where);
     } catch (...) {
         // Restoring a state this scheduler produced cannot fail.
         load_state_dict(before);
         throw;
     }
+}
+
+void LRScheduler::load_scalar(const std::string& key, double value, const std::string& where) {
+    if (key == "last_epoch") {
+        last_epoch_ = static_cast<std::int64_t>(value);
+        return;
+    }
+    if (key == "_step_count") {
+        step_count_ = static_cast<std::int64_t>(value);
+        return;
+    }
+    if (key == "verbose" || key == "_get_lr_called_within_step") return;
+    for (const SchedulerField& field : fields()) {
+        if (key != field.name || field.list) continue;
+        if (field.number) {
+            *field.number = value;
+        } else {
+            check(!field.positive || value >= 1.0, "{}: expected {} > 0 (got {})", where, key,
+                  value);
+            *field.count = static_cast<std::int64_t>(value);
+        }
+        return;
+    }
+    fail("{}: unknown entry '{}'", where, key);
+}
+
+void LRScheduler::load_list(const std::string& key, const std::vector<double>& value,
+                            const std::string& where) {
+    if (key == "base_lrs" || key == "_last_lr") {
+        const std::size_t groups = optimizer_.param_groups().size();
+        check(value.size() == groups, "{}: expected {} with {} values, one per group (got {})",
+              where, key, groups, value.size());
+        (key == "base_lrs" ? base_lrs_ : last_lr_) = value;
+        return;
+    }
+    for (const SchedulerField& field : fields()) {
+        if (key != field.name || !field.list) continue;
+        field.list->assign(value.begin(), value.end());
+        std::sort(field.list->begin(), field.list->end());
+        return;
+    }
+    fail("{}: unknown entry '{}'", where, key);
 }
 
 // ---- LambdaLR ----
@@ -128,19 +155,9 @@ std::vector<double> StepLR::get_lr() {
     return lrs;
 }
 
-std::vector<std::pair<std::string, double>> StepLR::hyper_parameters() const {
-    return {{"step_size", static_cast<double>(step_size_)}, {"gamma", gamma_}};
-}
-
-bool StepLR::set_hyper_parameter(const std::string& name, double value) {
-    if (name == "gamma")
-        gamma_ = value;
-    else if (name == "step_size") {
-        check(value >= 1.0, "StepLR.load_state_dict: expected step_size > 0 (got {})", value);
-        step_size_ = static_cast<std::int64_t>(value);
-    } else
-        return false;
-    return true;
+std::vector<SchedulerField> StepLR::fields() {
+    return {{.name = "step_size", .count = &step_size_, .positive = true},
+            {.name = "gamma", .number = &gamma_}};
 }
 
 // ---- MultiStepLR ----
@@ -160,25 +177,8 @@ std::vector<double> MultiStepLR::get_lr() {
     return lrs;
 }
 
-std::vector<std::pair<std::string, double>> MultiStepLR::hyper_parameters() const {
-    return {{"gamma", gamma_}};
-}
-
-bool MultiStepLR::set_hyper_parameter(const std::string& name, double value) {
-    if (name != "gamma") return false;
-    gamma_ = value;
-    return true;
-}
-
-std::vector<std::pair<std::string, std::vector<double>>> MultiStepLR::hyper_lists() const {
-    return {{"milestones", std::vector<double>(milestones_.begin(), milestones_.end())}};
-}
-
-bool MultiStepLR::set_hyper_list(const std::string& name, const std::vector<double>& value) {
-    if (name != "milestones") return false;
-    milestones_.assign(value.begin(), value.end());
-    std::sort(milestones_.begin(), milestones_.end());
-    return true;
+std::vector<SchedulerField> MultiStepLR::fields() {
+    return {{.name = "milestones", .list = &milestones_}, {.name = "gamma", .number = &gamma_}};
 }
 
 // ---- ExponentialLR ----
@@ -195,14 +195,8 @@ std::vector<double> ExponentialLR::get_lr() {
     return lrs;
 }
 
-std::vector<std::pair<std::string, double>> ExponentialLR::hyper_parameters() const {
-    return {{"gamma", gamma_}};
-}
-
-bool ExponentialLR::set_hyper_parameter(const std::string& name, double value) {
-    if (name != "gamma") return false;
-    gamma_ = value;
-    return true;
+std::vector<SchedulerField> ExponentialLR::fields() {
+    return {{.name = "gamma", .number = &gamma_}};
 }
 
 // ---- CosineAnnealingLR ----
@@ -239,20 +233,9 @@ std::vector<double> CosineAnnealingLR::get_lr() {
     return lrs;
 }
 
-std::vector<std::pair<std::string, double>> CosineAnnealingLR::hyper_parameters() const {
-    return {{"T_max", static_cast<double>(T_max_)}, {"eta_min", eta_min_}};
-}
-
-bool CosineAnnealingLR::set_hyper_parameter(const std::string& name, double value) {
-    if (name == "eta_min")
-        eta_min_ = value;
-    else if (name == "T_max") {
-        check(value >= 1.0, "CosineAnnealingLR.load_state_dict: expected T_max > 0 (got {})",
-              value);
-        T_max_ = static_cast<std::int64_t>(value);
-    } else
-        return false;
-    return true;
+std::vector<SchedulerField> CosineAnnealingLR::fields() {
+    return {{.name = "T_max", .count = &T_max_, .positive = true},
+            {.name = "eta_min", .number = &eta_min_}};
 }
 
 // ---- LinearLR ----
@@ -286,22 +269,10 @@ std::vector<double> LinearLR::get_lr() {
     return lrs;
 }
 
-std::vector<std::pair<std::string, double>> LinearLR::hyper_parameters() const {
-    return {{"start_factor", start_factor_},
-            {"end_factor", end_factor_},
-            {"total_iters", static_cast<double>(total_iters_)}};
-}
-
-bool LinearLR::set_hyper_parameter(const std::string& name, double value) {
-    if (name == "start_factor")
-        start_factor_ = value;
-    else if (name == "end_factor")
-        end_factor_ = value;
-    else if (name == "total_iters")
-        total_iters_ = static_cast<std::int64_t>(value);
-    else
-        return false;
-    return true;
+std::vector<SchedulerField> LinearLR::fields() {
+    return {{.name = "start_factor", .number = &start_factor_},
+            {.name = "end_factor", .number = &end_factor_},
+            {.name = "total_iters", .count = &total_iters_}};
 }
 
 }  // namespace xg::optim

@@ -1,8 +1,13 @@
 // The schedulers: first value at construction, hand-computed schedules,
-// chaining, their state_dict, and argument errors. (Their 50-step
+// chaining, their state_dict (every hyper-parameter), and argument errors. (Their 50-step
 // trajectories against PyTorch are in test_trajectories.cpp.)
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <numbers>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
@@ -160,4 +165,83 @@ TEST_CASE("optim: LR schedulers reject invalid arguments") {
     CHECK_THROWS_WITH_AS(
         LambdaLR(f.sgd, std::vector<LambdaLR::Lambda>{[](std::int64_t) { return 1.0; }}),
         "LambdaLR: expected 2 lr_lambdas (got 1)", xg::Error);
+}
+
+TEST_CASE("optim: every scheduler hyper-parameter round-trips through state_dict") {
+    using Scalars = std::vector<std::pair<std::string, double>>;
+    struct Case {
+        const char* name;
+        std::function<std::unique_ptr<LRScheduler>(Optimizer&)> saved, other;
+        Scalars scalars;  // after last_epoch and _step_count
+    };
+    const Case cases[] = {
+        {"StepLR", [](Optimizer& o) { return std::make_unique<StepLR>(o, 3, 0.5); },
+         [](Optimizer& o) { return std::make_unique<StepLR>(o, 7); },
+         Scalars{{"step_size", 3}, {"gamma", 0.5}}},
+        {"MultiStepLR",
+         [](Optimizer& o) {
+             return std::make_unique<MultiStepLR>(o, std::vector<std::int64_t>{2, 4}, 0.5);
+         },
+         [](Optimizer& o) {
+             return std::make_unique<MultiStepLR>(o, std::vector<std::int64_t>{9});
+         },
+         Scalars{{"gamma", 0.5}}},
+        {"ExponentialLR", [](Optimizer& o) { return std::make_unique<ExponentialLR>(o, 0.8); },
+         [](Optimizer& o) { return std::make_unique<ExponentialLR>(o, 0.3); },
+         Scalars{{"gamma", 0.8}}},
+        {"CosineAnnealingLR",
+         [](Optimizer& o) { return std::make_unique<CosineAnnealingLR>(o, 4, 0.05); },
+         [](Optimizer& o) { return std::make_unique<CosineAnnealingLR>(o, 9); },
+         Scalars{{"T_max", 4}, {"eta_min", 0.05}}},
+        {"LinearLR", [](Optimizer& o) { return std::make_unique<LinearLR>(o, 0.5, 0.9, 3); },
+         [](Optimizer& o) { return std::make_unique<LinearLR>(o); },
+         Scalars{{"start_factor", 0.5}, {"end_factor", 0.9}, {"total_iters", 3}}},
+    };
+    for (const Case& c : cases) {
+        INFO(c.name);
+        Fixture f, g;
+        auto saved = c.saved(f.sgd);
+        f.run(*saved, 2);
+        const SchedulerState state = saved->state_dict();
+        Scalars expected{{"last_epoch", 2}, {"_step_count", 3}};
+        expected.insert(expected.end(), c.scalars.begin(), c.scalars.end());
+        CHECK(state.scalars == expected);
+
+        auto loaded = c.other(g.sgd);
+        g.sgd.load_state_dict(f.sgd.state_dict());  // the lrs `other`'s first step changed
+        loaded->load_state_dict(state);
+        CHECK(loaded->state_dict().scalars == state.scalars);
+        CHECK(loaded->state_dict().lists == state.lists);
+        CHECK(f.run(*saved, 6) == g.run(*loaded, 6));
+    }
+}
+
+TEST_CASE("optim: a loaded step_size or T_max below 1 throws and changes nothing") {
+    Fixture f;
+    StepLR step(f.sgd, 3);
+    const SchedulerState before = step.state_dict();
+    SchedulerState state = before;
+    state.scalars[0].second = 7.0;  // last_epoch, applied before step_size fails
+    state.scalars[2].second = 0.5;  // step_size
+    CHECK_THROWS_WITH_AS(step.load_state_dict(state),
+                         "StepLR.load_state_dict: expected step_size > 0 (got 0.5)", xg::Error);
+    CHECK(step.state_dict().scalars == before.scalars);
+
+    CosineAnnealingLR cosine(f.sgd, 5);
+    SchedulerState cosine_state = cosine.state_dict();
+    cosine_state.scalars[2].second = 0.0;  // T_max
+    CHECK_THROWS_WITH_AS(cosine.load_state_dict(cosine_state),
+                         "CosineAnnealingLR.load_state_dict: expected T_max > 0 (got 0)",
+                         xg::Error);
+    CHECK(cosine.state_dict().scalars[2].second == 5.0);
+
+    MultiStepLR multi(f.sgd, {3});
+    SchedulerState misplaced = multi.state_dict();
+    misplaced.scalars.emplace_back("milestones", 4.0);  // a list given as a scalar
+    CHECK_THROWS_WITH_AS(multi.load_state_dict(misplaced),
+                         "MultiStepLR.load_state_dict: unknown entry 'milestones'", xg::Error);
+    SchedulerState unsorted = multi.state_dict();
+    unsorted.lists[2].second = {5, 1};
+    multi.load_state_dict(unsorted);
+    CHECK(multi.state_dict().lists[2].second == std::vector<double>{1, 5});
 }

@@ -21,6 +21,17 @@ struct SchedulerState {
     std::vector<std::pair<std::string, std::vector<double>>> lists;  // base_lrs, _last_lr, ...
 };
 
+// One hyper-parameter of a scheduler under PyTorch's attribute name, and the
+// member holding it; exactly one of number, count and list is set. state_dict
+// and load_state_dict iterate a scheduler's fields().
+struct SchedulerField {
+    const char* name;
+    double* number = nullptr;
+    std::int64_t* count = nullptr;              // a double in SchedulerState::scalars
+    std::vector<std::int64_t>* list = nullptr;  // in SchedulerState::lists, kept sorted
+    bool positive = false;                      // load_state_dict refuses a count below 1
+};
+
 class LRScheduler {
 public:
     virtual ~LRScheduler() = default;
@@ -45,13 +56,8 @@ protected:
 
     // The new lr of every group at last_epoch_ (the chainable form).
     virtual std::vector<double> get_lr() = 0;
-    // The subclass's own hyper-parameters, by PyTorch's attribute names.
-    virtual std::vector<std::pair<std::string, double>> hyper_parameters() const { return {}; }
-    virtual bool set_hyper_parameter(const std::string& name, double value);
-    virtual std::vector<std::pair<std::string, std::vector<double>>> hyper_lists() const {
-        return {};
-    }
-    virtual bool set_hyper_list(const std::string& name, const std::vector<double>& value);
+    // The subclass's own hyper-parameters, in state_dict order.
+    virtual std::vector<SchedulerField> fields() { return {}; }
 
     std::vector<double> group_lrs() const;
 
@@ -61,6 +67,15 @@ protected:
     std::int64_t last_epoch_ = -1;
     std::int64_t step_count_ = 0;
     std::vector<double> last_lr_;
+
+private:
+    // fields() of a const scheduler, only ever read through.
+    std::vector<SchedulerField> readable_fields() const {
+        return const_cast<LRScheduler*>(this)->fields();
+    }
+    void load_scalar(const std::string& key, double value, const std::string& where);
+    void load_list(const std::string& key, const std::vector<double>& value,
+                   const std::string& where);
 };
 
 // lr = base_lr * lr_lambda(epoch); one function for all groups or one per group.
@@ -82,8 +97,7 @@ public:
 
 private:
     std::vector<double> get_lr() override;
-    std::vector<std::pair<std::string, double>> hyper_parameters() const override;
-    bool set_hyper_parameter(const std::string& name, double value) override;
+    std::vector<SchedulerField> fields() override;
     std::int64_t step_size_;
     double gamma_;
 };
@@ -95,10 +109,7 @@ public:
 
 private:
     std::vector<double> get_lr() override;
-    std::vector<std::pair<std::string, double>> hyper_parameters() const override;
-    bool set_hyper_parameter(const std::string& name, double value) override;
-    std::vector<std::pair<std::string, std::vector<double>>> hyper_lists() const override;
-    bool set_hyper_list(const std::string& name, const std::vector<double>& value) override;
+    std::vector<SchedulerField> fields() override;
     std::vector<std::int64_t> milestones_;  // sorted, with repeats
     double gamma_;
 };
@@ -110,8 +121,7 @@ public:
 
 private:
     std::vector<double> get_lr() override;
-    std::vector<std::pair<std::string, double>> hyper_parameters() const override;
-    bool set_hyper_parameter(const std::string& name, double value) override;
+    std::vector<SchedulerField> fields() override;
     double gamma_;
 };
 
@@ -123,8 +133,7 @@ public:
 
 private:
     std::vector<double> get_lr() override;
-    std::vector<std::pair<std::string, double>> hyper_parameters() const override;
-    bool set_hyper_parameter(const std::string& name, double value) override;
+    std::vector<SchedulerField> fields() override;
     std::int64_t T_max_;
     double eta_min_;
 };
@@ -138,8 +147,7 @@ public:
 
 private:
     std::vector<double> get_lr() override;
-    std::vector<std::pair<std::string, double>> hyper_parameters() const override;
-    bool set_hyper_parameter(const std::string& name, double value) override;
+    std::vector<SchedulerField> fields() override;
     double start_factor_;
     double end_factor_;
     std::int64_t total_iters_;
