@@ -54,6 +54,17 @@ bool same_shape(const Tensor& a, const Shape& shape) {
 }
 }  // namespace detail
 
+std::span<const std::size_t> Tensor::sizes() const {
+    return std::visit(
+        [](const auto& a) { return std::span<const std::size_t>(a.shape().data(), a.dimension()); },
+        *checked_impl("sizes").storage);
+}
+
+void Tensor::set_data(const Tensor& new_data) const {
+    check(new_data.defined(), "set_data: expected a defined tensor (got an undefined one)");
+    checked_impl("set_data").storage = new_data.impl()->storage;
+}
+
 std::size_t Tensor::dim() const {
     return std::visit([](const auto& a) { return a.dimension(); }, *checked_impl("dim").storage);
 }

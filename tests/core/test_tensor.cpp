@@ -254,3 +254,22 @@ TEST_CASE("set_num_threads / get_num_threads round-trip") {
     xg::set_num_threads(original);
     CHECK(xg::get_num_threads() == original);
 }
+
+TEST_CASE("sizes() views the live shape; set_data swaps the values under every handle") {
+    Tensor a = xg::zeros({2, 3});
+    auto sizes = a.sizes();
+    CHECK(std::vector<std::size_t>(sizes.begin(), sizes.end()) == std::vector<std::size_t>{2, 3});
+    CHECK(xg::zeros({}).sizes().empty());
+
+    Tensor param = xg::ones({2}).requires_grad_();
+    Tensor alias = param;  // another handle, as a layer's member and the registry hold
+    xg::sum(param * 3.0).backward();
+    param.set_data(xg::full({4}, 2.0, xg::kFloat64));
+    CHECK(alias.shape() == xg::Shape{4});
+    CHECK(alias.dtype() == xg::kFloat64);
+    CHECK(alias.data<double>()(3) == 2.0);
+    CHECK(alias.requires_grad());
+    CHECK(alias.grad().defined());  // the gradient is the tensor's, not the data's
+    CHECK_THROWS_WITH_AS(param.set_data(Tensor()),
+                         "set_data: expected a defined tensor (got an undefined one)", xg::Error);
+}

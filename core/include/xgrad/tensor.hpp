@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <ostream>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -46,6 +47,10 @@ public:
     // Inspection.
     bool defined() const { return impl_ != nullptr; }
     Shape shape() const;  // by value: data<T>() may reshape the live array
+    // The sizes as a view of the live shape, like torch's sizes(): no Shape is
+    // built, so hot paths can compare shapes without allocating. Valid until
+    // the storage is reshaped or replaced.
+    std::span<const std::size_t> sizes() const;
     std::size_t dim() const;
     std::size_t numel() const;
     Dtype dtype() const;
@@ -65,6 +70,10 @@ public:
     Tensor detach() const;  // shares storage, no history
     Tensor clone() const;   // copies storage, keeps history
     Tensor to(Dtype dtype) const;
+    // Points this tensor at new_data's storage (torch's set_data, Python's
+    // `param.data = new_data`): every handle to this tensor, its .grad and its
+    // hooks stay; only the values (and their shape and dtype) change.
+    void set_data(const Tensor& new_data) const;
     // Seeds with ones for a one-element tensor; otherwise `grad` is required.
     // The graph is freed as it is walked unless `retain_graph` is true.
     void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
