@@ -1,5 +1,13 @@
 // Module state: state_dict, load_state_dict and extra state, key for key as
 // PyTorch produces and consumes them.
+//
+// A load runs in three steps, so that a failed load changes nothing:
+//   plan_load      walks the tree (running load pre hooks) and lists every
+//                  (target, source) assignment and every finding: missing,
+//                  unexpected and mis-sized keys; nothing is changed yet;
+//   apply_load     writes the values, keeping what it replaces when asked;
+//   rollback_load  puts those back when the load fails after it was applied (a
+//                  load post hook throws, or strict keys the hooks did not forgive).
 #include <xtensor/xnoalias.hpp>
 
 #include "internal.hpp"
@@ -11,10 +19,6 @@ void replace_storage(const Tensor& target, const Tensor& source);  // module.cpp
 
 namespace {
 constexpr const char* kExtraState = "_extra_state";
-
-bool starts_with(const std::string& text, const std::string& prefix) {
-    return text.compare(0, prefix.size(), prefix) == 0;
-}
 
 std::string quoted_list(const std::vector<std::string>& keys) {
     std::vector<std::string> quoted;
@@ -32,9 +36,25 @@ void copy_values_into(const Tensor& target, const Tensor& converted) {
         },
         *target.impl()->storage);
 }
-}  // namespace
 
-namespace {
+// One tensor write of a load: `value` into the model's `target`, either by
+// taking value's storage (assign=true, as `param.data = value`) or by copying
+// its values into target's own storage. Neither allocates nor throws.
+struct TensorWrite {
+    Tensor target;
+    Tensor value;
+    bool take_storage = false;
+
+    void run() const {
+        if (take_storage)
+            replace_storage(target, value);
+        else
+            copy_values_into(target, value);
+    }
+};
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
 // Set by the base get_extra_state, so extra_state_if_any() can tell nobody
 // overrode it. Per thread, so threads may take state_dicts of one module at once.
 thread_local bool extra_state_is_default = false;
@@ -59,17 +79,25 @@ std::optional<StateDict> Module::extra_state_if_any() const {
 
 // ---- state_dict ----
 
-void Module::save_into(StateDict& destination, const std::string& prefix, bool keep_vars) {
-    for (auto& [id, hook] : state_dict_pre_hooks_.snapshot()) hook(*this, prefix, keep_vars);
+// What state_dict saves and load_state_dict fills for this module alone:
+// defined parameters, then defined persistent buffers, in registration order.
+std::vector<std::pair<std::string, Tensor>> Module::saved_members() const {
+    std::vector<std::pair<std::string, Tensor>> out;
     for (const auto& [member, p] : parameters_) {
-        if (p.defined()) destination.insert_or_assign(prefix + member, keep_vars ? p : p.detach());
+        if (p.defined()) out.emplace_back(member, p);
     }
     for (const auto& [member, b] : buffers_) {
         bool persistent = std::find(non_persistent_.begin(), non_persistent_.end(), member) ==
                           non_persistent_.end();
-        if (b.defined() && persistent) {
-            destination.insert_or_assign(prefix + member, keep_vars ? b : b.detach());
-        }
+        if (b.defined() && persistent) out.emplace_back(member, b);
+    }
+    return out;
+}
+
+void Module::save_into(StateDict& destination, const std::string& prefix, bool keep_vars) {
+    for (auto& [id, hook] : state_dict_pre_hooks_.snapshot()) hook(*this, prefix, keep_vars);
+    for (const auto& [member, t] : saved_members()) {
+        destination.insert_or_assign(prefix + member, keep_vars ? t : t.detach());
     }
     if (auto extra = extra_state_if_any()) {
         for (const auto& [key, value] : *extra) {
@@ -88,165 +116,204 @@ StateDict Module::state_dict(const std::string& prefix, bool keep_vars) {
     return destination;
 }
 
-// ---- load_state_dict ----
+// ---- load_state_dict: plan ----
 
-// Everything a load will do, gathered before anything is changed.
+// Everything a load will do, gathered before anything is changed. The add_*
+// functions plan one module's part, under its key prefix.
 struct Module::LoadPlan {
-    std::vector<std::pair<Tensor, Tensor>> copies;  // (model tensor, checkpoint tensor)
-    std::vector<std::pair<Module*, StateDict>> extra_states;
-    std::vector<std::string> size_mismatches;
+    std::vector<std::pair<Tensor, Tensor>> assignments;       // (model tensor, checkpoint tensor)
+    std::vector<std::pair<Module*, StateDict>> extra_states;  // set_extra_state calls to make
+    std::vector<std::string> size_mismatches;                 // PyTorch's message for each
     std::vector<Module*> post_order;  // whose load post hooks run, children first
     IncompatibleKeys keys;
+
+    void add_tensors(const NamedTensors& local, const StateDict& state_dict,
+                     const std::string& prefix);
+    void add_extra_state(Module& module, const StateDict& state_dict, const std::string& prefix);
+    void add_unexpected_keys(const Module& module, const NamedTensors& local,
+                             const StateDict& state_dict, const std::string& prefix);
+
+    bool has_post_hooks() const;
+    void run_post_hooks();
+    // Whether a strict load fails on missing or unexpected keys.
+    bool key_errors(bool strict) const {
+        return strict && (!keys.missing_keys.empty() || !keys.unexpected_keys.empty());
+    }
+    std::string error_text(const std::string& module_name, bool strict) const;
 };
 
-void Module::plan_load(LoadPlan& plan, StateDict& state_dict, const std::string& prefix) {
-    for (auto& [id, hook] : load_pre_hooks_.snapshot()) hook(*this, state_dict, prefix);
-    std::vector<std::pair<std::string, Tensor>> local;
-    for (const auto& [member, p] : parameters_) {
-        if (p.defined()) local.emplace_back(member, p);
-    }
-    for (const auto& [member, b] : buffers_) {
-        bool persistent = std::find(non_persistent_.begin(), non_persistent_.end(), member) ==
-                          non_persistent_.end();
-        if (b.defined() && persistent) local.emplace_back(member, b);
-    }
+void Module::LoadPlan::add_tensors(const NamedTensors& local, const StateDict& state_dict,
+                                   const std::string& prefix) {
     for (const auto& [member, tensor] : local) {
         std::string key = prefix + member;
         if (!state_dict.contains(key)) {
-            plan.keys.missing_keys.push_back(key);
+            keys.missing_keys.push_back(key);
             continue;
         }
         const Tensor& source = state_dict.at(key);
         if (!source.defined() || source.shape() != tensor.shape()) {
-            plan.size_mismatches.push_back(fmt::format(
+            size_mismatches.push_back(fmt::format(
                 "size mismatch for {}: copying a param with shape {} from checkpoint, the shape "
                 "in current model is {}.",
                 key, source.defined() ? shape_str(source.shape()) : "None",
                 shape_str(tensor.shape())));
             continue;
         }
-        plan.copies.emplace_back(tensor, source);
+        assignments.emplace_back(tensor, source);
     }
-    std::string extra_prefix = prefix + kExtraState;
-    if (extra_state_if_any()) {
-        StateDict extra;
-        for (const auto& [key, value] : state_dict) {
-            if (starts_with(key, extra_prefix + ".")) {
-                extra.insert_or_assign(key.substr(extra_prefix.size() + 1), value);
-            }
-        }
-        if (extra.empty())
-            plan.keys.missing_keys.push_back(extra_prefix);
-        else
-            plan.extra_states.emplace_back(this, std::move(extra));
-    }
+}
+
+// A module with extra state takes every "<prefix>_extra_state.<key>" entry;
+// with none, "<prefix>_extra_state" is missing.
+void Module::LoadPlan::add_extra_state(Module& module, const StateDict& state_dict,
+                                       const std::string& prefix) {
+    if (!module.extra_state_if_any()) return;
+    const std::string extra_prefix = prefix + kExtraState + ".";
+    StateDict extra;
     for (const auto& [key, value] : state_dict) {
-        if (!starts_with(key, prefix) || starts_with(key, extra_prefix)) continue;
+        if (key.starts_with(extra_prefix)) {
+            extra.insert_or_assign(key.substr(extra_prefix.size()), value);
+        }
+    }
+    if (extra.empty())
+        keys.missing_keys.push_back(prefix + kExtraState);
+    else
+        extra_states.emplace_back(&module, std::move(extra));
+}
+
+// Keys under `prefix` whose first part names neither a tensor of `local` nor
+// a child (extra state keys are add_extra_state's).
+void Module::LoadPlan::add_unexpected_keys(const Module& module, const NamedTensors& local,
+                                           const StateDict& state_dict, const std::string& prefix) {
+    const std::string extra_prefix = prefix + kExtraState;
+    for (const auto& [key, value] : state_dict) {
+        if (!key.starts_with(prefix) || key.starts_with(extra_prefix)) continue;
         std::string first = key.substr(prefix.size());
         first = first.substr(0, first.find('.'));
         bool known = std::any_of(local.begin(), local.end(),
                                  [&](const auto& entry) { return entry.first == first; });
-        const auto* child = children_.find(first);
-        if (!known && !(child && *child)) plan.keys.unexpected_keys.push_back(key);
+        const auto* child = module.children_.find(first);
+        if (!known && !(child && *child)) keys.unexpected_keys.push_back(key);
     }
+}
+
+bool Module::LoadPlan::has_post_hooks() const {
+    return std::any_of(post_order.begin(), post_order.end(),
+                       [](const Module* m) { return !m->load_post_hooks_.empty(); });
+}
+
+void Module::LoadPlan::run_post_hooks() {
+    for (Module* module : post_order) {
+        for (auto& [id, hook] : module->load_post_hooks_.snapshot()) hook(*module, keys);
+    }
+}
+
+// PyTorch's message: key errors only when strict, size mismatches always.
+std::string Module::LoadPlan::error_text(const std::string& module_name, bool strict) const {
+    std::vector<std::string> messages;
+    if (strict && !keys.missing_keys.empty()) {
+        messages.push_back(
+            fmt::format("Missing key(s) in state_dict: {}. ", quoted_list(keys.missing_keys)));
+    }
+    if (strict && !keys.unexpected_keys.empty()) {
+        messages.push_back(fmt::format("Unexpected key(s) in state_dict: {}. ",
+                                       quoted_list(keys.unexpected_keys)));
+    }
+    for (const auto& mismatch : size_mismatches) messages.push_back(mismatch);
+    return fmt::format("Error(s) in loading state_dict for {}:\n\t{}", module_name,
+                       fmt::join(messages, "\n\t"));
+}
+
+// Runs the load pre hooks of this module (which may edit `state_dict`), plans
+// its own part, then its children's.
+void Module::plan_load(LoadPlan& plan, StateDict& state_dict, const std::string& prefix) {
+    for (auto& [id, hook] : load_pre_hooks_.snapshot()) hook(*this, state_dict, prefix);
+    const NamedTensors local = saved_members();
+    plan.add_tensors(local, state_dict, prefix);
+    plan.add_extra_state(*this, state_dict, prefix);
+    plan.add_unexpected_keys(*this, local, state_dict, prefix);
     for (const auto& [member, child] : children_) {
         if (child) child->plan_load(plan, state_dict, prefix + member + ".");
     }
     plan.post_order.push_back(this);
 }
 
+// ---- load_state_dict: apply and roll back ----
+
+// What apply_load replaced, for rollback_load to put back.
+struct Module::LoadUndo {
+    std::vector<TensorWrite> tensors;  // writes of the replaced values; empty unless kept
+    std::vector<std::pair<Module*, std::optional<StateDict>>> extra_states;  // as they were
+};
+
+// First what can throw, while nothing has changed yet: converting the
+// checkpoint's values to the model's dtypes (which allocates) and, with
+// `keep_replaced`, saving the values about to be replaced. Then the modules'
+// set_extra_state (user code; undone if one throws), then tensor writes, which
+// cannot throw. Replaced tensors need keeping only when something can still
+// fail the load after it is applied: its load post hooks.
+Module::LoadUndo Module::apply_load(const LoadPlan& plan, bool assign, bool keep_replaced) {
+    std::vector<TensorWrite> writes, replaced;
+    {
+        NoGradGuard no_grad;
+        for (const auto& [target, source] : plan.assignments) {
+            // assign=true takes the checkpoint's storage unless a dtype conversion is needed.
+            bool take_storage = assign && source.dtype() == target.dtype();
+            writes.push_back({target, source.detach().to(target.dtype()), take_storage});
+            // A target that takes other storage keeps its own intact: holding it is enough.
+            if (keep_replaced) {
+                replaced.push_back(
+                    {target, take_storage ? target.detach() : target.clone(), take_storage});
+            }
+        }
+    }
+    LoadUndo undo;
+    try {
+        for (const auto& [module, extra] : plan.extra_states) {
+            undo.extra_states.emplace_back(module, module->extra_state_if_any());
+            module->set_extra_state(extra);
+        }
+    } catch (...) {
+        rollback_load(undo);  // no tensor written yet: only extra states to restore
+        throw;
+    }
+    for (const TensorWrite& write : writes) write.run();
+    undo.tensors = std::move(replaced);
+    return undo;
+}
+
+void Module::rollback_load(const LoadUndo& undo) {
+    for (const TensorWrite& write : undo.tensors) write.run();
+    for (const auto& [module, before] : undo.extra_states) {
+        try {
+            if (before) module->set_extra_state(*before);
+        } catch (...) {  // best effort: the first error is the one to report
+        }
+    }
+}
+
 IncompatibleKeys Module::load_state_dict(const StateDict& state_dict, bool strict, bool assign) {
     StateDict working = state_dict;  // pre hooks may edit it; the caller's stays intact
     LoadPlan plan;
     plan_load(plan, working, "");
-
-    auto error_text = [&] {
-        std::vector<std::string> messages;
-        if (strict && !plan.keys.missing_keys.empty()) {
-            messages.push_back(fmt::format("Missing key(s) in state_dict: {}. ",
-                                           quoted_list(plan.keys.missing_keys)));
-        }
-        if (strict && !plan.keys.unexpected_keys.empty()) {
-            messages.push_back(fmt::format("Unexpected key(s) in state_dict: {}. ",
-                                           quoted_list(plan.keys.unexpected_keys)));
-        }
-        for (const auto& mismatch : plan.size_mismatches) messages.push_back(mismatch);
-        return fmt::format("Error(s) in loading state_dict for {}:\n\t{}", name(),
-                           fmt::join(messages, "\n\t"));
-    };
-    bool key_errors =
-        strict && (!plan.keys.missing_keys.empty() || !plan.keys.unexpected_keys.empty());
-    bool post_hooks = std::any_of(plan.post_order.begin(), plan.post_order.end(),
-                                  [](Module* m) { return !m->load_post_hooks_.empty(); });
-    // Fail before touching anything; only post hooks (which may forgive missing
-    // or unexpected keys) force us to apply first and judge afterwards.
-    if (!plan.size_mismatches.empty() || (key_errors && !post_hooks)) throw Error(error_text());
-
-    // Strong guarantee: first what can throw (dtype conversions, which allocate,
-    // and user set_extra_state, undone on failure), then copies that cannot.
-    // Load post hooks give their verdict after the values are in, so then the
-    // values about to be replaced are kept too, and put back if the load fails.
-    auto assigns = [&](std::size_t i) {
-        return assign && plan.copies[i].second.dtype() == plan.copies[i].first.dtype();
-    };
-    std::vector<Tensor> converted, previous;
-    {
-        NoGradGuard no_grad;
-        for (std::size_t i = 0; i < plan.copies.size(); ++i) {
-            const auto& [target, source] = plan.copies[i];
-            converted.push_back(source.detach().to(target.dtype()));
-            // An assigned tensor gets new storage: keeping the old one is enough.
-            if (post_hooks) previous.push_back(assigns(i) ? target.detach() : target.clone());
-        }
+    // Load post hooks judge the final key lists and may forgive missing or
+    // unexpected keys; with any of them the load is applied first and judged
+    // afterwards, without them it fails before anything changes.
+    const bool post_hooks = plan.has_post_hooks();
+    if (!plan.size_mismatches.empty() || (!post_hooks && plan.key_errors(strict))) {
+        throw Error(plan.error_text(name(), strict));
     }
-    std::vector<std::pair<Module*, std::optional<StateDict>>> previous_extra;
-    auto restore_extra = [&] {
-        for (auto& [module, before] : previous_extra) {
-            try {
-                if (before) module->set_extra_state(*before);
-            } catch (...) {  // best effort: the first error is the one to report
-            }
-        }
-    };
-    try {
-        for (auto& [module, extra] : plan.extra_states) {
-            previous_extra.emplace_back(module, module->extra_state_if_any());
-            module->set_extra_state(extra);
-        }
-    } catch (...) {
-        restore_extra();
-        throw;
-    }
-    for (std::size_t i = 0; i < plan.copies.size(); ++i) {
-        const auto& [target, source] = plan.copies[i];
-        if (assigns(i))
-            replace_storage(target, source.detach());
-        else
-            copy_values_into(target, converted[i]);
-    }
+    LoadUndo undo = apply_load(plan, assign, /*keep_replaced=*/post_hooks);
     if (!post_hooks) return plan.keys;
-
-    auto restore = [&] {
-        for (std::size_t i = 0; i < plan.copies.size(); ++i) {
-            const Tensor& target = plan.copies[i].first;
-            if (assigns(i))
-                replace_storage(target, previous[i]);
-            else
-                copy_values_into(target, previous[i]);
-        }
-        restore_extra();
-    };
     try {
-        for (Module* module : plan.post_order) {
-            for (auto& [id, hook] : module->load_post_hooks_.snapshot()) hook(*module, plan.keys);
-        }
+        plan.run_post_hooks();
     } catch (...) {
-        restore();
+        rollback_load(undo);
         throw;
     }
-    if (strict && (!plan.keys.missing_keys.empty() || !plan.keys.unexpected_keys.empty())) {
-        restore();
-        throw Error(error_text());
+    if (plan.key_errors(strict)) {
+        rollback_load(undo);
+        throw Error(plan.error_text(name(), strict));
     }
     return plan.keys;
 }

@@ -29,6 +29,15 @@ struct Counter : xg::nn::Module {
     int set_calls = 0;
 };
 
+// Extra state it refuses when the step is negative, after counting the call.
+struct Picky : Counter {
+    void set_extra_state(const xg::StateDict& state) override {
+        ++set_calls;
+        if (state.at("step").item<double>() < 0) throw xg::Error("Picky: refusing a negative step");
+        step = state.at("step").item<double>();
+    }
+};
+
 struct Holder : xg::nn::Module {
     Holder() {
         register_parameter("p", xg::zeros({1}, xg::kFloat64));
@@ -168,7 +177,7 @@ TEST_CASE("Module load_state_dict: strict=false returns missing and unexpected k
     auto result = net->load_state_dict(sd, /*strict=*/false);
     CHECK(result.missing_keys == module_ref::load_nonstrict_missing);
     CHECK(result.unexpected_keys == module_ref::load_nonstrict_unexpected);
-    for (double v : mt::flat(net->a->weight)) CHECK(v == 5.0);  // the rest was loaded
+    for (double v : mt::flat(net->a->weight)) CHECK(v == 5.0);  // the rest is loaded
 
     // Unexpected keys are found at every level: under a child's prefix too.
     sd.insert_or_assign("a.extra", xg::zeros({1}));
@@ -253,14 +262,14 @@ TEST_CASE("Module load_state_dict hooks: pre hooks may rewrite keys, post hooks 
     auto net = std::make_shared<mt::Net2>();
     xg::StateDict old_format;  // a checkpoint whose "a.*" keys are called "first.*"
     for (auto& [key, t] : std::make_shared<mt::Net2>()->state_dict()) {
-        std::string renamed = key.rfind("a.", 0) == 0 ? "first." + key.substr(2) : key;
+        std::string renamed = key.starts_with("a.") ? "first." + key.substr(2) : key;
         old_format.insert_or_assign(renamed, xg::full(t.shape(), 1.5, xg::kFloat64));
     }
     CHECK_THROWS_AS(net->load_state_dict(old_format), xg::Error);
     auto pre = net->register_load_state_dict_pre_hook(
         [](xg::nn::Module&, xg::StateDict& sd, const std::string& prefix) {
             for (const auto& key : sd.keys()) {
-                if (key.rfind(prefix + "first.", 0) == 0) {
+                if (key.starts_with(prefix + "first.")) {
                     sd.insert_or_assign(prefix + "a." + key.substr(prefix.size() + 6), sd.at(key));
                     sd.erase(key);
                 }
@@ -313,7 +322,7 @@ TEST_CASE("Module load_state_dict: a strict load its post hooks do not forgive c
         CHECK(holder->c->step == 3.0);
         CHECK(holder->c->w.data<double>().data() == data);  // the same storage, not a copy
     }
-    CHECK(hook_calls == 2);  // the hook did run: the values were in and came back out
+    CHECK(hook_calls == 2);  // the hook ran with the values in, then they came back out
 }
 
 TEST_CASE("Module load_state_dict: a post hook that throws leaves the model unchanged") {
@@ -333,4 +342,42 @@ TEST_CASE("Module load_state_dict: a post hook that throws leaves the model unch
     handle.remove();
     holder->load_state_dict(checkpoint);  // and without the hook it does load
     for (double v : mt::flat(holder->c->w)) CHECK(v == 5.0);
+}
+
+TEST_CASE("Module load_state_dict: a set_extra_state that throws leaves the model unchanged") {
+    // Two modules with extra state: the first takes its state, the second refuses
+    // its own, so the first must be given its state back.
+    struct Pair : xg::nn::Module {
+        Pair() {
+            first = register_module("first", std::make_shared<Counter>());
+            second = register_module("second", std::make_shared<Picky>());
+        }
+        std::shared_ptr<Counter> first;
+        std::shared_ptr<Picky> second;
+    };
+    auto pair = std::make_shared<Pair>();
+    pair->first->step = 2.0;
+    pair->second->step = 4.0;
+    auto before = snapshot(*pair);
+    xg::StateDict checkpoint;
+    for (auto& [key, t] : pair->state_dict()) {
+        checkpoint.insert_or_assign(key, xg::full(t.shape(), -1.0, t.dtype()));
+    }
+    int hook_calls = 0;
+    for (bool with_post_hook : {false, true}) {
+        CAPTURE(with_post_hook);
+        xg::RemovableHandle handle;
+        if (with_post_hook) {
+            handle = pair->register_load_state_dict_post_hook(
+                [&](xg::nn::Module&, xg::nn::IncompatibleKeys&) { ++hook_calls; });
+        }
+        int first_calls = pair->first->set_calls;
+        CHECK_THROWS_WITH_AS(pair->load_state_dict(checkpoint), "Picky: refusing a negative step",
+                             xg::Error);
+        CHECK(snapshot(*pair) == before);
+        CHECK(pair->first->step == 2.0);
+        CHECK(pair->first->set_calls == first_calls + 2);  // set, then set back
+        CHECK(pair->second->step == 4.0);
+    }
+    CHECK(hook_calls == 0);  // the load failed before its post hooks could run
 }

@@ -272,10 +272,18 @@ private:
     struct CloneMemo;  // source module or tensor -> its copy, so what is shared stays shared
     std::shared_ptr<Module> clone_with(CloneMemo& memo) const;
     static void copy_values(const Module& from, Module& to, CloneMemo& memo);
+
+    // state_dict and load_state_dict (module_state.cpp). A load is planned,
+    // applied, and rolled back if it fails after all, so a failed load changes nothing.
     std::optional<StateDict> extra_state_if_any() const;  // nullopt unless overridden
+    std::vector<std::pair<std::string, Tensor>> saved_members() const;
     void save_into(StateDict& destination, const std::string& prefix, bool keep_vars);
     struct LoadPlan;
+    struct LoadUndo;
     void plan_load(LoadPlan& plan, StateDict& state_dict, const std::string& prefix);
+    static LoadUndo apply_load(const LoadPlan& plan, bool assign, bool keep_replaced);
+    static void rollback_load(const LoadUndo& undo);
+
     void register_child(const std::string& name, std::shared_ptr<Module> module);
     void check_name(const std::string& name, const char* op, const void* kind) const;
     Tensor call_with_hooks(const Tensor& input);
