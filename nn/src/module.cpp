@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <typeinfo>
 
 #include <cxxabi.h>
@@ -16,13 +17,12 @@
 namespace xg::nn {
 
 namespace {
-const char kParameterKind = 'p', kBufferKind = 'b', kModuleKind = 'm';
-
 std::string join(const std::string& prefix, const std::string& name) {
     return prefix.empty() ? name : prefix + "." + name;
 }
 
-// Splits "a.b.c" at its dots.
+// Splits "a.b.c" at its dots, the way std::getline reads: "" has no parts and
+// a trailing dot adds none ("a." is "a").
 std::vector<std::string> split_path(const std::string& path) {
     std::vector<std::string> parts;
     std::string part;
@@ -38,19 +38,19 @@ Tensor Module::forward(const Tensor&) {
 
 // ---- registration ----
 
-void Module::check_name(const std::string& member, const char* op, const void* kind) const {
+void Module::check_name(const std::string& member, const char* op, MemberKind kind) const {
     check(!member.empty(), "{}: expected a non-empty name (got \"\")", op);
     check(member.find('.') == std::string::npos, "{}: expected a name without '.' (got '{}')", op,
           member);
-    bool clash = (kind != &kParameterKind && parameters_.find(member)) ||
-                 (kind != &kBufferKind && buffers_.find(member)) ||
-                 (kind != &kModuleKind && children_.find(member));
+    bool clash = (kind != MemberKind::Parameter && parameters_.find(member)) ||
+                 (kind != MemberKind::Buffer && buffers_.find(member)) ||
+                 (kind != MemberKind::Child && children_.find(member));
     check(!clash, "{}: expected a name not used by another member of {} (got '{}')", op, name(),
           member);
 }
 
 Tensor& Module::register_parameter(const std::string& member, Tensor value, bool requires_grad) {
-    check_name(member, "register_parameter", &kParameterKind);
+    check_name(member, "register_parameter", MemberKind::Parameter);
     if (value.defined()) {
         check(value.is_leaf(),
               "register_parameter: expected a leaf tensor for '{}' (got one made by {}); "
@@ -64,7 +64,7 @@ Tensor& Module::register_parameter(const std::string& member, Tensor value, bool
 }
 
 Tensor& Module::register_buffer(const std::string& member, Tensor value, bool persistent) {
-    check_name(member, "register_buffer", &kBufferKind);
+    check_name(member, "register_buffer", MemberKind::Buffer);
     std::erase(non_persistent_, member);
     if (!persistent) non_persistent_.push_back(member);
     Tensor& registered = buffers_.insert_or_assign(member, std::move(value));
@@ -73,7 +73,7 @@ Tensor& Module::register_buffer(const std::string& member, Tensor value, bool pe
 }
 
 void Module::register_child(const std::string& member, std::shared_ptr<Module> module) {
-    check_name(member, "register_module", &kModuleKind);
+    check_name(member, "register_module", MemberKind::Child);
     on_child_set(member, module);
     children_.insert_or_assign(member, std::move(module));
 }
@@ -188,38 +188,43 @@ std::vector<Tensor> Module::buffers(bool recurse) const {
 }
 
 // ---- paths ----
+// get_submodule walks the whole path; get_parameter, get_buffer and
+// set_submodule walk to the module owning the last part, as PyTorch's do.
 
-std::shared_ptr<Module> Module::get_submodule(const std::string& target) {
-    std::shared_ptr<Module> module = weak_from_this().lock();
-    Module* current = this;
-    if (target.empty()) return module;
-    for (const std::string& part : split_path(target)) {
-        const auto* child = current->children_.find(part);
+Module::PathEnd Module::resolve_path(const std::string& path) {
+    PathEnd end{this, weak_from_this().lock()};
+    for (const std::string& part : split_path(path)) {
+        const Module& at = *end.module;
+        const auto* child = at.children_.find(part);
         if (child == nullptr || !*child) {
             // An empty slot (PyTorch's None) exists but is not a Module either.
-            bool other = child || current->parameters_.find(part) || current->buffers_.find(part);
+            bool other = child || at.parameters_.find(part) || at.buffers_.find(part);
             throw Error(other ? fmt::format("get_submodule: '{}' is not a Module", part)
-                              : fmt::format("{} has no attribute '{}'", current->name(), part));
+                              : fmt::format("{} has no attribute '{}'", at.name(), part));
         }
-        module = *child;
-        current = module.get();
+        end = {child->get(), *child};
     }
-    return module;
+    return end;
+}
+
+std::pair<Module*, std::string> Module::resolve_owner(const std::string& target) {
+    auto dot = target.rfind('.');
+    if (dot == std::string::npos) return {this, target};
+    return {resolve_path(target.substr(0, dot)).module, target.substr(dot + 1)};
+}
+
+std::shared_ptr<Module> Module::get_submodule(const std::string& target) {
+    return resolve_path(target).handle;
 }
 
 void Module::set_submodule(const std::string& target, std::shared_ptr<Module> module) {
     check(!target.empty(), "set_submodule: expected a non-empty target (got \"\")");
-    auto dot = target.rfind('.');
-    std::string parent_path = dot == std::string::npos ? "" : target.substr(0, dot);
-    std::string member = dot == std::string::npos ? target : target.substr(dot + 1);
-    Module* parent = parent_path.empty() ? this : get_submodule(parent_path).get();
-    parent->register_child(member, std::move(module));
+    auto [owner, member] = resolve_owner(target);
+    owner->register_child(member, std::move(module));
 }
 
 Tensor Module::get_parameter(const std::string& target) {
-    auto dot = target.rfind('.');
-    Module* owner = dot == std::string::npos ? this : get_submodule(target.substr(0, dot)).get();
-    std::string member = dot == std::string::npos ? target : target.substr(dot + 1);
+    auto [owner, member] = resolve_owner(target);
     if (const Tensor* p = owner->parameters_.find(member)) return *p;
     check(!owner->buffers_.find(member) && !owner->children_.find(member),
           "get_parameter: '{}' is not a parameter", member);
@@ -227,9 +232,7 @@ Tensor Module::get_parameter(const std::string& target) {
 }
 
 Tensor Module::get_buffer(const std::string& target) {
-    auto dot = target.rfind('.');
-    Module* owner = dot == std::string::npos ? this : get_submodule(target.substr(0, dot)).get();
-    std::string member = dot == std::string::npos ? target : target.substr(dot + 1);
+    auto [owner, member] = resolve_owner(target);
     if (const Tensor* b = owner->buffers_.find(member)) return *b;
     check(!owner->parameters_.find(member) && !owner->children_.find(member),
           "get_buffer: '{}' is not a buffer", member);
@@ -366,9 +369,9 @@ void Module::copy_values(const Module& from, Module& to, CloneMemo& memo) {
         } else if (auto copied = memo.copies.find(child.get()); copied != memo.copies.end()) {
             to.register_child(member, copied->second);
         } else if (existing && *existing && (*existing)->repr() == child->repr()) {
-            // Reuse the fresh child (the parent's members point at it) only when it
-            // was built with the same configuration; a child swapped in later with
-            // another one (say, without a bias) is cloned as it is now.
+            // Reuse the fresh child (the parent's members point at it) only when its
+            // configuration matches; a child swapped in after construction (say, one
+            // without a bias) is cloned as it stands.
             memo.copies.emplace(child.get(), *existing);
             copy_values(*child, **existing, memo);
         } else {
@@ -405,7 +408,7 @@ std::string Module::name() const {
             ++depth;
         else if (full[i] == '>')
             --depth;
-        else if (depth == 0 && full.compare(i, 2, "::") == 0)
+        else if (depth == 0 && std::string_view(full).substr(i).starts_with("::"))
             start = i + 2;
     }
     return full.substr(start);

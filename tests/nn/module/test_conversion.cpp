@@ -134,7 +134,7 @@ TEST_CASE("Module clone: a deep copy with the same structure, values and modes")
     CHECK(hook_calls == 1);
 }
 
-TEST_CASE("Module clone: a child replaced after construction is cloned as what it is now") {
+TEST_CASE("Module clone: a child replaced after construction is cloned as it stands") {
     auto deep = std::make_shared<mt::Deep>();
     deep->set_submodule("head", std::make_shared<mt::TinyTanh>());
     deep->set_submodule("block.fc", std::make_shared<mt::TinyLinear>(4, 4, false));

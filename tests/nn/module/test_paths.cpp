@@ -77,3 +77,27 @@ TEST_CASE("Module paths: set_submodule replaces in place and can add") {
     CHECK_THROWS_AS(deep->set_submodule("block.gain", tanh), xg::Error);  // a parameter
     CHECK_THROWS_AS(deep->set_submodule("", tanh), xg::Error);
 }
+
+TEST_CASE("Module paths: a module outside any shared_ptr resolves paths from itself") {
+    mt::Deep deep;  // on the stack: it has no handle of its own to give out
+    CHECK(deep.get_submodule("") == nullptr);
+    CHECK(deep.get_submodule("block.fc") == deep.block->fc);
+    CHECK(deep.get_parameter("block.gain").impl() == deep.block->gain.impl());
+    CHECK(deep.get_buffer("head.running_mean").impl() == deep.head->running_mean.impl());
+    CHECK_THROWS_WITH_AS(deep.get_parameter("weight"), "Deep has no attribute 'weight'", xg::Error);
+    auto tanh = std::make_shared<mt::TinyTanh>();
+    deep.set_submodule("extra", tanh);
+    CHECK(deep.get_submodule("extra") == tanh);
+}
+
+TEST_CASE("Module paths: get_parameter and get_buffer walk through modules only") {
+    // Every part before the last goes through get_submodule's walk, with its errors.
+    auto net = std::make_shared<mt::Net>();
+    CHECK_THROWS_WITH_AS(net->get_parameter("tied.weight"), "get_submodule: 'tied' is not a Module",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(net->get_buffer("empty.running_mean"),
+                         "get_submodule: 'empty' is not a Module", xg::Error);
+    CHECK_THROWS_WITH_AS(net->set_submodule("b.count.x", std::make_shared<mt::TinyTanh>()),
+                         "get_submodule: 'count' is not a Module", xg::Error);
+    CHECK(net->get_parameter("a2.weight").impl() == net->a->weight.impl());
+}

@@ -118,7 +118,7 @@ TEST_CASE("Module registration: invalid names throw") {
         xg::Error);
     CHECK_THROWS_AS(m->register_buffer("child", xg::zeros({1})), xg::Error);
     CHECK_THROWS_AS(m->register_module("buf", std::make_shared<Bag>()), xg::Error);
-    // Nothing was added by the failed calls.
+    // The failed calls added nothing.
     CHECK(names_of(m->named_parameters()) == std::vector<std::string>{"w"});
     CHECK(names_of(m->named_buffers()) == std::vector<std::string>{"buf"});
     CHECK(names_of(m->named_children()) == std::vector<std::string>{"child"});

@@ -269,6 +269,22 @@ protected:
     const OrderedDict<std::shared_ptr<Module>>& registered_children() const { return children_; }
 
 private:
+    // The three registries a member name can live in (names are unique across them).
+    enum class MemberKind { Parameter, Buffer, Child };
+    void register_child(const std::string& name, std::shared_ptr<Module> module);
+    void check_name(const std::string& name, const char* op, MemberKind kind) const;
+
+    // Where a dotted path leads: a module, and the handle its parent holds it
+    // by (for "", this module and its own handle, empty when no shared_ptr owns it).
+    struct PathEnd {
+        Module* module;
+        std::shared_ptr<Module> handle;
+    };
+    // Walks "a.b.c" child by child; the error names the first part that is not a module.
+    PathEnd resolve_path(const std::string& path);
+    // "a.b.c" -> (the module at "a.b", "c"); "c" -> (this module, "c").
+    std::pair<Module*, std::string> resolve_owner(const std::string& target);
+
     struct CloneMemo;  // source module or tensor -> its copy, so what is shared stays shared
     std::shared_ptr<Module> clone_with(CloneMemo& memo) const;
     static void copy_values(const Module& from, Module& to, CloneMemo& memo);
@@ -284,8 +300,6 @@ private:
     static LoadUndo apply_load(const LoadPlan& plan, bool assign, bool keep_replaced);
     static void rollback_load(const LoadUndo& undo);
 
-    void register_child(const std::string& name, std::shared_ptr<Module> module);
-    void check_name(const std::string& name, const char* op, const void* kind) const;
     Tensor call_with_hooks(const Tensor& input);
 
     bool training_ = true;
