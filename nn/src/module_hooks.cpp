@@ -39,11 +39,11 @@ void check_replacement(const Module& module, const char* hook, const char* grads
           "{}: {} returned an invalid number of {}, got {}, but expected {}", module.name(), hook,
           grads, replaced.size(), original.size());
     for (std::size_t i = 0; i < original.size(); ++i) {
-        const Tensor &was = original[i], &got = replaced[i];
-        if (!was.defined() || !got.defined()) continue;
-        check(got.dtype() == was.dtype() && got.shape() == was.shape(),
+        const Tensor &expected = original[i], &got = replaced[i];
+        if (!expected.defined() || !got.defined()) continue;
+        check(got.dtype() == expected.dtype() && got.shape() == expected.shape(),
               "{}: {} has changed {} {} (was {} {} got {} {})", module.name(), hook, grads, i,
-              dtype_name(was.dtype()), shape_str(was.shape()), dtype_name(got.dtype()),
+              dtype_name(expected.dtype()), shape_str(expected.shape()), dtype_name(got.dtype()),
               shape_str(got.shape()));
     }
 }
@@ -61,7 +61,26 @@ struct BackwardCall {
 
     Module* alive() const { return owned && weak_module.expired() ? nullptr : module; }
 
-    std::vector<Tensor> run_hooks(std::vector<Tensor> grad_input) {
+    // At the output node: backward pre hooks may replace grad_output, which is
+    // kept for the backward hooks.
+    std::vector<Tensor> on_grad_output(const Tensor& g) {
+        std::vector<Tensor> grads{g};
+        if (Module* m = alive()) {
+            for (auto& [id, hook] : pre_hooks) {
+                if (auto replaced = hook(*m, grads); !replaced.empty()) {
+                    check_replacement(*m, "backward pre hook", "grad_output", replaced, grads);
+                    grads = std::move(replaced);
+                }
+            }
+        }
+        grad_output = grads;
+        // No input node will fire: report an undefined grad_input here, as PyTorch does.
+        if (!input_requires_grad) on_grad_input({Tensor()});
+        return std::vector<Tensor>{grads.at(0)};
+    }
+
+    // At the input node: backward hooks see grad_input and grad_output, and may replace grad_input.
+    std::vector<Tensor> on_grad_input(std::vector<Tensor> grad_input) {
         Module* m = alive();
         if (m == nullptr) return grad_input;
         for (auto& [id, hook] : hooks) {
@@ -88,6 +107,34 @@ std::string path_segment(const Module& module) {
         }
     }
     return module.name();
+}
+
+// forward, then the forward hooks, each of which may replace the output.
+// always_call hooks also run when forward or a hook throws; their own errors
+// must not mask the first one, which propagates.
+Tensor forward_with_hooks(Module& module, const Tensor& input,
+                          const std::vector<std::pair<std::uint64_t, ForwardHookEntry>>& hooks) {
+    std::vector<bool> called(hooks.size(), false);
+    Tensor output;
+    try {
+        output = module.forward(input);
+        for (std::size_t i = 0; i < hooks.size(); ++i) {
+            called[i] = true;
+            if (Tensor replaced = hooks[i].second.fn(module, input, output); replaced.defined()) {
+                output = replaced;
+            }
+        }
+    } catch (...) {
+        for (std::size_t i = 0; i < hooks.size(); ++i) {
+            if (called[i] || !hooks[i].second.always_call) continue;
+            try {
+                hooks[i].second.fn(module, input, output);
+            } catch (...) {
+            }
+        }
+        throw;
+    }
+    return output;
 }
 
 struct AnomalyCall {
@@ -151,54 +198,18 @@ Tensor Module::call_with_hooks(const Tensor& original_input) {
         call->input_requires_grad = input.defined() && input.requires_grad();
         if (call->input_requires_grad && !call->hooks.empty()) {
             // The gradient reaching this node is grad_input.
-            input = autograd::make_result(input.detach(), kHookNode, {input},
-                                          [call](const Tensor& g) { return call->run_hooks({g}); });
+            input =
+                autograd::make_result(input.detach(), kHookNode, {input},
+                                      [call](const Tensor& g) { return call->on_grad_input({g}); });
         }
     }
 
-    auto forward_hooks = both(global.forward, forward_hooks_);
-    std::vector<bool> called(forward_hooks.size(), false);
-    Tensor output;
-    try {
-        output = forward(input);
-        for (std::size_t i = 0; i < forward_hooks.size(); ++i) {
-            called[i] = true;
-            if (Tensor replaced = forward_hooks[i].second.fn(*this, input, output);
-                replaced.defined()) {
-                output = replaced;
-            }
-        }
-    } catch (...) {
-        // always_call hooks still run; their own errors must not mask the first one.
-        for (std::size_t i = 0; i < forward_hooks.size(); ++i) {
-            if (called[i] || !forward_hooks[i].second.always_call) continue;
-            try {
-                forward_hooks[i].second.fn(*this, input, output);
-            } catch (...) {
-            }
-        }
-        throw;
-    }
+    Tensor output = forward_with_hooks(*this, input, both(global.forward, forward_hooks_));
 
     if (call && output.defined() && output.requires_grad()) {
         // The gradient reaching this node is grad_output.
-        output =
-            autograd::make_result(output.detach(), kHookNode, {output}, [call](const Tensor& g) {
-                std::vector<Tensor> grad_output{g};
-                if (Module* m = call->alive()) {
-                    for (auto& [id, hook] : call->pre_hooks) {
-                        if (auto replaced = hook(*m, grad_output); !replaced.empty()) {
-                            check_replacement(*m, "backward pre hook", "grad_output", replaced,
-                                              grad_output);
-                            grad_output = std::move(replaced);
-                        }
-                    }
-                }
-                call->grad_output = grad_output;
-                // No input node will fire: report grad_input as undefined now, as PyTorch does.
-                if (!call->input_requires_grad) call->run_hooks({Tensor()});
-                return std::vector<Tensor>{grad_output.at(0)};
-            });
+        output = autograd::make_result(output.detach(), kHookNode, {output},
+                                       [call](const Tensor& g) { return call->on_grad_output(g); });
     }
     return output;
 }
