@@ -1,10 +1,14 @@
 // safetensors: an 8-byte little-endian header length, a JSON header mapping
-// each name to {dtype, shape, data_offsets}, then the raw little-endian data.
+// each name to {dtype, shape, data_offsets}, then the raw little-endian data,
+// which the tensors' byte ranges tile exactly: no gap, no overlap, nothing after.
 // The reader trusts nothing in the file: every size and offset is checked
-// before a byte of tensor data is touched.
+// before a byte of tensor data is allocated, then each tensor's bytes are read
+// from the file straight into its storage.
+//
+// load() and load_from_bytes() also tell torch.save files apart by content
+// (torch_zip.cpp reads them), and share one reader through ByteSource.
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <set>
 
@@ -12,11 +16,11 @@
 #include <unistd.h>
 
 #include "internal.hpp"
+#include "serialize_io.hpp"
 #include "xgrad/serialize.hpp"
 
 namespace xg {
 
-StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes);  // torch_zip.cpp
 // load() on bytes already in memory; `path` only names them in errors. fuzz/ calls it.
 StateDict load_from_bytes(const std::string& path, const std::vector<char>& bytes);
 
@@ -35,38 +39,25 @@ const char* dtype_code(Dtype dtype) {
 
 std::size_t item_size(Dtype dtype) { return dtype == Dtype::Float32 ? 4 : 8; }
 
-std::vector<char> read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    check(in.good(), "load: cannot open '{}'", path);
-    std::streamsize size = in.tellg();
-    in.seekg(0);
-    std::vector<char> bytes(static_cast<std::size_t>(size));
-    check(in.read(bytes.data(), size).good() || size == 0, "load: cannot read '{}'", path);
-    return bytes;
-}
-
-// a * b, or an error when it overflows.
-std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& path,
-                          const std::string& key) {
-    check(b == 0 || a <= std::numeric_limits<std::uint64_t>::max() / b,
-          "load: '{}': tensor '{}' has a size that overflows", path, key);
-    return a * b;
-}
-
 struct Parsed {
     Json header;
     std::size_t data_start = 0;
 };
 
-Parsed parse_header(const std::string& path, const std::vector<char>& bytes) {
-    check(bytes.size() >= 8, "load: '{}': expected at least 8 bytes for the header length (got {})",
-          path, bytes.size());
+Parsed parse_header(const ByteSource& source) {
+    const std::string& path = source.path();
+    check(source.size() >= 8,
+          "load: '{}': expected at least 8 bytes for the header length (got {})", path,
+          source.size());
+    unsigned char length[8];
+    source.read(0, length, 8, "the header length");
     std::uint64_t header_size = 0;
-    for (int i = 7; i >= 0; --i)
-        header_size = (header_size << 8) | static_cast<unsigned char>(bytes[i]);
-    check(header_size <= bytes.size() - 8,
+    for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | length[i];
+    check(header_size <= source.size() - 8,
           "load: '{}': header length {} runs past the end of the file ({} bytes)", path,
-          header_size, bytes.size());
+          header_size, source.size());
+    std::string text(static_cast<std::size_t>(header_size), '\0');
+    source.read(8, text.data(), text.size(), "the end of the header");
     std::set<std::string> seen;
     bool duplicate = false;
     std::string duplicate_key;
@@ -79,9 +70,8 @@ Parsed parse_header(const std::string& path, const std::vector<char>& bytes) {
         return true;
     };
     Parsed out;
-    const char* begin = bytes.data() + 8;
     try {
-        out.header = Json::parse(begin, begin + header_size, on_event);
+        out.header = Json::parse(text, on_event);
     } catch (const Json::exception& e) {
         throw Error(fmt::format("load: '{}': the header is not valid JSON ({})", path, e.what()));
     }
@@ -91,67 +81,116 @@ Parsed parse_header(const std::string& path, const std::vector<char>& bytes) {
     return out;
 }
 
-StateDict load_safetensors(const std::string& path, const std::vector<char>& bytes) {
-    Parsed parsed = parse_header(path, bytes);
-    std::uint64_t data_size = bytes.size() - parsed.data_start;
-    StateDict out;
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
-    for (const auto& [key, entry] : parsed.header.items()) {
-        if (key == "__metadata__") continue;
-        check(entry.is_object() && entry.contains("dtype") && entry.contains("shape") &&
-                  entry.contains("data_offsets"),
-              "load: '{}': tensor '{}' needs dtype, shape and data_offsets", path, key);
-        check(entry["dtype"].is_string(), "load: '{}': tensor '{}' has a non-string dtype", path,
-              key);
-        std::string code = entry["dtype"].get<std::string>();
-        Dtype dtype;
-        if (code == "F32")
-            dtype = kFloat32;
-        else if (code == "F64")
-            dtype = kFloat64;
-        else if (code == "I64")
-            dtype = kInt64;
-        else
-            throw Error(fmt::format(
-                "load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64 or I64)",
-                path, key, code));
-        const Json& shape_json = entry["shape"];
-        check(shape_json.is_array(), "load: '{}': tensor '{}' has a non-array shape", path, key);
-        Shape shape;
-        std::uint64_t numel = 1;
-        for (const Json& d : shape_json) {
-            check(d.is_number_unsigned(),
-                  "load: '{}': tensor '{}' has a negative or non-integer dimension", path, key);
-            shape.push_back(d.get<std::size_t>());
-            numel = checked_mul(numel, d.get<std::uint64_t>(), path, key);
-        }
-        const Json& offsets = entry["data_offsets"];
-        check(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
-                  offsets[1].is_number_unsigned(),
-              "load: '{}': tensor '{}' needs data_offsets [begin, end]", path, key);
-        std::uint64_t begin = offsets[0].get<std::uint64_t>(),
-                      end = offsets[1].get<std::uint64_t>();
-        check(begin <= end && end <= data_size,
-              "load: '{}': tensor '{}' has data_offsets [{}, {}] outside the {} data bytes", path,
-              key, begin, end, data_size);
-        std::uint64_t nbytes = checked_mul(numel, item_size(dtype), path, key);
-        check(end - begin == nbytes,
-              "load: '{}': tensor '{}' of shape {} and dtype {} needs {} bytes (got {})", path, key,
-              shape_str(shape), code, nbytes, end - begin);
-        ranges.emplace_back(begin, end);
-        const char* src = bytes.data() + parsed.data_start + begin;
-        Tensor t = empty(shape, dtype);
-        if (nbytes > 0)  // an empty tensor's data() may be null, which memcpy must not see
-            std::visit([&](auto& a) { std::memcpy(a.data(), src, nbytes); }, *t.impl()->storage);
-        out.insert_or_assign(key, t);
+// One tensor of the header, checked: where its bytes are in the data section.
+struct Spec {
+    std::string key;
+    Dtype dtype = kFloat32;
+    Shape shape;
+    std::uint64_t begin = 0, end = 0;
+};
+
+Dtype parse_dtype(const std::string& path, const std::string& key, const Json& entry) {
+    check(entry["dtype"].is_string(), "load: '{}': tensor '{}' has a non-string dtype", path, key);
+    std::string code = entry["dtype"].get<std::string>();
+    if (code == "F32") return kFloat32;
+    if (code == "F64") return kFloat64;
+    if (code == "I64") return kInt64;
+    fail("load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64 or I64)", path, key,
+         code);
+}
+
+Spec parse_spec(const std::string& path, const std::string& key, const Json& entry,
+                std::uint64_t data_size) {
+    check(entry.is_object() && entry.contains("dtype") && entry.contains("shape") &&
+              entry.contains("data_offsets"),
+          "load: '{}': tensor '{}' needs dtype, shape and data_offsets", path, key);
+    Spec spec;
+    spec.key = key;
+    spec.dtype = parse_dtype(path, key, entry);
+    const Json& shape_json = entry["shape"];
+    check(shape_json.is_array(), "load: '{}': tensor '{}' has a non-array shape", path, key);
+    std::vector<std::uint64_t> dims;
+    for (const Json& d : shape_json) {
+        check(d.is_number_unsigned(),
+              "load: '{}': tensor '{}' has a negative or non-integer dimension", path, key);
+        dims.push_back(d.get<std::uint64_t>());
     }
-    std::sort(ranges.begin(), ranges.end());
-    for (std::size_t i = 1; i < ranges.size(); ++i) {
-        check(ranges[i].first >= ranges[i - 1].second || ranges[i].first == ranges[i].second,
-              "load: '{}': tensors overlap in the data section (bytes {} to {})", path,
-              ranges[i].first, ranges[i - 1].second);
+    std::uint64_t nbytes = checked_nbytes(path, key, dims, item_size(spec.dtype));
+    spec.shape.assign(dims.begin(), dims.end());
+    const Json& offsets = entry["data_offsets"];
+    check(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+              offsets[1].is_number_unsigned(),
+          "load: '{}': tensor '{}' needs data_offsets [begin, end]", path, key);
+    spec.begin = offsets[0].get<std::uint64_t>();
+    spec.end = offsets[1].get<std::uint64_t>();
+    check(spec.begin <= spec.end && spec.end <= data_size,
+          "load: '{}': tensor '{}' has data_offsets [{}, {}] outside the {} data bytes", path, key,
+          spec.begin, spec.end, data_size);
+    check(spec.end - spec.begin == nbytes,
+          "load: '{}': tensor '{}' of shape {} and dtype {} needs {} bytes (got {})", path, key,
+          shape_str(spec.shape), dtype_code(spec.dtype), nbytes, spec.end - spec.begin);
+    return spec;
+}
+
+// The tensors' byte ranges, in order, must tile [0, data_size) as the format
+// requires: a gap or trailing bytes would be data no tensor owns.
+void check_tiling(const std::string& path, std::vector<const Spec*> specs,
+                  std::uint64_t data_size) {
+    std::sort(specs.begin(), specs.end(), [](const Spec* a, const Spec* b) {
+        return std::tie(a->begin, a->end) < std::tie(b->begin, b->end);
+    });
+    std::uint64_t at = 0;
+    for (const Spec* spec : specs) {
+        check(spec->begin >= at, "load: '{}': tensors overlap in the data section (bytes {} to {})",
+              path, spec->begin, at);
+        check(spec->begin == at,
+              "load: '{}': expected tensor '{}' to start at data byte {}, where the one before it "
+              "ends (got {})",
+              path, spec->key, at, spec->begin);
+        at = spec->end;
+    }
+    check(at == data_size,
+          "load: '{}': expected the tensors to end at the end of the {} data bytes (got {} bytes "
+          "after the last tensor)",
+          path, data_size, data_size - at);
+}
+
+StateDict load_safetensors(const ByteSource& source) {
+    const std::string& path = source.path();
+    Parsed parsed = parse_header(source);
+    std::uint64_t data_size = source.size() - parsed.data_start;
+    std::vector<Spec> specs;
+    for (const auto& [key, entry] : parsed.header.items()) {
+        if (key != "__metadata__") specs.push_back(parse_spec(path, key, entry, data_size));
+    }
+    std::vector<const Spec*> order;
+    for (const Spec& spec : specs) order.push_back(&spec);
+    check_tiling(path, order, data_size);
+    StateDict out;
+    for (const Spec& spec : specs) {
+        Tensor t = empty(spec.shape, spec.dtype);
+        std::visit(
+            [&](auto& a) {
+                source.read(parsed.data_start + spec.begin, a.data(), spec.end - spec.begin,
+                            "the data of tensor '" + spec.key + "'");
+            },
+            *t.impl()->storage);
+        out.insert_or_assign(spec.key, t);
     }
     return out;
+}
+
+StateDict load_source(const ByteSource& source, const LoadOptions& options) {
+    char magic[4] = {};
+    if (source.read_at(0, magic, 4) && std::memcmp(magic, "PK\x03\x04", 4) == 0) {
+        return load_torch_zip(source, options);
+    }
+    if (is_torch_legacy(source)) return load_torch_legacy(source, options);
+    check(options.key.empty(),
+          "load: '{}': expected no .key for a safetensors file, whose tensors are all at the top "
+          "level (got .key = \"{}\")",
+          source.path(), options.key);
+    return load_safetensors(source);
 }
 
 }  // namespace
@@ -200,17 +239,16 @@ void save(const StateDict& state_dict, const std::string& path,
 }
 
 StateDict load_from_bytes(const std::string& path, const std::vector<char>& bytes) {
-    if (bytes.size() >= 4 && std::memcmp(bytes.data(), "PK\x03\x04", 4) == 0) {
-        return load_torch_zip(path, bytes);
-    }
-    return load_safetensors(path, bytes);
+    return load_source(ByteSource(path, bytes.data(), bytes.size()), {});
 }
 
-StateDict load(const std::string& path) { return load_from_bytes(path, read_file(path)); }
+StateDict load(const std::string& path, const LoadOptions& options) {
+    return load_source(ByteSource(path), options);
+}
 
 std::map<std::string, std::string> load_metadata(const std::string& path) {
-    std::vector<char> bytes = read_file(path);
-    Parsed parsed = parse_header(path, bytes);
+    ByteSource source(path);
+    Parsed parsed = parse_header(source);
     std::map<std::string, std::string> out;
     if (parsed.header.contains("__metadata__")) {
         for (const auto& [key, value] : parsed.header["__metadata__"].items()) {

@@ -1,51 +1,25 @@
-// Reading torch.save(model.state_dict(), path) files: a zip holding
-// "<name>/data.pkl" (a pickle) and "<name>/data/<key>" (raw storages).
-//
-// The unpickler is deliberately tiny and safe: it knows the handful of opcodes
-// a state_dict pickle uses, builds plain values, and refuses every global
-// other than the few a state_dict of float32/float64/int64 tensors needs.
-// Nothing in the file is ever executed.
+// The two containers torch.save writes, both holding a pickle and raw
+// little-endian storages (torch_pickle.hpp reads the pickle, and
+// torch_state_dict.cpp the tensors it describes):
+// - the zip (PyTorch >= 1.6): "<root>/data.pkl" and "<root>/data/<key>", one
+//   storage per key. libzip reads the archive through a ByteSource, so a file
+//   is read piece by piece; every entry read is CRC-32 checked.
+// - the legacy format (_use_new_zipfile_serialization=False): five pickles
+//   back to back (torch's magic number, the protocol version 1001, sys_info,
+//   the object, the list of storage keys), then per key an int64 element count
+//   and the data.
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <memory>
-#include <unordered_map>
 
 #include <zip.h>
 
-#include "internal.hpp"
-#include "xgrad/serialize.hpp"
+#include "torch_pickle.hpp"
 
 namespace xg {
 
 namespace {
-
-struct Value;
-using ValuePtr = std::shared_ptr<Value>;
-
-// A pickled Python value, reduced to what a state_dict can contain.
-struct Value {
-    enum class Kind {
-        None,
-        Bool,
-        Int,
-        Float,
-        String,
-        Tuple,
-        List,
-        Dict,
-        Global,
-        Storage,
-        Tensor,
-        Mark
-    };
-    Kind kind = Kind::None;
-    std::int64_t integer = 0;
-    double real = 0;
-    std::string text;                                 // String; Global "module.name"; Storage key
-    std::vector<ValuePtr> items;                      // Tuple, List
-    std::vector<std::pair<ValuePtr, ValuePtr>> dict;  // Dict (ordered)
-    Dtype dtype = kFloat32;                           // Storage
-    Tensor tensor;                                    // Tensor
-};
 
 struct Zip {
     zip_t* archive = nullptr;
@@ -54,367 +28,193 @@ struct Zip {
     }
 };
 
-std::vector<char> read_entry(zip_t* archive, std::size_t archive_size, zip_int64_t index,
-                             const std::string& path, const std::string& name) {
-    zip_stat_t stat;
-    check(zip_stat_index(archive, static_cast<zip_uint64_t>(index), 0, &stat) == 0 &&
-              (stat.valid & ZIP_STAT_SIZE) && (stat.valid & ZIP_STAT_COMP_SIZE),
-          "load: '{}': cannot stat zip entry '{}'", path, name);
-    // Deflate expands at most 1032-fold: a larger claimed size is a lie (or a zip
-    // bomb), and believing it would allocate whatever the file asks for.
-    check(stat.size <= 1032 * std::min<zip_uint64_t>(stat.comp_size, archive_size) + 1024,
-          "load: '{}': zip entry '{}' claims {} bytes from {} compressed ones", path, name,
-          stat.size, stat.comp_size);
-    std::unique_ptr<zip_file_t, int (*)(zip_file_t*)> file(
-        zip_fopen_index(archive, static_cast<zip_uint64_t>(index), 0), zip_fclose);
-    check(file != nullptr, "load: '{}': cannot open zip entry '{}'", path, name);
-    std::vector<char> out(stat.size);
-    zip_int64_t got = out.empty() ? 0 : zip_fread(file.get(), out.data(), out.size());
-    check(got == static_cast<zip_int64_t>(out.size()), "load: '{}': zip entry '{}' is truncated",
-          path, name);
-    return out;
-}
+// libzip reads the archive through this callback, so a file is read piece by
+// piece, as needed, and bytes in memory go through the very same code.
+struct ZipReader {
+    explicit ZipReader(const ByteSource& source) : source(&source) { zip_error_init(&error); }
+    ~ZipReader() { zip_error_fini(&error); }
+    ZipReader(const ZipReader&) = delete;
+    ZipReader& operator=(const ZipReader&) = delete;
 
-class Unpickler {
-public:
-    Unpickler(const std::vector<char>& bytes, std::string path)
-        : bytes_(bytes), path_(std::move(path)) {}
-    // A hostile pickle can build cycles (a list appended to itself) or nest values
-    // thousands deep; cutting every link here frees them all, without recursion.
-    ~Unpickler() {
-        for (auto& v : all_) {
-            v->items.clear();
-            v->dict.clear();
-        }
-    }
-    Unpickler(const Unpickler&) = delete;
-    Unpickler& operator=(const Unpickler&) = delete;
-
-    ValuePtr run() {
-        while (true) {
-            unsigned char op = byte();
-            switch (op) {
-                case 0x80: byte(); break;                        // PROTO
-                case 0x95: take(8); break;                       // FRAME
-                case '(': push(make(Value::Kind::Mark)); break;  // MARK
-                case '.': return pop();                          // STOP
-                case 'N': push(make(Value::Kind::None)); break;
-                case 0x88:
-                case 0x89: {  // NEWTRUE / NEWFALSE
-                    auto v = make(Value::Kind::Bool);
-                    v->integer = op == 0x88;
-                    push(v);
-                    break;
-                }
-                case 'J': push_int(static_cast<std::int32_t>(le(4))); break;
-                case 'K': push_int(static_cast<std::int64_t>(le(1))); break;
-                case 'M': push_int(static_cast<std::int64_t>(le(2))); break;
-                case 0x8a: {  // LONG1
-                    std::size_t n = byte();
-                    check(n <= 8, "load: '{}': integer too large in pickle", path_);
-                    std::uint64_t raw = le(n);
-                    if (n > 0 && n < 8 && (raw >> (8 * n - 1)) & 1)
-                        raw |= ~0ULL << (8 * n);  // sign
-                    push_int(static_cast<std::int64_t>(raw));
-                    break;
-                }
-                case 'G': {  // BINFLOAT (big-endian)
-                    std::uint64_t raw = 0;
-                    for (int i = 0; i < 8; ++i) raw = (raw << 8) | byte();
-                    auto v = make(Value::Kind::Float);
-                    std::memcpy(&v->real, &raw, 8);
-                    push(v);
-                    break;
-                }
-                case 'X': push_string(le(4)); break;    // BINUNICODE
-                case 0x8c: push_string(byte()); break;  // SHORT_BINUNICODE
-                case 'T': push_string(le(4)); break;    // BINSTRING
-                case 'U': push_string(byte()); break;   // SHORT_BINSTRING
-                case ')': push(make(Value::Kind::Tuple)); break;
-                case ']': push(make(Value::Kind::List)); break;
-                case '}': push(make(Value::Kind::Dict)); break;
-                case 't': {
-                    auto t = make(Value::Kind::Tuple);
-                    t->items = pop_mark();
-                    push(t);
-                    break;
-                }
-                case 0x85:
-                case 0x86:
-                case 0x87: {  // TUPLE1..3
-                    auto t = make(Value::Kind::Tuple);
-                    t->items.resize(op - 0x84);
-                    for (auto it = t->items.rbegin(); it != t->items.rend(); ++it) *it = pop();
-                    push(t);
-                    break;
-                }
-                case 'q': memo(byte()); break;          // BINPUT
-                case 'r': memo(le(4)); break;           // LONG_BINPUT
-                case 0x94: memo(memo_.size()); break;   // MEMOIZE
-                case 'h': push(recall(byte())); break;  // BINGET
-                case 'j': push(recall(le(4))); break;   // LONG_BINGET
-                case 'c': {                             // GLOBAL
-                    std::string module = line(), name = line();
-                    push(global(module, name));
-                    break;
-                }
-                case 0x93: {  // STACK_GLOBAL
-                    auto name = pop(), module = pop();
-                    push(global(module->text, name->text));
-                    break;
-                }
-                case 'Q': push(persistent_load(pop())); break;  // BINPERSID
-                case 'R': {
-                    auto args = pop();
-                    auto fn = pop();
-                    push(call(fn, args));
-                    break;
-                }
-                case 'a': {
-                    auto v = pop();
-                    list_target()->items.push_back(v);
-                    break;
-                }
-                case 'e': {
-                    auto values = pop_mark();
-                    auto l = list_target();
-                    l->items.insert(l->items.end(), values.begin(), values.end());
-                    break;
-                }
-                case 's': {
-                    auto v = pop();
-                    auto k = pop();
-                    dict_target()->dict.emplace_back(k, v);
-                    break;
-                }
-                case 'u': {
-                    auto values = pop_mark();
-                    check(values.size() % 2 == 0, "load: '{}': odd SETITEMS in pickle", path_);
-                    auto d = dict_target();
-                    for (std::size_t i = 0; i < values.size(); i += 2)
-                        d->dict.emplace_back(values[i], values[i + 1]);
-                    break;
-                }
-                case 'b': pop(); break;  // BUILD: state_dict._metadata (version info), ignored
-                default:
-                    throw Error(
-                        fmt::format("load: '{}': unsupported pickle opcode 0x{:02x} at byte {}",
-                                    path_, op, pos_ - 1));
-            }
-        }
-    }
-
-    // Storages named by persistent ids; filled in by the caller.
-    std::vector<ValuePtr> storages;
-
-private:
-    ValuePtr make(Value::Kind kind) {
-        auto v = std::make_shared<Value>();
-        v->kind = kind;
-        all_.push_back(v);
-        return v;
-    }
-    unsigned char byte() {
-        check(pos_ < bytes_.size(), "load: '{}': pickle ends unexpectedly", path_);
-        return static_cast<unsigned char>(bytes_[pos_++]);
-    }
-    const char* take(std::size_t n) {
-        check(n <= bytes_.size() - pos_, "load: '{}': pickle ends unexpectedly", path_);
-        const char* at = bytes_.data() + pos_;
-        pos_ += n;
-        return at;
-    }
-    std::uint64_t le(std::size_t n) {
-        std::uint64_t v = 0;
-        const char* at = take(n);
-        for (std::size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(at[i]);
-        return v;
-    }
-    std::string line() {
-        std::string out;
-        for (char c; (c = static_cast<char>(byte())) != '\n';) out += c;
-        return out;
-    }
-    void push(ValuePtr v) { stack_.push_back(std::move(v)); }
-    void push_int(std::int64_t i) {
-        auto v = make(Value::Kind::Int);
-        v->integer = i;
-        push(v);
-    }
-    void push_string(std::uint64_t n) {
-        auto v = make(Value::Kind::String);
-        v->text.assign(take(n), n);
-        push(v);
-    }
-    ValuePtr pop() {
-        check(!stack_.empty(), "load: '{}': malformed pickle (stack underflow)", path_);
-        auto v = stack_.back();
-        stack_.pop_back();
-        return v;
-    }
-    std::vector<ValuePtr> pop_mark() {
-        std::vector<ValuePtr> values;
-        while (true) {
-            auto v = pop();
-            if (v->kind == Value::Kind::Mark) break;
-            values.push_back(v);
-        }
-        return {values.rbegin(), values.rend()};
-    }
-    ValuePtr list_target() {
-        check(!stack_.empty() && stack_.back()->kind == Value::Kind::List,
-              "load: '{}': malformed pickle (APPEND without a list)", path_);
-        return stack_.back();
-    }
-    ValuePtr dict_target() {
-        check(!stack_.empty() && stack_.back()->kind == Value::Kind::Dict,
-              "load: '{}': malformed pickle (SETITEM without a dict)", path_);
-        return stack_.back();
-    }
-    void memo(std::size_t index) {
-        check(!stack_.empty(), "load: '{}': malformed pickle (PUT on an empty stack)", path_);
-        memo_[index] = stack_.back();
-    }
-    ValuePtr recall(std::size_t index) {
-        auto it = memo_.find(index);
-        check(it != memo_.end(), "load: '{}': malformed pickle (bad memo {})", path_, index);
-        return it->second;
-    }
-
-    ValuePtr global(const std::string& module, const std::string& name) {
-        std::string full = module + "." + name;
-        static const std::vector<std::string> allowed = {"collections.OrderedDict",
-                                                         "torch._utils._rebuild_tensor_v2",
-                                                         "torch._utils._rebuild_parameter",
-                                                         "torch.FloatStorage",
-                                                         "torch.DoubleStorage",
-                                                         "torch.LongStorage"};
-        check(std::find(allowed.begin(), allowed.end(), full) != allowed.end(),
-              "load: '{}': refusing pickle global '{}' (only state_dicts of float32, float64 and "
-              "int64 tensors can be read)",
-              path_, full);
-        auto v = make(Value::Kind::Global);
-        v->text = full;
-        return v;
-    }
-
-    // ('storage', torch.FloatStorage, key, location, numel)
-    ValuePtr persistent_load(const ValuePtr& pid) {
-        check(pid->kind == Value::Kind::Tuple && pid->items.size() == 5 &&
-                  pid->items[0]->text == "storage" && pid->items[1]->kind == Value::Kind::Global,
-              "load: '{}': unexpected persistent id in pickle", path_);
-        auto storage = make(Value::Kind::Storage);
-        const std::string& type = pid->items[1]->text;
-        storage->dtype = type == "torch.FloatStorage"    ? kFloat32
-                         : type == "torch.DoubleStorage" ? kFloat64
-                                                         : kInt64;
-        storage->text = pid->items[2]->text;
-        storage->integer = pid->items[4]->integer;
-        storages.push_back(storage);
-        return storage;
-    }
-
-    ValuePtr call(const ValuePtr& fn, const ValuePtr& args) {
-        check(fn->kind == Value::Kind::Global && args->kind == Value::Kind::Tuple,
-              "load: '{}': malformed pickle (REDUCE on a non-callable)", path_);
-        if (fn->text == "collections.OrderedDict") return make(Value::Kind::Dict);
-        if (fn->text == "torch._utils._rebuild_parameter") {
-            check(!args->items.empty(), "load: '{}': malformed _rebuild_parameter", path_);
-            return args->items[0];
-        }
-        // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])
-        check(args->items.size() >= 4 && args->items[0]->kind == Value::Kind::Storage,
-              "load: '{}': malformed _rebuild_tensor_v2 arguments", path_);
-        auto t = make(Value::Kind::Tensor);
-        t->items = args->items;  // resolved once the storages are read
-        return t;
-    }
-
-    const std::vector<char>& bytes_;
-    std::string path_;
-    std::size_t pos_ = 0;
-    std::vector<ValuePtr> stack_;
-    std::unordered_map<std::size_t, ValuePtr> memo_;  // sparse: indices come from the file
-    std::vector<ValuePtr> all_;                       // every value made, for the destructor
+    const ByteSource* source;
+    std::uint64_t at = 0;
+    zip_error_t error;
 };
 
-// Gathers a (possibly strided) view of a raw storage into a fresh tensor.
-Tensor rebuild(const std::string& path, const std::string& key, const Value& spec,
-               const std::vector<char>& raw) {
-    const Value& storage = *spec.items[0];
-    std::size_t item = storage.dtype == kFloat32 ? 4 : 8;
-    check(raw.size() % item == 0, "load: '{}': storage of '{}' has a partial element", path, key);
-    auto elements = static_cast<std::int64_t>(raw.size() / item);
-    std::int64_t offset = spec.items[1]->integer;
-    Shape shape;
-    std::vector<std::int64_t> strides;
-    for (const auto& d : spec.items[2]->items) {
-        check(d->integer >= 0, "load: '{}': tensor '{}' has a negative size", path, key);
-        shape.push_back(static_cast<std::size_t>(d->integer));
-    }
-    for (const auto& s : spec.items[3]->items) strides.push_back(s->integer);
-    check(strides.size() == shape.size(), "load: '{}': tensor '{}' has mismatched size and stride",
-          path, key);
-    // Bounds, in overflow-checked arithmetic, before anything is allocated: the
-    // farthest element the view touches must lie inside the storage, and the view
-    // may not hold more elements than the storage (PyTorch never writes negative
-    // strides; expanded stride-0 views, which could, are not supported).
-    check(offset >= 0, "load: '{}': tensor '{}' has a negative storage offset", path, key);
-    std::int64_t last = offset, numel = 1;
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        check(strides[i] >= 0, "load: '{}': tensor '{}' has a negative stride", path, key);
-        auto size = static_cast<std::int64_t>(shape[i]);
-        std::int64_t span = 0;
-        bool overflow = __builtin_mul_overflow(size, numel, &numel);
-        if (size > 0) {
-            overflow = overflow || __builtin_mul_overflow(size - 1, strides[i], &span) ||
-                       __builtin_add_overflow(last, span, &last);
-        }
-        check(!overflow, "load: '{}': tensor '{}' has a size or stride that overflows", path, key);
-    }
-    check(numel == 0 || (last < elements && numel <= elements),
-          "load: '{}': tensor '{}' reads past the end of its storage ({} elements)", path, key,
-          elements);
-    Tensor t = empty(shape, storage.dtype);
-    std::visit(
-        [&](auto& a) {
-            using T = typename std::decay_t<decltype(a)>::value_type;
-            const T* src = reinterpret_cast<const T*>(raw.data());
-            std::vector<std::size_t> index(shape.size(), 0);
-            for (std::size_t n = 0; n < a.size(); ++n) {
-                std::int64_t at = offset;
-                for (std::size_t i = 0; i < shape.size(); ++i)
-                    at += static_cast<std::int64_t>(index[i]) * strides[i];
-                std::memcpy(a.data() + n, src + at, sizeof(T));
-                for (std::size_t i = shape.size(); i-- > 0;) {
-                    if (++index[i] < shape[i]) break;
-                    index[i] = 0;
-                }
+zip_int64_t zip_read(void* state, void* data, zip_uint64_t length, zip_source_cmd_t command) {
+    auto& r = *static_cast<ZipReader*>(state);
+    const std::uint64_t size = r.source->size();
+    switch (command) {
+        case ZIP_SOURCE_OPEN: r.at = 0; return 0;
+        case ZIP_SOURCE_READ: {
+            std::uint64_t n = std::min<std::uint64_t>(length, size - std::min(r.at, size));
+            if (!r.source->read_at(r.at, data, static_cast<std::size_t>(n))) {
+                zip_error_set(&r.error, ZIP_ER_READ, errno);
+                return -1;
             }
-        },
-        *t.impl()->storage);
-    return t;
+            r.at += n;
+            return static_cast<zip_int64_t>(n);
+        }
+        case ZIP_SOURCE_CLOSE:
+        case ZIP_SOURCE_FREE: return 0;
+        case ZIP_SOURCE_STAT: {
+            auto* stat = static_cast<zip_stat_t*>(data);
+            zip_stat_init(stat);
+            stat->size = size;
+            stat->valid |= ZIP_STAT_SIZE;
+            return sizeof(zip_stat_t);
+        }
+        case ZIP_SOURCE_ERROR: return zip_error_to_data(&r.error, data, length);
+        case ZIP_SOURCE_SEEK: {
+            zip_int64_t at = zip_source_seek_compute_offset(r.at, size, data, length, &r.error);
+            if (at < 0) return -1;
+            r.at = static_cast<std::uint64_t>(at);
+            return 0;
+        }
+        case ZIP_SOURCE_TELL: return static_cast<zip_int64_t>(r.at);
+        case ZIP_SOURCE_SUPPORTS:
+            return zip_source_make_command_bitmap(
+                ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE, ZIP_SOURCE_STAT,
+                ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE, ZIP_SOURCE_SEEK, ZIP_SOURCE_TELL,
+                ZIP_SOURCE_SUPPORTS, -1);
+        default: zip_error_set(&r.error, ZIP_ER_OPNOTSUPP, 0); return -1;
+    }
 }
 
-}  // namespace
-
-StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes) {
+void open_zip(Zip& zip, ZipReader& reader) {
+    const std::string& path = reader.source->path();
     zip_error_t error;
     zip_error_init(&error);
-    zip_source_t* source = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
+    zip_source_t* source = zip_source_function_create(zip_read, &reader, &error);
     check(source != nullptr, "load: '{}': cannot read as zip", path);
-    Zip zip;
     zip.archive = zip_open_from_source(source, ZIP_RDONLY, &error);
     if (zip.archive == nullptr) {
         zip_source_free(source);
         std::string reason = zip_error_strerror(&error);
         zip_error_fini(&error);  // zip_error_strerror allocated the text it returned
-        throw Error(fmt::format("load: '{}': not a valid zip file ({})", path, reason));
+        fail("load: '{}': not a valid zip file ({})", path, reason);
     }
+}
+
+struct Entry {
+    zip_uint64_t index = 0;
+    std::string name;
+    std::uint64_t size = 0;
+};
+
+Entry find_entry(zip_t* archive, const ByteSource& source, const std::string& name) {
+    const std::string& path = source.path();
+    zip_int64_t index = zip_name_locate(archive, name.c_str(), 0);
+    check(index >= 0, "load: '{}': missing storage '{}'", path, name);
+    Entry entry{static_cast<zip_uint64_t>(index), name};
+    zip_stat_t stat;
+    check(zip_stat_index(archive, entry.index, 0, &stat) == 0 && (stat.valid & ZIP_STAT_SIZE) &&
+              (stat.valid & ZIP_STAT_COMP_SIZE),
+          "load: '{}': cannot stat zip entry '{}'", path, name);
+    // Deflate expands at most 1032-fold: a larger claimed size is a lie (or a zip
+    // bomb), and believing it would allocate whatever the file asks for.
+    check(stat.size <= 1032 * std::min<zip_uint64_t>(stat.comp_size, source.size()) + 1024,
+          "load: '{}': zip entry '{}' claims {} bytes from {} compressed ones", path, name,
+          stat.size, stat.comp_size);
+    entry.size = stat.size;
+    return entry;
+}
+
+// Reads all of `entry` into `out`, then once more: libzip checks an entry's
+// CRC-32 only when a read reaches past its last byte.
+void read_entry(zip_t* archive, const Entry& entry, const std::string& path, char* out) {
+    std::unique_ptr<zip_file_t, int (*)(zip_file_t*)> file(zip_fopen_index(archive, entry.index, 0),
+                                                           zip_fclose);
+    check(file != nullptr, "load: '{}': cannot open zip entry '{}'", path, entry.name);
+    auto size = static_cast<zip_int64_t>(entry.size);
+    zip_int64_t got = size == 0 ? 0 : zip_fread(file.get(), out, entry.size);
+    char past_end;
+    zip_int64_t more = got == size ? zip_fread(file.get(), &past_end, 1) : -1;
+    if (more == 0) return;
+    zip_error_t* error = zip_file_get_error(file.get());
+    check(zip_error_code_zip(error) != ZIP_ER_CRC,
+          "load: '{}': zip entry '{}' fails its CRC-32 check (the file is corrupted)", path,
+          entry.name);
+    check(more < 0, "load: '{}': zip entry '{}' holds more than the {} bytes it claims", path,
+          entry.name, entry.size);
+    check(got < 0 || got == size, "load: '{}': zip entry '{}' is truncated", path, entry.name);
+    fail("load: '{}': cannot read zip entry '{}' ({})", path, entry.name,
+         zip_error_strerror(error));
+}
+
+// PROTO 2, LONG1 of 10 bytes: torch's MAGIC_NUMBER 0x1950a86a20f9469cfc6c, STOP.
+constexpr unsigned char kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                          0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+
+// sys_info = {"protocol_version": 1001, "little_endian": bool, "type_sizes": {...}}
+void check_sys_info(const std::string& path, const Value& info) {
+    check(info.kind == Value::Kind::Dict, "load: '{}': expected a sys_info dict (got {})", path,
+          kind_name(info));
+    for (const auto& [key, value] : info.dict) {
+        if (key->kind != Value::Kind::String || key->text != "little_endian") continue;
+        check(value->kind == Value::Kind::Bool && value->integer == 1,
+              "load: '{}': expected a little-endian file (got sys_info little_endian {})", path,
+              value->kind == Value::Kind::Bool ? "False" : kind_name(*value));
+        return;
+    }
+    fail("load: '{}': expected sys_info to say little_endian (got no such entry)", path);
+}
+
+std::int64_t read_int64(const ByteSource& source, std::uint64_t at, const std::string& what) {
+    unsigned char bytes[8];
+    source.read(at, bytes, 8, what);
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | bytes[i];
+    return static_cast<std::int64_t>(v);
+}
+
+// Where each storage's data lies: after the keys pickle, per key in its order,
+// an int64 element count (which must match the pickle's) and the data.
+std::map<std::string, Record> legacy_records(const ByteSource& source, const Value& keys,
+                                             const std::vector<ValuePtr>& storages,
+                                             std::uint64_t at) {
+    const std::string& path = source.path();
+    check(keys.kind == Value::Kind::List, "load: '{}': expected the list of storage keys (got {})",
+          path, kind_name(keys));
+    std::map<std::string, const Value*> storage_of;
+    for (const auto& s : storages) storage_of.emplace(s->text, s.get());
+    std::map<std::string, Record> out;
+    for (const auto& key : keys.items) {
+        check(key->kind == Value::Kind::String, "load: '{}': expected string storage keys (got {})",
+              path, kind_name(*key));
+        auto storage = storage_of.find(key->text);
+        check(storage != storage_of.end(), "load: '{}': storage '{}' is listed but never used",
+              path, key->text);
+        const Value& s = *storage->second;
+        std::int64_t count = read_int64(source, at, "the size of storage '" + key->text + "'");
+        check(count == s.integer, "load: '{}': storage '{}' holds {} elements (expected {})", path,
+              key->text, count, s.integer);
+        std::uint64_t nbytes = checked_nbytes(path, "storage " + key->text,
+                                              {static_cast<std::uint64_t>(count)}, s.item_size);
+        std::uint64_t data = at + 8;
+        std::string what = "the data of storage '" + key->text + "'";
+        check(nbytes <= source.size() - data,
+              "load: '{}': the file ends before {} (bytes {} to {}; the file has {})", path, what,
+              data, data + nbytes, source.size());
+        out[key->text] = {nbytes, {}, [&source, data, nbytes, what](char* to) {
+                              source.read(data, to, nbytes, what);
+                          }};
+        at = data + nbytes;
+    }
+    return out;
+}
+
+}  // namespace
+
+StateDict load_torch_zip(const ByteSource& source, const LoadOptions& options) {
+    const std::string& path = source.path();
+    ZipReader reader(source);
+    Zip zip;
+    open_zip(zip, reader);
     // The top folder is "archive" in recent PyTorch, the file's stem in older ones.
     std::string root;
+    bool found = false;
     zip_int64_t entries = zip_get_num_entries(zip.archive, 0);
-    zip_int64_t pickle_index = -1;
     for (zip_int64_t i = 0; i < entries; ++i) {
         const char* entry_name = zip_get_name(zip.archive, static_cast<zip_uint64_t>(i), 0);
         if (entry_name == nullptr) continue;
@@ -422,35 +222,50 @@ StateDict load_torch_zip(const std::string& path, const std::vector<char>& bytes
         auto slash = name.find('/');
         if (slash != std::string::npos && name.substr(slash) == "/data.pkl") {
             root = name.substr(0, slash);
-            pickle_index = i;
+            found = true;
         }
     }
-    check(pickle_index >= 0, "load: '{}': zip has no data.pkl (not a torch.save file)", path);
-    std::vector<char> pickle =
-        read_entry(zip.archive, bytes.size(), pickle_index, path, root + "/data.pkl");
-    Unpickler unpickler(pickle, path);
-    ValuePtr result = unpickler.run();
-    check(result->kind == Value::Kind::Dict,
-          "load: '{}': expected the pickle to hold a state_dict (an OrderedDict)", path);
+    check(found, "load: '{}': zip has no data.pkl (not a torch.save file)", path);
+    Entry entry = find_entry(zip.archive, source, root + "/data.pkl");
+    std::vector<char> pickle(entry.size);
+    read_entry(zip.archive, entry, path, pickle.data());
+    ByteSource pickle_source(path, pickle.data(), pickle.size());
+    Unpickler unpickler(pickle_source);
+    ValuePtr top = unpickler.run();
+    return build_state_dict(source, *top, options, [&](const Value& storage) {
+        Entry e = find_entry(zip.archive, source, root + "/data/" + storage.text);
+        return Record{
+            e.size, {}, [&zip, e, &path](char* out) { read_entry(zip.archive, e, path, out); }};
+    });
+}
 
-    std::map<std::string, std::vector<char>> storages;
-    for (const auto& storage : unpickler.storages) {
-        if (storages.count(storage->text)) continue;
-        std::string name = root + "/data/" + storage->text;
-        zip_int64_t index = zip_name_locate(zip.archive, name.c_str(), 0);
-        check(index >= 0, "load: '{}': missing storage '{}'", path, name);
-        storages[storage->text] = read_entry(zip.archive, bytes.size(), index, path, name);
-    }
-    StateDict out;
-    for (const auto& [key, value] : result->dict) {
-        check(key->kind == Value::Kind::String, "load: '{}': state_dict has a non-string key",
-              path);
-        check(value->kind == Value::Kind::Tensor, "load: '{}': entry '{}' is not a tensor", path,
-              key->text);
-        out.insert_or_assign(key->text,
-                             rebuild(path, key->text, *value, storages.at(value->items[0]->text)));
-    }
-    return out;
+bool is_torch_legacy(const ByteSource& source) {
+    unsigned char head[sizeof kLegacyMagic];
+    return source.read_at(0, head, sizeof head) &&
+           std::memcmp(head, kLegacyMagic, sizeof head) == 0;
+}
+
+StateDict load_torch_legacy(const ByteSource& source, const LoadOptions& options) {
+    const std::string& path = source.path();
+    Unpickler version(source, sizeof kLegacyMagic);
+    ValuePtr protocol = version.run();
+    check(protocol->kind == Value::Kind::Int && protocol->integer == 1001,
+          "load: '{}': expected torch.save's legacy protocol version 1001 (got {})", path,
+          protocol->kind == Value::Kind::Int ? std::to_string(protocol->integer)
+                                             : kind_name(*protocol));
+    Unpickler info(source, version.end());
+    check_sys_info(path, *info.run());
+    Unpickler object(source, info.end());
+    ValuePtr top = object.run();
+    Unpickler keys(source, object.end());
+    ValuePtr key_list = keys.run();
+    std::map<std::string, Record> records =
+        legacy_records(source, *key_list, object.storages, keys.end());
+    return build_state_dict(source, *top, options, [&](const Value& storage) {
+        auto record = records.find(storage.text);
+        check(record != records.end(), "load: '{}': missing storage '{}'", path, storage.text);
+        return record->second;
+    });
 }
 
 }  // namespace xg

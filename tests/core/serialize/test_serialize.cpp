@@ -170,6 +170,53 @@ TEST_CASE("the reader turns each kind of corruption into an xg::Error naming the
     check_load_fails(safetensors_bytes("[1, 2]", data), "expected the header to be a JSON object");
 }
 
+TEST_CASE("every safetensors dimension fits int64 and counts cannot overflow, even times zero") {
+    auto entry = [](const std::string& shape) {
+        return safetensors_bytes(
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}", "");
+    };
+    check_load_fails(entry("[18446744073709551615,0]"),
+                     "tensor 'a' has a dimension of 18446744073709551615 (expected at most "
+                     "9223372036854775807)");
+    check_load_fails(entry("[0,9223372036854775808]"),
+                     "tensor 'a' has a dimension of 9223372036854775808 (expected at most "
+                     "9223372036854775807)");
+    check_load_fails(entry("[4611686018427387904,0,4]"),
+                     "tensor 'a' of shape [4611686018427387904, 0, 4] has a size that overflows");
+    check_load_fails(entry("[0,2305843009213693952]"),  // 2^61 elements of 4 bytes: 2^63 bytes
+                     "tensor 'a' of shape [0, 2305843009213693952] has a size that overflows");
+    fs::path path = scratch("zero_dims.safetensors");
+    write_bytes(path, entry("[0,1152921504606846975]"));  // 2^60 - 1 elements of 4 bytes fit
+    CHECK(xg::load(path.string()).at("a").shape() == xg::Shape{0, 1152921504606846975});
+}
+
+TEST_CASE("safetensors tensors must tile the data section: no gap, no trailing bytes") {
+    auto header = [](const std::string& a, const std::string& b) {
+        return "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + a +
+               "},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":" + b + "}}";
+    };
+    std::string data(12, '\0');
+    check_load_fails(safetensors_bytes(header("[0,8]", "[8,12]"), data + "xy"),
+                     "expected the tensors to end at the end of the 14 data bytes (got 2 bytes "
+                     "after the last tensor)");
+    check_load_fails(safetensors_bytes(header("[0,8]", "[10,14]"), data + "xy"),
+                     "expected tensor 'b' to start at data byte 8, where the one before it ends "
+                     "(got 10)");
+    check_load_fails(safetensors_bytes(header("[4,12]", "[0,4]"), data + "xy"),
+                     "expected the tensors to end at the end of the 14 data bytes");
+    check_load_fails(safetensors_bytes("{}", "x"),
+                     "expected the tensors to end at the end of the 1 data bytes (got 1 bytes "
+                     "after the last tensor)");
+    // In any order, with empty tensors anywhere, tensors that tile the data load.
+    fs::path path = scratch("tiled.safetensors");
+    write_bytes(path, safetensors_bytes(header("[4,12]", "[0,4]"), data));
+    CHECK(xg::load(path.string()).keys() == std::vector<std::string>{"a", "b"});
+    std::string with_empty = "{\"e\":{\"dtype\":\"F64\",\"shape\":[0],\"data_offsets\":[4,4]}," +
+                             header("[4,12]", "[0,4]").substr(1);
+    write_bytes(path, safetensors_bytes(with_empty, data));
+    CHECK(xg::load(path.string()).keys() == std::vector<std::string>{"e", "a", "b"});
+}
+
 TEST_CASE("random truncations always fail cleanly and random bit flips never crash") {
     xg::StateDict sd{
         {"w", xg::randn({4, 3})}, {"b", xg::randn({3}, xg::kFloat64)}, {"i", xg::arange(5)}};
