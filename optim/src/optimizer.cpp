@@ -7,7 +7,6 @@
 #include <typeinfo>
 #include <unordered_set>
 
-#include "internal.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/error.hpp"
 
@@ -155,7 +154,7 @@ void Optimizer::zero_grad(bool set_to_none) {
 Tensor Optimizer::checked_grad(const Tensor& param) const {
     Tensor grad = param.grad();
     if (!grad.defined()) return grad;
-    if (grad.dtype() != param.dtype() || !xg::detail::same_shape(grad, param)) {
+    if (grad.dtype() != param.dtype() || !std::ranges::equal(grad.sizes(), param.sizes())) {
         fail("{}.step: expected a gradient of dtype {} and shape {} (got {} and {})", name_,
              dtype_name(param.dtype()), shape_str(param.shape()), dtype_name(grad.dtype()),
              shape_str(grad.shape()));

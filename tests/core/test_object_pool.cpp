@@ -8,7 +8,7 @@
 
 #include <doctest/doctest.h>
 
-#include "../../core/src/object_pool.hpp"
+#include "object_pool.hpp"
 
 using namespace xg::detail;
 
