@@ -6,7 +6,7 @@
 //                  (target, source) assignment and every finding: missing,
 //                  unexpected and mis-sized keys; nothing is changed yet;
 //   apply_load     writes the values, keeping what it replaces when asked;
-//   rollback_load  puts those back when the load fails after it was applied (a
+//   rollback_load  puts those back when the load fails after being applied (a
 //                  load post hook throws, or strict keys the hooks did not forgive).
 #include <xtensor/xnoalias.hpp>
 
@@ -243,7 +243,7 @@ void Module::plan_load(LoadPlan& plan, StateDict& state_dict, const std::string&
 // What apply_load replaced, for rollback_load to put back.
 struct Module::LoadUndo {
     std::vector<TensorWrite> tensors;  // writes of the replaced values; empty unless kept
-    std::vector<std::pair<Module*, std::optional<StateDict>>> extra_states;  // as they were
+    std::vector<std::pair<Module*, std::optional<StateDict>>> extra_states;  // before the load
 };
 
 // First what can throw, while nothing has changed yet: converting the

@@ -3,7 +3,7 @@
 // A module owns three insertion-ordered registries: parameters, buffers and
 // child modules. Everything else (traversal, state_dict, modes, conversion,
 // printing) is a walk over those registries, so the order users see is always
-// the order things were registered, exactly as in PyTorch.
+// registration order, exactly as in PyTorch.
 #pragma once
 
 #include <cstdint>
