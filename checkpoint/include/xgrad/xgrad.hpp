@@ -1,4 +1,5 @@
-// The umbrella header: everything a user of xgrad needs.
+// The umbrella header: everything a user of xgrad needs. It lives in the top
+// layer (checkpoint/) because it includes every layer below.
 #pragma once
 
 #include "xgrad/autograd.hpp"

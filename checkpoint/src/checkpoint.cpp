@@ -6,7 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "internal.hpp"
+#include "xgrad/error.hpp"
+#include "xgrad/tensor.hpp"
 #include "xgrad/nn/module.hpp"
 #include "xgrad/optim/optimizer.hpp"
 #include "xgrad/serialize.hpp"
@@ -16,10 +17,6 @@ namespace xg {
 namespace {
 constexpr const char* kFormat = "xgrad-checkpoint-1";
 const std::string kModel = "model.", kOptimizer = "optimizer.";
-
-bool starts_with(const std::string& text, const std::string& prefix) {
-    return text.compare(0, prefix.size(), prefix) == 0;
-}
 }  // namespace
 
 void save_checkpoint(const std::string& path, nn::Module& module, const optim::Optimizer& optimizer,
@@ -57,9 +54,9 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& module,
     optim::OptimizerState state;
     std::map<std::size_t, StateDict> per_param;
     for (const auto& [key, t] : file) {
-        if (starts_with(key, kModel)) {
+        if (key.starts_with(kModel)) {
             model_state.insert_or_assign(key.substr(kModel.size()), t);
-        } else if (starts_with(key, kOptimizer)) {
+        } else if (key.starts_with(kOptimizer)) {
             std::string rest = key.substr(kOptimizer.size());
             auto dot = rest.find('.');
             check(dot != std::string::npos, "load_checkpoint: '{}': malformed key '{}'", path, key);
