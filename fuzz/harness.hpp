@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <xgrad/xgrad.hpp>
 #include <zip.h>
 
@@ -127,9 +128,25 @@ inline bool same_state(xg::nn::Module& model, const xg::StateDict& expected) {
     return true;
 }
 
+// The data section a safetensors header asks for: up to the largest end offset
+// it names, at most 1024 bytes. Tensors must tile the data exactly, so fixed
+// padding would make every header fail before it reaches load_state_dict.
+inline std::size_t data_size_for(const std::uint8_t* data, std::size_t size) {
+    std::uint64_t end = 0;
+    auto header = nlohmann::json::parse(data, data + size, nullptr, false);
+    if (!header.is_object()) return 1024;
+    for (const auto& [key, entry] : header.items()) {
+        if (!entry.is_object() || !entry.contains("data_offsets")) continue;
+        const auto& offsets = entry["data_offsets"];
+        if (offsets.is_array() && offsets.size() == 2 && offsets[1].is_number_unsigned())
+            end = std::max(end, offsets[1].get<std::uint64_t>());
+    }
+    return static_cast<std::size_t>(std::min<std::uint64_t>(end, 1024));
+}
+
 // Target "load_state_dict": the input is a safetensors JSON header; the data
-// section is 1024 fixed bytes. Whatever loads is offered to load_state_dict in
-// every (strict, assign) mode: it either succeeds, and the model still runs, or
+// section is up to 1024 fixed bytes, as many as the header asks for. Whatever loads is offered to
+// load_state_dict in every (strict, assign) mode: it either succeeds, and the model still runs, or
 // throws xg::Error and leaves the model exactly as it was.
 inline void load_state_dict(const std::uint8_t* data, std::size_t size) {
     static auto model = make_model();
@@ -139,11 +156,13 @@ inline void load_state_dict(const std::uint8_t* data, std::size_t size) {
         return copy;
     }();
     std::vector<char> file;  // built by push_back: g++ 12 misreads an insert as an overflow
-    file.reserve(8 + size + 1024);
+    const std::size_t data_size = data_size_for(data, size);
+    file.reserve(8 + size + data_size);
     for (int i = 0; i < 8; ++i)
         file.push_back(static_cast<char>((std::uint64_t{size} >> (8 * i)) & 0xff));
     for (std::size_t i = 0; i < size; ++i) file.push_back(static_cast<char>(data[i]));
-    for (int i = 0; i < 1024; ++i) file.push_back(static_cast<char>(i % 7 == 0 ? 0x3f : i % 13));
+    for (std::size_t i = 0; i < data_size; ++i)
+        file.push_back(static_cast<char>(i % 7 == 0 ? 0x3f : i % 13));
     xg::StateDict state;
     try {
         state = xg::load_from_bytes("fuzz.safetensors", file);

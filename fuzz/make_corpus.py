@@ -127,6 +127,9 @@ def main():
     real = (SERIALIZE / "feed_forward.pt").read_bytes()
     write("torch_pt", "feed_forward_file", b"\0" + real)
     write("torch_pt", "feed_forward_pickle", b"\1" + zipfile.ZipFile(io.BytesIO(real)).read("feed_forward/data.pkl"))
+    # Views (tied, transposed, stride-0) in the zip and the legacy (pre-1.6) format.
+    for name in ("views.pt", "views_legacy.pt"):
+        write("torch_pt", name.replace(".pt", "_file"), b"\0" + (SERIALIZE / name).read_bytes())
     f32 = Storage("FloatStorage", "0", struct.pack("<6f", *range(6)), 4)
     f64 = Storage("DoubleStorage", "1", struct.pack("<4d", 1, 2, 3, 4), 8)
     i64 = Storage("LongStorage", "2", struct.pack("<3q", 7, -8, 9), 8)
