@@ -11,7 +11,7 @@
 
 #include <cxxabi.h>
 
-#include "internal.hpp"
+#include "xgrad/autograd.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg::nn {
@@ -262,7 +262,11 @@ void Module::zero_grad(bool set_to_none) {
             grad = Tensor();
         } else {
             grad = grad.detach();  // drop any history, then zero in place
-            std::visit([](auto& a) { a.fill(0); }, *grad.impl()->storage);
+            switch (grad.dtype()) {
+                case Dtype::Float32: grad.data<float>().fill(0); break;
+                case Dtype::Float64: grad.data<double>().fill(0); break;
+                case Dtype::Int64: grad.data<std::int64_t>().fill(0); break;
+            }
         }
     }
 }
@@ -275,19 +279,15 @@ Module& Module::apply(const std::function<void(Module&)>& fn) {
 
 // ---- conversion ----
 
-// Swaps a tensor's storage in place, so every handle to it (a layer's member,
-// the registry, an optimizer) sees the change, as `param.data = ...` does.
-void replace_storage(const Tensor& target, const Tensor& source) {
-    target.impl()->storage = source.impl()->storage;
-}
-
 Module& Module::to(Dtype dtype) {
     check(is_floating_point(dtype), "Module.to: expected a floating-point dtype (got {})",
           dtype_name(dtype));
+    // set_data swaps a tensor's storage in place, so every handle to it (a
+    // layer's member, the registry, an optimizer) sees the change.
     auto convert = [dtype](const Tensor& t) {
         if (!t.defined() || !is_floating_point(t.dtype()) || t.dtype() == dtype) return;
         NoGradGuard no_grad;
-        replace_storage(t, t.detach().to(dtype));
+        t.set_data(t.detach().to(dtype));
         if (Tensor& g = t.mutable_grad(); g.defined()) g = g.detach().to(dtype);
     };
     for (auto& [path, module] : named_modules("", false)) {
@@ -305,7 +305,7 @@ Module& Module::to(const std::string& device) {
 
 Module& Module::to_empty() {
     auto renew = [](const Tensor& t) {
-        if (t.defined()) replace_storage(t, empty(t.shape(), t.dtype()));
+        if (t.defined()) t.set_data(empty(t.shape(), t.dtype()));
     };
     for (auto& [path, module] : named_modules("", false)) {
         Module& m = *module;
@@ -349,7 +349,7 @@ void Module::copy_values(const Module& from, Module& to, CloneMemo& memo) {
             // tied where the source is not.
             Tensor copy = tensor.detach().clone();
             if (existing && existing->defined() && !memo.targets.contains(existing->impl())) {
-                replace_storage(*existing, copy);
+                existing->set_data(copy);
                 copy = *existing;
             } else {
                 to.on_tensor_set(member, target.insert_or_assign(member, copy));

@@ -1,6 +1,6 @@
 // Calling a module: forward pre hooks, forward, forward hooks, and the two
 // identity nodes that let full backward hooks see grad_output and grad_input.
-#include "internal.hpp"
+#include "xgrad/autograd.hpp"
 #include "xgrad/nn/module.hpp"
 
 namespace xg::nn {

@@ -8,14 +8,14 @@
 //   apply_load     writes the values, keeping what it replaces when asked;
 //   rollback_load  puts those back when the load fails after being applied (a
 //                  load post hook throws, or strict keys the hooks did not forgive).
+#include <cstdint>
+
 #include <xtensor/xnoalias.hpp>
 
-#include "internal.hpp"
+#include "xgrad/autograd.hpp"
 #include "xgrad/nn/module.hpp"
 
 namespace xg::nn {
-
-void replace_storage(const Tensor& target, const Tensor& source);  // module.cpp
 
 namespace {
 constexpr const char* kExtraState = "_extra_state";
@@ -28,18 +28,22 @@ std::string quoted_list(const std::vector<std::string>& keys) {
 
 // Overwrites target's values with `converted`, already of target's dtype and
 // shape: no allocation, so nothing can fail half way.
+template <class T>
+void copy_values_as(const Tensor& target, const Tensor& converted) {
+    xt::noalias(target.data<T>()) = converted.data<T>();
+}
+
 void copy_values_into(const Tensor& target, const Tensor& converted) {
-    std::visit(
-        [&](auto& dst) {
-            using T = typename std::decay_t<decltype(dst)>::value_type;
-            xt::noalias(dst) = converted.data<T>();
-        },
-        *target.impl()->storage);
+    switch (target.dtype()) {
+        case Dtype::Float32: return copy_values_as<float>(target, converted);
+        case Dtype::Float64: return copy_values_as<double>(target, converted);
+        case Dtype::Int64: return copy_values_as<std::int64_t>(target, converted);
+    }
 }
 
 // One tensor write of a load: `value` into the model's `target`, either by
-// taking value's storage (assign=true, as `param.data = value`) or by copying
-// its values into target's own storage. Neither allocates nor throws.
+// taking value's storage (assign=true, set_data as `param.data = value`) or by
+// copying its values into target's own storage. Neither allocates nor throws.
 struct TensorWrite {
     Tensor target;
     Tensor value;
@@ -47,7 +51,7 @@ struct TensorWrite {
 
     void run() const {
         if (take_storage)
-            replace_storage(target, value);
+            target.set_data(value);
         else
             copy_values_into(target, value);
     }
