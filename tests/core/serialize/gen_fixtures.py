@@ -13,7 +13,7 @@
   after one step), "epoch", "config"} in both formats.
 - torch_expected.safetensors: contiguous copies of what those files hold, as torch.load
   returns them ("model.<key>" for the checkpoint's model).
-- past_end.pt, huge_shape.pt: torch.save files whose pickle was edited to describe a view
+- past_end.pt, huge_shape.pt: torch.save files with their pickle edited to describe a view
   past the end of its storage, and a shape [0, 2^62, 4] whose element count overflows.
 """
 import collections
