@@ -191,8 +191,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                     }
                     gb = detail::wrap(std::move(d));
                 }
-                if (need_x) {  // dX = dY W, last: it may be written over X, done with now
-                    xt::xarray<T> d = detail::take_saved<T>(saved_x);
+                if (need_x) {  // dX = dY W
+                    auto d = detail::empty_array<T>(xv.shape());
                     blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g, wv.data(),
                                   T(0), d.data());
                     gx = detail::wrap(std::move(d));
