@@ -369,25 +369,38 @@ Tensor sqrt(const Tensor& x) {
         []<class T>(T y, T g) { return g / (T(2) * y); });
 }
 
+namespace {
+// a^e as PyTorch computes it: exponents 0.5, -0.5 and -1 as sqrt, 1 / sqrt and
+// 1 / a, and 2, 3 and -2 as products, whose NaN, inf and -0.0 cases differ from
+// std::pow's (sqrt(-inf) is NaN and sqrt(-0.0) is -0.0; std::pow gives inf and 0).
+template <class T>
+T pow_like_torch(T a, double e) {
+    if (e == 0.5) return std::sqrt(a);
+    if (e == -0.5) return T(1) / std::sqrt(a);
+    if (e == -1.0) return T(1) / a;
+    if (e == 2.0) return a * a;
+    if (e == 3.0) return a * a * a;
+    if (e == -2.0) return T(1) / (a * a);
+    return std::pow(a, T(e));
+}
+}  // namespace
+
+// d/dx = e x^(e - 1), 0 everywhere for e = 0 (NaN included), as in PyTorch.
 Tensor pow(const Tensor& x, double exponent) {
     return unary<false>(
-        x, "pow", "PowBackward", [exponent]<class T>(T a) { return std::pow(a, T(exponent)); },
+        x, "pow", "PowBackward", [exponent]<class T>(T a) { return pow_like_torch(a, exponent); },
         [exponent]<class T>(T a, T g) {
             if (exponent == 0.0) return T(0);
-            return g * T(exponent) * std::pow(a, T(exponent - 1.0));
+            return g * (T(exponent) * pow_like_torch(a, exponent - 1.0));
         });
 }
 
-// abs'(0) = 0, as in PyTorch (sign keeps NaN, as xt::sign does).
+// PyTorch's sgn(x) * g, sgn being 0 at NaN and at either zero: the gradient at
+// NaN is 0 (NaN only for a NaN g), and +0 at -0.0.
 Tensor abs(const Tensor& x) {
     return unary<false>(
         x, "abs", "AbsBackward", []<class T>(T a) { return std::abs(a); },
-        []<class T>(T a, T g) {
-            T sign = std::isnan(a) ? a
-                     : a == T(0)   ? std::copysign(T(0), a)
-                                   : std::copysign(T(1), a);
-            return g * sign;
-        });
+        []<class T>(T a, T g) { return g * (T(T(0) < a) - T(a < T(0))); });
 }
 
 // Inverted dropout: zero each element with probability p, scale the rest by

@@ -5,10 +5,13 @@
 // element goes through the same operations in the same order as in the
 // separate ops (activation_rules.hpp, dropout_mask.hpp), in one pass.
 // Backward keeps h and v (and hashes the mask again from its key), and writes
-// v's gradient over v once nothing else can read it. ReLU without a gate keeps
-// nothing but the output, which the next Linear saves anyway: where the output
-// is positive both ReLU and the mask let the gradient through, and everywhere
-// else the gradient is 0.
+// v's gradient over v once nothing else can read it. ReLU without a gate or
+// dropout keeps nothing but the output, which the next Linear saves anyway:
+// ReLU's backward reads only its output. Where dropout zeroes an element, the
+// output no longer tells a positive h from a negative one, and PyTorch's
+// gradient there (g * 0 passed on where h > 0 or NaN, else 0) differs between
+// them in the sign of zero, or when g is NaN or inf; so with dropout ReLU keeps
+// h too, and reads the mask off the output instead of hashing it again.
 #include <optional>
 #include <type_traits>
 
@@ -137,11 +140,39 @@ inline void grad_kernel(FusedActivation activation, const T* saved, const T* g, 
     with_rule(activation, [&]<class Rule>() { grad_loop<Rule>(saved, g, gx, n); });
 }
 
-// ReLU without a gate, from its output y: the gradient passes (scaled) where y > 0.
+// Ungated ReLU's gradient after dropout, from h and the output y: where
+// relu(h) > 0, y is nonzero and not NaN exactly where the element was kept (a
+// dropped inf gives inf * 0, NaN), and where relu(h) <= 0 the gradient is 0
+// either way. Where h is NaN, y tells nothing: gh keeps g there for
+// relu_dropout_nan, and the count of such elements is returned. gh may be g.
 template <class T>
-inline void relu_output_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
+inline std::size_t relu_dropout_backward(const T* g, const T* h, const T* y, T scale, T* gh,
+                                         std::size_t n) {
+    using Rule = detail::ReluRule;
+    // As wide as T, and every value read once into a local: GCC vectorises the count so.
+    std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t> nans = 0;
     XG_IVDEP
-    for (std::size_t i = 0; i < n; ++i) gh[i] = y[i] > T(0) ? g[i] * scale : T(0);
+    for (std::size_t i = 0; i < n; ++i) {
+        const T hi = h[i], yi = y[i], gi = g[i];
+        const bool kept = (yi != T(0)) & (yi == yi);  // & rather than &&: no branch
+        const bool nan = hi != hi;
+        const T passed = Rule::grad(Rule::forward(hi), gi * (kept ? scale : T(0)));
+        gh[i] = nan ? gi : passed;
+        nans += nan ? 1u : 0u;
+    }
+    return nans;
+}
+
+// Where h is NaN, relu's gradient is dropout's, g * (keep ? scale : 0), with
+// the mask element hashed on its own: a NaN is rare, hashing every element is not cheap.
+template <class T>
+void relu_dropout_nan(const Mask& mask, const T* h, T scale, T* gh, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        if (h[i] == h[i]) continue;
+        std::uint8_t keep;
+        detail::keep_mask(mask.key, i, 1, mask.threshold, &keep);
+        gh[i] = gh[i] * (keep ? scale : T(0));
+    }
 }
 
 // The float kernels again, compiled for AVX2 and AVX-512 as well: the loops
@@ -160,9 +191,10 @@ XG_CLONES_V4_V3 void grad_f32(FusedActivation activation, const float* saved, co
                               float* gx, std::size_t n) {
     grad_kernel(activation, saved, g, gx, n);
 }
-XG_CLONES_V4_V3 void relu_output_backward_f32(const float* g, const float* y, float scale,
-                                              float* gh, std::size_t n) {
-    relu_output_backward(g, y, scale, gh, n);
+XG_CLONES_V4_V3 std::size_t relu_dropout_backward_f32(const float* g, const float* h,
+                                                      const float* y, float scale, float* gh,
+                                                      std::size_t n) {
+    return relu_dropout_backward(g, h, y, scale, gh, n);
 }
 
 template <class T>
@@ -181,12 +213,36 @@ void backward(const Pass<T>& pass, const T* g, const T* h, const T* v, const std
     else
         backward_kernel(pass, g, h, v, keep, gh, gv, n);
 }
+
+// The result of ungated ReLU, with its backward: from the output alone without
+// dropout, from h and the output with it.
 template <class T>
-void relu_backward(const T* g, const T* y, T scale, T* gh, std::size_t n) {
-    if constexpr (std::is_same_v<T, float>)
-        relu_output_backward_f32(g, y, scale, gh, n);
-    else
-        relu_output_backward(g, y, scale, gh, n);
+Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T scale) {
+    std::shared_ptr<Storage> y = result.impl()->storage;
+    if (!mask.active) {
+        return make_result(result, "FfnActBackward", {h, Tensor()}, [y](const Tensor& g) {
+            const T* gp = g.data<T>().data();
+            const T* yp = std::get<xt::xarray<T>>(*y).data();
+            xt::xarray<T> gh = detail::take_buffer<T>(g);
+            detail::activation_grad(FusedActivation::ReLU, yp, gp, gh.data(), gh.size());
+            return autograd::Gradients{wrap(std::move(gh)), Tensor()};
+        });
+    }
+    return make_result(result, "FfnActBackward", {h, Tensor()},
+                       [y, saved_h = h.impl()->storage, mask, scale](const Tensor& g) {
+                           const T* gp = g.data<T>().data();
+                           const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
+                           const T* yp = std::get<xt::xarray<T>>(*y).data();
+                           xt::xarray<T> gh = detail::take_buffer<T>(g);
+                           const std::size_t n = gh.size();
+                           std::size_t nans;
+                           if constexpr (std::is_same_v<T, float>)
+                               nans = relu_dropout_backward_f32(gp, hp, yp, scale, gh.data(), n);
+                           else
+                               nans = relu_dropout_backward(gp, hp, yp, scale, gh.data(), n);
+                           if (nans) relu_dropout_nan(mask, hp, scale, gh.data(), n);
+                           return autograd::Gradients{wrap(std::move(gh)), Tensor()};
+                       });
 }
 
 }  // namespace
@@ -229,8 +285,7 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
     const Mask mask{dropout, dropout ? next_random_key() : 0, detail::dropout_threshold(p)};
     const bool need_h = h.requires_grad(), need_v = gated && v.requires_grad();
     const bool record = GradMode::is_enabled() && (need_h || need_v);
-    // Backward from the output alone: ReLU without a gate.
-    const bool from_output = !gated && activation == FusedActivation::ReLU;
+    const bool ungated_relu = !gated && activation == FusedActivation::ReLU;
 
     return detail::visit_floating(h, op, [&]<class T>(xt::xarray<T>& hv) {
         const Pass<T> pass{activation, gated, dropout, p == 1.0 ? T(0) : T(1.0 / (1.0 - p))};
@@ -244,17 +299,7 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
         Tensor result = wrap(std::move(out));
         if (!record) return result;
 
-        if (from_output) {
-            return make_result(
-                result, "FfnActBackward", {h, v},
-                [y = result.impl()->storage, scale = dropout ? pass.scale : T(1)](const Tensor& g) {
-                    const T* gp = g.data<T>().data();
-                    const T* yp = std::get<xt::xarray<T>>(*y).data();
-                    xt::xarray<T> gh = detail::take_buffer<T>(g);
-                    relu_backward(gp, yp, scale, gh.data(), gh.size());
-                    return autograd::Gradients{wrap(std::move(gh)), Tensor()};
-                });
-        }
+        if (ungated_relu) return relu_result(result, h, mask, pass.scale);
         std::shared_ptr<Storage> saved_v = gated ? v.impl()->storage : nullptr;
         return make_result(
             result, "FfnActBackward", {h, v},

@@ -4,7 +4,10 @@
 //
 // forward(a) is the activation; grad(s, g) is g times its derivative, where s
 // is the saved value: the output when kSavesOutput (cheaper to differentiate
-// from), else the input.
+// from), else the input. Each follows PyTorch's formula, so NaN and +-inf give
+// what they give in PyTorch (tests/core/ops/test_nonfinite.cpp): the clamps in
+// fast_exp, fast_erf and fast_tanh only keep 2^n and e^x finite, and at +-inf
+// both sides compute inf * 0 in the same places.
 #pragma once
 
 #include <cmath>
@@ -16,16 +19,19 @@
 
 namespace xg::detail {
 
-// PyTorch's convention at the kink: relu'(0) = 0.
+// PyTorch's relu is clamp_min(x, 0), which keeps NaN and -0.0. Its backward
+// (threshold_backward) selects rather than multiplies: g where the output is
+// not <= 0, NaN included, else 0 even for a NaN g; relu'(0) = 0. Both selects
+// vectorise without branches (a max; a compare and a mask).
 struct ReluRule {
     static constexpr bool kSavesOutput = true;
     template <class T>
     static T forward(T a) {
-        return a > T(0) ? a : T(0);
+        return a < T(0) ? T(0) : a;
     }
     template <class T>
     static T grad(T y, T g) {
-        return y > T(0) ? g : T(0);
+        return y <= T(0) ? T(0) : g;
     }
 };
 
