@@ -1,11 +1,13 @@
-// Summing gradients, and the one aliasing rule every backward relies on.
+// Summing gradients, and the aliasing rule the engine relies on.
 //
-// The rule: a backward closure treats grad_output and what it saved as
-// read-only. It returns fresh arrays, or tensors it was handed (grad_output
-// itself, even for several inputs). Only the two functions below write into a
-// gradient, and only into a buffer that no other handle can see, so no op has
-// to care in which order it reads its inputs. Fresh arrays come from the buffer
-// cache (buffer_cache.hpp), which recycles the buffers each node drops.
+// The rule: only the two functions below write into a gradient the engine
+// holds, and only into a buffer that no other handle can see; anything else
+// makes a new sum. A backward closure may return tensors it was handed
+// (grad_output itself, even for several inputs): accumulate copies before it
+// would write into a shared buffer. Fresh arrays come from the buffer cache
+// (buffer_cache.hpp), which recycles the buffers each node drops. (The
+// elementwise and fused closures still take over grad_output's buffer when
+// they hold its only handle: detail::take_buffer.)
 #pragma once
 
 #include "xgrad/tensor.hpp"
