@@ -144,13 +144,14 @@ inline void grad_kernel(FusedActivation activation, const T* saved, const T* g, 
 // relu(h) > 0, y is nonzero and not NaN exactly where the element was kept (a
 // dropped inf gives inf * 0, NaN), and where relu(h) <= 0 the gradient is 0
 // either way. Where h is NaN, y tells nothing: gh keeps g there for
-// relu_dropout_nan, and the count of such elements is returned. gh may be g.
+// relu_dropout_nan, and the result says whether there is such an element.
+// gh may be g.
 template <class T>
-inline std::size_t relu_dropout_backward(const T* g, const T* h, const T* y, T scale, T* gh,
-                                         std::size_t n) {
+inline bool relu_dropout_backward(const T* g, const T* h, const T* y, T scale, T* gh,
+                                  std::size_t n) {
     using Rule = detail::ReluRule;
-    // As wide as T, and every value read once into a local: GCC vectorises the count so.
-    std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t> nans = 0;
+    // As wide as T, and every value read once into a local: GCC vectorises the flag so.
+    std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t> any_nan = 0;
     XG_IVDEP
     for (std::size_t i = 0; i < n; ++i) {
         const T hi = h[i], yi = y[i], gi = g[i];
@@ -158,9 +159,9 @@ inline std::size_t relu_dropout_backward(const T* g, const T* h, const T* y, T s
         const bool nan = hi != hi;
         const T passed = Rule::grad(Rule::forward(hi), gi * (kept ? scale : T(0)));
         gh[i] = nan ? gi : passed;
-        nans += nan ? 1u : 0u;
+        any_nan |= nan ? 1u : 0u;
     }
-    return nans;
+    return any_nan != 0;
 }
 
 // Where h is NaN, relu's gradient is dropout's, g * (keep ? scale : 0), with
@@ -191,9 +192,8 @@ XG_CLONES_V4_V3 void grad_f32(FusedActivation activation, const float* saved, co
                               float* gx, std::size_t n) {
     grad_kernel(activation, saved, g, gx, n);
 }
-XG_CLONES_V4_V3 std::size_t relu_dropout_backward_f32(const float* g, const float* h,
-                                                      const float* y, float scale, float* gh,
-                                                      std::size_t n) {
+XG_CLONES_V4_V3 bool relu_dropout_backward_f32(const float* g, const float* h, const float* y,
+                                               float scale, float* gh, std::size_t n) {
     return relu_dropout_backward(g, h, y, scale, gh, n);
 }
 
@@ -235,12 +235,12 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
                            const T* yp = std::get<xt::xarray<T>>(*y).data();
                            xt::xarray<T> gh = detail::take_buffer<T>(g);
                            const std::size_t n = gh.size();
-                           std::size_t nans;
+                           bool any_nan;
                            if constexpr (std::is_same_v<T, float>)
-                               nans = relu_dropout_backward_f32(gp, hp, yp, scale, gh.data(), n);
+                               any_nan = relu_dropout_backward_f32(gp, hp, yp, scale, gh.data(), n);
                            else
-                               nans = relu_dropout_backward(gp, hp, yp, scale, gh.data(), n);
-                           if (nans) relu_dropout_nan(mask, hp, scale, gh.data(), n);
+                               any_nan = relu_dropout_backward(gp, hp, yp, scale, gh.data(), n);
+                           if (any_nan) relu_dropout_nan(mask, hp, scale, gh.data(), n);
                            return autograd::Gradients{wrap(std::move(gh)), Tensor()};
                        });
 }
