@@ -38,7 +38,9 @@ Tensor dropout(const Tensor& x, double p, bool training);
 // dropout(act(h), p, training), or with a gate v of h's shape
 // dropout(act(h) * v, p, training). Values, gradients and the dropout stream
 // equal those of the separate ops; it makes one pass each way and saves fewer
-// tensors (ReLU without a gate saves nothing but its output).
+// tensors (ReLU without a gate or dropout saves nothing but its output; with
+// dropout it keeps h too, since a dropped output cannot tell PyTorch's NaN
+// gradients from its zeros).
 enum class FusedActivation { Identity, ReLU, GELU, GELUTanh, Sigmoid, SiLU, Tanh };
 Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation activation, double p,
                           bool training);
