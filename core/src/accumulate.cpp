@@ -3,6 +3,7 @@
 
 #include <xtensor/xnoalias.hpp>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -10,20 +11,16 @@ namespace xg::autograd {
 
 namespace {
 
-bool sole_handle(const Tensor& t) {
-    return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
-}
-
 void accumulate(Tensor& sum, Tensor g, bool in_place_allowed) {
     if (!sum.defined()) {
-        sum = sole_handle(g) ? std::move(g) : g.detach().clone();
+        sum = detail::sole_owner(g) ? std::move(g) : g.detach().clone();
         return;
     }
     if (!detail::same_shape(sum, g)) {
         fail("backward: gradient of shape {} does not match shape {}", shape_str(g.shape()),
              shape_str(sum.shape()));
     }
-    if (!in_place_allowed && !sole_handle(sum)) {
+    if (!in_place_allowed && !detail::sole_owner(sum)) {
         sum = add(sum, g);
         return;
     }
