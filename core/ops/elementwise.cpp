@@ -406,7 +406,8 @@ Tensor abs(const Tensor& x) {
 // Inverted dropout: zero each element with probability p, scale the rest by
 // 1 / (1 - p). The mask comes from a counter-based hash of one key drawn from
 // the global generator, so manual_seed makes it reproducible. Backward keeps
-// the mask as one byte per element: rehashing costs more than reading it.
+// only the key and hashes the mask again, slice by slice: no byte per element
+// lives from forward to backward.
 namespace {
 // out = in * mask * scale, the mask made slice by slice from its key: forward
 // applies it to x, backward the same to the gradient. in may be out.

@@ -1,5 +1,5 @@
 // Exception safety: every public call that throws leaves its object exactly as
-// it was and still usable (load_state_dict, optimizer load_state_dict,
+// before the call and still usable (load_state_dict, optimizer load_state_dict,
 // set_submodule, register_*). Failures are forced, then the object is compared
 // bit for bit with a snapshot and made to do its job.
 #include <memory>
@@ -207,7 +207,8 @@ TEST_CASE("a failing optimizer load_state_dict changes nothing") {
     }
     // A twin optimizer that never sees a failure: both must step identically afterwards.
     for (const auto& [what, state] : bad) {
-        CAPTURE(what);
+        const std::string& failure = what;  // CAPTURE's lambda cannot name a binding in clang 14
+        CAPTURE(failure);
         xg::optim::OptimizerState before = adam.state_dict();
         CHECK_THROWS_AS(adam.load_state_dict(state), xg::Error);
         CHECK(same(adam.state_dict(), before));

@@ -113,7 +113,8 @@ TEST_CASE("the named GLU variants are gated, bias-free, and differ only in their
         {nn::FeedForward::swiglu(4, 6, 0.2), "SiLU"},
     };
     for (const auto& [ffn, gate] : variants) {
-        CAPTURE(gate);
+        const std::string& expected_gate = gate;  // CAPTURE's lambda cannot name a binding in clang 14
+        CAPTURE(expected_gate);
         CHECK(ffn->is_gated);
         CHECK(ffn->activation->name() == gate);
         CHECK(ffn->parameters().size() == 3);
@@ -365,7 +366,7 @@ TEST_CASE("FeedForward follows set_submodule: forward and the members use the ne
     auto mc = std::make_shared<nn::MonteCarloDropout>(0.5);
     ffn->set_submodule("dropout", mc);
     CHECK(ffn->dropout == mc);
-    mc->enable_mc_dropout(true);  // on the new module only: eval forward must now sample
+    mc->enable_mc_dropout(true);  // on the new module only: eval forward samples
     CHECK_FALSE(test::close(test::values((*ffn)(x)), test::values((*ffn)(x))));
     auto gated = nn::FeedForward::swiglu(4, 8, 0.0);
     auto v = std::make_shared<nn::Linear>(4, 8, true);

@@ -75,7 +75,7 @@ TEST_CASE("optim: a parameter given twice, an empty list or a bad parameter thro
     CHECK_THROWS_WITH_AS(
         sgd.add_param_group({p.b}),
         "SGD: expected each parameter at most once (got parameter 0 of group 1 twice)", xg::Error);
-    CHECK(sgd.param_groups().size() == 1);  // nothing was added
+    CHECK(sgd.param_groups().size() == 1);  // the refused group is not in the list
     CHECK_THROWS_WITH_AS(sgd.add_param_group({copy_param(p.w)}, SGDOptions(-1.0)),
                          "SGD: expected lr >= 0 (got -1)", xg::Error);
     CHECK(sgd.param_groups().size() == 1);
