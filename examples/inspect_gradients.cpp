@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
         if (auto linear = std::dynamic_pointer_cast<nn::Linear>(module)) {
             linears.emplace_back(name, linear);
             handles.push_back(linear->register_full_backward_hook(
-                [&grad_output_norm, name](nn::Module&, const std::vector<Tensor>&,
+                [&grad_output_norm, name = name](nn::Module&, const std::vector<Tensor>&,
                                           const std::vector<Tensor>& grad_output) {
                     grad_output_norm[name] = norm(grad_output[0]);
                 }));

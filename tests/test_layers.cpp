@@ -92,7 +92,8 @@ std::vector<std::string> violations(const std::string& layer) {
 
 TEST_CASE("no layer includes a header of a higher layer or another layer's private headers") {
     for (const auto& [layer, below] : kBelow) {
-        CAPTURE(layer);
+        const auto& checked = layer;  // CAPTURE's lambda cannot name a binding in clang 14
+        CAPTURE(checked);
         REQUIRE(fs::exists(kRoot / layer));
         auto found = violations(layer);
         std::string report;

@@ -66,7 +66,8 @@ TEST_CASE("a steady-state FeedForward training step allocates nothing, every var
         {"glu", FF::glu(16, 64, 0.1)},
         {"bilinear", FF::bilinear(16, 64, 0.1)}};
     for (const auto& [name, ffn] : blocks) {
-        CAPTURE(name);
+        const std::string& block = name;  // CAPTURE's lambda cannot name a binding in clang 14
+        CAPTURE(block);
         CHECK(allocations_per_step(*ffn, {32, 16}, 3, 5) == 0);    // small arrays
         CHECK(allocations_per_step(*ffn, {1024, 16}, 3, 3) == 0);  // cached large ones
     }

@@ -148,7 +148,8 @@ TEST_CASE(
         xg::StateDict got = fresh->state_dict();
         REQUIRE(got.keys() == saved.keys());
         for (const auto& [key, t] : saved) {
-            CHECK_MESSAGE(same_bits(got.at(key), t), key);
+            const std::string& name = key;  // CHECK_MESSAGE's lambda cannot name a binding in clang 14
+            CHECK_MESSAGE(same_bits(got.at(name), t), name);
             ++tensors;
         }
     }

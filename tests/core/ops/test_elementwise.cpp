@@ -22,8 +22,9 @@ TEST_CASE("a row broadcast along leading dims, from either side, matches loops w
         {{4, 2, 3}, {1, 3}}, {{2, 3}, {1, 1, 3}}, {{2, 1}, {1, 3}}, {{0, 3}, {3}},
         {{2, 3}, {1}},       {{1}, {2, 3}}};
     for (const auto& [sa, sb] : pairs) {
-        CAPTURE(xg::shape_str(sa));
-        CAPTURE(xg::shape_str(sb));
+        const std::string a_shape = xg::shape_str(sa), b_shape = xg::shape_str(sb);
+        CAPTURE(a_shape);  // CAPTURE's lambda cannot name a binding in clang 14
+        CAPTURE(b_shape);
         Tensor a = xg::rand(sa, xg::kFloat64) + 0.5, b = xg::rand(sb, xg::kFloat64) + 0.5;
         xg::Shape out(std::max(sa.size(), sb.size()), 1);  // right-aligned, the larger size
         for (std::size_t d = 0; d < sa.size(); ++d) out[out.size() - sa.size() + d] = sa[d];
