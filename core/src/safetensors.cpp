@@ -21,7 +21,7 @@
 
 namespace xg {
 
-// load() on bytes already in memory; `path` only names them in errors. fuzz/ calls it.
+// load() on bytes already in memory; `path` only names them in errors. tests/fuzz/ calls it.
 StateDict load_from_bytes(const std::string& path, const std::vector<char>& bytes);
 
 namespace {

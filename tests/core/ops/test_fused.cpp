@@ -20,7 +20,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
 
-#include "../../../core/src/buffer_cache.hpp"
+#include "buffer_cache.hpp"
 #include "core/helpers.hpp"
 
 using xg::Tensor;

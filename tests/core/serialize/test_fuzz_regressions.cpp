@@ -1,5 +1,5 @@
-// Replays every input in fuzz/regressions/<target>/ and fuzz/corpus/<target>/
-// through the bodies the fuzzers run (fuzz/harness.hpp): each must load or throw
+// Replays every input in tests/fuzz/regressions/<target>/ and tests/fuzz/corpus/<target>/
+// through the bodies the fuzzers run (tests/fuzz/harness.hpp): each must load or throw
 // xg::Error, never crash, leak or trip a sanitizer (the sanitizer build runs this
 // too). Plus the seeds are valid files, and one crasher too big to commit.
 #include <filesystem>
@@ -10,20 +10,20 @@
 
 #include <doctest/doctest.h>
 
-#include "../../../fuzz/harness.hpp"
+#include "fuzz/harness.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kFuzz = fs::path(XGRAD_SOURCE_DIR) / "fuzz";
+const fs::path kFuzz = fs::path(XGRAD_SOURCE_DIR) / "tests" / "fuzz";
 
 std::vector<std::uint8_t> read_bytes(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Every file under fuzz/<folder>/<target>/, through `body`.
+// Every file under tests/fuzz/<folder>/<target>/, through `body`.
 int replay(const std::string& folder, const std::string& target,
            void (*body)(const std::uint8_t*, std::size_t)) {
     int count = 0;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the committed seed corpora in fuzz/corpus/<target>/ and the handcrafted
-regression inputs in fuzz/regressions/<target>/ (run from anywhere).
+"""Writes the committed seed corpora in tests/fuzz/corpus/<target>/ and the handcrafted
+regression inputs in tests/fuzz/regressions/<target>/ (run from anywhere).
 
 Seeds are small, valid inputs that reach deep into each reader; libFuzzer
 mutates from there. torch is not needed: .pt pickles are written with stand-in
@@ -18,7 +18,7 @@ import types
 import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parent
-SERIALIZE = ROOT.parent / "tests" / "core" / "serialize"
+SERIALIZE = ROOT.parent / "core" / "serialize"
 
 
 def write(target, name, data):

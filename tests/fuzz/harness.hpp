@@ -1,6 +1,6 @@
 // The bodies of the fuzz targets, shared by the libFuzzer entry points
-// (fuzz/fuzz_*.cpp) and by the regression test that replays every input in
-// fuzz/regressions/ (tests/core/serialize/test_fuzz_regressions.cpp).
+// (tests/fuzz/fuzz_target.cpp) and by the regression test that replays every input in
+// tests/fuzz/regressions/ (tests/core/serialize/test_fuzz_regressions.cpp).
 //
 // Each body feeds bytes to a loader and accepts two outcomes only: success or
 // xg::Error. Anything else (another exception, a sanitizer report, a broken
