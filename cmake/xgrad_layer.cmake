@@ -5,6 +5,18 @@
 # its private ones in <folder>/src, visible to no other layer. A layer links
 # only the layers it DEPENDS on, so including a higher layer's header fails to
 # compile, and tests/test_layers.cpp checks the folders' #includes as well.
+# xgrad_precompile(<target> <header>...): the headers as a precompiled header of
+# <target>, unless XGRAD_PRECOMPILE_HEADERS is off. Private: nothing of it
+# reaches a project that links the target. Used for the tests, not the layers:
+# a layer's files spend their time on their own code, and without a
+# precompiled header (whose path is the build folder's) an outside build of
+# the same sources hits ccache.
+function(xgrad_precompile target)
+  if(XGRAD_PRECOMPILE_HEADERS)
+    target_precompile_headers(${target} PRIVATE ${ARGN})
+  endif()
+endfunction()
+
 function(xgrad_add_layer layer)
   cmake_parse_arguments(arg "" "" "SOURCES;DEPENDS" ${ARGN})
   set(target xgrad_${layer})
@@ -26,6 +38,11 @@ function(xgrad_add_layer layer)
     target_compile_options(${target} PUBLIC -fsanitize=address,undefined -fno-omit-frame-pointer)
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)
     target_compile_definitions(${target} PUBLIC XTENSOR_ENABLE_ASSERT)
+  endif()
+  if(XGRAD_BUILD_FUZZERS)
+    # Coverage for libFuzzer to steer by; the sanitizer runtimes that every
+    # other executable links answer its callbacks.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
   endif()
   if(XGRAD_INSTALL)
     install(TARGETS ${target} EXPORT xgradTargets

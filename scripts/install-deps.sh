@@ -9,7 +9,7 @@ packages=(
     nlohmann-json3-dev libzip-dev  # safetensors headers and torch.save zip files
     libcli11-dev  # examples: command-line flags
     libopenmpi-dev openmpi-bin  # optional distributed/ (data-parallel training over MPI)
-    clang libclang-rt-14-dev  # CI: libFuzzer targets (fuzz/) need clang and its runtimes
+    clang libclang-rt-14-dev  # CI: the sanitizer stage and libFuzzer (tests/fuzz/) use clang and its runtimes
     doctest-dev python3 python3-numpy  # tests (serialize tests read files back with numpy)
 )
 

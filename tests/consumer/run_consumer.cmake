@@ -50,7 +50,13 @@ elseif(MODE STREQUAL "deb")
   endif()
   list(APPEND configure_args -DCMAKE_PREFIX_PATH=${root}/usr -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON)
 elseif(MODE STREQUAL "subdir")
-  list(APPEND configure_args -DXGRAD_SOURCE_DIR=${XGRAD_SOURCE_DIR} -DXGRAD_SANITIZE=${SANITIZE})
+  # The library's files compile with the same command lines as in the build
+  # that runs this test, so with ccache (LAUNCHER) they come from its cache.
+  list(APPEND configure_args -DXGRAD_SOURCE_DIR=${XGRAD_SOURCE_DIR} -DXGRAD_SANITIZE=${SANITIZE}
+    -DCMAKE_COMPILE_WARNING_AS_ERROR=${WARNING_AS_ERROR})
+  if(LAUNCHER)
+    list(APPEND configure_args -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
+  endif()
 else()
   message(FATAL_ERROR "run_consumer.cmake: MODE must be install or subdir (got '${MODE}')")
 endif()
