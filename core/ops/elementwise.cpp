@@ -1,59 +1,85 @@
-// Elementwise ops: arithmetic with NumPy broadcasting, activations, dropout.
-// Each op is its forward expression next to its gradient rule.
+// Elementwise ops: every row of the table in elementwise_rules.hpp run through
+// the same generic loops (binary rows with NumPy broadcasting), and dropout.
+// Where a gradient may be written over a buffer is grad_buffers.hpp's to decide.
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <type_traits>
+#include <optional>
 
+#include <xtensor/xbroadcast.hpp>
 #include <xtensor/xoperation.hpp>
 
-#include "activation_rules.hpp"
 #include "buffer_cache.hpp"
 #include "cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
+#include "elementwise_rules.hpp"
+#include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
 
 using autograd::make_result;
+using detail::Saves;
 using detail::wrap;
 
 namespace {
 
-// y = forward(x), one pass on raw memory: forward_loop(in, out, n). The
-// gradient rule sees the saved input, or the output when SaveOutput (exp,
-// sqrt, ...): grad_loop(saved, g, gx, n), gx written over g's buffer when the
-// engine holds the only handle to it.
-template <bool SaveOutput, class ForwardLoop, class GradLoop>
-Tensor unary_loops(const Tensor& x, const char* op, const char* node, ForwardLoop forward_loop,
-                   GradLoop grad_loop) {
-    return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
+// ---- unary rows ----
+
+template <class Rule>
+constexpr bool grad_is_g() {
+    if constexpr (requires { Rule::kGradIsG; })
+        return Rule::kGradIsG;
+    else
+        return false;
+}
+
+// out[i] = forward(in[i]), through the vectorised kernels for an activation row.
+template <class Rule, class T>
+void forward_loop(const Rule& rule, const T* in, T* out, std::size_t n) {
+    if constexpr (requires { Rule::kKernel; }) {
+        detail::activation_forward(Rule::kKernel, in, out, n);
+    } else {
+        for (std::size_t i = 0; i < n; ++i) out[i] = rule.forward(in[i]);
+    }
+}
+
+// gx[i] = grad(s[i], g[i]), or grad(g[i]) for a row that saves nothing.
+template <class Rule, class T>
+void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
+    if constexpr (requires { Rule::kKernel; }) {
+        detail::activation_grad(Rule::kKernel, s, g, gx, n);
+    } else if constexpr (Rule::kSaves == Saves::Nothing) {
+        for (std::size_t i = 0; i < n; ++i) gx[i] = rule.grad(g[i]);
+    } else {
+        for (std::size_t i = 0; i < n; ++i) gx[i] = rule.grad(s[i], g[i]);
+    }
+}
+
+// y = rule(x), saving for backward only the value the row's gradient reads.
+template <class Rule>
+Tensor unary(const Tensor& x, const Rule& rule) {
+    return detail::visit_floating(x, Rule::kName, [&]<class T>(xt::xarray<T>& a) {
         auto y = detail::empty_array<T>(a.shape());
-        forward_loop(a.data(), y.data(), y.size());
+        forward_loop(rule, a.data(), y.data(), y.size());
         Tensor result = wrap(std::move(y));
-        std::shared_ptr<Storage> saved = (SaveOutput ? result : x).impl()->storage;
-        return make_result(result, node, {x}, [saved, grad_loop](const Tensor& g) {
-            const T* gp = g.data<T>().data();
-            const T* s = std::get<xt::xarray<T>>(*saved).data();
-            xt::xarray<T> d = detail::take_buffer<T>(g);
-            grad_loop(s, gp, d.data(), d.size());
-            return autograd::Gradients{wrap(std::move(d))};
+        std::shared_ptr<Storage> saved;
+        if constexpr (Rule::kSaves != Saves::Nothing)
+            saved = (Rule::kSaves == Saves::Output ? result : x).impl()->storage;
+        return make_result(result, Rule::kNode, {x}, [rule, saved](const Tensor& g) {
+            const T* s = saved ? std::get<xt::xarray<T>>(*saved).data() : nullptr;
+            auto [gx] = autograd::elementwise_grads<T, 1>(
+                g, {{{true, grad_is_g<Rule>()}}},
+                [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                    if constexpr (!grad_is_g<Rule>()) grad_loop(rule, s, gp, out[0], n);
+                });
+            return autograd::Gradients{gx};
         });
     });
 }
 
-// unary_loops with per-element rules: y[i] = forward(x[i]), gx[i] = grad(saved[i], g[i]).
-template <bool SaveOutput, class Forward, class Grad>
-Tensor unary(const Tensor& x, const char* op, const char* node, Forward forward, Grad grad) {
-    return unary_loops<SaveOutput>(
-        x, op, node,
-        [forward]<class T>(const T* in, T* out, std::size_t n) {
-            for (std::size_t i = 0; i < n; ++i) out[i] = forward(in[i]);
-        },
-        [grad]<class T>(const T* s, const T* g, T* gx, std::size_t n) {
-            for (std::size_t i = 0; i < n; ++i) gx[i] = grad(s[i], g[i]);
-        });
-}
+// ---- binary rows ----
 
 // The gradient of a broadcast operand: g summed back to the operand's shape.
 Tensor reduce_to(const Tensor& g, const Shape& shape) {
@@ -101,28 +127,77 @@ xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F 
     return out;
 }
 
-// out = forward(a, b) with broadcasting; grad_a(a, b, g) and grad_b(a, b, g)
-// give full-size gradients (arrays, made with broadcast_apply) that reduce_to
-// sums back.
-template <class Forward, class GradA, class GradB>
-Tensor binary(const Tensor& a, const Tensor& b, const char* op, const char* node, Forward forward,
-              GradA grad_a, GradB grad_b) {
-    detail::check_same_dtype(a, b, op);
+// The computed gradients of a binary row, at g's shape: each element's
+// operands are read before its outputs are written (ga or gb may be g's
+// buffer). x and y are null for a row that saves no inputs.
+template <class Rule, class T>
+void binary_grad_loop(const T* x, const T* y, const T* g, T* ga, T* gb, std::size_t n) {
+    if constexpr (!Rule::kSavesInputs) {  // add passes g to both, sub negates it for b
+        if constexpr (!Rule::kGradBIsG) {
+            for (std::size_t i = 0; gb && i < n; ++i) gb[i] = Rule::grad_b(g[i]);
+        }
+    } else if (ga && gb) {
+        for (std::size_t i = 0; i < n; ++i) {
+            const T xi = x[i], yi = y[i], gi = g[i];
+            ga[i] = Rule::grad_a(xi, yi, gi);
+            gb[i] = Rule::grad_b(xi, yi, gi);
+        }
+    } else if (ga) {
+        for (std::size_t i = 0; i < n; ++i) ga[i] = Rule::grad_a(x[i], y[i], g[i]);
+    } else if (gb) {
+        for (std::size_t i = 0; i < n; ++i) gb[i] = Rule::grad_b(x[i], y[i], g[i]);
+    }
+}
+
+// A saved operand's values at g's shape: its own array, or a broadcast copy.
+template <class T>
+const T* at_shape_of(const Tensor& g, const Tensor& operand, std::optional<xt::xarray<T>>& copy) {
+    if (!operand.defined()) return nullptr;
+    if (detail::same_shape(g, operand)) return operand.data<T>().data();
+    copy = xt::xarray<T>(xt::broadcast(operand.data<T>(), g.data<T>().shape()));
+    return copy->data();
+}
+
+// A binary row's backward: gradients at g's shape, summed back to the shape
+// of a broadcast operand (one that is g itself straight from g, uncopied).
+template <class Rule, class T>
+autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor& y,
+                                 const Shape& shape_a, const Shape& shape_b, bool need_a,
+                                 bool need_b) {
+    const bool full_a = detail::same_shape(g, shape_a), full_b = detail::same_shape(g, shape_b);
+    Tensor ga, gb;
+    if (Rule::kGradAIsG && need_a && !full_a) ga = reduce_to(g, shape_a);
+    if (Rule::kGradBIsG && need_b && !full_b) gb = reduce_to(g, shape_b);
+    std::optional<xt::xarray<T>> x_copy, y_copy;
+    const T* xp = at_shape_of<T>(g, x, x_copy);
+    const T* yp = at_shape_of<T>(g, y, y_copy);
+    auto [full_ga, full_gb] = autograd::elementwise_grads<T, 2>(
+        g,
+        {{{need_a && !ga.defined(), Rule::kGradAIsG}, {need_b && !gb.defined(), Rule::kGradBIsG}}},
+        [&](const T* gp, std::array<T*, 2> out, std::size_t n) {
+            binary_grad_loop<Rule>(xp, yp, gp, out[0], out[1], n);
+        });
+    if (full_ga.defined()) ga = reduce_to(full_ga, shape_a);
+    if (full_gb.defined()) gb = reduce_to(full_gb, shape_b);
+    return {ga, gb};
+}
+
+// out = Rule::forward(a, b) with broadcasting.
+template <class Rule>
+Tensor binary(const Tensor& a, const Tensor& b) {
+    detail::check_same_dtype(a, b, Rule::kName);
     Shape shape_a = a.shape(), shape_b = b.shape();
-    detail::broadcast_shapes(shape_a, shape_b, op);
-    return detail::visit_floating(a, op, [&]<class T>(xt::xarray<T>& av) {
-        Tensor out = wrap(broadcast_apply(av, b.data<T>(), forward));
-        bool need_a = a.requires_grad(), need_b = b.requires_grad();
-        return make_result(out, node, {a, b},
-                           [sa = a.detach(), sb = b.detach(), shape_a, shape_b, need_a, need_b,
-                            grad_a, grad_b](const Tensor& g) {
-                               auto& x = sa.data<T>();
-                               auto& y = sb.data<T>();
-                               auto& gv = g.data<T>();
-                               Tensor ga, gb;
-                               if (need_a) ga = reduce_to(wrap(grad_a(x, y, gv)), shape_a);
-                               if (need_b) gb = reduce_to(wrap(grad_b(x, y, gv)), shape_b);
-                               return autograd::Gradients{ga, gb};
+    detail::broadcast_shapes(shape_a, shape_b, Rule::kName);
+    return detail::visit_floating(a, Rule::kName, [&]<class T>(xt::xarray<T>& av) {
+        Tensor out = wrap(broadcast_apply(
+            av, b.data<T>(), [](const auto& u, const auto& v) { return Rule::forward(u, v); }));
+        Tensor sa, sb;  // what backward reads, if anything
+        if constexpr (Rule::kSavesInputs) sa = a.detach(), sb = b.detach();
+        return make_result(out, Rule::kNode, {a, b},
+                           [sa, sb, shape_a, shape_b, need_a = a.requires_grad(),
+                            need_b = b.requires_grad()](const Tensor& g) {
+                               return binary_grads<Rule, T>(g, sa, sb, shape_a, shape_b, need_a,
+                                                            need_b);
                            });
     });
 }
@@ -133,163 +208,19 @@ Tensor scalar_like(const Tensor& t, double value, const char* op) {
     });
 }
 
-Tensor copy_of(const Tensor& t) {
-    return detail::visit_floating(t, "backward", [&]<class T>(xt::xarray<T>& a) {
-        auto copy = detail::empty_array<T>(a.shape());
-        std::copy(a.begin(), a.end(), copy.begin());
-        return wrap(std::move(copy));
-    });
-}
-
-// Addition and subtraction need no saved values: the gradient is g itself.
-Tensor add_or_sub(const Tensor& a, const Tensor& b, bool subtract) {
-    const char* op = subtract ? "sub" : "add";
-    detail::check_same_dtype(a, b, op);
-    Shape shape_a = a.shape(), shape_b = b.shape();
-    detail::broadcast_shapes(shape_a, shape_b, op);
-    Tensor out = detail::visit_floating(a, op, [&]<class T>(xt::xarray<T>& av) {
-        auto& bv = b.data<T>();
-        return wrap(
-            subtract ? broadcast_apply(av, bv, [](const auto& u, const auto& v) { return u - v; })
-                     : broadcast_apply(av, bv, [](const auto& u, const auto& v) { return u + v; }));
-    });
-    bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    return make_result(out, subtract ? "SubBackward" : "AddBackward", {a, b}, [=](const Tensor& g) {
-        // The engine keeps a gradient without copying only when it is the sole
-        // handle: pass g's buffer on to one input, copy it at most once.
-        Shape shape_g = g.shape();
-        auto through = [&](const Shape& shape) {
-            return shape == shape_g ? detail::pass_through(g) : reduce_to(g, shape);
-        };
-        Tensor ga, gb;
-        if (need_b) {
-            // A copy only when b would take g's buffer that a takes too.
-            const bool full = shape_b == shape_g;
-            gb = subtract && full ? neg(g)
-                 : subtract       ? neg(reduce_to(g, shape_b))
-                 : need_a && full ? copy_of(g)
-                                  : through(shape_b);
-        }
-        if (need_a) ga = through(shape_a);
-        return autograd::Gradients{ga, gb};
-    });
-}
-
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return add_or_sub(a, b, false); }
-Tensor sub(const Tensor& a, const Tensor& b) { return add_or_sub(a, b, true); }
+Tensor add(const Tensor& a, const Tensor& b) { return binary<detail::AddRule>(a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary<detail::SubRule>(a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary<detail::MulRule>(a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary<detail::DivRule>(a, b); }
+Tensor neg(const Tensor& x) { return unary(x, detail::NegRule{}); }
 
-Tensor mul(const Tensor& a, const Tensor& b) {
-    detail::check_same_dtype(a, b, "mul");
-    if (detail::same_shape(a, b)) {  // the common case (GLU gating): one pass each way
-        return detail::visit_floating(a, "mul", [&]<class T>(xt::xarray<T>& av) {
-            auto out = detail::empty_array<T>(av.shape());
-            const T *x = av.data(), *y = b.data<T>().data();
-            T* o = out.data();
-            for (std::size_t i = 0, n = out.size(); i < n; ++i) o[i] = x[i] * y[i];
-            bool need_a = a.requires_grad(), need_b = b.requires_grad();
-            return make_result(wrap(std::move(out)), "MulBackward", {a, b},
-                               [sa = a.detach(), sb = b.detach(), need_a, need_b](const Tensor& g) {
-                                   const T* gp = g.data<T>().data();
-                                   const T *x = sa.data<T>().data(), *y = sb.data<T>().data();
-                                   Tensor ga, gb;
-                                   if (need_b) {  // before ga, which may take g's buffer
-                                       auto d = detail::empty_array<T>(g.data<T>().shape());
-                                       T* o = d.data();
-                                       for (std::size_t i = 0, n = d.size(); i < n; ++i)
-                                           o[i] = gp[i] * x[i];
-                                       gb = wrap(std::move(d));
-                                   }
-                                   if (need_a) {
-                                       xt::xarray<T> d = detail::take_buffer<T>(g);
-                                       T* o = d.data();
-                                       for (std::size_t i = 0, n = d.size(); i < n; ++i)
-                                           o[i] = gp[i] * y[i];
-                                       ga = wrap(std::move(d));
-                                   }
-                                   return autograd::Gradients{ga, gb};
-                               });
-        });
-    }
-    auto times = [](const auto& u, const auto& v) { return u * v; };
-    return binary(
-        a, b, "mul", "MulBackward", times,
-        [=](const auto&, const auto& y, const auto& g) { return broadcast_apply(g, y, times); },
-        [=](const auto& x, const auto&, const auto& g) { return broadcast_apply(g, x, times); });
-}
-
-Tensor div(const Tensor& a, const Tensor& b) {
-    auto over = [](const auto& u, const auto& v) { return u / v; };
-    return binary(
-        a, b, "div", "DivBackward", over,
-        [=](const auto&, const auto& y, const auto& g) { return broadcast_apply(g, y, over); },
-        [](const auto& x, const auto& y, const auto& g) {  // -g x / y^2
-            auto gx = broadcast_apply(g, x, [](const auto& u, const auto& v) { return u * v; });
-            return broadcast_apply(gx, y,
-                                   [](const auto& u, const auto& v) { return -u / (v * v); });
-        });
-}
-
-Tensor neg(const Tensor& x) {
-    Tensor out = detail::visit_floating(
-        x, "neg", []<class T>(xt::xarray<T>& a) { return wrap(xt::xarray<T>(-a)); });
-    return make_result(out, "NegBackward", {x},
-                       [](const Tensor& g) { return autograd::Gradients{neg(g)}; });
-}
-
-namespace {
-// x with a constant, one pass each way on raw memory: y[i] = forward(x[i]).
-// Nothing is saved: the gradient is grad(g[i]), written over g's buffer when
-// the engine holds the only handle to it, or g itself when Grad is nullptr_t
-// (add, sub). The constant is converted to x's dtype first, as for a tensor.
-template <class Forward, class Grad>
-Tensor with_constant(const Tensor& x, const char* op, const char* node, Forward forward,
-                     Grad grad) {
-    return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
-        auto y = detail::empty_array<T>(a.shape());
-        const T* in = a.data();
-        T* out = y.data();
-        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = forward(in[i]);
-        return make_result(wrap(std::move(y)), node, {x}, [grad](const Tensor& g) {
-            if constexpr (std::is_same_v<Grad, std::nullptr_t>) {
-                static_cast<void>(grad);  // nothing to apply: g passes through
-                return autograd::Gradients{detail::pass_through(g)};
-            } else {
-                const T* gp = g.data<T>().data();
-                xt::xarray<T> d = detail::take_buffer<T>(g);
-                T* o = d.data();
-                for (std::size_t i = 0, n = d.size(); i < n; ++i) o[i] = grad(gp[i]);
-                return autograd::Gradients{wrap(std::move(d))};
-            }
-        });
-    });
-}
-}  // namespace
-
-Tensor add(const Tensor& a, double b) {
-    return with_constant(
-        a, "add", "AddBackward", [b]<class T>(T x) { return x + T(b); }, nullptr);
-}
-Tensor sub(const Tensor& a, double b) {
-    return with_constant(
-        a, "sub", "SubBackward", [b]<class T>(T x) { return x - T(b); }, nullptr);
-}
-Tensor rsub(double a, const Tensor& b) {
-    return with_constant(
-        b, "sub", "SubBackward", [a]<class T>(T x) { return T(a) - x; },
-        []<class T>(T g) { return -g; });
-}
-Tensor mul(const Tensor& a, double b) {
-    return with_constant(
-        a, "mul", "MulBackward", [b]<class T>(T x) { return x * T(b); },
-        [b]<class T>(T g) { return g * T(b); });
-}
-Tensor div(const Tensor& a, double b) {
-    return with_constant(
-        a, "div", "DivBackward", [b]<class T>(T x) { return x / T(b); },
-        [b]<class T>(T g) { return g / T(b); });
-}
+Tensor add(const Tensor& a, double b) { return unary(a, detail::AddConstantRule{b}); }
+Tensor sub(const Tensor& a, double b) { return unary(a, detail::SubConstantRule{b}); }
+Tensor rsub(double a, const Tensor& b) { return unary(b, detail::ConstantSubRule{a}); }
+Tensor mul(const Tensor& a, double b) { return unary(a, detail::MulConstantRule{b}); }
+Tensor div(const Tensor& a, double b) { return unary(a, detail::DivConstantRule{b}); }
 Tensor rdiv(double a, const Tensor& b) { return div(scalar_like(b, a, "div"), b); }
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
@@ -306,101 +237,21 @@ Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 Tensor operator/(const Tensor& a, double b) { return div(a, b); }
 Tensor operator/(double a, const Tensor& b) { return rdiv(a, b); }
 
-// Every rule below keeps the operation order of the xtensor expression it
-// replaced (tests/core/ops/test_fused.cpp compares them); the activations'
-// rules live in activation_rules.hpp, shared with the fused FFN op.
-namespace {
-
-// Through the vectorised loops the fused op uses (activation_rules.hpp).
-template <class Rule>
-Tensor activation(const Tensor& x, FusedActivation kind, const char* op, const char* node) {
-    return unary_loops<Rule::kSavesOutput>(
-        x, op, node,
-        [kind]<class T>(const T* in, T* out, std::size_t n) {
-            detail::activation_forward(kind, in, out, n);
-        },
-        [kind]<class T>(const T* s, const T* g, T* gx, std::size_t n) {
-            detail::activation_grad(kind, s, g, gx, n);
-        });
-}
-
-}  // namespace
-
-Tensor relu(const Tensor& x) {
-    return activation<detail::ReluRule>(x, FusedActivation::ReLU, "relu", "ReluBackward");
-}
+Tensor relu(const Tensor& x) { return unary(x, detail::ReluRule{}); }
+Tensor sigmoid(const Tensor& x) { return unary(x, detail::SigmoidRule{}); }
+Tensor silu(const Tensor& x) { return unary(x, detail::SiluRule{}); }
+Tensor tanh(const Tensor& x) { return unary(x, detail::TanhRule{}); }
+Tensor exp(const Tensor& x) { return unary(x, detail::ExpRule{}); }
+Tensor log(const Tensor& x) { return unary(x, detail::LogRule{}); }
+Tensor sqrt(const Tensor& x) { return unary(x, detail::SqrtRule{}); }
+Tensor abs(const Tensor& x) { return unary(x, detail::AbsRule{}); }
+Tensor pow(const Tensor& x, double exponent) { return unary(x, detail::PowRule{exponent}); }
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
     check(approximate == "none" || approximate == "tanh",
           "gelu: expected approximate 'none' or 'tanh' (got '{}')", approximate);
-    if (approximate == "none")
-        return activation<detail::GeluRule>(x, FusedActivation::GELU, "gelu", "GeluBackward");
-    return activation<detail::GeluTanhRule>(x, FusedActivation::GELUTanh, "gelu", "GeluBackward");
-}
-
-Tensor sigmoid(const Tensor& x) {
-    return activation<detail::SigmoidRule>(x, FusedActivation::Sigmoid, "sigmoid",
-                                           "SigmoidBackward");
-}
-
-Tensor silu(const Tensor& x) {
-    return activation<detail::SiluRule>(x, FusedActivation::SiLU, "silu", "SiluBackward");
-}
-
-Tensor tanh(const Tensor& x) {
-    return activation<detail::TanhRule>(x, FusedActivation::Tanh, "tanh", "TanhBackward");
-}
-
-Tensor exp(const Tensor& x) {
-    return unary<true>(
-        x, "exp", "ExpBackward", []<class T>(T a) { return std::exp(a); },
-        []<class T>(T y, T g) { return g * y; });
-}
-
-Tensor log(const Tensor& x) {
-    return unary<false>(
-        x, "log", "LogBackward", []<class T>(T a) { return std::log(a); },
-        []<class T>(T a, T g) { return g / a; });
-}
-
-Tensor sqrt(const Tensor& x) {
-    return unary<true>(
-        x, "sqrt", "SqrtBackward", []<class T>(T a) { return std::sqrt(a); },
-        []<class T>(T y, T g) { return g / (T(2) * y); });
-}
-
-namespace {
-// a^e as PyTorch computes it: exponents 0.5, -0.5 and -1 as sqrt, 1 / sqrt and
-// 1 / a, and 2, 3 and -2 as products, whose NaN, inf and -0.0 cases differ from
-// std::pow's (sqrt(-inf) is NaN and sqrt(-0.0) is -0.0; std::pow gives inf and 0).
-template <class T>
-T pow_like_torch(T a, double e) {
-    if (e == 0.5) return std::sqrt(a);
-    if (e == -0.5) return T(1) / std::sqrt(a);
-    if (e == -1.0) return T(1) / a;
-    if (e == 2.0) return a * a;
-    if (e == 3.0) return a * a * a;
-    if (e == -2.0) return T(1) / (a * a);
-    return std::pow(a, T(e));
-}
-}  // namespace
-
-// d/dx = e x^(e - 1), 0 everywhere for e = 0 (NaN included), as in PyTorch.
-Tensor pow(const Tensor& x, double exponent) {
-    return unary<false>(
-        x, "pow", "PowBackward", [exponent]<class T>(T a) { return pow_like_torch(a, exponent); },
-        [exponent]<class T>(T a, T g) {
-            if (exponent == 0.0) return T(0);
-            return g * (T(exponent) * pow_like_torch(a, exponent - 1.0));
-        });
-}
-
-// PyTorch's sgn(x) * g, sgn being 0 at NaN and at either zero: the gradient at
-// NaN is 0 (NaN only for a NaN g), and +0 at -0.0.
-Tensor abs(const Tensor& x) {
-    return unary<false>(
-        x, "abs", "AbsBackward", []<class T>(T a) { return std::abs(a); },
-        []<class T>(T a, T g) { return g * (T(T(0) < a) - T(a < T(0))); });
+    if (approximate == "none") return unary(x, detail::GeluRule{});
+    return unary(x, detail::GeluTanhRule{});
 }
 
 // Inverted dropout: zero each element with probability p, scale the rest by
@@ -432,13 +283,14 @@ Tensor dropout(const Tensor& x, double p, bool training) {
         const T scale = p == 1.0 ? T(0) : T(1.0 / (1.0 - p));
         auto y = detail::empty_array<T>(a.shape());
         apply_dropout(mask, scale, a.data(), y.data(), y.size());
-        return make_result(wrap(std::move(y)), "DropoutBackward", {x},
-                           [mask, scale](const Tensor& g) {
-                               const T* gp = g.data<T>().data();
-                               xt::xarray<T> d = detail::take_buffer<T>(g);  // may be g's own
-                               apply_dropout(mask, scale, gp, d.data(), d.size());
-                               return autograd::Gradients{wrap(std::move(d))};
-                           });
+        return make_result(
+            wrap(std::move(y)), "DropoutBackward", {x}, [mask, scale](const Tensor& g) {
+                auto [gx] = autograd::elementwise_grads<T, 1>(
+                    g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                        apply_dropout(mask, scale, gp, out[0], n);
+                    });
+                return autograd::Gradients{gx};
+            });
     });
 }
 

@@ -3,7 +3,7 @@
 // Separately, activation, gating and dropout each read and write a full
 // [tokens, d_ff] array both ways and each saves one for backward. Here every
 // element goes through the same operations in the same order as in the
-// separate ops (activation_rules.hpp, dropout_mask.hpp), in one pass.
+// separate ops (elementwise_rules.hpp, dropout_mask.hpp), in one pass.
 // Backward keeps h and v (and hashes the mask again from its key), and writes
 // v's gradient over v once nothing else can read it. ReLU without a gate or
 // dropout keeps nothing but the output, which the next Linear saves anyway:
@@ -12,13 +12,13 @@
 // gradient there (g * 0 passed on where h > 0 or NaN, else 0) differs between
 // them in the sign of zero, or when g is NaN or inf; so with dropout ReLU keeps
 // h too, and reads the mask off the output instead of hashing it again.
-#include <optional>
 #include <type_traits>
 
-#include "activation_rules.hpp"
 #include "buffer_cache.hpp"
 #include "cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
+#include "elementwise_rules.hpp"
+#include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -98,7 +98,7 @@ inline void backward_loop(const T* g, const T* h, const T* v, const std::uint8_t
             if constexpr (NeedV) gv[i] = gt * Rule::forward(h[i]);
         }
         if constexpr (NeedH) {
-            T saved = Rule::kSavesOutput ? Rule::forward(h[i]) : h[i];
+            T saved = Rule::kSaves == detail::Saves::Output ? Rule::forward(h[i]) : h[i];
             gh[i] = Rule::grad(saved, ga);
         }
     }
@@ -221,28 +221,30 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
     std::shared_ptr<Storage> y = result.impl()->storage;
     if (!mask.active) {
         return make_result(result, "FfnActBackward", {h, Tensor()}, [y](const Tensor& g) {
-            const T* gp = g.data<T>().data();
             const T* yp = std::get<xt::xarray<T>>(*y).data();
-            xt::xarray<T> gh = detail::take_buffer<T>(g);
-            detail::activation_grad(FusedActivation::ReLU, yp, gp, gh.data(), gh.size());
-            return autograd::Gradients{wrap(std::move(gh)), Tensor()};
+            auto [gh] = autograd::elementwise_grads<T, 1>(
+                g, {{true}}, [yp](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                    detail::activation_grad(FusedActivation::ReLU, yp, gp, out[0], n);
+                });
+            return autograd::Gradients{gh, Tensor()};
         });
     }
-    return make_result(result, "FfnActBackward", {h, Tensor()},
-                       [y, saved_h = h.impl()->storage, mask, scale](const Tensor& g) {
-                           const T* gp = g.data<T>().data();
-                           const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
-                           const T* yp = std::get<xt::xarray<T>>(*y).data();
-                           xt::xarray<T> gh = detail::take_buffer<T>(g);
-                           const std::size_t n = gh.size();
-                           bool any_nan;
-                           if constexpr (std::is_same_v<T, float>)
-                               any_nan = relu_dropout_backward_f32(gp, hp, yp, scale, gh.data(), n);
-                           else
-                               any_nan = relu_dropout_backward(gp, hp, yp, scale, gh.data(), n);
-                           if (any_nan) relu_dropout_nan(mask, hp, scale, gh.data(), n);
-                           return autograd::Gradients{wrap(std::move(gh)), Tensor()};
-                       });
+    return make_result(
+        result, "FfnActBackward", {h, Tensor()},
+        [y, saved_h = h.impl()->storage, mask, scale](const Tensor& g) {
+            const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
+            const T* yp = std::get<xt::xarray<T>>(*y).data();
+            auto [gh] = autograd::elementwise_grads<T, 1>(
+                g, {{true}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                    bool any_nan;
+                    if constexpr (std::is_same_v<T, float>)
+                        any_nan = relu_dropout_backward_f32(gp, hp, yp, scale, out[0], n);
+                    else
+                        any_nan = relu_dropout_backward(gp, hp, yp, scale, out[0], n);
+                    if (any_nan) relu_dropout_nan(mask, hp, scale, out[0], n);
+                });
+            return autograd::Gradients{gh, Tensor()};
+        });
 }
 
 }  // namespace
@@ -304,28 +306,21 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
         return make_result(
             result, "FfnActBackward", {h, v},
             [pass, mask, saved_h = h.impl()->storage, saved_v, need_h, need_v](const Tensor& g) {
-                // Pointers first: gh may take g's buffer and gv v's, each read
-                // at an element before that element is written.
-                const T* gp = g.data<T>().data();
-                const std::size_t n = g.numel();
                 const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
                 const T* vp = saved_v ? std::get<xt::xarray<T>>(*saved_v).data() : nullptr;
-                // optional: a default xt::xarray allocates its one 0-d element.
-                std::optional<xt::xarray<T>> gv_values, gh_values;
-                if (need_v) gv_values = detail::take_saved<T>(saved_v);
-                if (need_h) gh_values = detail::take_buffer<T>(g);
-                T* ghp = need_h ? gh_values->data() : nullptr;
-                T* gvp = need_v ? gv_values->data() : nullptr;
-                // The mask again, a slice at a time: hashing it costs less than
-                // keeping a byte per element alive from forward to backward.
-                in_mask_slices(mask, n,
-                               [&](std::size_t i, std::size_t m, const std::uint8_t* keep) {
-                                   backward(pass, gp + i, hp + i, vp ? vp + i : nullptr, keep,
-                                            ghp ? ghp + i : nullptr, gvp ? gvp + i : nullptr, m);
-                               });
-                Tensor gh, gv;
-                if (need_h) gh = wrap(std::move(*gh_values));
-                if (need_v) gv = wrap(std::move(*gv_values));
+                // gv may be written over v (grad_buffers.hpp).
+                auto [gh, gv] = autograd::elementwise_grads<T, 2>(
+                    g, {{{need_h}, {need_v, false, &saved_v}}},
+                    [&](const T* gp, std::array<T*, 2> out, std::size_t n) {
+                        // The mask again, a slice at a time: hashing it costs less
+                        // than keeping a byte per element alive from forward to backward.
+                        in_mask_slices(mask, n,
+                                       [&](std::size_t i, std::size_t m, const std::uint8_t* keep) {
+                                           backward(pass, gp + i, hp + i, vp ? vp + i : nullptr,
+                                                    keep, out[0] ? out[0] + i : nullptr,
+                                                    out[1] ? out[1] + i : nullptr, m);
+                                       });
+                    });
                 return autograd::Gradients{gh, gv};
             });
     });

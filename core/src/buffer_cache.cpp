@@ -166,40 +166,4 @@ bool sole_owner(const Tensor& t) {
     return t.defined() && t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
 }
 
-namespace {
-// values' buffer, leaving values a consistent, empty husk.
-template <class T>
-xt::xarray<T> move_out(xt::xarray<T>& values) {
-    xt::xarray<T> taken = std::move(values);
-    values.resize(std::array<std::size_t, 1>{0});
-    return taken;
-}
-}  // namespace
-
-template <class T>
-xt::xarray<T> take_buffer(const Tensor& g) {
-    auto& values = g.data<T>();
-    if (!sole_owner(g)) return empty_array<T>(values.shape());
-    return move_out(values);
-}
-
-template <class T>
-xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved) {
-    auto& values = std::get<xt::xarray<T>>(*saved);
-    if (!backward_frees_saved_values() || saved.use_count() != 1)
-        return empty_array<T>(values.shape());
-    return move_out(values);
-}
-
-template xt::xarray<float> take_saved<float>(const std::shared_ptr<Storage>&);
-template xt::xarray<double> take_saved<double>(const std::shared_ptr<Storage>&);
-template xt::xarray<float> take_buffer<float>(const Tensor&);
-template xt::xarray<double> take_buffer<double>(const Tensor&);
-
-Tensor pass_through(const Tensor& g) {
-    if (!sole_owner(g) || g.dtype() == kInt64) return g;
-    return visit_floating(g, "backward",
-                          [&]<class T>(xt::xarray<T>&) { return wrap(take_buffer<T>(g)); });
-}
-
 }  // namespace xg::detail

@@ -53,29 +53,8 @@ xt::xarray<T> empty_array(std::initializer_list<std::size_t> shape) {
 std::size_t buffer_cache_bytes();
 void clear_buffer_cache();
 
-// True when `t` is the only handle to its storage.
+// True when `t` is the only handle to its storage: grad_buffers.hpp and
+// accumulate.hpp may then write over it.
 bool sole_owner(const Tensor& t);
-
-// Reusing grad_output in a backward closure: the engine drops grad_output as
-// soon as backward returns, so when it holds the only handle, the closure may
-// take the buffer. take_buffer moves g's array out (g is left empty) or, when
-// g is shared, returns an empty_array of g's shape: either way the caller
-// reads g through a pointer taken before the call and writes out[i] from g[i].
-template <class T>
-xt::xarray<T> take_buffer(const Tensor& g);
-// True inside a backward pass that frees each node's saved values once its
-// backward returns (retain_graph = false): then a closure holding the only
-// reference to a saved buffer may write its result there.
-bool backward_frees_saved_values();
-
-// The array inside `saved` for a backward result of the same shape: moved out
-// when backward_frees_saved_values() and nothing else shares the storage, else a
-// fresh array of the shape.
-template <class T>
-xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved);
-
-// g as a gradient the engine can keep without copying: g's own buffer under a
-// fresh handle when nobody else holds it, else g itself.
-Tensor pass_through(const Tensor& g);
 
 }  // namespace xg::detail

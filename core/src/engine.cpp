@@ -13,6 +13,7 @@
 #include "accumulate.hpp"
 #include "anomaly.hpp"
 #include "buffer_cache.hpp"
+#include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "object_pool.hpp"
 #include "pass_state.hpp"
@@ -28,11 +29,9 @@ thread_local bool freeing_graph = false;  // the running backward frees each nod
 bool GradMode::is_enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
 
-namespace detail {
-bool backward_frees_saved_values() { return freeing_graph; }
-}  // namespace detail
-
 namespace autograd {
+
+bool backward_frees_saved_values() { return freeing_graph; }
 
 namespace {
 

@@ -1,0 +1,275 @@
+// The elementwise ops as a table: one row per op, its forward and its
+// derivative side by side, as tinygrad's gradient table and micrograd's ops
+// keep them. core/ops/elementwise.cpp runs every row through the same generic
+// loops; the activation rows are shared with the fused feed-forward op
+// (core/ops/fused.cpp), so both compute bit-identical values and gradients.
+//
+// A unary row has forward(a) and grad: grad(s, g) is g times the derivative,
+// s being the value kSaves names (the output when that is cheaper to
+// differentiate from, else the input), or grad(g) when nothing is saved.
+// kGradIsG marks a row whose gradient is g itself (passed on, not computed);
+// kKernel names the vectorised, CPU-dispatched loop of an activation row
+// (fused.cpp). A binary row has forward(u, v), for scalars and xtensor
+// expressions alike, and grad_a(x, y, g), grad_b(x, y, g), or grad_b(g) when
+// kSavesInputs is false (neither reads x or y); kGradAIsG and kGradBIsG mark
+// a gradient that is g itself. Rows with a parameter (pow's exponent, an op's
+// constant) carry it as a member.
+//
+// Each row follows PyTorch's formula, so NaN and +-inf give what they give in
+// PyTorch (tests/core/ops/test_nonfinite.cpp): the clamps in fast_exp, fast_erf
+// and fast_tanh only keep 2^n and e^x finite, and at +-inf both sides compute
+// inf * 0 in the same places.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <numbers>
+
+#include "vec_math.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg::detail {
+
+enum class Saves { Nothing, Input, Output };
+
+// The rows keep one line per function, as a table does.
+// clang-format off
+
+// ---- activations (vectorised loops in core/ops/fused.cpp) ----
+
+// PyTorch's relu is clamp_min(x, 0), which keeps NaN and -0.0. Its backward
+// (threshold_backward) selects rather than multiplies: g where the output is
+// not <= 0, NaN included, else 0 even for a NaN g; relu'(0) = 0. Both selects
+// vectorise without branches (a max; a compare and a mask).
+struct ReluRule {
+    static constexpr const char *kName = "relu", *kNode = "ReluBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    static constexpr FusedActivation kKernel = FusedActivation::ReLU;
+    template <class T> static T forward(T a) { return a < T(0) ? T(0) : a; }
+    template <class T> static T grad(T y, T g) { return y <= T(0) ? T(0) : g; }
+};
+
+struct SigmoidRule {
+    static constexpr const char *kName = "sigmoid", *kNode = "SigmoidBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    static constexpr FusedActivation kKernel = FusedActivation::Sigmoid;
+    template <class T> static T forward(T a) { return T(1) / (T(1) + fast_exp(-a)); }
+    template <class T> static T grad(T y, T g) { return g * y * (T(1) - y); }
+};
+
+// x * sigmoid(x); d/dx = s (1 + x (1 - s)).
+struct SiluRule {
+    static constexpr const char *kName = "silu", *kNode = "SiluBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    static constexpr FusedActivation kKernel = FusedActivation::SiLU;
+    template <class T> static T forward(T a) { return a / (T(1) + fast_exp(-a)); }
+    template <class T>
+    static T grad(T a, T g) {
+        const T s = T(1) / (T(1) + fast_exp(-a));
+        return g * s * (T(1) + a * (T(1) - s));
+    }
+};
+
+// x * Phi(x); d/dx = Phi(x) + x * phi(x).
+struct GeluRule {
+    static constexpr const char *kName = "gelu", *kNode = "GeluBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    static constexpr FusedActivation kKernel = FusedActivation::GELU;
+    template <class T>
+    static T forward(T a) {
+        return T(0.5) * a * (T(1) + fast_erf(a * T(std::numbers::sqrt2 / 2)));
+    }
+    template <class T>
+    static T grad(T a, T g) {
+        const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+        return g * (T(0.5) * (T(1) + fast_erf(a * T(std::numbers::sqrt2 / 2))) +
+                    a * inv_sqrt_2pi * fast_exp(T(-0.5) * a * a));
+    }
+};
+
+// 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2 / pi), c = 0.044715.
+struct GeluTanhRule {
+    static constexpr const char *kName = "gelu", *kNode = "GeluBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    static constexpr FusedActivation kKernel = FusedActivation::GELUTanh;
+    static constexpr double kK = std::numbers::sqrt2 * std::numbers::inv_sqrtpi, kC = 0.044715;
+    template <class T>
+    static T forward(T a) {
+        return T(0.5) * a * (T(1) + fast_tanh(T(kK) * (a + T(kC) * a * a * a)));
+    }
+    template <class T>
+    static T grad(T a, T g) {
+        const T t = fast_tanh(T(kK) * (a + T(kC) * a * a * a));
+        return g * (T(0.5) * (T(1) + t) +
+                    T(0.5) * a * (T(1) - t * t) * T(kK) * (T(1) + T(3) * T(kC) * a * a));
+    }
+};
+
+// The output saved: d/dx = 1 - y^2.
+struct TanhRule {
+    static constexpr const char *kName = "tanh", *kNode = "TanhBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    static constexpr FusedActivation kKernel = FusedActivation::Tanh;
+    template <class T> static T forward(T a) { return fast_tanh(a); }
+    template <class T> static T grad(T y, T g) { return g * (T(1) - y * y); }
+};
+
+// The ungated block's "activation" in the bilinear variant (fused op only).
+struct IdentityRule {
+    static constexpr Saves kSaves = Saves::Output;
+    static constexpr FusedActivation kKernel = FusedActivation::Identity;
+    template <class T> static T forward(T a) { return a; }
+    template <class T> static T grad(T, T g) { return g; }
+};
+
+// ---- unary math ----
+
+struct ExpRule {
+    static constexpr const char *kName = "exp", *kNode = "ExpBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    template <class T> static T forward(T a) { return std::exp(a); }
+    template <class T> static T grad(T y, T g) { return g * y; }
+};
+
+struct LogRule {
+    static constexpr const char *kName = "log", *kNode = "LogBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return std::log(a); }
+    template <class T> static T grad(T a, T g) { return g / a; }
+};
+
+struct SqrtRule {
+    static constexpr const char *kName = "sqrt", *kNode = "SqrtBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    template <class T> static T forward(T a) { return std::sqrt(a); }
+    template <class T> static T grad(T y, T g) { return g / (T(2) * y); }
+};
+
+// PyTorch's sgn(x) * g, sgn being 0 at NaN and at either zero: the gradient at
+// NaN is 0 (NaN only for a NaN g), and +0 at -0.0.
+struct AbsRule {
+    static constexpr const char *kName = "abs", *kNode = "AbsBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return std::abs(a); }
+    template <class T> static T grad(T a, T g) { return g * (T(T(0) < a) - T(a < T(0))); }
+};
+
+struct NegRule {
+    static constexpr const char *kName = "neg", *kNode = "NegBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    template <class T> static T forward(T a) { return -a; }
+    template <class T> static T grad(T g) { return -g; }
+};
+
+// a^e as PyTorch computes it: exponents 0.5, -0.5 and -1 as sqrt, 1 / sqrt and
+// 1 / a, and 2, 3 and -2 as products, whose NaN, inf and -0.0 cases differ from
+// std::pow's (sqrt(-inf) is NaN and sqrt(-0.0) is -0.0; std::pow gives inf and 0).
+// d/dx = e x^(e - 1), 0 everywhere for e = 0 (NaN included), as in PyTorch.
+struct PowRule {
+    static constexpr const char *kName = "pow", *kNode = "PowBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    double e;
+    template <class T>
+    static T power(T a, double exponent) {
+        if (exponent == 0.5) return std::sqrt(a);
+        if (exponent == -0.5) return T(1) / std::sqrt(a);
+        if (exponent == -1.0) return T(1) / a;
+        if (exponent == 2.0) return a * a;
+        if (exponent == 3.0) return a * a * a;
+        if (exponent == -2.0) return T(1) / (a * a);
+        return std::pow(a, T(exponent));
+    }
+    template <class T> T forward(T a) const { return power(a, e); }
+    template <class T>
+    T grad(T a, T g) const {
+        return e == 0.0 ? T(0) : g * (T(e) * power(a, e - 1.0));
+    }
+};
+
+// ---- a tensor with a constant c, converted to the tensor's dtype first ----
+
+struct AddConstantRule {
+    static constexpr const char *kName = "add", *kNode = "AddBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    static constexpr bool kGradIsG = true;
+    double c;
+    template <class T> T forward(T a) const { return a + T(c); }
+};
+
+struct SubConstantRule {
+    static constexpr const char *kName = "sub", *kNode = "SubBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    static constexpr bool kGradIsG = true;
+    double c;
+    template <class T> T forward(T a) const { return a - T(c); }
+};
+
+// c - a.
+struct ConstantSubRule {
+    static constexpr const char *kName = "sub", *kNode = "SubBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    double c;
+    template <class T> T forward(T a) const { return T(c) - a; }
+    template <class T> T grad(T g) const { return -g; }
+};
+
+struct MulConstantRule {
+    static constexpr const char *kName = "mul", *kNode = "MulBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    double c;
+    template <class T> T forward(T a) const { return a * T(c); }
+    template <class T> T grad(T g) const { return g * T(c); }
+};
+
+struct DivConstantRule {
+    static constexpr const char *kName = "div", *kNode = "DivBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    double c;
+    template <class T> T forward(T a) const { return a / T(c); }
+    template <class T> T grad(T g) const { return g / T(c); }
+};
+
+// ---- binary, with NumPy broadcasting (gradients summed back to each shape) ----
+
+struct AddRule {
+    static constexpr const char *kName = "add", *kNode = "AddBackward";
+    static constexpr bool kSavesInputs = false, kGradAIsG = true, kGradBIsG = true;
+    static auto forward(const auto& u, const auto& v) { return u + v; }
+};
+
+struct SubRule {
+    static constexpr const char *kName = "sub", *kNode = "SubBackward";
+    static constexpr bool kSavesInputs = false, kGradAIsG = true, kGradBIsG = false;
+    static auto forward(const auto& u, const auto& v) { return u - v; }
+    template <class T> static T grad_b(T g) { return -g; }
+};
+
+struct MulRule {
+    static constexpr const char *kName = "mul", *kNode = "MulBackward";
+    static constexpr bool kSavesInputs = true, kGradAIsG = false, kGradBIsG = false;
+    static auto forward(const auto& u, const auto& v) { return u * v; }
+    template <class T> static T grad_a(T, T y, T g) { return g * y; }
+    template <class T> static T grad_b(T x, T, T g) { return g * x; }
+};
+
+// d/dy (x / y) = -x / y^2, computed as -(g x) / (y y).
+struct DivRule {
+    static constexpr const char *kName = "div", *kNode = "DivBackward";
+    static constexpr bool kSavesInputs = true, kGradAIsG = false, kGradBIsG = false;
+    static auto forward(const auto& u, const auto& v) { return u / v; }
+    template <class T> static T grad_a(T, T y, T g) { return g / y; }
+    template <class T> static T grad_b(T x, T y, T g) { return -(g * x) / (y * y); }
+};
+
+// clang-format on
+
+// The activation rows' loops over raw memory, defined in core/ops/fused.cpp
+// beside the fused op's, and like them compiled for AVX2 and AVX-512 as well
+// (float): out[i] = act(in[i]); gx[i] = grad(saved[i], g[i]), saved being the
+// row's (output or input). gx may be g.
+template <class T>
+void activation_forward(FusedActivation activation, const T* in, T* out, std::size_t n);
+template <class T>
+void activation_grad(FusedActivation activation, const T* saved, const T* g, T* gx, std::size_t n);
+
+}  // namespace xg::detail

@@ -1,0 +1,47 @@
+// Taking over the buffers the aliasing rule allows (grad_buffers.hpp).
+#include "grad_buffers.hpp"
+
+namespace xg::autograd {
+
+namespace {
+// values' buffer, leaving values a consistent, empty husk.
+template <class T>
+xt::xarray<T> move_out(xt::xarray<T>& values) {
+    xt::xarray<T> taken = std::move(values);
+    values.resize(std::array<std::size_t, 1>{0});
+    return taken;
+}
+}  // namespace
+
+namespace detail_grad {
+
+template <class T>
+xt::xarray<T> take_grad_output(const Tensor& g) {
+    auto& values = g.data<T>();
+    if (!detail::sole_owner(g)) return detail::empty_array<T>(values.shape());
+    return move_out(values);
+}
+
+template <class T>
+xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved) {
+    auto& values = std::get<xt::xarray<T>>(*saved);
+    if (!backward_frees_saved_values() || saved.use_count() != 1)
+        return detail::empty_array<T>(values.shape());
+    return move_out(values);
+}
+
+template xt::xarray<float> take_grad_output<float>(const Tensor&);
+template xt::xarray<double> take_grad_output<double>(const Tensor&);
+template xt::xarray<float> take_saved<float>(const std::shared_ptr<Storage>&);
+template xt::xarray<double> take_saved<double>(const std::shared_ptr<Storage>&);
+
+}  // namespace detail_grad
+
+Tensor pass_on(const Tensor& g) {
+    if (!detail::sole_owner(g) || g.dtype() == kInt64) return g;
+    return detail::visit_floating(g, "backward", [&]<class T>(xt::xarray<T>&) {
+        return detail::wrap(detail_grad::take_grad_output<T>(g));
+    });
+}
+
+}  // namespace xg::autograd
