@@ -5,9 +5,9 @@
 // makes a new sum. A backward closure may return tensors it was handed
 // (grad_output itself, even for several inputs): accumulate copies before it
 // would write into a shared buffer. Fresh arrays come from the buffer cache
-// (buffer_cache.hpp), which recycles the buffers each node drops. (The
-// elementwise and fused closures still take over grad_output's buffer when
-// they hold its only handle: detail::take_buffer.)
+// (buffer_cache.hpp), which recycles the buffers each node drops; when a
+// gradient may be written over a buffer the engine handed a backward is
+// decided in one place, grad_buffers.hpp.
 #pragma once
 
 #include "xgrad/tensor.hpp"
