@@ -223,7 +223,7 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
         return make_result(result, "FfnActBackward", {h, Tensor()}, [y](const Tensor& g) {
             const T* yp = std::get<xt::xarray<T>>(*y).data();
             auto [gh] = autograd::elementwise_grads<T, 1>(
-                g, {{true}}, [yp](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                g, {{{true}}}, [yp](const T* gp, std::array<T*, 1> out, std::size_t n) {
                     detail::activation_grad(FusedActivation::ReLU, yp, gp, out[0], n);
                 });
             return autograd::Gradients{gh, Tensor()};
@@ -235,7 +235,7 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
             const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
             const T* yp = std::get<xt::xarray<T>>(*y).data();
             auto [gh] = autograd::elementwise_grads<T, 1>(
-                g, {{true}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
                     bool any_nan;
                     if constexpr (std::is_same_v<T, float>)
                         any_nan = relu_dropout_backward_f32(gp, hp, yp, scale, out[0], n);
