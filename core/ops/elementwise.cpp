@@ -64,18 +64,23 @@ Tensor unary(const Tensor& x, const Rule& rule) {
         auto y = detail::empty_array<T>(a.shape());
         forward_loop(rule, a.data(), y.data(), y.size());
         Tensor result = wrap(std::move(y));
-        std::shared_ptr<Storage> saved;
-        if constexpr (Rule::kSaves != Saves::Nothing)
-            saved = (Rule::kSaves == Saves::Output ? result : x).impl()->storage;
-        return make_result(result, Rule::kNode, {x}, [rule, saved](const Tensor& g) {
-            const T* s = saved ? std::get<xt::xarray<T>>(*saved).data() : nullptr;
-            auto [gx] = autograd::elementwise_grads<T, 1>(
-                g, {{{true, grad_is_g<Rule>()}}},
-                [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
-                    if constexpr (!grad_is_g<Rule>()) grad_loop(rule, s, gp, out[0], n);
-                });
-            return autograd::Gradients{gx};
-        });
+        if constexpr (grad_is_g<Rule>()) {
+            return make_result(result, Rule::kNode, {x}, [](const Tensor& g) {
+                return autograd::Gradients{autograd::pass_on(g)};
+            });
+        } else {
+            std::shared_ptr<Storage> saved;
+            if constexpr (Rule::kSaves != Saves::Nothing)
+                saved = (Rule::kSaves == Saves::Output ? result : x).impl()->storage;
+            return make_result(result, Rule::kNode, {x}, [rule, saved](const Tensor& g) {
+                const T* s = saved ? std::get<xt::xarray<T>>(*saved).data() : nullptr;
+                auto [gx] = autograd::elementwise_grads<T, 1>(
+                    g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                        grad_loop(rule, s, gp, out[0], n);
+                    });
+                return autograd::Gradients{gx};
+            });
+        }
     });
 }
 
