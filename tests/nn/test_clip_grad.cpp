@@ -1,5 +1,7 @@
-// Gradient clipping (xg::nn::utils) against hand-computed norms.
+// Tests for gradient clipping (nn/src/clip_grad.cpp, xg::nn::utils) against
+// hand-computed norms.
 #include <cmath>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <xgrad/nn/utils.hpp>
