@@ -9,7 +9,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "core/helpers.hpp"
+#include "helpers.hpp"
 
 using xg::Tensor;
 using xg::autograd::Node;

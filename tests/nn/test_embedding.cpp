@@ -6,7 +6,7 @@
 #include <xgrad/xgrad.hpp>
 #include <xtensor/xview.hpp>
 
-#include "nn/layer_helpers.hpp"
+#include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
 using reference::lookup;

@@ -9,7 +9,7 @@
 #include <xgrad/xgrad.hpp>
 #include <xtensor/xview.hpp>
 
-#include "nn/layer_helpers.hpp"
+#include "helpers.hpp"
 #include "nn/reference/feed_forward_reference.hpp"
 
 using reference::lookup;
@@ -113,7 +113,8 @@ TEST_CASE("the named GLU variants are gated, bias-free, and differ only in their
         {nn::FeedForward::swiglu(4, 6, 0.2), "SiLU"},
     };
     for (const auto& [ffn, gate] : variants) {
-        const std::string& expected_gate = gate;  // CAPTURE's lambda cannot name a binding in clang 14
+        // CAPTURE's lambda cannot name a binding in clang 14.
+        const std::string& expected_gate = gate;
         CAPTURE(expected_gate);
         CHECK(ffn->is_gated);
         CHECK(ffn->activation->name() == gate);

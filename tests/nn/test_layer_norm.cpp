@@ -2,7 +2,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "nn/layer_helpers.hpp"
+#include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
 using reference::lookup;

@@ -5,7 +5,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "optim/helpers.hpp"
+#include "helpers.hpp"
 
 using namespace xg::optim;
 using xg::Tensor;
@@ -27,7 +27,7 @@ TEST_CASE("optim: AdamOptions has PyTorch's defaults and lists betas as beta1, b
 }
 
 TEST_CASE("optim: Adam rejects invalid options with the option and value") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     const std::vector<Tensor> params{p.w, p.b};
     CHECK_THROWS_WITH_AS(Adam(params, AdamOptions(-1e-3)), "Adam: expected lr >= 0 (got -0.001)",
                          xg::Error);
@@ -48,7 +48,7 @@ TEST_CASE("optim: Adam rejects invalid options with the option and value") {
 TEST_CASE("optim: Adam's first step moves each element by lr against its gradient's sign") {
     // After one step m = (1-b1) g, v = (1-b2) g^2, so the update is
     // -lr * g / (|g| + eps * sqrt(1-b2)) / ... : -lr * sign(g) up to eps.
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     const xt::xarray<double> before = p.w.data<double>();
     Adam adam({p.w, p.b}, AdamOptions(0.1).eps(0.0));
     p.backward();
@@ -64,7 +64,7 @@ TEST_CASE("optim: Adam's first step moves each element by lr against its gradien
 }
 
 TEST_CASE("optim: Adam creates max_exp_avg_sq when amsgrad is switched on mid-run") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     Adam adam({p.w, p.b}, AdamOptions(0.01));
     p.backward();
     adam.step();

@@ -2,7 +2,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "optim/helpers.hpp"
+#include "helpers.hpp"
 
 using namespace xg::optim;
 using xg::Tensor;
@@ -14,7 +14,7 @@ double weight_decay(const Optimizer& o, std::size_t group) {
 }  // namespace
 
 TEST_CASE("optim: AdamW's weight_decay defaults to 1e-2, also for groups and plain AdamOptions") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     CHECK(AdamWOptions().weight_decay() == 1e-2);
     CHECK(AdamWOptions(0.1).weight_decay() == 1e-2);
     AdamW adamw({p.w});
@@ -23,16 +23,16 @@ TEST_CASE("optim: AdamW's weight_decay defaults to 1e-2, also for groups and pla
     adamw.add_param_group({p.b}, AdamOptions(0.1));
     CHECK(weight_decay(adamw, 1) == 1e-2);
 
-    AdamW from_adam_options({optim_test::copy_param(p.w)}, AdamOptions(0.1));
+    AdamW from_adam_options({test::copy_param(p.w)}, AdamOptions(0.1));
     CHECK(weight_decay(from_adam_options, 0) == 1e-2);
-    AdamW explicit_zero({optim_test::copy_param(p.w)}, AdamOptions(0.1).weight_decay(0.0));
+    AdamW explicit_zero({test::copy_param(p.w)}, AdamOptions(0.1).weight_decay(0.0));
     CHECK(weight_decay(explicit_zero, 0) == 0.0);
-    Adam adam({optim_test::copy_param(p.w)}, AdamOptions(0.1));
+    Adam adam({test::copy_param(p.w)}, AdamOptions(0.1));
     CHECK(weight_decay(adam, 0) == 0.0);
 }
 
 TEST_CASE("optim: AdamW names itself in errors") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     CHECK_THROWS_WITH_AS(AdamW({p.w}, AdamWOptions(0.1).betas({0.9, 1.5})),
                          "AdamW: expected 0 <= beta2 < 1 (got 1.5)", xg::Error);
     CHECK_THROWS_WITH_AS(AdamW({p.w}, AdamWOptions(0.1).weight_decay(-1)),

@@ -12,7 +12,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "optim/helpers.hpp"
+#include "helpers.hpp"
 
 using namespace xg::optim;
 using xg::Tensor;
@@ -20,7 +20,7 @@ using xg::Tensor;
 namespace {
 
 struct Fixture {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd{std::vector<Tensor>{p.w}, SGDOptions(1.0)};
     Fixture() { sgd.add_param_group({p.b}, SGDOptions(0.5)); }
     // The lr of both groups after each of n steps.

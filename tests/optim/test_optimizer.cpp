@@ -10,17 +10,17 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "optim/helpers.hpp"
+#include "helpers.hpp"
 
 using namespace xg::optim;
-using optim_test::copy_param;
-using optim_test::identical;
+using test::copy_param;
+using test::identical;
 using xg::Tensor;
 
 namespace {
 
 // n optimizer steps on the reference problem.
-void train(Optimizer& optimizer, const optim_test::Problem<double>& problem, const Tensor& w,
+void train(Optimizer& optimizer, const test::Problem<double>& problem, const Tensor& w,
            const Tensor& b, int n, LRScheduler* scheduler = nullptr) {
     for (int i = 0; i < n; ++i) {
         optimizer.zero_grad();
@@ -41,7 +41,7 @@ double option(const ParamGroupState& group, const std::string& name) {
 }  // namespace
 
 TEST_CASE("optim: a group inherits every option it does not set from the defaults") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd({p.w}, SGDOptions(0.1).momentum(0.9).weight_decay(0.01));
     sgd.add_param_group({p.b}, SGDOptions(0.5).dampening(0.2));
     REQUIRE(sgd.param_groups().size() == 2);
@@ -67,7 +67,7 @@ TEST_CASE("optim: a group inherits every option it does not set from the default
 }
 
 TEST_CASE("optim: a parameter given twice, an empty list or a bad parameter throws") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     CHECK_THROWS_WITH_AS(
         SGD({p.w, p.b, p.w}, SGDOptions(0.1)),
         "SGD: expected each parameter at most once (got parameter 2 of group 0 twice)", xg::Error);
@@ -91,7 +91,7 @@ TEST_CASE("optim: a parameter given twice, an empty list or a bad parameter thro
 }
 
 TEST_CASE("optim: zero_grad drops gradients or zeroes them in place") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd({p.w, p.b}, SGDOptions(0.1));
     p.backward();
     REQUIRE(p.w.grad().defined());
@@ -106,7 +106,7 @@ TEST_CASE("optim: zero_grad drops gradients or zeroes them in place") {
 }
 
 TEST_CASE("optim: step skips parameters without a gradient and keeps no state for them") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     Tensor unused = copy_param(p.x);
     const xt::xarray<double> before = unused.data<double>();
     Adam adam({p.w, unused, p.b}, AdamOptions(0.1));
@@ -120,7 +120,7 @@ TEST_CASE("optim: step skips parameters without a gradient and keeps no state fo
 }
 
 TEST_CASE("optim: step(closure) evaluates the closure and returns its loss") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd({p.w, p.b}, SGDOptions(0.01));
     int calls = 0;
     Tensor loss = sgd.step([&] {
@@ -133,11 +133,11 @@ TEST_CASE("optim: step(closure) evaluates the closure and returns its loss") {
     CHECK(calls == 1);
     REQUIRE(loss.defined());
     CHECK(loss.item<double>() > 0.0);
-    CHECK_FALSE(p.w.data<double>() == optim_test::matrix<double>(optim_ref::w0).data<double>());
+    CHECK_FALSE(p.w.data<double>() == test::matrix<double>(optim_ref::w0).data<double>());
 }
 
 TEST_CASE("optim: state_dict mirrors PyTorch's layout") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     Adam adam({p.w}, AdamOptions(0.01).amsgrad(true));
     adam.add_param_group({p.b}, AdamOptions(0.02));
     train(adam, p, p.w, p.b, 3);
@@ -196,7 +196,7 @@ TEST_CASE("optim: save mid-run, load into a fresh optimizer, continue bit-identi
     };
     for (const auto& c : cases) {
         INFO(c.name);
-        optim_test::Problem<double> p;
+        test::Problem<double> p;
         auto optimizer = c.make(p.w, p.b);
         CosineAnnealingLR scheduler(*optimizer, 7, 0.001);
         train(*optimizer, p, p.w, p.b, 20, &scheduler);
@@ -218,7 +218,7 @@ TEST_CASE("optim: save mid-run, load into a fresh optimizer, continue bit-identi
 }
 
 TEST_CASE("optim: loading a state for other parameters throws and changes nothing") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     Adam adam({p.w, p.b}, AdamOptions(0.05));
     train(adam, p, p.w, p.b, 5);
     const OptimizerState good = adam.state_dict();
@@ -287,7 +287,7 @@ TEST_CASE("optim: loading a state for other parameters throws and changes nothin
 }
 
 TEST_CASE("optim: loading casts state to the parameter's dtype") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd({p.w, p.b}, SGDOptions(0.01).momentum(0.9));
     train(sgd, p, p.w, p.b, 2);
     Tensor w32 = p.w.detach().to(xg::kFloat32).requires_grad_(),
@@ -298,7 +298,7 @@ TEST_CASE("optim: loading casts state to the parameter's dtype") {
 }
 
 TEST_CASE("optim: every SGD option round-trips through state_dict and appears in the printout") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd({p.w}, SGDOptions(0.3).momentum(0.7).weight_decay(0.05).nesterov(true).maximize(true));
     sgd.add_param_group({p.b}, SGDOptions(0.5).dampening(0.2).nesterov(false));
     StepLR scheduler(sgd, 10);  // sets each group's initial_lr
@@ -343,7 +343,7 @@ TEST_CASE("optim: every SGD option round-trips through state_dict and appears in
 }
 
 TEST_CASE("optim: every Adam option round-trips through state_dict and appears in the printout") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     const auto options = AdamOptions(0.02)
                              .betas({0.8, 0.95})
                              .eps(1e-6)
@@ -382,7 +382,7 @@ TEST_CASE("optim: every Adam option round-trips through state_dict and appears i
 
 TEST_CASE(
     "optim: a loaded param group with another optimizer's option throws and changes nothing") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     SGD sgd({p.w, p.b}, SGDOptions(0.1).momentum(0.9));
     const OptimizerState before = sgd.state_dict();
     OptimizerState adam_option = before;

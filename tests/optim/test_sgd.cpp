@@ -5,7 +5,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "optim/helpers.hpp"
+#include "helpers.hpp"
 
 using namespace xg::optim;
 using xg::Tensor;
@@ -27,7 +27,7 @@ TEST_CASE("optim: SGDOptions builds, reads back and lists its options in order")
 }
 
 TEST_CASE("optim: SGD rejects invalid options with the option and value") {
-    optim_test::Problem<double> p;
+    test::Problem<double> p;
     const std::vector<Tensor> params{p.w, p.b};
     CHECK_THROWS_WITH_AS(SGD(params, SGDOptions(-0.1)), "SGD: expected lr >= 0 (got -0.1)",
                          xg::Error);
@@ -49,7 +49,7 @@ TEST_CASE("optim: SGD rejects invalid options with the option and value") {
 }
 
 TEST_CASE("optim: SGD without momentum keeps no state; with momentum one buffer per parameter") {
-    optim_test::Problem<float> p;
+    test::Problem<float> p;
     SGD plain({p.w, p.b}, SGDOptions(0.1));
     p.backward();
     plain.step();
@@ -66,7 +66,7 @@ TEST_CASE("optim: SGD without momentum keeps no state; with momentum one buffer 
 }
 
 TEST_CASE("optim: SGD updates a float32 parameter in place in its own storage") {
-    optim_test::Problem<float> p;
+    test::Problem<float> p;
     const float* storage = p.w.data<float>().data();
     const xt::xarray<float> before = p.w.data<float>();
     SGD sgd({p.w, p.b}, SGDOptions(0.5));

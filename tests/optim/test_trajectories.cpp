@@ -11,7 +11,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "optim/helpers.hpp"
+#include "helpers.hpp"
 
 using namespace xg::optim;
 using xg::Tensor;
@@ -100,7 +100,7 @@ double relative_error(double actual, double expected, double floor = 1e-300) {
 template <class T, class E>
 void check_trajectory(const optim_ref::Reference& ref, const Config& config, const E (*expected)[8],
                       double rtol, bool norm_wise) {
-    optim_test::Problem<T> problem;
+    test::Problem<T> problem;
     auto optimizer = config.optimizer(problem.w, problem.b);
     std::unique_ptr<LRScheduler> scheduler =
         config.scheduler ? config.scheduler(*optimizer) : nullptr;
@@ -118,7 +118,7 @@ void check_trajectory(const optim_ref::Reference& ref, const Config& config, con
                 worst_lr = std::max(worst_lr, relative_error(lrs[g], ref.lr[step][g]));
             }
         }
-        const auto values = optim_test::flat_values<T>(problem.w, problem.b);
+        const auto values = test::flat_values<T>(problem.w, problem.b);
         double floor = norm_wise ? 0.0 : 1e-300;
         for (int i = 0; norm_wise && i < optim_ref::kValues; ++i) {
             floor = std::max(floor, std::abs(static_cast<double>(expected[step][i])));

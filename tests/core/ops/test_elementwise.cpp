@@ -8,8 +8,8 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "core/helpers.hpp"
 #include "core/reference/reference_values.hpp"
+#include "helpers.hpp"
 
 using xg::Tensor;
 using In = std::vector<Tensor>;

@@ -21,7 +21,7 @@
 #include <xtensor/xoperation.hpp>
 
 #include "buffer_cache.hpp"
-#include "core/helpers.hpp"
+#include "helpers.hpp"
 
 using xg::Tensor;
 

@@ -5,8 +5,8 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "core/helpers.hpp"
 #include "core/reference/reference_values.hpp"
+#include "helpers.hpp"
 
 using xg::Shape;
 using xg::Tensor;

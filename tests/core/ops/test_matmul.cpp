@@ -6,7 +6,7 @@
 #include <xgrad/xgrad.hpp>
 #include <xtensor/xview.hpp>
 
-#include "core/helpers.hpp"
+#include "helpers.hpp"
 
 using xg::Shape;
 using xg::Tensor;

@@ -7,7 +7,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "core/helpers.hpp"
+#include "helpers.hpp"
 
 using xg::Shape;
 using xg::Tensor;

@@ -1,12 +1,16 @@
-// Small helpers shared by the core tests: reading a tensor's values as float64,
-// comparing them with expected arrays (shape first, since xt::allclose broadcasts),
-// building float64 tensors, and running gradcheck.
+// Helpers shared by the tests, in namespace test: reading a tensor's values as
+// float64 and comparing them with expected arrays (shape first, since
+// xt::allclose broadcasts), building tensors, running gradcheck, naming a
+// module's parameters and children, and the optimizer tests' least-squares
+// problem (optim/reference/gen_optim.py).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -14,9 +18,11 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xmath.hpp>
 
+#include "optim/reference/optim_reference.hpp"
+
 namespace test {
 
-using Fn = std::function<xg::Tensor(const std::vector<xg::Tensor>&)>;
+// ---- Reading and comparing values ----
 
 // A tensor's values as float64, read straight from storage (no op, no graph), so a
 // bug in to() cannot hide a bug in the op under test.
@@ -50,6 +56,22 @@ inline std::string show(const xt::xarray<double>& a) {
     return os.str();
 }
 
+// Bitwise equality of two float tensors' values (same dtype and shape).
+inline bool identical(const xg::Tensor& a, const xg::Tensor& b) {
+    if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+    if (a.dtype() == xg::kFloat32) return a.data<float>() == b.data<float>();
+    return a.data<double>() == b.data<double>();
+}
+
+// How many elements of t are exactly zero.
+inline std::size_t count_zeros(const xg::Tensor& t) {
+    std::size_t n = 0;
+    for (double v : values(t)) n += v == 0.0;
+    return n;
+}
+
+// ---- Building tensors ----
+
 // A float64 tensor from nested braces: test::f64({{1, 2}, {3, 4}}).
 inline xg::Tensor f64(const xt::xarray<double>& v, bool requires_grad = false) {
     return xg::tensor<double>(v, requires_grad);
@@ -65,6 +87,22 @@ inline xt::xarray<double> column(const xt::xarray<double>& v) {
     return c;
 }
 
+// A dtype-T tensor from a C array of doubles: test::matrix<float>(optim_ref::x).
+template <class T, std::size_t R, std::size_t C>
+xg::Tensor matrix(const double (&v)[R][C], bool requires_grad = false) {
+    auto a = xt::xarray<T>::from_shape({R, C});
+    for (std::size_t i = 0; i < R; ++i) {
+        for (std::size_t j = 0; j < C; ++j) a(i, j) = static_cast<T>(v[i][j]);
+    }
+    return xg::tensor(std::move(a), requires_grad);
+}
+template <class T, std::size_t N>
+xg::Tensor vector(const double (&v)[N], bool requires_grad = false) {
+    auto a = xt::xarray<T>::from_shape({N});
+    for (std::size_t i = 0; i < N; ++i) a(i) = static_cast<T>(v[i]);
+    return xg::tensor(std::move(a), requires_grad);
+}
+
 // Reproducible float64 inputs for gradchecks.
 inline xg::Tensor randn64(const xg::Shape& shape, std::uint64_t seed = 0) {
     xg::manual_seed(seed);
@@ -77,10 +115,62 @@ inline xg::Tensor positive64(const xg::Shape& shape, double lo = 0.5, std::uint6
     return xg::tensor<double>(v);
 }
 
+// ---- gradcheck ----
+
+using Fn = std::function<xg::Tensor(const std::vector<xg::Tensor>&)>;
+
 // gradcheck with the library defaults, as a function: lambdas with commas are
 // unsafe inside a macro's argument list, so call sites read CHECK(test::gradcheck(...)).
 inline bool gradcheck(const Fn& fn, const std::vector<xg::Tensor>& inputs) {
     return xg::autograd::gradcheck(fn, inputs);
+}
+
+// ---- Modules ----
+
+inline std::vector<std::string> parameter_names(const xg::nn::Module& module) {
+    std::vector<std::string> names;
+    for (const auto& [name, p] : module.named_parameters()) names.push_back(name);
+    return names;
+}
+
+inline std::vector<std::string> child_names(const xg::nn::Module& module) {
+    std::vector<std::string> names;
+    for (const auto& [name, child] : module.named_children()) names.push_back(name);
+    return names;
+}
+
+// ---- Optimizers: the least-squares problem of optim/reference/gen_optim.py ----
+
+// The problem's data and fresh parameters w [3, 2], b [2] in dtype T.
+template <class T>
+struct Problem {
+    xg::Tensor x = matrix<T>(optim_ref::x);
+    xg::Tensor y = matrix<T>(optim_ref::y);
+    xg::Tensor w = matrix<T>(optim_ref::w0, true);
+    xg::Tensor b = vector<T>(optim_ref::b0, true);
+
+    // loss = sum((x @ w + b - y)^2), then backward into w.grad and b.grad.
+    void backward(const xg::Tensor& w_, const xg::Tensor& b_) const {
+        xg::Tensor loss = xg::sum(xg::pow(xg::matmul(x, w_) + b_ - y, 2.0));
+        loss.backward();
+    }
+    void backward() const { backward(w, b); }
+};
+
+// A leaf holding a copy of t's values.
+inline xg::Tensor copy_param(const xg::Tensor& t) {
+    xg::Tensor c = t.detach().clone();
+    c.requires_grad_(true);
+    return c;
+}
+
+// w (row-major) then b, as float64.
+template <class T>
+std::vector<double> flat_values(const xg::Tensor& w, const xg::Tensor& b) {
+    std::vector<double> out;
+    for (T v : w.data<T>()) out.push_back(static_cast<double>(v));
+    for (T v : b.data<T>()) out.push_back(static_cast<double>(v));
+    return out;
 }
 
 }  // namespace test
