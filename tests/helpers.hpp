@@ -1,13 +1,16 @@
 // Helpers shared by the tests, in namespace test: reading a tensor's values as
 // float64 and comparing them with expected arrays (shape first, since
 // xt::allclose broadcasts), building tensors, running gradcheck, naming a
-// module's parameters and children, and the optimizer tests' least-squares
-// problem (optim/reference/gen_optim.py).
+// module's parameters and children, the optimizer tests' least-squares problem
+// (optim/reference/gen_optim.py), and reading a file's bytes.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -85,6 +88,13 @@ inline xt::xarray<double> column(const xt::xarray<double>& v) {
     xt::xarray<double> c = v;
     c.reshape({v.size(), 1});
     return c;
+}
+
+// arange(24) as a float64 [2, 3, 4]: element (i, j, k) = 12 i + 4 j + k, easy to sum by hand.
+inline xg::Tensor arange234() {
+    xt::xarray<double> a = xt::arange<double>(24);
+    a.reshape({2, 3, 4});
+    return f64(a);
 }
 
 // A dtype-T tensor from a C array of doubles: test::matrix<float>(optim_ref::x).
@@ -171,6 +181,14 @@ std::vector<double> flat_values(const xg::Tensor& w, const xg::Tensor& b) {
     for (T v : w.data<T>()) out.push_back(static_cast<double>(v));
     for (T v : b.data<T>()) out.push_back(static_cast<double>(v));
     return out;
+}
+
+// ---- Files ----
+
+// A file's whole contents.
+inline std::string read_bytes(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace test

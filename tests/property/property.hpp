@@ -1,5 +1,6 @@
 // Shared pieces of the property tests: a seeded generator of shapes and values,
-// NumPy broadcasting done by hand, and reading any tensor as float64.
+// and NumPy broadcasting done by hand. Reading any tensor as float64 is
+// test::values (helpers.hpp).
 //
 // Every test draws its cases from std::mt19937_64 seeded with a fixed number,
 // so a failure names its case and reproduces exactly.
@@ -11,6 +12,8 @@
 
 #include <xgrad/xgrad.hpp>
 #include <xtensor/xarray.hpp>
+
+#include "helpers.hpp"
 
 namespace property {
 
@@ -57,16 +60,6 @@ inline std::size_t numel(const xg::Shape& s) {
 inline xg::Tensor make(const xt::xarray<double>& values, xg::Dtype dtype) {
     if (dtype == xg::kFloat32) return xg::tensor<float>(xt::xarray<float>(xt::cast<float>(values)));
     return xg::tensor<double>(values);
-}
-
-// Any tensor's values as float64, read from storage.
-inline xt::xarray<double> as_double(const xg::Tensor& t) {
-    switch (t.dtype()) {
-        case xg::kFloat32: return xt::cast<double>(t.data<float>());
-        case xg::kFloat64: return t.data<double>();
-        case xg::kInt64: return xt::cast<double>(t.data<std::int64_t>());
-    }
-    return {};
 }
 
 // Row-major multi-index of flat position `flat` in `shape`.

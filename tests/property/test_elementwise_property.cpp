@@ -93,9 +93,9 @@ TEST_CASE("property: binary ops broadcast like a naive float64 loop") {
         xg::Shape sa = rng.shape(), sb = rng.broadcastable(sa);
         if (rng.coin()) std::swap(sa, sb);
         xg::Dtype dtype = pick_dtype(rng);
-        auto a = property::as_double(
-            property::make(rng.values(sa), dtype));  // rounded like the op's input
-        auto b = property::as_double(property::make(rng.values(sb), dtype));
+        auto a =
+            test::values(property::make(rng.values(sa), dtype));  // rounded like the op's input
+        auto b = test::values(property::make(rng.values(sb), dtype));
         CAPTURE(c);
         CAPTURE(op.name);
         CAPTURE(xg::shape_str(sa));
@@ -104,7 +104,7 @@ TEST_CASE("property: binary ops broadcast like a naive float64 loop") {
         xg::Shape so = property::broadcast(sa, sb);
         REQUIRE(out.shape() == so);
         REQUIRE(out.dtype() == dtype);
-        auto got = property::as_double(out);
+        auto got = test::values(out);
         for (std::size_t k = 0; k < property::numel(so); ++k) {
             auto index = property::unravel(k, so);
             double want = op.reference(a.data()[property::broadcast_flat(index, sa)],
@@ -123,14 +123,14 @@ TEST_CASE("property: unary and scalar ops match a naive float64 loop") {
         const Unary& op = unaries()[static_cast<std::size_t>(c) % unaries().size()];
         xg::Shape shape = rng.shape();
         xg::Dtype dtype = pick_dtype(rng);
-        auto x = property::as_double(property::make(rng.values(shape, op.lo, op.hi), dtype));
+        auto x = test::values(property::make(rng.values(shape, op.lo, op.hi), dtype));
         CAPTURE(c);
         CAPTURE(op.name);
         CAPTURE(xg::shape_str(shape));
         xg::Tensor out = op.op(property::make(x, dtype));
         REQUIRE(out.shape() == shape);
         REQUIRE(out.dtype() == dtype);
-        auto got = property::as_double(out);
+        auto got = test::values(out);
         for (std::size_t k = 0; k < x.size(); ++k) {
             double want = op.reference(x.data()[k]);
             if (!property::near(got.data()[k], want, dtype)) {

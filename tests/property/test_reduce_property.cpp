@@ -57,7 +57,7 @@ TEST_CASE("property: sum and mean over random dims match a naive loop") {
     for (int c = 0; c < kCases; ++c) {
         xg::Shape shape = rng.shape();
         xg::Dtype dtype = rng.coin() ? xg::kFloat32 : xg::kFloat64;
-        auto x = property::as_double(property::make(rng.values(shape), dtype));
+        auto x = test::values(property::make(rng.values(shape), dtype));
         bool is_mean = c % 2 == 1, keepdim = rng.coin(), full = shape.empty() || rng.coin(0.2);
         std::vector<bool> reduced(shape.size(), full);
         std::vector<int> dims;
@@ -89,7 +89,7 @@ TEST_CASE("property: sum and mean over random dims match a naive loop") {
         if (is_mean) {
             for (auto& w : want) w /= static_cast<double>(count);
         }
-        CHECK(all_near(property::as_double(out), want, dtype));
+        CHECK(all_near(test::values(out), want, dtype));
     }
 }
 
@@ -99,7 +99,7 @@ TEST_CASE("property: max over a random dim gives the values and first indices of
         xg::Shape shape = rng.shape();
         if (shape.empty()) shape = {static_cast<std::size_t>(rng.integer(1, 5))};
         xg::Dtype dtype = rng.coin() ? xg::kFloat32 : xg::kFloat64;
-        auto x = property::as_double(property::make(rng.values(shape), dtype));
+        auto x = test::values(property::make(rng.values(shape), dtype));
         auto dim = static_cast<std::size_t>(rng.integer(0, static_cast<int>(shape.size()) - 1));
         bool keepdim = rng.coin();
         std::vector<bool> reduced(shape.size(), false);
@@ -124,8 +124,8 @@ TEST_CASE("property: max over a random dim gives the values and first indices of
                 arg[o] = static_cast<double>(index[dim]);
             }
         }
-        CHECK(all_near(property::as_double(values), best, dtype));
-        CHECK(all_near(property::as_double(indices), arg, xg::kFloat64));
+        CHECK(all_near(test::values(values), best, dtype));
+        CHECK(all_near(test::values(indices), arg, xg::kFloat64));
     }
 }
 
@@ -135,7 +135,7 @@ TEST_CASE("property: softmax and log_softmax over a random dim match a naive loo
         xg::Shape shape = rng.shape();
         if (shape.empty()) shape = {static_cast<std::size_t>(rng.integer(1, 5))};
         xg::Dtype dtype = rng.coin() ? xg::kFloat32 : xg::kFloat64;
-        auto x = property::as_double(property::make(rng.values(shape, -6.0, 6.0), dtype));
+        auto x = test::values(property::make(rng.values(shape, -6.0, 6.0), dtype));
         auto dim = static_cast<std::size_t>(rng.integer(0, static_cast<int>(shape.size()) - 1));
         bool log = c % 2 == 1;
         std::vector<bool> reduced(shape.size(), false);
@@ -158,6 +158,6 @@ TEST_CASE("property: softmax and log_softmax over a random dim match a naive loo
             double d = denominator[reduced_flat(property::unravel(k, shape), shape, reduced)];
             want[k] = log ? x.data()[k] - std::log(d) : std::exp(x.data()[k]) / d;
         }
-        CHECK(all_near(property::as_double(out), want, dtype));
+        CHECK(all_near(test::values(out), want, dtype));
     }
 }

@@ -16,13 +16,6 @@ namespace {
 
 Tensor x23() { return test::f64({{1, 2, 3}, {4, 5, 6}}); }
 
-// arange(24) as [2, 3, 4]: element (i, j, k) = 12 i + 4 j + k, easy to sum by hand.
-Tensor arange234() {
-    xt::xarray<double> a = xt::arange<double>(24);
-    a.reshape({2, 3, 4});
-    return test::f64(a);
-}
-
 }  // namespace
 
 TEST_CASE("sum: full, over dims, keepdim and negative dims") {
@@ -41,8 +34,8 @@ TEST_CASE("sum: full, over dims, keepdim and negative dims") {
     CHECK(xg::sum(x, {0, 1}, true).shape() == Shape{1, 1});
 
     // Over dims 0 and 2 of [2, 3, 4]: sum_{i,k} (12 i + 4 j + k) = 60 + 32 j.
-    CHECK_VALUES(xg::sum(arange234(), {0, 2}), (xt::xarray<double>{60, 92, 124}));
-    CHECK_VALUES(xg::sum(arange234(), {2, -3}), (xt::xarray<double>{60, 92, 124}));
+    CHECK_VALUES(xg::sum(test::arange234(), {0, 2}), (xt::xarray<double>{60, 92, 124}));
+    CHECK_VALUES(xg::sum(test::arange234(), {2, -3}), (xt::xarray<double>{60, 92, 124}));
     CHECK(xg::sum(test::f32({1.0f, 2.0f})).dtype() == xg::kFloat32);
 }
 
@@ -56,7 +49,7 @@ TEST_CASE("mean: full, over dims, keepdim and negative dims") {
     CHECK_VALUES(xg::mean(x, {1}, true), test::column({2, 5}));
     CHECK(xg::mean(x, {0, 1}).item<double>() == 3.5);
     // Over dims 0 and 2 of [2, 3, 4]: (60 + 32 j) / 8.
-    CHECK_VALUES(xg::mean(arange234(), {0, 2}), (xt::xarray<double>{7.5, 11.5, 15.5}));
+    CHECK_VALUES(xg::mean(test::arange234(), {0, 2}), (xt::xarray<double>{7.5, 11.5, 15.5}));
 }
 
 TEST_CASE("max over a dim returns values and int64 indices") {

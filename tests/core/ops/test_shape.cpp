@@ -18,13 +18,6 @@ namespace {
 // [[0, 1, 2], [3, 4, 5]]
 Tensor x23() { return test::f64({{0, 1, 2}, {3, 4, 5}}); }
 
-// arange(24) as [2, 3, 4]: element (i, j, k) = 12 i + 4 j + k.
-Tensor arange234() {
-    xt::xarray<double> a = xt::arange<double>(24);
-    a.reshape({2, 3, 4});
-    return test::f64(a);
-}
-
 }  // namespace
 
 TEST_CASE("reshape keeps row-major order and infers one -1") {
@@ -50,14 +43,14 @@ TEST_CASE("transpose swaps two dims") {
     Tensor x = x23();
     CHECK_VALUES(xg::transpose(x, 0, 1), (xt::xarray<double>{{0, 3}, {1, 4}, {2, 5}}));
     CHECK_VALUES(xg::transpose(x, -1, -2), (xt::xarray<double>{{0, 3}, {1, 4}, {2, 5}}));
-    Tensor t = xg::transpose(arange234(), 0, 2);  // [4, 3, 2]: (k, j, i) = 12 i + 4 j + k
+    Tensor t = xg::transpose(test::arange234(), 0, 2);  // [4, 3, 2]: (k, j, i) = 12 i + 4 j + k
     REQUIRE(t.shape() == Shape{4, 3, 2});
     CHECK(t.data<double>()(3, 1, 1) == 12 + 4 + 3);
     CHECK(t.data<double>()(2, 2, 0) == 8 + 2);
 }
 
 TEST_CASE("permute reorders dims") {
-    Tensor p = xg::permute(arange234(), {2, 0, 1});  // [4, 2, 3]: (k, i, j)
+    Tensor p = xg::permute(test::arange234(), {2, 0, 1});  // [4, 2, 3]: (k, i, j)
     REQUIRE(p.shape() == Shape{4, 2, 3});
     const auto& v = p.data<double>();
     bool all_match = true;
@@ -66,7 +59,7 @@ TEST_CASE("permute reorders dims") {
             for (std::size_t k = 0; k < 4; ++k)
                 all_match &= v(k, i, j) == double(12 * i + 4 * j + k);
     CHECK(all_match);
-    CHECK(xg::permute(arange234(), {-1, 0, -2}).shape() == Shape{4, 2, 3});
+    CHECK(xg::permute(test::arange234(), {-1, 0, -2}).shape() == Shape{4, 2, 3});
 }
 
 TEST_CASE("permute and transpose place every element, for every order of a 4-D tensor") {

@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <xgrad/xgrad.hpp>
 
+#include "helpers.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -21,11 +23,6 @@ fs::path scratch(const std::string& name) {
                    ("xgrad-serialize-tests" + std::string("-") + std::to_string(::getpid()));
     fs::create_directories(dir);
     return dir / name;
-}
-
-std::string read_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
@@ -124,11 +121,11 @@ TEST_CASE("save is atomic: a failed save leaves the old file intact and no tempo
     fs::path path = scratch("atomic.safetensors");
     xg::StateDict good{{"w", xg::ones({2})}};
     xg::save(good, path.string());
-    std::string before = read_bytes(path);
+    std::string before = test::read_bytes(path);
     xg::StateDict bad{{"w", xg::ones({3})}, {"undefined", xg::Tensor()}};
     CHECK_THROWS_WITH_AS(xg::save(bad, path.string()), "save: tensor 'undefined' is undefined",
                          xg::Error);
-    CHECK(read_bytes(path) == before);
+    CHECK(test::read_bytes(path) == before);
     CHECK_THROWS_AS(xg::save(good, (scratch("no-such-dir") / "x" / "y.safetensors").string()),
                     xg::Error);
     for (const auto& entry : fs::directory_iterator(path.parent_path())) {
@@ -222,7 +219,7 @@ TEST_CASE("random truncations always fail cleanly and random bit flips never cra
         {"w", xg::randn({4, 3})}, {"b", xg::randn({3}, xg::kFloat64)}, {"i", xg::arange(5)}};
     fs::path path = scratch("fuzz.safetensors");
     xg::save(sd, path.string());
-    std::string valid = read_bytes(path);
+    std::string valid = test::read_bytes(path);
     std::mt19937 rng(11);
     for (std::size_t cut = 0; cut < valid.size(); cut += 1 + rng() % 7) {
         fs::path truncated = scratch("truncated.safetensors");

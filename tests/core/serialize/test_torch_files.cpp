@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <xgrad/xgrad.hpp>
 
+#include "helpers.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -22,11 +24,6 @@ fs::path scratch(const std::string& name) {
     fs::path dir = fs::temp_directory_path() / ("xgrad-torch-files-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     return dir / name;
-}
-
-std::string read_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::string write_bytes(const std::string& name, const std::string& bytes) {
@@ -99,7 +96,7 @@ TEST_CASE("tied weights in a .pt load as one tensor, as torch.load keeps one sto
 }
 
 TEST_CASE("a flipped bit in a stored tensor record fails the entry's CRC-32, naming it") {
-    std::string bytes = read_bytes(fixture("feed_forward.pt"));
+    std::string bytes = test::read_bytes(fixture("feed_forward.pt"));
     std::string intact = write_bytes("intact.pt", bytes);
     CHECK_NOTHROW(xg::load(intact));
     bytes[entry_data(bytes, "feed_forward/data/0") + 5] ^= 0x10;
@@ -173,7 +170,7 @@ TEST_CASE("a safetensors file is flat: LoadOptions::key is refused") {
 }
 
 TEST_CASE("a legacy file that is big-endian or cut short is refused clearly") {
-    std::string bytes = read_bytes(fixture("views_legacy.pt"));
+    std::string bytes = test::read_bytes(fixture("views_legacy.pt"));
     std::size_t flag = bytes.find("little_endian");
     REQUIRE(flag != std::string::npos);
     std::size_t value = bytes.find('\x88', flag);  // NEWTRUE
