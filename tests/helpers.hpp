@@ -5,6 +5,8 @@
 // (optim/reference/gen_optim.py), and reading a file's bytes.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -46,6 +48,19 @@ inline xg::Shape shape_of(const xt::xarray<double>& a) {
 inline bool close(const xt::xarray<double>& actual, const xt::xarray<double>& expected,
                   double rtol = 1e-7, double atol = 1e-9) {
     return shape_of(actual) == shape_of(expected) && xt::allclose(actual, expected, rtol, atol);
+}
+
+// Largest |a - e| / max(|e|, 1) over every element (relative for large values,
+// absolute near 0, where float32 rounding of cancelling terms dominates).
+inline double rel_error(const xt::xarray<double>& a, const xt::xarray<double>& e) {
+    REQUIRE(shape_of(a) == shape_of(e));
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        double d = std::abs(a.data()[i] - e.data()[i]) / std::max(std::abs(e.data()[i]), 1.0);
+        if (std::isnan(a.data()[i]) != std::isnan(e.data()[i])) d = INFINITY;
+        if (!std::isnan(d)) worst = std::max(worst, d);
+    }
+    return worst;
 }
 
 // Shape and row-major values at full precision. (Not xtensor's xio.hpp: g++ 12
@@ -123,6 +138,17 @@ inline xg::Tensor positive64(const xg::Shape& shape, double lo = 0.5, std::uint6
     xg::manual_seed(seed);
     xt::xarray<double> v = xg::rand(shape, xg::kFloat64).data<double>() + lo;
     return xg::tensor<double>(v);
+}
+
+// 300 x 257 values in [lo, lo + width), [-3, 3) by default, with exact zeros
+// sprinkled in (the kinks): > 64 KiB, so the kernels' outputs and gradients go
+// through the buffer cache.
+template <class T>
+xt::xarray<T> large_inputs(std::uint64_t seed, T lo = T(-3), T width = T(6)) {
+    xg::manual_seed(seed);
+    xt::xarray<T> v = xg::rand({300, 257}, xg::kFloat64).data<double>() * double(width) + lo;
+    for (std::size_t i = 0; i < v.size(); i += 97) v.data()[i] = T(0);
+    return v;
 }
 
 // ---- gradcheck ----

@@ -1,15 +1,24 @@
 // Tests for the elementwise ops (core/ops/elementwise.cpp): forward values, a float64
-// gradcheck for every op, broadcasting, kinks, dropout and error messages.
+// gradcheck for every op, broadcasting, kinks, dropout and error messages; and the
+// raw-memory kernels against the unfused xtensor expressions they replaced, in
+// float32 and float64 on arrays large enough to go through the buffer cache, with
+// gradients written over grad_output only when nobody else can see it.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <functional>
+#include <numbers>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
 
 #include "core/reference/reference_values.hpp"
 #include "helpers.hpp"
+#include "internal.hpp"  // TensorImpl: which buffer a tensor holds
 
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -296,4 +305,191 @@ TEST_CASE("elementwise error messages") {
                          xg::Error);
     CHECK_THROWS_WITH_AS(xg::dropout(a, -0.5, false), "dropout: expected p in [0, 1] (got -0.5)",
                          xg::Error);
+}
+
+// ---- The kernels against the xtensor expressions they replaced ----
+
+namespace {
+
+struct Unary {
+    std::string name;
+    std::function<Tensor(const Tensor&)> op;
+    // The xtensor expressions the kernels replaced: forward, and dx for (x, g).
+    std::function<xt::xarray<double>(const xt::xarray<double>&)> forward;
+    std::function<xt::xarray<double>(const xt::xarray<double>&, const xt::xarray<double>&)> grad;
+    bool positive = false;
+};
+
+std::vector<Unary> unary_ops() {
+    using A = xt::xarray<double>;
+    const double k = std::numbers::sqrt2 * std::numbers::inv_sqrtpi, c = 0.044715;
+    const double r2 = std::numbers::sqrt2 / 2,
+                 isq = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
+    auto sig = [](const A& a) { return A(1.0 / (1.0 + xt::exp(-a))); };
+    return {
+        {"relu", [](const Tensor& t) { return xg::relu(t); },
+         [](const A& a) { return A(xt::maximum(a, 0.0)); },
+         [](const A& a, const A& g) { return A(xt::where(a > 0.0, g, 0.0)); }},
+        {"gelu", [](const Tensor& t) { return xg::gelu(t, "none"); },
+         [=](const A& a) { return A(0.5 * a * (1.0 + xt::erf(a * r2))); },
+         [=](const A& a, const A& g) {
+             return A(g * (0.5 * (1.0 + xt::erf(a * r2)) + a * isq * xt::exp(-0.5 * a * a)));
+         }},
+        {"gelu tanh", [](const Tensor& t) { return xg::gelu(t, "tanh"); },
+         [=](const A& a) { return A(0.5 * a * (1.0 + xt::tanh(k * (a + c * a * a * a)))); },
+         [=](const A& a, const A& g) {
+             A t = xt::tanh(k * (a + c * a * a * a));
+             return A(g *
+                      (0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * k * (1.0 + 3.0 * c * a * a)));
+         }},
+        {"sigmoid", [](const Tensor& t) { return xg::sigmoid(t); }, sig,
+         [=](const A& a, const A& g) {
+             A y = sig(a);
+             return A(g * y * (1.0 - y));
+         }},
+        {"silu", [](const Tensor& t) { return xg::silu(t); },
+         [=](const A& a) { return A(a * sig(a)); },
+         [=](const A& a, const A& g) {
+             A s = sig(a);
+             return A(g * s * (1.0 + a * (1.0 - s)));
+         }},
+        {"tanh", [](const Tensor& t) { return xg::tanh(t); },
+         [](const A& a) { return A(xt::tanh(a)); },
+         [](const A& a, const A& g) {
+             A y = xt::tanh(a);
+             return A(g * (1.0 - y * y));
+         }},
+        {"exp", [](const Tensor& t) { return xg::exp(t); },
+         [](const A& a) { return A(xt::exp(a)); },
+         [](const A& a, const A& g) { return A(g * xt::exp(a)); }},
+        {"abs", [](const Tensor& t) { return xg::abs(t); },
+         [](const A& a) { return A(xt::abs(a)); },
+         [](const A& a, const A& g) { return A(g * xt::sign(a)); }},
+        {"pow 3", [](const Tensor& t) { return xg::pow(t, 3.0); },
+         [](const A& a) { return A(a * a * a); },
+         [](const A& a, const A& g) { return A(g * 3.0 * a * a); }},
+        {"log", [](const Tensor& t) { return xg::log(t); },
+         [](const A& a) { return A(xt::log(a)); }, [](const A& a, const A& g) { return A(g / a); },
+         true},
+        {"sqrt", [](const Tensor& t) { return xg::sqrt(t); },
+         [](const A& a) { return A(xt::sqrt(a)); },
+         [](const A& a, const A& g) { return A(g / (2.0 * xt::sqrt(a))); }, true},
+    };
+}
+
+// Forward and backward of op against the float64 reference, in dtype T.
+template <class T>
+void check_unary(const Unary& u, double tol) {
+    INFO(u.name, " in ", sizeof(T) == 4 ? "float32" : "float64");
+    xt::xarray<T> xv =
+        u.positive ? test::large_inputs<T>(1, T(0.25), T(3)) : test::large_inputs<T>(1);
+    xt::xarray<T> wv = test::large_inputs<T>(2);
+    Tensor x = xg::tensor<T>(xv, true);
+    Tensor y = u.op(x);
+    xg::sum(y * xg::tensor<T>(wv)).backward();  // grad_output = w
+    xt::xarray<double> xd = xt::cast<double>(xv), wd = xt::cast<double>(wv);
+    CHECK(test::rel_error(test::values(y), u.forward(xd)) <= tol);
+    CHECK(test::rel_error(test::values(x.grad()), u.grad(xd, wd)) <= tol);
+}
+
+}  // namespace
+
+TEST_CASE("unary kernels match the xtensor expressions they replaced") {
+    for (const Unary& u : unary_ops()) {
+        check_unary<float>(u, 1e-5);
+        check_unary<double>(u, 1e-12);
+    }
+}
+
+TEST_CASE("pow with exponent 0 has gradient 0") {
+    Tensor x = xg::tensor<float>(test::large_inputs<float>(3), true);
+    xg::sum(xg::pow(x, 0.0)).backward();
+    CHECK(xt::all(xt::equal(x.grad().data<float>(), 0.0f)));
+}
+
+TEST_CASE("dropout keeps the documented counter-based mask and reuses it in backward") {
+    for (double p : {0.1, 0.5}) {
+        xt::xarray<float> xv = test::large_inputs<float>(4);
+        xg::manual_seed(11);
+        std::uint64_t key = xg::next_random_key();
+        xg::manual_seed(11);
+        Tensor x = xg::tensor<float>(xv, true);
+        Tensor y = xg::dropout(x, p, true);
+        xg::sum(y).backward();
+        // mask[i] = splitmix64(key + i * golden) >> 11 >= p * 2^53, as before the rewrite.
+        const float scale = float(1.0 / (1.0 - p));
+        const auto threshold = static_cast<std::uint64_t>(p * 9007199254740992.0);
+        bool forward_ok = true, backward_ok = true;
+        for (std::size_t i = 0; i < xv.size(); ++i) {
+            std::uint64_t z = key + i * 0x9e3779b97f4a7c15ULL;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+            z ^= z >> 31;
+            float m = (z >> 11) >= threshold ? scale : 0.0f;
+            forward_ok = forward_ok && y.data<float>().data()[i] == xv.data()[i] * m;
+            backward_ok = backward_ok && x.grad().data<float>().data()[i] == m;
+        }
+        CHECK(forward_ok);
+        CHECK(backward_ok);
+    }
+}
+
+TEST_CASE("mul of equal shapes matches the broadcasting rule, for either input alone") {
+    xt::xarray<double> av = test::large_inputs<double>(5), bv = test::large_inputs<double>(6),
+                       wv = test::large_inputs<double>(7);
+    for (int needs = 1; needs <= 3; ++needs) {
+        Tensor a = xg::tensor<double>(av, (needs & 1) != 0);
+        Tensor b = xg::tensor<double>(bv, (needs & 2) != 0);
+        Tensor y = a * b;
+        CHECK(test::rel_error(test::values(y), av * bv) == 0.0);
+        xg::sum(y * xg::tensor<double>(wv)).backward();
+        if (needs & 1) CHECK(test::rel_error(test::values(a.grad()), wv * bv) == 0.0);
+        if (needs & 2) CHECK(test::rel_error(test::values(b.grad()), wv * av) == 0.0);
+    }
+}
+
+TEST_CASE("add and sub pass the gradient on without sharing one buffer between inputs") {
+    xt::xarray<float> av = test::large_inputs<float>(8), wv = test::large_inputs<float>(9);
+    Tensor a = xg::tensor<float>(av, true), b = xg::tensor<float>(av, true);
+    Tensor w = xg::tensor<float>(wv);
+    xg::sum((a + b) * w).backward();
+    CHECK(test::rel_error(test::values(a.grad()), xt::cast<double>(wv)) == 0.0);
+    CHECK(test::rel_error(test::values(b.grad()), xt::cast<double>(wv)) == 0.0);
+    CHECK(a.grad().impl()->storage != b.grad().impl()->storage);
+
+    Tensor c = xg::tensor<float>(av, true);
+    xg::sum((c + c) * w).backward();  // both edges into one leaf accumulate
+    CHECK(test::rel_error(test::values(c.grad()), 2.0 * xt::cast<double>(wv)) == 0.0);
+
+    Tensor d = xg::tensor<float>(av, true), e = xg::tensor<float>(av, true);
+    xg::sum((xg::tensor<float>(av) - e) * w).backward();
+    xg::sum((d - xg::tensor<float>(av)) * w).backward();
+    CHECK(test::rel_error(test::values(e.grad()), -xt::cast<double>(wv)) == 0.0);
+    CHECK(test::rel_error(test::values(d.grad()), xt::cast<double>(wv)) == 0.0);
+}
+
+TEST_CASE("a gradient someone else holds is never overwritten") {
+    xt::xarray<float> xv = test::large_inputs<float>(10), wv = test::large_inputs<float>(11);
+    for (const Unary& u : unary_ops()) {
+        if (u.positive) continue;
+        INFO(u.name);
+        Tensor x = xg::tensor<float>(xv, true);
+        Tensor y = u.op(x);
+        Tensor seen;
+        auto handle = y.register_hook([&](const Tensor& g) { seen = g; });  // keeps grad_output
+        y.retain_grad();
+        xg::sum(y * xg::tensor<float>(wv)).backward();
+        CHECK(test::rel_error(test::values(seen), xt::cast<double>(wv)) == 0.0);
+        CHECK(test::rel_error(test::values(y.grad()), xt::cast<double>(wv)) == 0.0);
+        handle.remove();
+    }
+    // Through dropout and mul as well, with retain_graph and a second backward.
+    Tensor x = xg::tensor<float>(xv, true);
+    Tensor y = xg::dropout(x * xg::tensor<float>(wv), 0.5, true);
+    Tensor loss = xg::sum(y);
+    loss.backward(Tensor(), true);
+    xt::xarray<float> first = x.grad().data<float>();
+    x.mutable_grad() = Tensor();
+    loss.backward();
+    CHECK(xt::all(xt::equal(x.grad().data<float>(), first)));
 }

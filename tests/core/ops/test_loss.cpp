@@ -1,5 +1,7 @@
-// Tests for the losses (core/ops/loss.cpp): mse_loss by hand, cross_entropy against
-// PyTorch, gradchecks for every reduction, and error messages.
+// Tests for the losses (core/ops/loss.cpp): mse_loss by hand and against the
+// expressions its kernels replaced, cross_entropy against PyTorch, gradchecks for
+// every reduction, and error messages.
+#include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -109,4 +111,24 @@ TEST_CASE("loss error messages") {
     CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, 1, 2})), xg::Error);
     CHECK_THROWS_AS(xg::cross_entropy(logits, xg::zeros({2})), xg::Error);  // float targets
     CHECK_THROWS_AS(xg::cross_entropy(logits, test::i64({0, 1}), "avg"), xg::Error);
+}
+
+TEST_CASE("mse_loss kernels match the expressions they replaced") {
+    xt::xarray<double> xv = test::large_inputs<double>(12), tv = test::large_inputs<double>(13);
+    for (std::string reduction : {"mean", "sum", "none"}) {
+        INFO(reduction);
+        Tensor x = xg::tensor<double>(xv, true), t = xg::tensor<double>(tv, true);
+        Tensor loss = xg::mse_loss(x, t, reduction);
+        xt::xarray<double> d = xv - tv;
+        double n = reduction == "mean" ? double(d.size()) : 1.0;
+        if (reduction == "none") {
+            CHECK(test::rel_error(test::values(loss), d * d) == 0.0);
+            xg::sum(loss).backward();
+        } else {
+            CHECK(loss.item<double>() == doctest::Approx(xt::sum(d * d)() / n).epsilon(1e-12));
+            loss.backward();
+        }
+        CHECK(test::rel_error(test::values(x.grad()), 2.0 * d / n) <= 1e-15);
+        CHECK(test::rel_error(test::values(t.grad()), -2.0 * d / n) <= 1e-15);
+    }
 }
