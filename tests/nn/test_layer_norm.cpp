@@ -1,4 +1,6 @@
-// LayerNorm: values and gradients vs PyTorch, gradcheck, shape checks, printing.
+// Tests for the LayerNorm module (nn/src/layer_norm.cpp): values and gradients vs
+// PyTorch, gradcheck, shape checks, printing. The layer_norm op it runs is tested in
+// tests/core/ops/test_normalization.cpp.
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
@@ -62,42 +64,6 @@ TEST_CASE("LayerNorm gradchecks in float64 with respect to input, weight and bia
     auto plain = std::make_shared<xg::nn::LayerNorm>(xg::Shape{2, 3}, 1e-5, false);
     CHECK(test::gradcheck([&](const std::vector<xg::Tensor>& in) { return (*plain)(in[0]); },
                           {test::randn64({4, 2, 3}, 4)}));
-}
-
-TEST_CASE("the fused layer_norm op equals its definition from primitives, values and gradients") {
-    for (xg::Dtype dtype : {xg::kFloat64, xg::kFloat32}) {
-        xg::Tensor x = test::randn64({3, 2, 4}, 11).to(dtype).requires_grad_(true);
-        xg::Tensor w = test::randn64({2, 4}, 12).to(dtype).requires_grad_(true);
-        xg::Tensor b = test::randn64({2, 4}, 13).to(dtype).requires_grad_(true);
-        xg::Tensor up = test::randn64({3, 2, 4}, 14).to(dtype);
-        xg::Tensor fused = xg::layer_norm(x, {2, 4}, w, b, 1e-5);
-        CHECK(fused.grad_fn_name() == "LayerNormBackward");
-        xg::sum(fused * up).backward();
-        std::vector<xt::xarray<double>> grads = {test::values(x.grad()), test::values(w.grad()),
-                                                 test::values(b.grad())};
-        x.mutable_grad() = w.mutable_grad() = b.mutable_grad() = xg::Tensor();
-        xg::Tensor centered = x - xg::mean(x, {-1, -2}, true);
-        xg::Tensor composed =
-            centered / xg::sqrt(xg::mean(centered * centered, {-1, -2}, true) + 1e-5) * w + b;
-        xg::sum(composed * up).backward();
-        const double tol = dtype == xg::kFloat64 ? 1e-12 : 1e-5;
-        CHECK_VALUES_TOL(fused, test::values(composed), tol, tol);
-        CHECK_VALUES_TOL(x.grad(), grads[0], tol, tol);
-        CHECK_VALUES_TOL(w.grad(), grads[1], tol, tol);
-        CHECK_VALUES_TOL(b.grad(), grads[2], tol, tol);
-    }
-    CHECK(test::gradcheck(
-        [](const std::vector<xg::Tensor>& in) {
-            return xg::layer_norm(in[0], {3}, in[1], in[2], 1e-3);
-        },
-        {test::randn64({4, 3}, 1), test::randn64({3}, 2), test::randn64({3}, 3)}));
-    CHECK(test::gradcheck(
-        [](const std::vector<xg::Tensor>& in) {
-            return xg::layer_norm(in[0], {2, 3});
-        },
-        {test::randn64({2, 3}, 4)}));
-    CHECK_THROWS_WITH_AS(xg::layer_norm(xg::ones({2, 3}), {3}, xg::ones({2})),
-                         "layer_norm: expected weight and bias of shape [3] (got [2])", xg::Error);
 }
 
 TEST_CASE("LayerNorm rejects inputs whose trailing dims differ from normalized_shape") {
