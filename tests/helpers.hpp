@@ -1,8 +1,8 @@
 // Helpers shared by the tests, in namespace test: reading a tensor's values as
 // float64 and comparing them with expected arrays (shape first, since
 // xt::allclose broadcasts), building tensors, running gradcheck, naming a
-// module's parameters and children, the optimizer tests' least-squares problem
-// (optim/reference/gen_optim.py), and reading a file's bytes.
+// module's parameters and children, and reading a file's bytes. The optimizer
+// tests' least-squares problem is optim/problem.hpp, beside its data.
 #pragma once
 
 #include <algorithm>
@@ -23,7 +23,6 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xmath.hpp>
 
-#include "optim/reference/optim_reference.hpp"
 
 namespace test {
 
@@ -175,23 +174,6 @@ inline std::vector<std::string> child_names(const xg::nn::Module& module) {
     return names;
 }
 
-// ---- Optimizers: the least-squares problem of optim/reference/gen_optim.py ----
-
-// The problem's data and fresh parameters w [3, 2], b [2] in dtype T.
-template <class T>
-struct Problem {
-    xg::Tensor x = matrix<T>(optim_ref::x);
-    xg::Tensor y = matrix<T>(optim_ref::y);
-    xg::Tensor w = matrix<T>(optim_ref::w0, true);
-    xg::Tensor b = vector<T>(optim_ref::b0, true);
-
-    // loss = sum((x @ w + b - y)^2), then backward into w.grad and b.grad.
-    void backward(const xg::Tensor& w_, const xg::Tensor& b_) const {
-        xg::Tensor loss = xg::sum(xg::pow(xg::matmul(x, w_) + b_ - y, 2.0));
-        loss.backward();
-    }
-    void backward() const { backward(w, b); }
-};
 
 // A leaf holding a copy of t's values.
 inline xg::Tensor copy_param(const xg::Tensor& t) {

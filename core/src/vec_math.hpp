@@ -12,7 +12,7 @@ namespace xg::detail {
 
 // e^x for float: x = n ln2 + r with |r| <= ln2 / 2, e^r from its Taylor series
 // to r^7 (the first omitted term is below 2^-26 there), times 2^n built in the
-// exponent bits. Within 2 ulp of std::exp, tests/core/ops/test_fused.cpp checks
+// exponent bits. Within 1 ulp of std::exp: tests/core/test_vec_math.cpp checks
 // every float in [-104, 89]. Overflow gives inf, underflow 0 or a subnormal, and
 // NaN stays NaN, as with std::exp. No branches and no float-to-int conversion of
 // a NaN, so every line vectorises and nothing is undefined.

@@ -2,7 +2,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "helpers.hpp"
+#include "optim/problem.hpp"
 
 using namespace xg::optim;
 using xg::Tensor;

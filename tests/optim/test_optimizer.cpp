@@ -10,7 +10,7 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
-#include "helpers.hpp"
+#include "optim/problem.hpp"
 
 using namespace xg::optim;
 using test::copy_param;

@@ -1,6 +1,6 @@
 // NaN, +-inf, -0.0 and overflowing inputs through the elementwise ops, the
 // activations and the fused feed-forward op (core/ops/elementwise.cpp,
-// core/ops/fused.cpp, core/src/activation_rules.hpp) against PyTorch 1.13
+// core/ops/fused.cpp, core/src/elementwise_rules.hpp) against PyTorch 1.13
 // (reference/gen_nonfinite.py): values, and gradients for an upstream gradient
 // of ones and of NaN. A NaN PyTorch propagates must not come out finite, nor a
 // finite value come out NaN.
