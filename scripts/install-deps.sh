@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-    cmake g++ make ccache
+    cmake g++ make ninja-build ccache
     libxtensor-dev libxtensor-blas-dev libopenblas-dev libfmt-dev
     nlohmann-json3-dev libzip-dev  # safetensors headers and torch.save zip files
     libcli11-dev  # examples: command-line flags
