@@ -169,6 +169,19 @@ void log_softmax_rows(const T* x, T* y, std::size_t size, std::size_t n) {
 }
 template void log_softmax_rows(const float*, float*, std::size_t, std::size_t);
 template void log_softmax_rows(const double*, double*, std::size_t, std::size_t);
+
+template <class T>
+void softmax_rows(const T* x, T* y, std::size_t size, std::size_t n) {
+    run_softmax_rows<false>(x, y, size, n);
+}
+template <class T>
+void softmax_rows_grad(const T* y, const T* g, T* d, std::size_t size, std::size_t n) {
+    run_softmax_rows_grad<false>(y, g, d, size, n);
+}
+template void softmax_rows(const float*, float*, std::size_t, std::size_t);
+template void softmax_rows(const double*, double*, std::size_t, std::size_t);
+template void softmax_rows_grad(const float*, const float*, float*, std::size_t, std::size_t);
+template void softmax_rows_grad(const double*, const double*, double*, std::size_t, std::size_t);
 }  // namespace detail
 
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }

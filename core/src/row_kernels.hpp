@@ -58,5 +58,10 @@ std::pair<T, T> exp_shifted(const T* x, T* e, std::size_t n) {
 // op computes it (core/ops/reduce.cpp; AVX2 and AVX-512 clones for float).
 template <class T>
 void log_softmax_rows(const T* x, T* y, std::size_t size, std::size_t n);
+// softmax of each row likewise, and its gradient d = y (g - sum(g y)); d may be g.
+template <class T>
+void softmax_rows(const T* x, T* y, std::size_t size, std::size_t n);
+template <class T>
+void softmax_rows_grad(const T* y, const T* g, T* d, std::size_t size, std::size_t n);
 
 }  // namespace xg::detail

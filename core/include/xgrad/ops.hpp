@@ -97,6 +97,21 @@ namespace xg {
 Tensor embedding(const Tensor& weight, const Tensor& indices);
 }  // namespace xg
 
+// Attention (core/ops/attention.cpp).
+namespace xg {
+// torch.nn.functional.scaled_dot_product_attention (PyTorch 2):
+// softmax(q k^T / sqrt(E) + attn_mask) v over the last two dims of query [..., L, E],
+// key [..., S, E] and value [..., S, Ev], whose leading dims are equal -> [..., L, Ev].
+// attn_mask is floating, of the query's dtype, broadcastable to [..., L, S] and added
+// to the scores (-inf masks a key out; it may require grad); is_causal masks out key
+// j > query i and excludes attn_mask. dropout_p > 0 drops attention weights (inverted
+// dropout, applied whenever p > 0, as in PyTorch). One node; backward keeps q, k, v and
+// the attention weights.
+Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                                    const Tensor& attn_mask = Tensor(), double dropout_p = 0.0,
+                                    bool is_causal = false);
+}  // namespace xg
+
 // Normalization (core/ops/normalization.cpp).
 namespace xg {
 // torch.nn.functional.layer_norm: normalises over the trailing normalized_shape dims

@@ -1,0 +1,234 @@
+// scaled_dot_product_attention as one op: softmax(q k^T * scale + mask) v with
+// optional dropout on the weights, as PyTorch 2's math path computes it, for
+// every index of the leading (batch, head) dims. Each product is a BLAS gemm;
+// backward saves q, k, v and the attention weights P (dropout's mask is hashed
+// again from its key), and per batch entry runs four gemms and softmax's rule
+// in two [L, S] scratch rows reused across the batch.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+#include <xtensor/xbroadcast.hpp>
+
+#include "blas.hpp"
+#include "buffer_cache.hpp"
+#include "dropout_mask.hpp"
+#include "internal.hpp"
+#include "row_kernels.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+namespace {
+
+constexpr const char* kOp = "scaled_dot_product_attention";
+
+// q [..., L, E], k [..., S, E], v [..., S, Ev]: count batch entries.
+struct Dims {
+    Shape batch;
+    std::size_t count = 1, L = 0, S = 0, E = 0, Ev = 0;
+};
+
+Dims check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                  double dropout_p, bool is_causal) {
+    detail::check_same_dtype(q, k, kOp);
+    detail::check_same_dtype(q, v, kOp);
+    const Shape sq = q.shape(), sk = k.shape(), sv = v.shape();
+    const std::size_t rank = sq.size();
+    const bool batch_equal = sk.size() == rank && sv.size() == rank && rank >= 2 &&
+                             std::equal(sq.begin(), sq.end() - 2, sk.begin()) &&
+                             std::equal(sq.begin(), sq.end() - 2, sv.begin());
+    if (!batch_equal || sq[rank - 1] != sk[rank - 1] || sk[rank - 2] != sv[rank - 2]) {
+        fail(
+            "{}: expected query [..., L, E], key [..., S, E] and value [..., S, Ev] with the "
+            "same leading dims (got {}, {} and {})",
+            kOp, shape_str(sq), shape_str(sk), shape_str(sv));
+    }
+    check(dropout_p >= 0.0 && dropout_p <= 1.0, "{}: expected dropout_p in [0, 1] (got {})", kOp,
+          dropout_p);
+    Dims d;
+    d.batch.assign(sq.begin(), sq.end() - 2);
+    for (auto n : d.batch) d.count *= n;
+    d.L = sq[rank - 2], d.E = sq[rank - 1], d.S = sk[rank - 2], d.Ev = sv[rank - 1];
+    if (!mask.defined()) return d;
+    check(!is_causal, "{}: expected no attn_mask when is_causal is true (got one of shape {})", kOp,
+          shape_str(mask.shape()));
+    check(mask.dtype() == q.dtype(),
+          "{}: expected a floating-point attn_mask of the query's dtype {} (got {})", kOp,
+          dtype_name(q.dtype()), dtype_name(mask.dtype()));
+    Shape scores = d.batch;
+    scores.insert(scores.end(), {d.L, d.S});
+    const Shape ms = mask.shape();
+    bool fits = ms.size() <= scores.size();
+    for (std::size_t i = 0; fits && i < ms.size(); ++i) {
+        const std::size_t target = scores[scores.size() - ms.size() + i];
+        fits = ms[i] == target || ms[i] == 1;
+    }
+    check(fits, "{}: expected an attn_mask broadcastable to the scores' shape {} (got {})", kOp,
+          shape_str(scores), shape_str(ms));
+    return d;
+}
+
+// out = in * keep / (1 - p) over n weights that start at element `first` of
+// the whole [count, L, S] mask; in may be out.
+template <class T>
+void apply_dropout(const detail::Mask& mask, T scale, std::size_t first, const T* in, T* out,
+                   std::size_t n) {
+    std::array<std::uint8_t, 4096> keep;
+    for (std::size_t i = 0; i < n; i += keep.size()) {
+        const std::size_t m = std::min(keep.size(), n - i);
+        detail::keep_mask(mask.key, first + i, m, mask.threshold, keep.data());
+        for (std::size_t j = 0; j < m; ++j) out[i + j] = in[i + j] * (keep[j] ? scale : T(0));
+    }
+}
+
+// The additive mask as [count, L, S] values: a broadcast copy of attn_mask,
+// or -inf above the diagonal (key j after query i) when causal.
+template <class T>
+xt::xarray<T> score_mask(const Tensor& mask, bool is_causal, const Dims& d) {
+    if (is_causal) {
+        auto causal = detail::empty_array<T>({d.L, d.S});
+        for (std::size_t i = 0; i < d.L; ++i) {
+            for (std::size_t j = 0; j < d.S; ++j)
+                causal(i, j) = j > i ? -std::numeric_limits<T>::infinity() : T(0);
+        }
+        return causal;
+    }
+    Shape scores = d.batch;
+    scores.insert(scores.end(), {d.L, d.S});
+    return xt::xarray<T>(xt::broadcast(mask.data<T>(), scores));
+}
+
+// One call's fixed settings.
+template <class T>
+struct Settings {
+    Dims d;
+    T scale;       // 1 / sqrt(E)
+    T drop_scale;  // 1 / (1 - dropout_p)
+    detail::Mask dropout;
+};
+
+// P = softmax(q k^T * scale + mask) for every batch entry, and out = P' v,
+// P' being P after dropout.
+template <class T>
+void attention_forward(const Settings<T>& c, const T* q, const T* k, const T* v,
+                       const xt::xarray<T>* mask, T* p, T* out) {
+    const Dims& d = c.d;
+    const std::size_t ls = d.L * d.S;
+    auto dropped = detail::empty_array<T>({c.dropout.active ? ls : 0});
+    for (std::size_t b = 0; b < d.count; ++b) {
+        T* pb = p + b * ls;
+        blas::gemm<T>(false, true, d.L, d.S, d.E, c.scale, q + b * d.L * d.E, k + b * d.S * d.E,
+                      T(0), pb);
+        if (mask) {  // [L, S] for a causal mask, else [count, L, S]
+            const T* mb = mask->data() + (mask->size() == ls ? 0 : b * ls);
+            for (std::size_t i = 0; i < ls; ++i) pb[i] += mb[i];
+        }
+        detail::softmax_rows(pb, pb, ls, d.S);
+        const T* weights = pb;
+        if (c.dropout.active) {
+            apply_dropout(c.dropout, c.drop_scale, b * ls, pb, dropped.data(), ls);
+            weights = dropped.data();
+        }
+        blas::gemm<T>(false, false, d.L, d.Ev, d.S, T(1), weights, v + b * d.S * d.Ev, T(0),
+                      out + b * d.L * d.Ev);
+    }
+}
+
+// Gradients for grad_output g [count, L, Ev]: dv = P'^T g; dP' = g v^T, through
+// dropout to dP; dscores = softmax's rule; dq = dscores k * scale, dk =
+// dscores^T q * scale. dscores goes to dmask when asked for ([count, L, S]).
+template <class T>
+void attention_backward(const Settings<T>& c, const T* q, const T* k, const T* v, const T* p,
+                        const T* g, T* dq, T* dk, T* dv, T* dmask) {
+    const Dims& d = c.d;
+    const std::size_t ls = d.L * d.S;
+    auto dropped = detail::empty_array<T>({c.dropout.active ? ls : 0});
+    auto dscores = detail::empty_array<T>({ls});
+    for (std::size_t b = 0; b < d.count; ++b) {
+        const T *pb = p + b * ls, *gb = g + b * d.L * d.Ev, *vb = v + b * d.S * d.Ev;
+        const T* weights = pb;
+        if (c.dropout.active) {
+            apply_dropout(c.dropout, c.drop_scale, b * ls, pb, dropped.data(), ls);
+            weights = dropped.data();
+        }
+        if (dv)
+            blas::gemm<T>(true, false, d.S, d.Ev, d.L, T(1), weights, gb, T(0),
+                          dv + b * d.S * d.Ev);
+        if (!dq && !dk && !dmask) continue;
+        T* ds = dmask ? dmask + b * ls : dscores.data();
+        blas::gemm<T>(false, true, d.L, d.S, d.Ev, T(1), gb, vb, T(0), ds);
+        if (c.dropout.active) apply_dropout(c.dropout, c.drop_scale, b * ls, ds, ds, ls);
+        detail::softmax_rows_grad(pb, ds, ds, ls, d.S);
+        if (dq) {
+            blas::gemm<T>(false, false, d.L, d.E, d.S, c.scale, ds, k + b * d.S * d.E, T(0),
+                          dq + b * d.L * d.E);
+        }
+        if (dk) {
+            blas::gemm<T>(true, false, d.S, d.E, d.L, c.scale, ds, q + b * d.L * d.E, T(0),
+                          dk + b * d.S * d.E);
+        }
+    }
+}
+
+template <class T>
+T* data_if(std::optional<xt::xarray<T>>& a) {
+    return a ? a->data() : nullptr;
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                                    const Tensor& attn_mask, double dropout_p, bool is_causal) {
+    const Dims d = check_inputs(query, key, value, attn_mask, dropout_p, is_causal);
+    const bool dropout = dropout_p > 0.0;
+    const detail::Mask mask{dropout, dropout ? next_random_key() : 0,
+                            detail::dropout_threshold(dropout_p)};
+    return detail::visit_floating(query, kOp, [&]<class T>(xt::xarray<T>& qv) {
+        const Settings<T> c{d, T(1.0 / std::sqrt(double(d.E))),
+                            dropout_p == 1.0 ? T(0) : T(1.0 / (1.0 - dropout_p)), mask};
+        std::optional<xt::xarray<T>> scores_mask;
+        if (attn_mask.defined() || is_causal) scores_mask = score_mask<T>(attn_mask, is_causal, d);
+        Shape out_shape = d.batch;
+        out_shape.insert(out_shape.end(), {d.L, d.Ev});
+        auto out = detail::empty_array<T>(out_shape);
+        auto p = detail::empty_array<T>({d.count, d.L, d.S});
+        attention_forward(c, qv.data(), key.data<T>().data(), value.data<T>().data(),
+                          scores_mask ? &*scores_mask : nullptr, p.data(), out.data());
+        const bool need_mask = attn_mask.defined() && attn_mask.requires_grad();
+        const Tensor weights = detail::wrap(std::move(p));
+        return autograd::make_result(
+            detail::wrap(std::move(out)), "ScaledDotProductAttentionBackward",
+            {query, key, value, attn_mask},
+            [c, sq = query.detach(), sk = key.detach(), sv = value.detach(), weights,
+             need_q = query.requires_grad(), need_k = key.requires_grad(),
+             need_v = value.requires_grad(), need_mask,
+             mask_shape = attn_mask.defined() ? attn_mask.shape() : Shape()](const Tensor& g) {
+                const Dims& d = c.d;
+                std::optional<xt::xarray<T>> dq, dk, dv, dm;
+                if (need_q) dq = detail::empty_array<T>(sq.data<T>().shape());
+                if (need_k) dk = detail::empty_array<T>(sk.data<T>().shape());
+                if (need_v) dv = detail::empty_array<T>(sv.data<T>().shape());
+                if (need_mask) dm = detail::empty_array<T>({d.count, d.L, d.S});
+                attention_backward(c, sq.data<T>().data(), sk.data<T>().data(), sv.data<T>().data(),
+                                   weights.data<T>().data(), g.data<T>().data(), data_if(dq),
+                                   data_if(dk), data_if(dv), data_if(dm));
+                autograd::Gradients grads{Tensor(), Tensor(), Tensor(), Tensor()};
+                if (dq) grads[0] = detail::wrap(std::move(*dq));
+                if (dk) grads[1] = detail::wrap(std::move(*dk));
+                if (dv) grads[2] = detail::wrap(std::move(*dv));
+                if (dm) {
+                    Shape scores = d.batch;
+                    scores.insert(scores.end(), {d.L, d.S});
+                    dm->reshape(scores);
+                    grads[3] = detail::wrap(detail::sum_to_shape(*dm, mask_shape));
+                }
+                return grads;
+            });
+    });
+}
+
+}  // namespace xg
