@@ -3,6 +3,7 @@
 // in module_hooks.cpp.
 #include "xgrad/nn/module.hpp"
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <sstream>
@@ -279,13 +280,12 @@ Module& Module::apply(const std::function<void(Module&)>& fn) {
 
 // ---- conversion ----
 
-Module& Module::to(Dtype dtype) {
-    check(is_floating_point(dtype), "Module.to: expected a floating-point dtype (got {})",
-          dtype_name(dtype));
+void Module::convert_tensors(Dtype dtype, bool floating_only) {
     // set_data swaps a tensor's storage in place, so every handle to it (a
     // layer's member, the registry, an optimizer) sees the change.
-    auto convert = [dtype](const Tensor& t) {
-        if (!t.defined() || !is_floating_point(t.dtype()) || t.dtype() == dtype) return;
+    auto convert = [=](const Tensor& t) {
+        if (!t.defined() || t.dtype() == dtype) return;
+        if (floating_only && !is_floating_point(t.dtype())) return;
         NoGradGuard no_grad;
         t.set_data(t.detach().to(dtype));
         if (Tensor& g = t.mutable_grad(); g.defined()) g = g.detach().to(dtype);
@@ -295,8 +295,43 @@ Module& Module::to(Dtype dtype) {
         for (auto& [member, p] : m.parameters_) convert(p);
         for (auto& [member, b] : m.buffers_) convert(b);
     }
+}
+
+Module& Module::to(Dtype dtype) {
+    check(is_floating_point(dtype), "Module.to: expected a floating-point dtype (got {})",
+          dtype_name(dtype));
+    convert_tensors(dtype, true);
     return *this;
 }
+
+Module& Module::type(Dtype dtype) {
+    // As PyTorch's .data assignment: a tensor that requires grad stays floating
+    // point. Checked for every parameter first, so a refused call changes nothing.
+    if (!is_floating_point(dtype)) {
+        for (const auto& [name, p] : named_parameters()) {
+            check(!p.requires_grad(),
+                  "{}.type: parameter '{}' requires grad and must stay floating point (got {})",
+                  this->name(), name, dtype_name(dtype));
+        }
+    }
+    convert_tensors(dtype, false);
+    return *this;
+}
+
+void Module::refuse_legacy_backward_hook() const {
+    throw Error(fmt::format(
+        "{}.register_backward_hook: the legacy module backward hook is not supported (its "
+        "grad_input would be that of the last op inside forward, not of the module's inputs); "
+        "use register_full_backward_hook",
+        name()));
+}
+
+namespace {
+std::atomic<bool> swap_module_params_on_conversion{false};
+}  // namespace
+
+void set_swap_module_params_on_conversion(bool value) { swap_module_params_on_conversion = value; }
+bool get_swap_module_params_on_conversion() { return swap_module_params_on_conversion; }
 
 Module& Module::to(const std::string& device) {
     check(device == "cpu", "Module.to: xgrad runs on the CPU only (got device '{}')", device);

@@ -1,5 +1,6 @@
 // Module conversion: to(dtype) for parameters, buffers and grads with handles
-// kept valid; devices other than the CPU refused; to_empty; deep clone().
+// kept valid; type(dtype) for integer tensors too; devices other than the CPU
+// refused; share_memory_, compile and the swap switch; to_empty; deep clone().
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
@@ -70,6 +71,76 @@ TEST_CASE("Module devices: cpu() is a no-op, cuda() and other devices throw") {
                          xg::Error);
     CHECK_THROWS_WITH_AS(lin->to(std::string("mps")),
                          "Module.to: xgrad runs on the CPU only (got device 'mps')", xg::Error);
+}
+
+TEST_CASE("Module float_() and double_() are to(kFloat32) and to(kFloat64)") {
+    auto m = std::make_shared<WithSteps>();
+    CHECK(&m->double_() == m.get());
+    CHECK(m->lin->weight.dtype() == xg::kFloat64);
+    CHECK(m->get_buffer("steps").dtype() == xg::kInt64);
+    CHECK(&m->float_() == m.get());
+    CHECK(m->lin->weight.dtype() == xg::kFloat32);
+}
+
+TEST_CASE("Module xpu(), ipu() and mtia() throw as cuda() does") {
+    auto lin = std::make_shared<mt::TinyLinear>(3, 2);
+    CHECK_THROWS_WITH_AS(lin->xpu(), "Module.to: xgrad runs on the CPU only (got device 'xpu')",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(lin->ipu(), "Module.to: xgrad runs on the CPU only (got device 'ipu')",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(lin->mtia(), "Module.to: xgrad runs on the CPU only (got device 'mtia')",
+                         xg::Error);
+}
+
+TEST_CASE("Module type(dtype) casts every tensor, integer buffers too; to(dtype) does not") {
+    auto a = std::make_shared<WithSteps>(), b = std::make_shared<WithSteps>();
+    CHECK(&a->type(xg::kFloat64) == a.get());
+    CHECK(a->get_buffer("steps").dtype() == xg::kFloat64);
+    CHECK(mt::flat(a->get_buffer("steps")) == std::vector<double>{0, 1, 2});
+    CHECK(a->lin->weight.dtype() == xg::kFloat64);
+    b->to(xg::kFloat64);
+    CHECK(b->get_buffer("steps").dtype() == xg::kInt64);
+    CHECK(b->lin->weight.dtype() == xg::kFloat64);
+    // Parameters that require grad stay floating point, as in PyTorch; nothing changes.
+    CHECK_THROWS_WITH_AS(a->type(xg::kInt64),
+                         "WithSteps.type: parameter 'lin.weight' requires grad and must stay "
+                         "floating point (got int64)",
+                         xg::Error);
+    CHECK(a->get_buffer("steps").dtype() == xg::kFloat64);
+    a->requires_grad_(false);
+    a->type(xg::kInt64);
+    CHECK(a->get_buffer("steps").dtype() == xg::kInt64);
+    CHECK(a->lin->weight.dtype() == xg::kInt64);
+}
+
+TEST_CASE("Module share_memory_ and compile keep the module as it is") {
+    auto m = std::make_shared<WithSteps>();
+    xg::Tensor weight = m->lin->weight;
+    const double* storage = nullptr;
+    m->to(xg::kFloat64);
+    storage = weight.data<double>().data();
+    const xg::Tensor x = mt::values({2, 3}, 0.3, 0.0, xg::kFloat64);
+    const std::vector<double> before = mt::flat((*m)(x));
+    CHECK(&m->share_memory_() == m.get());
+    CHECK(weight.data<double>().data() == storage);  // threads share storages already
+    m->compile();
+    CHECK(mt::flat((*m)(x)) == before);
+    CHECK(m->lin->weight.impl() == weight.impl());
+}
+
+TEST_CASE("Module swap_module_params_on_conversion: kept and read back, same conversions") {
+    REQUIRE_FALSE(xg::nn::get_swap_module_params_on_conversion());  // PyTorch's default
+    auto plain = std::make_shared<WithSteps>(), swapped = std::make_shared<WithSteps>();
+    xg::Tensor weight = swapped->lin->weight;
+    plain->to(xg::kFloat64);
+    xg::nn::set_swap_module_params_on_conversion(true);
+    CHECK(xg::nn::get_swap_module_params_on_conversion());
+    swapped->to(xg::kFloat64);
+    xg::nn::set_swap_module_params_on_conversion(false);
+    CHECK_FALSE(xg::nn::get_swap_module_params_on_conversion());
+    CHECK(swapped->lin->weight.impl() == weight.impl());  // the parameter object is kept
+    CHECK(weight.dtype() == xg::kFloat64);
+    CHECK(mt::flat(swapped->lin->weight) == mt::flat(plain->lin->weight));
 }
 
 TEST_CASE("Module to_empty: fresh storage of the same shapes and dtypes") {

@@ -465,3 +465,15 @@ TEST_CASE("Module hooks: the graph is freed after backward with backward hooks")
     }
     CHECK(xg::autograd::Node::live_count() == baseline);
 }
+
+TEST_CASE("Module hooks: register_backward_hook, PyTorch's legacy hook, points to the full one") {
+    auto lin = std::make_shared<mt::TinyLinear>(3, 2);
+    CHECK_THROWS_WITH_AS(
+        lin->register_backward_hook(
+            [](Module&, const std::vector<Tensor>&, const std::vector<Tensor>&) {}),
+        "TinyLinear.register_backward_hook: the legacy module backward hook is not supported "
+        "(its grad_input would be that of the last op inside forward, not of the module's "
+        "inputs); use register_full_backward_hook",
+        xg::Error);
+    CHECK_FALSE(lin->has_hooks());
+}

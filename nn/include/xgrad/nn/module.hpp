@@ -210,6 +210,14 @@ public:
                                const std::vector<Tensor>&>(std::move(fn)),
             prepend);
     }
+    // PyTorch's older module backward hook, whose grad_input is that of the last
+    // op inside forward rather than of the module's inputs: refused with an
+    // xg::Error that points to register_full_backward_hook, as PyTorch's own
+    // documentation does.
+    template <class F>
+    RemovableHandle register_backward_hook(F&&) {
+        refuse_legacy_backward_hook();
+    }
     // Whether calling this module runs any forward or backward hook, its own or
     // a global one. FeedForward fuses its middle only when its parts have none.
     bool has_hooks() const;
@@ -232,8 +240,25 @@ public:
     // ---- conversion ----
     Module& to(Dtype dtype);
     Module& to(const std::string& device);  // "cpu" only
+    // Module.float() and Module.double(), whose names are C++ keywords.
+    Module& float_() { return to(kFloat32); }
+    Module& double_() { return to(kFloat64); }
     Module& cpu() { return to(std::string("cpu")); }
     Module& cuda() { return to(std::string("cuda")); }
+    Module& xpu() { return to(std::string("xpu")); }
+    Module& ipu() { return to(std::string("ipu")); }
+    Module& mtia() { return to(std::string("mtia")); }
+    // Module.type(dst_type): every parameter and buffer cast to dtype, integer
+    // ones included (to(dtype) converts only floating-point tensors).
+    Module& type(Dtype dtype);
+    // Module.share_memory_(): PyTorch moves storages into shared memory so that
+    // worker processes see them. xgrad's workers are threads of one process,
+    // which see every storage already: there is nothing to move.
+    Module& share_memory_() { return *this; }
+    // Module.compile(): PyTorch compiles forward with torch.compile. xgrad runs
+    // eagerly and picks its fused kernels (FeedForward's middle, LayerNorm) at
+    // call time, so there is nothing to compile; calls behave as without it.
+    void compile() {}
     Module& to_empty();  // fresh uninitialised storage of the same shapes
     // A deep copy: same class, same values, no shared tensors, no hooks. A
     // module held twice (Sequential{lin, tanh, lin}) is one module in the copy,
@@ -272,6 +297,10 @@ private:
     // The three registries a member name can live in (names are unique across them).
     enum class MemberKind { Parameter, Buffer, Child };
     void register_child(const std::string& name, std::shared_ptr<Module> module);
+    [[noreturn]] void refuse_legacy_backward_hook() const;
+    // Casts the parameters and buffers (and their grads) to dtype in place:
+    // the floating-point ones, or all of them.
+    void convert_tensors(Dtype dtype, bool floating_only);
     void check_name(const std::string& name, const char* op, MemberKind kind) const;
 
     // Where a dotted path leads: a module, and the handle its parent holds it
@@ -319,6 +348,15 @@ private:
 };
 
 std::ostream& operator<<(std::ostream& out, const Module& module);
+
+// torch.__future__'s switch between setting .data and torch.utils.swap_tensors
+// when a module converts its parameters (to, type, to_empty) or loads a state
+// dict. Either way PyTorch keeps each parameter object, and so does xgrad: a
+// conversion changes the tensor every handle shares (Tensor::set_data), which
+// is what both of PyTorch's paths give. The switch is kept and read back for
+// code written against it; xgrad's results are the same with either value.
+void set_swap_module_params_on_conversion(bool value);
+bool get_swap_module_params_on_conversion();
 
 // Hooks for every module, run before each module's own.
 namespace detail {
