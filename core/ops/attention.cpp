@@ -5,9 +5,7 @@
 // again from its key), and per batch entry runs four gemms and softmax's rule
 // in two [L, S] scratch rows reused across the batch.
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <cstdint>
 #include <limits>
 #include <optional>
 
@@ -72,19 +70,6 @@ Dims check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
     return d;
 }
 
-// out = in * keep / (1 - p) over n weights that start at element `first` of
-// the whole [count, L, S] mask; in may be out.
-template <class T>
-void apply_dropout(const detail::Mask& mask, T scale, std::size_t first, const T* in, T* out,
-                   std::size_t n) {
-    std::array<std::uint8_t, 4096> keep;
-    for (std::size_t i = 0; i < n; i += keep.size()) {
-        const std::size_t m = std::min(keep.size(), n - i);
-        detail::keep_mask(mask.key, first + i, m, mask.threshold, keep.data());
-        for (std::size_t j = 0; j < m; ++j) out[i + j] = in[i + j] * (keep[j] ? scale : T(0));
-    }
-}
-
 // The additive mask as [count, L, S] values: a broadcast copy of attn_mask,
 // or -inf above the diagonal (key j after query i) when causal.
 template <class T>
@@ -130,7 +115,7 @@ void attention_forward(const Settings<T>& c, const T* q, const T* k, const T* v,
         detail::softmax_rows(pb, pb, ls, d.S);
         const T* weights = pb;
         if (c.dropout.active) {
-            apply_dropout(c.dropout, c.drop_scale, b * ls, pb, dropped.data(), ls);
+            detail::apply_dropout(c.dropout, c.drop_scale, b * ls, pb, dropped.data(), ls);
             weights = dropped.data();
         }
         blas::gemm<T>(false, false, d.L, d.Ev, d.S, T(1), weights, v + b * d.S * d.Ev, T(0),
@@ -152,7 +137,7 @@ void attention_backward(const Settings<T>& c, const T* q, const T* k, const T* v
         const T *pb = p + b * ls, *gb = g + b * d.L * d.Ev, *vb = v + b * d.S * d.Ev;
         const T* weights = pb;
         if (c.dropout.active) {
-            apply_dropout(c.dropout, c.drop_scale, b * ls, pb, dropped.data(), ls);
+            detail::apply_dropout(c.dropout, c.drop_scale, b * ls, pb, dropped.data(), ls);
             weights = dropped.data();
         }
         if (dv)
@@ -161,7 +146,7 @@ void attention_backward(const Settings<T>& c, const T* q, const T* k, const T* v
         if (!dq && !dk && !dmask) continue;
         T* ds = dmask ? dmask + b * ls : dscores.data();
         blas::gemm<T>(false, true, d.L, d.S, d.Ev, T(1), gb, vb, T(0), ds);
-        if (c.dropout.active) apply_dropout(c.dropout, c.drop_scale, b * ls, ds, ds, ls);
+        if (c.dropout.active) detail::apply_dropout(c.dropout, c.drop_scale, b * ls, ds, ds, ls);
         detail::softmax_rows_grad(pb, ds, ds, ls, d.S);
         if (dq) {
             blas::gemm<T>(false, false, d.L, d.E, d.S, c.scale, ds, k + b * d.S * d.E, T(0),

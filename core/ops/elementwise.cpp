@@ -264,22 +264,6 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
 // the global generator, so manual_seed makes it reproducible. Backward keeps
 // only the key and hashes the mask again, slice by slice: no byte per element
 // lives from forward to backward.
-namespace {
-// out = in * mask * scale, the mask made slice by slice from its key: forward
-// applies it to x, backward the same to the gradient. in may be out.
-template <class T>
-void apply_dropout(const detail::Mask& mask, T scale, const T* in, T* out, std::size_t n) {
-    detail::in_mask_slices(
-        mask, n, [=](std::size_t first, std::size_t m, const std::uint8_t* keep) {
-            const T s = scale;  // a local: GCC does not vectorise if the stores may alias it
-            const T* src = in + first;
-            T* dst = out + first;
-            XG_IVDEP
-            for (std::size_t j = 0; j < m; ++j) dst[j] = src[j] * (keep[j] ? s : T(0));
-        });
-}
-}  // namespace
-
 Tensor dropout(const Tensor& x, double p, bool training) {
     check(p >= 0.0 && p <= 1.0, "dropout: expected p in [0, 1] (got {})", p);
     if (!training || p == 0.0) return x;
@@ -287,12 +271,12 @@ Tensor dropout(const Tensor& x, double p, bool training) {
     return detail::visit_floating(x, "dropout", [&]<class T>(xt::xarray<T>& a) {
         const T scale = p == 1.0 ? T(0) : T(1.0 / (1.0 - p));
         auto y = detail::empty_array<T>(a.shape());
-        apply_dropout(mask, scale, a.data(), y.data(), y.size());
+        detail::apply_dropout(mask, scale, 0, a.data(), y.data(), y.size());
         return make_result(
             wrap(std::move(y)), "DropoutBackward", {x}, [mask, scale](const Tensor& g) {
                 auto [gx] = autograd::elementwise_grads<T, 1>(
                     g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
-                        apply_dropout(mask, scale, gp, out[0], n);
+                        detail::apply_dropout(mask, scale, 0, gp, out[0], n);
                     });
                 return autograd::Gradients{gx};
             });

@@ -1,13 +1,16 @@
-// Dropout's mask, shared by the dropout op and the fused feed-forward op so
-// both draw the same stream: element i of the mask for `key` survives when a
-// 53-bit hash of (key, i) is at least p * 2^53. Counter-based, so any slice of
-// the mask can be made on its own, in any order.
+// Dropout's mask, shared by the dropout op, the fused feed-forward op and
+// attention's weights, so they draw the same stream: element i of the mask for `key` survives when
+// a 53-bit hash of (key, i) is at least p * 2^53. Counter-based, so any slice of the mask can be
+// made on its own, in any order.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+
+#include "cpu_dispatch.hpp"
 
 namespace xg::detail {
 
@@ -24,17 +27,36 @@ struct Mask {
     std::uint64_t key, threshold;
 };
 
-// f(first, count, keep) over [0, n) in slices, keep pointing at the slice's
-// mask bytes (null without dropout), made on the stack as needed.
+// f(i, count, keep) over elements [first, first + n) of the mask in slices, i
+// counting from first, keep pointing at the slice's mask bytes (null without
+// dropout), made on the stack as needed.
 template <class F>
-void in_mask_slices(const Mask& mask, std::size_t n, F&& f) {
+void in_mask_slices(const Mask& mask, std::size_t first, std::size_t n, F&& f) {
     if (!mask.active) return f(std::size_t(0), n, static_cast<const std::uint8_t*>(nullptr));
     std::array<std::uint8_t, 4096> keep;
-    for (std::size_t first = 0; first < n; first += keep.size()) {
-        const std::size_t m = std::min(keep.size(), n - first);
-        keep_mask(mask.key, first, m, mask.threshold, keep.data());
-        f(first, m, static_cast<const std::uint8_t*>(keep.data()));
+    for (std::size_t i = 0; i < n; i += keep.size()) {
+        const std::size_t m = std::min(keep.size(), n - i);
+        keep_mask(mask.key, first + i, m, mask.threshold, keep.data());
+        f(i, m, static_cast<const std::uint8_t*>(keep.data()));
     }
+}
+template <class F>
+void in_mask_slices(const Mask& mask, std::size_t n, F&& f) {
+    in_mask_slices(mask, 0, n, std::forward<F>(f));
+}
+
+// out = in * (kept ? scale : 0) over elements [first, first + n) of an active
+// mask: dropout's forward on x, and its backward on the gradient. in may be out.
+template <class T>
+void apply_dropout(const Mask& mask, T scale, std::size_t first, const T* in, T* out,
+                   std::size_t n) {
+    in_mask_slices(mask, first, n, [=](std::size_t i, std::size_t m, const std::uint8_t* keep) {
+        const T s = scale;  // a local: GCC does not vectorise if the stores may alias it
+        const T* src = in + i;
+        T* dst = out + i;
+        XG_IVDEP
+        for (std::size_t j = 0; j < m; ++j) dst[j] = src[j] * (keep[j] ? s : T(0));
+    });
 }
 
 }  // namespace xg::detail
