@@ -70,21 +70,35 @@ Dims check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
     return d;
 }
 
-// The additive mask as [count, L, S] values: a broadcast copy of attn_mask,
-// or -inf above the diagonal (key j after query i) when causal.
+// The additive mask as values the forward adds to each batch entry's scores:
+// [L, S], shared by every entry, for a causal mask (-inf where key j comes
+// after query i) or an attn_mask without batch dims of its own (the common
+// [L, S] or [1, S]); else a broadcast copy of [count, L, S].
 template <class T>
 xt::xarray<T> score_mask(const Tensor& mask, bool is_causal, const Dims& d) {
+    auto shared = detail::empty_array<T>({d.L, d.S});
     if (is_causal) {
-        auto causal = detail::empty_array<T>({d.L, d.S});
         for (std::size_t i = 0; i < d.L; ++i) {
             for (std::size_t j = 0; j < d.S; ++j)
-                causal(i, j) = j > i ? -std::numeric_limits<T>::infinity() : T(0);
+                shared(i, j) = j > i ? -std::numeric_limits<T>::infinity() : T(0);
         }
-        return causal;
+        return shared;
+    }
+    const Shape ms = mask.shape();
+    const auto& m = mask.data<T>();
+    if (ms.size() < 2 || m.size() == ms[ms.size() - 2] * ms.back()) {
+        // Only its last two dims (each 1 or full) have extent.
+        const std::size_t rows = ms.size() < 2 ? 1 : ms[ms.size() - 2];
+        const std::size_t cols = ms.empty() ? 1 : ms.back();
+        for (std::size_t i = 0; i < d.L; ++i) {
+            for (std::size_t j = 0; j < d.S; ++j)
+                shared(i, j) = m.data()[(rows == 1 ? 0 : i) * cols + (cols == 1 ? 0 : j)];
+        }
+        return shared;
     }
     Shape scores = d.batch;
     scores.insert(scores.end(), {d.L, d.S});
-    return xt::xarray<T>(xt::broadcast(mask.data<T>(), scores));
+    return xt::xarray<T>(xt::broadcast(m, scores));
 }
 
 // One call's fixed settings.
@@ -108,7 +122,7 @@ void attention_forward(const Settings<T>& c, const T* q, const T* k, const T* v,
         T* pb = p + b * ls;
         blas::gemm<T>(false, true, d.L, d.S, d.E, c.scale, q + b * d.L * d.E, k + b * d.S * d.E,
                       T(0), pb);
-        if (mask) {  // [L, S] for a causal mask, else [count, L, S]
+        if (mask) {  // [L, S] shared by every entry, or [count, L, S]
             const T* mb = mask->data() + (mask->size() == ls ? 0 : b * ls);
             for (std::size_t i = 0; i < ls; ++i) pb[i] += mb[i];
         }
