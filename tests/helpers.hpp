@@ -34,6 +34,7 @@ inline xt::xarray<double> values(const xg::Tensor& t) {
         case xg::kFloat32: return xt::cast<double>(t.data<float>());
         case xg::kFloat64: return t.data<double>();
         case xg::kInt64: return xt::cast<double>(t.data<std::int64_t>());
+        case xg::kBool: return xt::cast<double>(t.data<bool>());
     }
     return {};
 }

@@ -132,6 +132,7 @@ xt::xarray<T> small_cached_array(const ArrayShape& shape) {
 template xt::xarray<float> small_cached_array<float>(const ArrayShape&);
 template xt::xarray<double> small_cached_array<double>(const ArrayShape&);
 template xt::xarray<std::int64_t> small_cached_array<std::int64_t>(const ArrayShape&);
+template xt::xarray<bool> small_cached_array<bool>(const ArrayShape&);
 
 template <class T>
 xt::xarray<T> cached_array(const ArrayShape& shape) {
@@ -147,6 +148,7 @@ xt::xarray<T> cached_array(const ArrayShape& shape) {
 template xt::xarray<float> cached_array<float>(const ArrayShape&);
 template xt::xarray<double> cached_array<double>(const ArrayShape&);
 template xt::xarray<std::int64_t> cached_array<std::int64_t>(const ArrayShape&);
+template xt::xarray<bool> cached_array<bool>(const ArrayShape&);
 
 std::size_t buffer_cache_bytes() {
     Cache& c = cache();

@@ -38,7 +38,7 @@ template xt::xarray<double> take_saved<double>(const std::shared_ptr<Storage>&);
 }  // namespace detail_grad
 
 Tensor pass_on(const Tensor& g) {
-    if (!detail::sole_owner(g) || g.dtype() == kInt64) return g;
+    if (!detail::sole_owner(g) || !is_floating_point(g.dtype())) return g;
     return detail::visit_floating(g, "backward", [&]<class T>(xt::xarray<T>&) {
         return detail::wrap(detail_grad::take_grad_output<T>(g));
     });

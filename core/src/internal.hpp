@@ -16,7 +16,9 @@
 
 namespace xg {
 
-using Storage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>>;
+// In Dtype's order: a storage's index is its dtype.
+using Storage =
+    std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>, xt::xarray<bool>>;
 
 struct TensorImpl {
     std::shared_ptr<Storage> storage;  // shared by detach(), so saved values cost nothing
@@ -69,6 +71,7 @@ Tensor visit_any(const Tensor& t, const char* op, F&& f) {
         case Dtype::Float32: return f(t.data<float>());
         case Dtype::Float64: return f(t.data<double>());
         case Dtype::Int64: return f(t.data<std::int64_t>());
+        case Dtype::Bool: return f(t.data<bool>());
     }
     throw Error(fmt::format("{}: unknown dtype", op));
 }

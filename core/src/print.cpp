@@ -23,8 +23,14 @@ constexpr std::size_t kLineWidth = 80;
 
 // What one element is printed from: float32 values are formatted as the double they hold,
 // as torch formats Python floats.
+// bool elements print as True and False.
+struct PrintedBool {
+    PrintedBool(bool value) : value(value) {}  // NOLINT: the cast below
+    bool value;
+};
 template <class T>
-using Printed = std::conditional_t<std::is_integral_v<T>, std::int64_t, double>;
+using Printed = std::conditional_t<std::is_same_v<T, bool>, PrintedBool,
+                                   std::conditional_t<std::is_integral_v<T>, std::int64_t, double>>;
 
 // A contiguous row-major tensor and whether it is summarised.
 template <class T>
@@ -76,6 +82,9 @@ public:
     explicit Formatter(const std::vector<std::int64_t>& values) {
         for (auto v : values) width_ = std::max(width_, fmt::format("{}", v).size());
     }
+    explicit Formatter(const std::vector<PrintedBool>& values) {
+        for (auto v : values) width_ = std::max(width_, text(v).size());
+    }
 
     // Int mode when every nonzero finite value is whole; scientific notation when those
     // values span more than 1000x, pass 1e8, or (not whole) fall under 1e-4.
@@ -98,8 +107,10 @@ public:
 
     std::string operator()(std::int64_t v) const { return pad(fmt::format("{}", v)); }
     std::string operator()(double v) const { return pad(text(v)); }
+    std::string operator()(PrintedBool v) const { return pad(text(v)); }
 
 private:
+    static std::string text(PrintedBool v) { return v.value ? "True" : "False"; }
     std::string text(double v) const {
         if (std::isnan(v)) return "nan";  // fmt would keep the sign bit: "-nan"
         if (sci_mode_) return fmt::format("{:.4e}", v);

@@ -33,11 +33,14 @@ const char* dtype_code(Dtype dtype) {
         case Dtype::Float32: return "F32";
         case Dtype::Float64: return "F64";
         case Dtype::Int64: return "I64";
+        case Dtype::Bool: return "BOOL";
     }
     return "?";
 }
 
-std::size_t item_size(Dtype dtype) { return dtype == Dtype::Float32 ? 4 : 8; }
+std::size_t item_size(Dtype dtype) {
+    return dtype == Dtype::Bool ? 1 : dtype == Dtype::Float32 ? 4 : 8;
+}
 
 struct Parsed {
     Json header;
@@ -95,8 +98,9 @@ Dtype parse_dtype(const std::string& path, const std::string& key, const Json& e
     if (code == "F32") return kFloat32;
     if (code == "F64") return kFloat64;
     if (code == "I64") return kInt64;
-    fail("load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64 or I64)", path, key,
-         code);
+    if (code == "BOOL") return kBool;
+    fail("load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64, I64 or BOOL)",
+         path, key, code);
 }
 
 Spec parse_spec(const std::string& path, const std::string& key, const Json& entry,

@@ -24,11 +24,12 @@ std::string dtype_name(Dtype dtype) {
         case Dtype::Float32: return "float32";
         case Dtype::Float64: return "float64";
         case Dtype::Int64: return "int64";
+        case Dtype::Bool: return "bool";
     }
     return "unknown";
 }
 
-bool is_floating_point(Dtype dtype) { return dtype != Dtype::Int64; }
+bool is_floating_point(Dtype dtype) { return dtype == Dtype::Float32 || dtype == Dtype::Float64; }
 
 Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
@@ -81,6 +82,7 @@ xt::xarray<T>& Tensor::data() const {
     if (values == nullptr) {
         Dtype wanted = std::is_same_v<T, float>    ? kFloat32
                        : std::is_same_v<T, double> ? kFloat64
+                       : std::is_same_v<T, bool>   ? kBool
                                                    : kInt64;
         throw Error(fmt::format("data: expected dtype {} (got {})", dtype_name(wanted),
                                 dtype_name(dtype())));
@@ -98,6 +100,7 @@ T Tensor::item() const {
 template xt::xarray<float>& Tensor::data<float>() const;
 template xt::xarray<double>& Tensor::data<double>() const;
 template xt::xarray<std::int64_t>& Tensor::data<std::int64_t>() const;
+template xt::xarray<bool>& Tensor::data<bool>() const;
 template float Tensor::item<float>() const;
 template double Tensor::item<double>() const;
 template std::int64_t Tensor::item<std::int64_t>() const;
@@ -158,6 +161,7 @@ Tensor Tensor::to(Dtype target) const {
             case Dtype::Float64: return detail::wrap(xt::xarray<double>(xt::cast<double>(a)));
             case Dtype::Int64:
                 return detail::wrap(xt::xarray<std::int64_t>(xt::cast<std::int64_t>(a)));
+            case Dtype::Bool: return detail::wrap(xt::xarray<bool>(xt::cast<bool>(a)));
         }
         throw Error("to: unknown dtype");
     });
@@ -208,6 +212,7 @@ Tensor tensor(xt::xarray<T> values, bool requires_grad) {
 template Tensor tensor<float>(xt::xarray<float>, bool);
 template Tensor tensor<double>(xt::xarray<double>, bool);
 template Tensor tensor<std::int64_t>(xt::xarray<std::int64_t>, bool);
+template Tensor tensor<bool>(xt::xarray<bool>, bool);
 
 Tensor full(const Shape& shape, double value, Dtype dtype) {
     switch (dtype) {
@@ -220,6 +225,9 @@ Tensor full(const Shape& shape, double value, Dtype dtype) {
         case Dtype::Int64:
             return detail::wrap(xt::xarray<std::int64_t>(xt::full_like(
                 xt::xarray<std::int64_t>::from_shape(shape), static_cast<std::int64_t>(value))));
+        case Dtype::Bool:
+            return detail::wrap(
+                xt::xarray<bool>(xt::full_like(xt::xarray<bool>::from_shape(shape), value != 0)));
     }
     throw Error("full: unknown dtype");
 }
@@ -232,6 +240,7 @@ Tensor empty(const Shape& shape, Dtype dtype) {
         case Dtype::Float32: return detail::wrap(xt::xarray<float>::from_shape(shape));
         case Dtype::Float64: return detail::wrap(xt::xarray<double>::from_shape(shape));
         case Dtype::Int64: return detail::wrap(xt::xarray<std::int64_t>::from_shape(shape));
+        case Dtype::Bool: return detail::wrap(xt::xarray<bool>::from_shape(shape));
     }
     throw Error("empty: unknown dtype");
 }

@@ -59,17 +59,21 @@ MPI_Datatype mpi_type(Dtype dtype) {
         case Dtype::Float32: return MPI_FLOAT;
         case Dtype::Float64: return MPI_DOUBLE;
         case Dtype::Int64: return MPI_INT64_T;
+        case Dtype::Bool: return MPI_C_BOOL;
     }
     throw Error("distributed: unknown dtype");
 }
 
-std::size_t element_size(Dtype dtype) { return dtype == Dtype::Float32 ? 4 : 8; }
+std::size_t element_size(Dtype dtype) {
+    return dtype == Dtype::Bool ? 1 : dtype == Dtype::Float32 ? 4 : 8;
+}
 
 void* raw_data(const Tensor& tensor) {
     switch (tensor.dtype()) {
         case Dtype::Float32: return tensor.data<float>().data();
         case Dtype::Float64: return tensor.data<double>().data();
         case Dtype::Int64: return tensor.data<std::int64_t>().data();
+        case Dtype::Bool: return tensor.data<bool>().data();
     }
     throw Error("distributed: unknown dtype");
 }

@@ -267,6 +267,7 @@ void Module::zero_grad(bool set_to_none) {
                 case Dtype::Float32: grad.data<float>().fill(0); break;
                 case Dtype::Float64: grad.data<double>().fill(0); break;
                 case Dtype::Int64: grad.data<std::int64_t>().fill(0); break;
+                case Dtype::Bool: grad.data<bool>().fill(false); break;
             }
         }
     }

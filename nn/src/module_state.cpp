@@ -38,6 +38,7 @@ void copy_values_into(const Tensor& target, const Tensor& converted) {
         case Dtype::Float32: return copy_values_as<float>(target, converted);
         case Dtype::Float64: return copy_values_as<double>(target, converted);
         case Dtype::Int64: return copy_values_as<std::int64_t>(target, converted);
+        case Dtype::Bool: return copy_values_as<bool>(target, converted);
     }
 }
 

@@ -120,6 +120,7 @@ bool same_bits(const xg::Tensor& a, const xg::Tensor& b) {
             case xg::kFloat32: return t.data<float>().data();
             case xg::kFloat64: return t.data<double>().data();
             case xg::kInt64: return t.data<std::int64_t>().data();
+            case xg::kBool: return t.data<bool>().data();
         }
         return nullptr;
     };
@@ -148,7 +149,8 @@ TEST_CASE(
         xg::StateDict got = fresh->state_dict();
         REQUIRE(got.keys() == saved.keys());
         for (const auto& [key, t] : saved) {
-            const std::string& name = key;  // CHECK_MESSAGE's lambda cannot name a binding in clang 14
+            const std::string& name =
+                key;  // CHECK_MESSAGE's lambda cannot name a binding in clang 14
             CHECK_MESSAGE(same_bits(got.at(name), t), name);
             ++tensors;
         }

@@ -18,10 +18,11 @@
 
 namespace xg {
 
-enum class Dtype { Float32, Float64, Int64 };
+enum class Dtype { Float32, Float64, Int64, Bool };
 inline constexpr Dtype kFloat32 = Dtype::Float32;
 inline constexpr Dtype kFloat64 = Dtype::Float64;
 inline constexpr Dtype kInt64 = Dtype::Int64;
+inline constexpr Dtype kBool = Dtype::Bool;  // one byte per element: masks, comparisons
 
 // "float32", "float64", "int64": the spelling used in every message.
 std::string dtype_name(Dtype dtype);

@@ -40,6 +40,9 @@ inline std::vector<double> flat(const xg::Tensor& t) {
         case xg::kInt64:
             for (std::int64_t v : t.data<std::int64_t>()) out.push_back(static_cast<double>(v));
             break;
+        case xg::kBool:
+            for (bool v : t.data<bool>()) out.push_back(v ? 1.0 : 0.0);
+            break;
     }
     return out;
 }
