@@ -1,4 +1,5 @@
-// Indexing ops: embedding (a row lookup in a table).
+// Indexing ops: embedding (a row lookup in a table), and masked_fill / where
+// (elements picked by a kBool mask).
 //
 // embedding(weight [num, dim], indices int64 [...]) -> [..., dim]:
 //   out[i..., :] = weight[indices[i...], :]
@@ -49,6 +50,63 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
                                          return autograd::Gradients{detail::wrap(std::move(d))};
                                      });
     });
+}
+
+namespace {
+
+// The shape a mask op's operands broadcast to; the mask must be kBool.
+Shape masked_shape(const Tensor& condition, const Tensor& a, const Tensor* b, const char* op) {
+    check(condition.defined() && a.defined() && (b == nullptr || b->defined()),
+          "{}: expected defined tensors (got an undefined one)", op);
+    check(condition.dtype() == kBool, "{}: expected a bool mask (got {})", op,
+          dtype_name(condition.dtype()));
+    Shape shape = detail::broadcast_shapes(condition.shape(), a.shape(), op);
+    return b ? detail::broadcast_shapes(shape, b->shape(), op) : shape;
+}
+
+// g where `keep` holds (or where it does not), zeros elsewhere, summed back to `shape`.
+Tensor masked_grad(const Tensor& g, const xt::xarray<bool>& condition, bool keep,
+                   const Shape& shape) {
+    return detail::visit_floating(g, "where", [&]<class T>(xt::xarray<T>& gv) {
+        xt::xarray<T> picked = gv;
+        auto c = condition.begin();
+        for (T& value : picked) {
+            if (*c++ != keep) value = T(0);
+        }
+        return detail::wrap(detail::sum_to_shape(picked, shape));
+    });
+}
+
+}  // namespace
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+    const Shape shape = masked_shape(mask, x, nullptr, "masked_fill");
+    xt::xarray<bool> condition = xt::broadcast(mask.data<bool>(), shape);
+    Tensor out = detail::visit_any(x, "masked_fill", [&]<class T>(xt::xarray<T>& a) {
+        xt::xarray<T> filled = xt::where(condition, static_cast<T>(value), xt::broadcast(a, shape));
+        return detail::wrap(std::move(filled));
+    });
+    return autograd::make_result(
+        out, "MaskedFillBackward", {x}, [condition, x_shape = x.shape()](const Tensor& g) {
+            return std::vector<Tensor>{masked_grad(g, condition, false, x_shape)};
+        });
+}
+
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+    const Shape shape = masked_shape(condition, a, &b, "where");
+    detail::check_same_dtype(a, b, "where");
+    xt::xarray<bool> picked = xt::broadcast(condition.data<bool>(), shape);
+    Tensor out = detail::visit_any(a, "where", [&]<class T>(xt::xarray<T>& av) {
+        xt::xarray<T> result =
+            xt::where(picked, xt::broadcast(av, shape), xt::broadcast(b.data<T>(), shape));
+        return detail::wrap(std::move(result));
+    });
+    return autograd::make_result(
+        out, "WhereBackward", {a, b},
+        [picked, a_shape = a.shape(), b_shape = b.shape()](const Tensor& g) {
+            return std::vector<Tensor>{masked_grad(g, picked, true, a_shape),
+                                       masked_grad(g, picked, false, b_shape)};
+        });
 }
 
 }  // namespace xg

@@ -82,6 +82,10 @@ Tensor unsqueeze(const Tensor& x, int dim);
 Tensor squeeze(const Tensor& x);
 Tensor squeeze(const Tensor& x, int dim);
 Tensor cat(const std::vector<Tensor>& tensors, int dim = 0);
+// torch.narrow: `length` entries of dim starting at `start` (negative: from the end).
+Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length);
+// torch.chunk: narrow()s of ceil(size / chunks) entries each (the last may be smaller).
+std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim = 0);
 
 // Losses (core/ops/loss.cpp).
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
@@ -95,6 +99,10 @@ namespace xg {
 // Rows of weight [num, dim] picked by int64 indices of any shape -> [..., dim], as
 // torch.nn.functional.embedding; an index outside [0, num) throws. Backward scatter-adds.
 Tensor embedding(const Tensor& weight, const Tensor& indices);
+// torch.masked_fill: value where the kBool mask is true (mask and x broadcast together).
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+// torch.where: a where the kBool condition is true, else b (all three broadcast together).
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 }  // namespace xg
 
 // Attention (core/ops/attention.cpp).

@@ -3,6 +3,7 @@
 // receives the sum), by hand; a float64 gradcheck with respect to the table; and
 // its error messages. The Embedding module is tested in tests/nn/test_embedding.cpp.
 #include <cstdint>
+#include <sstream>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -109,4 +110,41 @@ TEST_CASE("embedding error messages") {
         xg::embedding(w, Tensor()),
         "embedding: expected a defined weight and defined indices (got an undefined tensor)",
         xg::Error);
+}
+
+TEST_CASE("masked_fill and where: PyTorch's values, broadcasting and float64 gradchecks") {
+    xt::xarray<bool> flags = {{true, false, false}, {false, false, true}};
+    xg::Tensor mask = xg::tensor<bool>(flags);
+    CHECK(mask.dtype() == xg::kBool);
+    xg::Tensor x = test::arange234();  // [2, 3, 4] of 0..23
+    xg::Tensor row_mask = xg::tensor<bool>(xt::xarray<bool>{true, false, false, true});
+    xt::xarray<double> filled = test::values(xg::masked_fill(x, row_mask, -1.0));
+    CHECK(filled(0, 0, 0) == -1.0);
+    CHECK(filled(0, 0, 1) == 1.0);
+    CHECK(filled(1, 2, 3) == -1.0);
+    xg::Tensor a = test::f64({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}});
+    xg::Tensor b = test::f64({10.0, 20.0, 30.0});
+    CHECK(test::values(xg::where(mask, a, b)) ==
+          xt::xarray<double>{{1.0, 20.0, 30.0}, {10.0, 20.0, 6.0}});
+    CHECK(test::gradcheck(
+        [&](const std::vector<xg::Tensor>& in) { return xg::masked_fill(in[0], mask, 7.0); },
+        {test::randn64({2, 3})}));
+    CHECK(test::gradcheck(
+        [&](const std::vector<xg::Tensor>& in) { return xg::where(mask, in[0], in[1]); },
+        {test::randn64({2, 3}, 1), test::randn64({3}, 2)}));
+    CHECK_THROWS_WITH_AS(xg::masked_fill(a, a, 0.0),
+                         "masked_fill: expected a bool mask (got float64)", xg::Error);
+}
+
+TEST_CASE("kBool tensors: one byte each, converted both ways, printed as PyTorch prints them") {
+    xg::Tensor flags = xg::tensor<bool>(xt::xarray<bool>{true, false, true});
+    CHECK(xg::dtype_name(flags.dtype()) == "bool");
+    CHECK_FALSE(xg::is_floating_point(xg::kBool));
+    CHECK(sizeof(flags.data<bool>()(0)) == 1);
+    CHECK(test::values(flags.to(xg::kFloat32)) == xt::xarray<double>{1.0, 0.0, 1.0});
+    CHECK(test::values(test::f64({0.0, -2.5, 3.0}).to(xg::kBool)) ==
+          xt::xarray<double>{0.0, 1.0, 1.0});
+    std::ostringstream printed;
+    printed << flags;
+    CHECK(printed.str() == "tensor([ True, False,  True])");
 }
