@@ -33,10 +33,6 @@ std::vector<std::string> split_path(const std::string& path) {
 }
 }  // namespace
 
-Tensor Module::forward(const Tensor&) {
-    throw Error(fmt::format("{}: forward is not implemented", name()));
-}
-
 // ---- registration ----
 
 void Module::check_name(const std::string& member, const char* op, MemberKind kind) const {

@@ -1,5 +1,10 @@
-// Calling a module: forward pre hooks, forward, forward hooks, and the two
-// identity nodes that let full backward hooks see grad_output and grad_input.
+// Calling a module: forward pre hooks, forward, forward hooks, and the wiring
+// that lets full backward hooks see grad_output and grad_input
+// (backward_hooks.hpp).
+#include <string_view>
+#include <tuple>
+
+#include "backward_hooks.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/nn/module.hpp"
 
@@ -29,72 +34,6 @@ std::vector<std::pair<std::uint64_t, Fn>> both(const HookList<Fn>& global,
     return all;
 }
 
-// A hook's replacement must line up with what it replaces: as many gradients
-// (PyTorch's words, naming the module too), each of the same shape and dtype
-// where both are defined (PyTorch's engine refuses the same when it validates
-// the hook node's outputs).
-void check_replacement(const Module& module, const char* hook, const char* grads,
-                       const std::vector<Tensor>& replaced, const std::vector<Tensor>& original) {
-    check(replaced.size() == original.size(),
-          "{}: {} returned an invalid number of {}, got {}, but expected {}", module.name(), hook,
-          grads, replaced.size(), original.size());
-    for (std::size_t i = 0; i < original.size(); ++i) {
-        const Tensor &expected = original[i], &got = replaced[i];
-        if (!expected.defined() || !got.defined()) continue;
-        check(got.dtype() == expected.dtype() && got.shape() == expected.shape(),
-              "{}: {} has changed {} {} (was {} {} got {} {})", module.name(), hook, grads, i,
-              dtype_name(expected.dtype()), shape_str(expected.shape()), dtype_name(got.dtype()),
-              shape_str(got.shape()));
-    }
-}
-
-// What one call of a module shares between its output node (which sees
-// grad_output first) and its input node (which later sees grad_input).
-struct BackwardCall {
-    std::weak_ptr<Module> weak_module;
-    Module* module = nullptr;
-    bool owned = false;  // whether the module lives in a shared_ptr we can watch
-    bool input_requires_grad = false;
-    std::vector<std::pair<std::uint64_t, BackwardPreHook>> pre_hooks;
-    std::vector<std::pair<std::uint64_t, BackwardHook>> hooks;
-    std::vector<Tensor> grad_output;
-
-    Module* alive() const { return owned && weak_module.expired() ? nullptr : module; }
-
-    // At the output node: backward pre hooks may replace grad_output, which is
-    // kept for the backward hooks.
-    std::vector<Tensor> on_grad_output(const Tensor& g) {
-        std::vector<Tensor> grads{g};
-        if (Module* m = alive()) {
-            for (auto& [id, hook] : pre_hooks) {
-                if (auto replaced = hook(*m, grads); !replaced.empty()) {
-                    check_replacement(*m, "backward pre hook", "grad_output", replaced, grads);
-                    grads = std::move(replaced);
-                }
-            }
-        }
-        grad_output = grads;
-        // No input node will fire: report an undefined grad_input here, as PyTorch does.
-        if (!input_requires_grad) on_grad_input({Tensor()});
-        return std::vector<Tensor>{grads.at(0)};
-    }
-
-    // At the input node: backward hooks see grad_input and grad_output, and may replace grad_input.
-    std::vector<Tensor> on_grad_input(std::vector<Tensor> grad_input) {
-        Module* m = alive();
-        if (m == nullptr) return grad_input;
-        for (auto& [id, hook] : hooks) {
-            if (auto replaced = hook(*m, grad_input, grad_output); !replaced.empty()) {
-                check_replacement(*m, "backward hook", "grad_input", replaced, grad_input);
-                grad_input = std::move(replaced);
-            }
-        }
-        return grad_input;
-    }
-};
-
-constexpr const char* kHookNode = "BackwardHookFunctionBackward";
-
 // Anomaly mode only: the modules being called on this thread, outermost first,
 // so nodes can record a path like "FeedForward.layer1".
 thread_local std::vector<const Module*> calling;
@@ -112,23 +51,24 @@ std::string path_segment(const Module& module) {
 // forward, then the forward hooks, each of which may replace the output.
 // always_call hooks also run when forward or a hook throws; their own errors
 // must not mask the first one, which propagates.
-Tensor forward_with_hooks(Module& module, const Tensor& input,
-                          const std::vector<std::pair<std::uint64_t, ForwardHookEntry>>& hooks) {
+Value forward_with_hooks(Module& module, const Args& args, const Kwargs& kwargs,
+                         const std::vector<std::pair<std::uint64_t, ForwardHookEntry>>& hooks) {
     std::vector<bool> called(hooks.size(), false);
-    Tensor output;
+    Value output;
     try {
-        output = module.forward(input);
+        output = module.forward_args(args, kwargs);
         for (std::size_t i = 0; i < hooks.size(); ++i) {
             called[i] = true;
-            if (Tensor replaced = hooks[i].second.fn(module, input, output); replaced.defined()) {
-                output = replaced;
+            if (Value replaced = hooks[i].second.fn(module, args, kwargs, output);
+                !replaced.is_none()) {
+                output = std::move(replaced);
             }
         }
     } catch (...) {
         for (std::size_t i = 0; i < hooks.size(); ++i) {
             if (called[i] || !hooks[i].second.always_call) continue;
             try {
-                hooks[i].second.fn(module, input, output);
+                hooks[i].second.fn(module, args, kwargs, output);
             } catch (...) {
             }
         }
@@ -136,6 +76,10 @@ Tensor forward_with_hooks(Module& module, const Tensor& input,
     }
     return output;
 }
+
+// Set while the default forward hands its tensor to the default forward_args,
+// which would hand it straight back: then neither is overridden.
+thread_local const Module* defaulted_forward = nullptr;
 
 struct AnomalyCall {
     explicit AnomalyCall(const Module& module) : scope(path_segment(module)) {
@@ -169,49 +113,94 @@ bool Module::has_hooks() const {
              global.backward_pre.empty() && global.backward.empty());
 }
 
+Tensor Module::forward(const Tensor& input) {
+    struct Restore {
+        const Module* previous = std::exchange(defaulted_forward, nullptr);
+        ~Restore() { defaulted_forward = previous; }
+    } restore;
+    defaulted_forward = this;
+    return result_as<Tensor>(*this, forward_args(Args{input}, {}));
+}
+
+Value Module::forward_args(const Args& args, const Kwargs& kwargs) {
+    static const Signature signature{"input"};
+    if (defaulted_forward == this) fail("{}: forward is not implemented", name());
+    return invoke_forward<Module>(*this, &Module::forward, signature, args, kwargs);
+}
+
 Tensor Module::operator()(const Tensor& input) {
     const bool no_hooks = !has_hooks();
     if (autograd::is_anomaly_enabled()) {
         AnomalyCall call(*this);
-        return no_hooks ? forward(input) : call_with_hooks(input);
+        return no_hooks ? forward(input) : result_as<Tensor>(*this, call_with_hooks({input}, {}));
     }
     if (no_hooks) return forward(input);  // the fast path costs nothing extra
-    return call_with_hooks(input);
+    return result_as<Tensor>(*this, call_with_hooks({input}, {}));
 }
 
-Tensor Module::call_with_hooks(const Tensor& original_input) {
+Value Module::call(Args args, Kwargs kwargs) {
+    const bool no_hooks = !has_hooks();
+    if (autograd::is_anomaly_enabled()) {
+        AnomalyCall call(*this);
+        return no_hooks ? forward_args(args, kwargs)
+                        : call_with_hooks(std::move(args), std::move(kwargs));
+    }
+    if (no_hooks) return forward_args(args, kwargs);
+    return call_with_hooks(std::move(args), std::move(kwargs));
+}
+
+// PyTorch's order: pre hooks, the input side of backward hooks, forward,
+// forward hooks, the output side.
+Value Module::call_with_hooks(Args args, Kwargs kwargs) {
     GlobalHooks& global = global_hooks();
-    Tensor input = original_input;
     for (auto& [id, hook] : both(global.forward_pre, forward_pre_hooks_)) {
-        if (Tensor replaced = hook(*this, input); replaced.defined()) input = replaced;
+        if (auto replaced = hook(*this, args, kwargs))
+            std::tie(args, kwargs) = std::move(*replaced);
     }
 
-    std::shared_ptr<BackwardCall> call;
+    std::shared_ptr<detail::BackwardCall> call;
     if (GradMode::is_enabled() && !(backward_hooks_.empty() && backward_pre_hooks_.empty() &&
                                     global.backward.empty() && global.backward_pre.empty())) {
-        call = std::make_shared<BackwardCall>();
-        call->weak_module = weak_from_this();
-        call->owned = !call->weak_module.expired();
-        call->module = this;
-        call->pre_hooks = both(global.backward_pre, backward_pre_hooks_);
-        call->hooks = both(global.backward, backward_hooks_);
-        call->input_requires_grad = input.defined() && input.requires_grad();
-        if (call->input_requires_grad && !call->hooks.empty()) {
-            // The gradient reaching this node is grad_input.
-            input =
-                autograd::make_result(input.detach(), kHookNode, {input},
-                                      [call](const Tensor& g) { return call->on_grad_input({g}); });
-        }
+        call = std::make_shared<detail::BackwardCall>(
+            *this, both(global.backward_pre, backward_pre_hooks_),
+            both(global.backward, backward_hooks_));
+        call->wrap_inputs(args);
     }
 
-    Tensor output = forward_with_hooks(*this, input, both(global.forward, forward_hooks_));
-
-    if (call && output.defined() && output.requires_grad()) {
-        // The gradient reaching this node is grad_output.
-        output = autograd::make_result(output.detach(), kHookNode, {output},
-                                       [call](const Tensor& g) { return call->on_grad_output(g); });
-    }
+    Value output = forward_with_hooks(*this, args, kwargs, both(global.forward, forward_hooks_));
+    if (call) call->wrap_outputs(output);
     return output;
 }
+
+namespace detail {
+
+const Tensor& single_tensor(const Module& module, const char* hook, const char* what,
+                            const Value& value) {
+    static const Tensor undefined;
+    if (value.is_none()) return undefined;  // an undefined input, or no output: forward threw
+    if (!value.is_tensor()) {
+        fail(
+            "{}: a {} taking one Tensor {} was given {}; register one taking (Module&, const "
+            "Args&{}) for calls with other arguments",
+            module.name(), hook, what, value.describe(),
+            std::string_view(hook) == "forward hook" ? ", const Value&" : "");
+    }
+    return value.tensor();
+}
+
+const Tensor& single_tensor(const Module& module, const char* hook, const Args& args) {
+    if (args.size() == 1) return single_tensor(module, hook, "input", args.front());
+    return single_tensor(module, hook, "input", Value(args));  // throws: not one tensor
+}
+
+void wrong_hook_form(const char* registration, bool with_kwargs) {
+    if (with_kwargs) {
+        fail("{}: with_kwargs = true expects a hook that also takes (const Args&, const Kwargs&)",
+             registration);
+    }
+    fail("{}: a hook taking Kwargs needs with_kwargs = true", registration);
+}
+
+}  // namespace detail
 
 }  // namespace xg::nn

@@ -12,3 +12,4 @@
 #include "xgrad/nn/module_list.hpp"
 #include "xgrad/nn/sequential.hpp"
 #include "xgrad/nn/utils.hpp"
+#include "xgrad/nn/value.hpp"

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "xgrad/nn/hooks.hpp"
+#include "xgrad/nn/value.hpp"
 #include "xgrad/removable_handle.hpp"
 #include "xgrad/state_dict.hpp"
 #include "xgrad/tensor.hpp"
@@ -29,52 +31,12 @@ struct IncompatibleKeys {
     std::vector<std::string> unexpected_keys;
 };
 
-// Hook signatures, normalised: a returned undefined Tensor (or empty vector)
-// means "keep the value"; register_* also accepts void-returning callables.
-using ForwardPreHook = std::function<Tensor(Module&, const Tensor& input)>;
-using ForwardHook = std::function<Tensor(Module&, const Tensor& input, const Tensor& output)>;
-using BackwardPreHook =
-    std::function<std::vector<Tensor>(Module&, const std::vector<Tensor>& grad_output)>;
-using BackwardHook = std::function<std::vector<Tensor>(
-    Module&, const std::vector<Tensor>& grad_input, const std::vector<Tensor>& grad_output)>;
-struct ForwardHookEntry {
-    ForwardHook fn;
-    bool always_call = false;
-};
 using StateDictPreHook = std::function<void(Module&, const std::string& prefix, bool keep_vars)>;
 using StateDictPostHook =
     std::function<void(Module&, StateDict& state_dict, const std::string& prefix)>;
 using LoadStateDictPreHook =
     std::function<void(Module&, StateDict& state_dict, const std::string& prefix)>;
 using LoadStateDictPostHook = std::function<void(Module&, IncompatibleKeys& incompatible_keys)>;
-
-// An ordered list of hooks that handles can remove from after the fact.
-template <class Fn>
-class HookList {
-public:
-    RemovableHandle add(Fn fn, bool prepend) {
-        std::uint64_t id = state_->next_id++;
-        if (prepend)
-            state_->hooks.insert(state_->hooks.begin(), {id, std::move(fn)});
-        else
-            state_->hooks.emplace_back(id, std::move(fn));
-        return RemovableHandle([weak = std::weak_ptr<State>(state_), id] {
-            if (auto state = weak.lock()) {
-                std::erase_if(state->hooks, [id](const auto& entry) { return entry.first == id; });
-            }
-        });
-    }
-    bool empty() const { return state_->hooks.empty(); }
-    // A snapshot, so a hook may remove itself (or others) while running.
-    std::vector<std::pair<std::uint64_t, Fn>> snapshot() const { return state_->hooks; }
-
-private:
-    struct State {
-        std::vector<std::pair<std::uint64_t, Fn>> hooks;
-        std::uint64_t next_id = 0;
-    };
-    std::shared_ptr<State> state_ = std::make_shared<State>();
-};
 
 // Name -> value in registration order; re-inserting a name keeps its position.
 template <class V>
@@ -105,21 +67,6 @@ private:
     std::vector<std::pair<std::string, V>> items_;
 };
 
-namespace detail {
-// Adapts a void-returning hook to the normalised signature.
-template <class R, class F, class... Args>
-std::function<R(Args...)> adapt_hook(F fn) {
-    if constexpr (std::is_void_v<std::invoke_result_t<F&, Args...>>) {
-        return [fn = std::move(fn)](Args... args) mutable -> R {
-            fn(std::forward<Args>(args)...);
-            return R();
-        };
-    } else {
-        return std::function<R(Args...)>(std::move(fn));
-    }
-}
-}  // namespace detail
-
 class Module : public std::enable_shared_from_this<Module> {
 public:
     Module() = default;
@@ -128,9 +75,26 @@ public:
     Module& operator=(const Module&) = delete;
 
     // ---- running ----
+    // A single-tensor module overrides this forward. A module whose forward
+    // takes other arguments overrides forward_args instead (see value.hpp);
+    // this one then hands its tensor to forward_args.
     virtual Tensor forward(const Tensor& input);
-    // Pre hooks, forward, forward hooks, and the wiring for backward hooks.
+    // forward's parameters bound to a call's values, and forward run. The
+    // default binds one tensor, named "input", to forward(const Tensor&).
+    virtual Value forward_args(const Args& args, const Kwargs& kwargs);
+
+    // A call: forward pre hooks, forward, forward hooks, and the wiring for
+    // backward hooks; with no hooks, just forward.
     Tensor operator()(const Tensor& input);
+    // A call with any arguments, as PyTorch's module(*args, **kwargs), for a
+    // module held as std::shared_ptr<Module>: (*m)(q, k, v) or
+    // m->call({q, k, v}, {{"need_weights", false}}). A module with a typed
+    // forward gives itself a typed operator() with call_as.
+    template <class... A>
+    Value operator()(const A&... args) {
+        return call(Args{Value(args)...});
+    }
+    Value call(Args args, Kwargs kwargs = {});
 
     // ---- registration ----
     Tensor& register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
@@ -183,17 +147,18 @@ public:
     virtual StateDict get_extra_state() const;
     virtual void set_extra_state(const StateDict& state);
 
-    // ---- hooks ----
+    // ---- hooks (their forms: hooks.hpp) ----
     template <class F>
-    RemovableHandle register_forward_pre_hook(F fn, bool prepend = false) {
-        return forward_pre_hooks_.add(
-            detail::adapt_hook<Tensor, F, Module&, const Tensor&>(std::move(fn)), prepend);
+    RemovableHandle register_forward_pre_hook(F fn, bool prepend = false,
+                                              bool with_kwargs = false) {
+        return forward_pre_hooks_.add(detail::make_forward_pre_hook(std::move(fn), with_kwargs),
+                                      prepend);
     }
     // always_call hooks also run when forward throws (then the error propagates).
     template <class F>
-    RemovableHandle register_forward_hook(F fn, bool prepend = false, bool always_call = false) {
-        auto hook =
-            detail::adapt_hook<Tensor, F, Module&, const Tensor&, const Tensor&>(std::move(fn));
+    RemovableHandle register_forward_hook(F fn, bool prepend = false, bool always_call = false,
+                                          bool with_kwargs = false) {
+        auto hook = detail::make_forward_hook(std::move(fn), with_kwargs);
         return forward_hooks_.add({std::move(hook), always_call}, prepend);
     }
     template <class F>
@@ -271,6 +236,12 @@ public:
     std::string repr() const;
 
 protected:
+    // The typed call behind a module's own operator(): `(*attn)(q, k, v)` as R.
+    template <class R, class... A>
+    R call_as(const A&... args) {
+        return result_as<R>(*this, call(Args{Value(args)...}));
+    }
+
     // A freshly constructed module of the same class and configuration; clone()
     // then copies values into it. Built-in layers override this.
     virtual std::shared_ptr<Module> make_fresh() const;
@@ -329,7 +300,7 @@ private:
     static LoadUndo apply_load(const LoadPlan& plan, bool assign, bool keep_replaced);
     static void rollback_load(const LoadUndo& undo);
 
-    Tensor call_with_hooks(const Tensor& input);
+    Value call_with_hooks(Args args, Kwargs kwargs);
 
     bool training_ = true;
     OrderedDict<Tensor> parameters_;
@@ -367,15 +338,15 @@ RemovableHandle add_global_backward_hook(BackwardHook fn);
 }  // namespace detail
 
 template <class F>
-RemovableHandle register_module_forward_pre_hook(F fn) {
+RemovableHandle register_module_forward_pre_hook(F fn, bool with_kwargs = false) {
     return detail::add_global_forward_pre_hook(
-        detail::adapt_hook<Tensor, F, Module&, const Tensor&>(std::move(fn)));
+        detail::make_forward_pre_hook(std::move(fn), with_kwargs));
 }
 template <class F>
-RemovableHandle register_module_forward_hook(F fn, bool always_call = false) {
-    return detail::add_global_forward_hook(
-        detail::adapt_hook<Tensor, F, Module&, const Tensor&, const Tensor&>(std::move(fn)),
-        always_call);
+RemovableHandle register_module_forward_hook(F fn, bool always_call = false,
+                                             bool with_kwargs = false) {
+    return detail::add_global_forward_hook(detail::make_forward_hook(std::move(fn), with_kwargs),
+                                           always_call);
 }
 template <class F>
 RemovableHandle register_module_full_backward_pre_hook(F fn) {
