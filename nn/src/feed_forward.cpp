@@ -90,14 +90,10 @@ std::shared_ptr<FeedForward> FeedForward::swiglu(std::size_t d_model, std::size_
 }
 
 namespace {
-// `child` as the type a FeedForward member needs, or an error naming both.
 template <class M>
 std::shared_ptr<M> require(const std::string& member, const std::shared_ptr<Module>& child,
                            const char* expected) {
-    auto typed = std::dynamic_pointer_cast<M>(child);
-    check(typed != nullptr, "FeedForward: expected a {} (or subclass) for '{}' (got {})", expected,
-          member, child ? child->name() : "None");
-    return typed;
+    return detail::require_child<M>("FeedForward", member, child, expected);
 }
 }  // namespace
 

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "xgrad/nn/module.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xg::nn::detail {
@@ -35,6 +36,16 @@ auto without_consuming_rng(F make) {
     auto made = make();
     set_rng_state(state);
     return made;
+}
+
+// `child` as the type a layer's typed member needs, or an error naming both.
+template <class M>
+std::shared_ptr<M> require_child(const char* owner, const std::string& member,
+                                 const std::shared_ptr<Module>& child, const char* expected) {
+    auto typed = std::dynamic_pointer_cast<M>(child);
+    check(typed != nullptr, "{}: expected a {} (or subclass) for '{}' (got {})", owner, expected,
+          member, child ? child->name() : "None");
+    return typed;
 }
 
 }  // namespace xg::nn::detail

@@ -75,3 +75,42 @@ def cpp_array(tensor, float32=False):
 def cpp_string(text):
     assert ")xg\"" not in text
     return 'R"xg(' + text + ')xg"'
+
+
+class FeedForwardEncoderLayer(nn.Module):
+    """nn.TransformerEncoderLayer with xgrad's FeedForward as its feed-forward block.
+
+    Children, in registration (and so state_dict / named_parameters) order:
+    self_attn, feed_forward, norm1, norm2, dropout1, dropout2. forward() is
+    PyTorch 1.13's TransformerEncoderLayer.forward slow path, with
+    ff(x) = dropout2(feed_forward(x)) in place of linear2(dropout(act(linear1(x)))).
+    """
+
+    def __init__(self, d_model, nhead, feed_forward, dropout=0.1, layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first)
+        self.feed_forward = feed_forward
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def _sa_block(self, x, attn_mask, key_padding_mask):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                           need_weights=False)[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x):
+        return self.dropout2(self.feed_forward(x))
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None):
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask))
+            x = self.norm2(x + self._ff_block(x))
+        return x

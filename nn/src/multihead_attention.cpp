@@ -1,0 +1,185 @@
+// MultiheadAttention: projections, per-head attention and the output projection
+// (see multihead_attention.hpp).
+#include "xgrad/nn/multihead_attention.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "layer_helpers.hpp"
+#include "xgrad/autograd.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg::nn {
+
+std::shared_ptr<Module> NonDynamicallyQuantizableLinear::make_fresh() const {
+    return detail::without_consuming_rng([&] {
+        return std::make_shared<NonDynamicallyQuantizableLinear>(in_features, out_features,
+                                                                 bias.defined());
+    });
+}
+
+MultiheadAttention::MultiheadAttention(std::size_t embed_dim, std::size_t num_heads, double dropout,
+                                       bool bias, bool batch_first)
+    : embed_dim(embed_dim),
+      num_heads(num_heads),
+      head_dim(num_heads > 0 ? embed_dim / num_heads : 0),
+      dropout(dropout),
+      batch_first(batch_first) {
+    check(num_heads > 0 && head_dim * num_heads == embed_dim,
+          "MultiheadAttention: expected embed_dim divisible by num_heads (got {} and {})",
+          embed_dim, num_heads);
+    check(dropout >= 0.0 && dropout <= 1.0,
+          "MultiheadAttention: expected dropout in [0, 1] (got {})", dropout);
+    register_parameter("in_proj_weight", empty({3 * embed_dim, embed_dim}));
+    register_parameter("in_proj_bias", bias ? empty({3 * embed_dim}) : Tensor());
+    register_module("out_proj",
+                    std::make_shared<NonDynamicallyQuantizableLinear>(embed_dim, embed_dim, bias));
+    reset_parameters();
+}
+
+void MultiheadAttention::reset_parameters() {
+    NoGradGuard no_grad;
+    // xavier_uniform_: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) over the [3E, E] matrix.
+    const double bound = std::sqrt(6.0 / static_cast<double>(4 * embed_dim));
+    Tensor u = rand(in_proj_weight.shape(), in_proj_weight.dtype());
+    in_proj_weight.set_data(((u * 2.0 - 1.0) * bound).detach());
+    if (in_proj_bias.defined()) in_proj_bias.set_data(zeros_like(in_proj_bias));
+    if (out_proj->bias.defined()) out_proj->bias.set_data(zeros_like(out_proj->bias));
+}
+
+Value MultiheadAttention::forward_args(const Args& args, const Kwargs& kwargs) {
+    static const Signature signature{"query",
+                                     "key",
+                                     "value",
+                                     {"key_padding_mask", Value()},
+                                     {"need_weights", true},
+                                     {"attn_mask", Value()},
+                                     {"average_attn_weights", true}};
+    return invoke_forward<MultiheadAttention>(*this, &MultiheadAttention::forward, signature, args,
+                                              kwargs);
+}
+
+namespace {
+
+// A mask as scores to add: kBool becomes -inf where true and 0 elsewhere;
+// a floating mask must have the scores' dtype and is added as it is.
+Tensor additive(const Tensor& mask, Dtype dtype, const char* name) {
+    if (!mask.defined()) return mask;
+    if (mask.dtype() == kBool) {
+        return masked_fill(zeros(mask.shape(), dtype), mask,
+                           -std::numeric_limits<double>::infinity());
+    }
+    check(mask.dtype() == dtype, "MultiheadAttention: expected {} to be bool or {} (got {})", name,
+          dtype_name(dtype), dtype_name(mask.dtype()));
+    return mask;
+}
+
+std::vector<std::int64_t> dims(std::initializer_list<std::size_t> sizes) {
+    return {sizes.begin(), sizes.end()};
+}
+
+}  // namespace
+
+// [N, T, E] -> [N, H, T, head_dim]
+std::tuple<Tensor, Tensor, Tensor> MultiheadAttention::project(const Tensor& query,
+                                                               const Tensor& key,
+                                                               const Tensor& value) const {
+    Tensor q, k, v;
+    if (query.impl() == key.impl() && key.impl() == value.impl()) {
+        // Self-attention: one GEMM for all three projections, as PyTorch's packed path.
+        auto parts = chunk(linear(query, in_proj_weight, in_proj_bias), 3, -1);
+        q = parts[0], k = parts[1], v = parts[2];
+    } else {
+        auto weights = chunk(in_proj_weight, 3, 0);
+        std::vector<Tensor> biases(3);
+        if (in_proj_bias.defined()) biases = chunk(in_proj_bias, 3, 0);
+        q = linear(query, weights[0], biases[0]);
+        k = linear(key, weights[1], biases[1]);
+        v = linear(value, weights[2], biases[2]);
+    }
+    auto heads = [&](const Tensor& x) {
+        const Shape s = x.shape();
+        return permute(reshape(x, dims({s[0], s[1], num_heads, head_dim})), {0, 2, 1, 3});
+    };
+    return {heads(q), heads(k), heads(v)};
+}
+
+std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const Tensor& key,
+                                                      const Tensor& value,
+                                                      const Tensor& key_padding_mask,
+                                                      bool need_weights, const Tensor& attn_mask,
+                                                      bool average_attn_weights) {
+    check(query.defined() && key.defined() && value.defined(),
+          "MultiheadAttention: expected query, key and value (got an undefined one)");
+    const bool batched = query.dim() == 3;
+    check((batched || query.dim() == 2) && key.dim() == query.dim() && value.dim() == query.dim(),
+          "MultiheadAttention: expected query, key and value of rank 3 (or 2, unbatched) with "
+          "embed_dim {} last (got {}, {} and {})",
+          embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
+    // Work batch-first: [N, L, E].
+    auto to_batch_first = [&](const Tensor& x) {
+        if (!batched) return unsqueeze(x, 0);
+        return batch_first ? x : transpose(x, 0, 1);
+    };
+    Tensor q_in = to_batch_first(query);
+    const bool self_attention = query.impl() == key.impl() && key.impl() == value.impl();
+    Tensor k_in = self_attention ? q_in : to_batch_first(key);
+    Tensor v_in = self_attention ? q_in : to_batch_first(value);
+    const Shape qs = q_in.shape(), ks = k_in.shape();
+    check(qs[2] == embed_dim && ks[2] == embed_dim && v_in.shape()[2] == embed_dim &&
+              ks[0] == qs[0] && v_in.shape()[0] == qs[0] && v_in.shape()[1] == ks[1],
+          "MultiheadAttention: expected query [L, N, {0}] and key, value [S, N, {0}] (got {1}, "
+          "{2} and {3})",
+          embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
+    const std::size_t n = qs[0], l = qs[1], s = ks[1];
+    auto [q, k, v] = project(q_in, k_in, v_in);
+
+    // One additive mask broadcastable to [N, H, L, S].
+    Tensor mask = additive(attn_mask, q.dtype(), "attn_mask");
+    if (mask.defined() && mask.dim() == 3) mask = reshape(mask, dims({n, num_heads, l, s}));
+    if (Tensor padding = additive(key_padding_mask, q.dtype(), "key_padding_mask");
+        padding.defined()) {
+        padding = reshape(padding, dims({n, 1, 1, s}));
+        mask = mask.defined() ? mask + padding : padding;
+    }
+    const double p = is_training() ? dropout : 0.0;
+
+    Tensor heads, weights;
+    if (need_weights) {
+        Tensor scores = matmul(q, transpose(k, -2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+        if (mask.defined()) scores = scores + mask;
+        weights = xg::dropout(softmax(scores, -1), p, p > 0.0);
+        heads = matmul(weights, v);
+        if (average_attn_weights) weights = mean(weights, {1});
+        if (!batched) weights = squeeze(weights, 0);
+    } else {
+        heads = scaled_dot_product_attention(q, k, v, mask, p);
+    }
+    Tensor out = (*out_proj)(reshape(permute(heads, {0, 2, 1, 3}), dims({n, l, embed_dim})));
+    if (!batched) return {squeeze(out, 0), weights};
+    return {batch_first ? out : transpose(out, 0, 1), weights};
+}
+
+void MultiheadAttention::on_tensor_set(const std::string& member, const Tensor& value) {
+    if (member == "in_proj_weight")
+        in_proj_weight = value;
+    else if (member == "in_proj_bias")
+        in_proj_bias = value;
+}
+
+void MultiheadAttention::on_child_set(const std::string& member,
+                                      const std::shared_ptr<Module>& child) {
+    if (member == "out_proj") {
+        out_proj = detail::require_child<NonDynamicallyQuantizableLinear>(
+            "MultiheadAttention", member, child, "NonDynamicallyQuantizableLinear");
+    }
+}
+
+std::shared_ptr<Module> MultiheadAttention::make_fresh() const {
+    return detail::without_consuming_rng([&] {
+        return std::make_shared<MultiheadAttention>(embed_dim, num_heads, dropout,
+                                                    in_proj_bias.defined(), batch_first);
+    });
+}
+
+}  // namespace xg::nn
