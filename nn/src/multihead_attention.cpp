@@ -80,7 +80,8 @@ std::vector<std::int64_t> dims(std::initializer_list<std::size_t> sizes) {
 
 }  // namespace
 
-// [N, T, E] -> [N, H, T, head_dim]
+// Inputs in the module's layout ([T, N, E], or [N, T, E] with batch_first) ->
+// q, k, v of shape [N, H, T, head_dim]: the head split is the one copy.
 std::tuple<Tensor, Tensor, Tensor> MultiheadAttention::project(const Tensor& query,
                                                                const Tensor& key,
                                                                const Tensor& value) const {
@@ -99,9 +100,23 @@ std::tuple<Tensor, Tensor, Tensor> MultiheadAttention::project(const Tensor& que
     }
     auto heads = [&](const Tensor& x) {
         const Shape s = x.shape();
-        return permute(reshape(x, dims({s[0], s[1], num_heads, head_dim})), {0, 2, 1, 3});
+        Tensor split = reshape(x, dims({s[0], s[1], num_heads, head_dim}));
+        return permute(split,
+                       batch_first ? std::vector<int>{0, 2, 1, 3} : std::vector<int>{1, 2, 0, 3});
     };
     return {heads(q), heads(k), heads(v)};
+}
+
+// One additive mask broadcastable to [N, H, L, S], or none.
+Tensor MultiheadAttention::combined_mask(const Tensor& attn_mask, const Tensor& key_padding_mask,
+                                         Dtype dtype, std::size_t n, std::size_t l,
+                                         std::size_t s) const {
+    Tensor mask = additive(attn_mask, dtype, "attn_mask");
+    if (mask.defined() && mask.dim() == 3) mask = reshape(mask, dims({n, num_heads, l, s}));
+    Tensor padding = additive(key_padding_mask, dtype, "key_padding_mask");
+    if (!padding.defined()) return mask;
+    padding = reshape(padding, dims({n, 1, 1, s}));
+    return mask.defined() ? mask + padding : padding;
 }
 
 std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const Tensor& key,
@@ -116,32 +131,23 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const
           "MultiheadAttention: expected query, key and value of rank 3 (or 2, unbatched) with "
           "embed_dim {} last (got {}, {} and {})",
           embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
-    // Work batch-first: [N, L, E].
-    auto to_batch_first = [&](const Tensor& x) {
-        if (!batched) return unsqueeze(x, 0);
-        return batch_first ? x : transpose(x, 0, 1);
-    };
-    Tensor q_in = to_batch_first(query);
+    // Unbatched [T, E] is one sequence: a batch of one, in the module's layout.
+    const int batch_dim = batch_first ? 0 : 1, seq_dim = 1 - batch_dim;
     const bool self_attention = query.impl() == key.impl() && key.impl() == value.impl();
-    Tensor k_in = self_attention ? q_in : to_batch_first(key);
-    Tensor v_in = self_attention ? q_in : to_batch_first(value);
-    const Shape qs = q_in.shape(), ks = k_in.shape();
-    check(qs[2] == embed_dim && ks[2] == embed_dim && v_in.shape()[2] == embed_dim &&
-              ks[0] == qs[0] && v_in.shape()[0] == qs[0] && v_in.shape()[1] == ks[1],
+    auto batch_of = [&](const Tensor& x) { return batched ? x : unsqueeze(x, batch_dim); };
+    Tensor q_in = batch_of(query);
+    Tensor k_in = self_attention ? q_in : batch_of(key);
+    Tensor v_in = self_attention ? q_in : batch_of(value);
+    const Shape qs = q_in.shape(), ks = k_in.shape(), vs = v_in.shape();
+    check(qs[2] == embed_dim && ks[2] == embed_dim && vs[2] == embed_dim &&
+              ks[batch_dim] == qs[batch_dim] && vs[batch_dim] == qs[batch_dim] &&
+              vs[seq_dim] == ks[seq_dim],
           "MultiheadAttention: expected query [L, N, {0}] and key, value [S, N, {0}] (got {1}, "
           "{2} and {3})",
           embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
-    const std::size_t n = qs[0], l = qs[1], s = ks[1];
+    const std::size_t n = qs[batch_dim], l = qs[seq_dim], s = ks[seq_dim];
     auto [q, k, v] = project(q_in, k_in, v_in);
-
-    // One additive mask broadcastable to [N, H, L, S].
-    Tensor mask = additive(attn_mask, q.dtype(), "attn_mask");
-    if (mask.defined() && mask.dim() == 3) mask = reshape(mask, dims({n, num_heads, l, s}));
-    if (Tensor padding = additive(key_padding_mask, q.dtype(), "key_padding_mask");
-        padding.defined()) {
-        padding = reshape(padding, dims({n, 1, 1, s}));
-        mask = mask.defined() ? mask + padding : padding;
-    }
+    Tensor mask = combined_mask(attn_mask, key_padding_mask, q.dtype(), n, l, s);
     const double p = is_training() ? dropout : 0.0;
 
     Tensor heads, weights;
@@ -155,9 +161,11 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const
     } else {
         heads = scaled_dot_product_attention(q, k, v, mask, p);
     }
-    Tensor out = (*out_proj)(reshape(permute(heads, {0, 2, 1, 3}), dims({n, l, embed_dim})));
-    if (!batched) return {squeeze(out, 0), weights};
-    return {batch_first ? out : transpose(out, 0, 1), weights};
+    // [N, H, L, head_dim] back to the layout, heads side by side: [L, N, E] or [N, L, E].
+    Tensor joined =
+        permute(heads, batch_first ? std::vector<int>{0, 2, 1, 3} : std::vector<int>{2, 0, 1, 3});
+    Tensor out = (*out_proj)(reshape(joined, dims({qs[0], qs[1], embed_dim})));
+    return {batched ? out : squeeze(out, batch_dim), weights};
 }
 
 void MultiheadAttention::on_tensor_set(const std::string& member, const Tensor& value) {

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "xgrad/nn/linear.hpp"
@@ -63,9 +64,10 @@ protected:
     void on_child_set(const std::string& member, const std::shared_ptr<Module>& child) override;
 
 private:
-    // q, k, v of shape [N, H, L or S, head_dim] from batch-first inputs.
     std::tuple<Tensor, Tensor, Tensor> project(const Tensor& query, const Tensor& key,
                                                const Tensor& value) const;
+    Tensor combined_mask(const Tensor& attn_mask, const Tensor& key_padding_mask, Dtype dtype,
+                         std::size_t n, std::size_t l, std::size_t s) const;
 };
 
 }  // namespace xg::nn
