@@ -154,4 +154,51 @@ inline void report(const char* impl, const Config& c, double step_ms, double for
         step_ms, forward_ms, allocs, faults, peak_rss_mib());
 }
 
+// The Transformer encoder layer step (encoder_step.cpp, torch_encoder_step.cpp):
+// issue 18's row, PyTorch's default layout [seq, batch, d_model].
+struct EncoderConfig {
+    long d_model = 256, nhead = 4, d_ff = 1024, batch = 16, seq = 128;
+    double dropout = 0.1;
+    int threads = 1, steps = 20, warmup = 3;
+};
+
+inline EncoderConfig parse_encoder(int argc, char** argv) {
+    EncoderConfig c;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string flag = argv[i];
+        long value = std::stol(argv[i + 1]);
+        if (flag == "--threads")
+            c.threads = static_cast<int>(value);
+        else if (flag == "--steps")
+            c.steps = static_cast<int>(value);
+        else if (flag == "--warmup")
+            c.warmup = static_cast<int>(value);
+        else {
+            std::fprintf(stderr, "usage: %s [--threads N] [--steps N] [--warmup N]\n", argv[0]);
+            std::exit(2);
+        }
+    }
+    return c;
+}
+
+template <class F>
+double timed_steps(const EncoderConfig& c, F step) {
+    for (int i = 0; i < c.warmup; ++i) step();
+    std::vector<double> times;
+    for (int i = 0; i < c.steps; ++i) {
+        auto start = Clock::now();
+        step();
+        times.push_back(ms_since(start));
+    }
+    return median(times);
+}
+
+inline void report_encoder(const char* impl, const EncoderConfig& c, double step_ms) {
+    std::printf(
+        "impl=%s d_model=%ld nhead=%ld d_ff=%ld batch=%ld seq=%ld threads=%d steps=%d "
+        "step_ms=%.3f peak_rss_mib=%.1f\n",
+        impl, c.d_model, c.nhead, c.d_ff, c.batch, c.seq, c.threads, c.steps, step_ms,
+        peak_rss_mib());
+}
+
 }  // namespace bench

@@ -85,19 +85,15 @@ std::vector<std::int64_t> dims(std::initializer_list<std::size_t> sizes) {
 std::tuple<Tensor, Tensor, Tensor> MultiheadAttention::project(const Tensor& query,
                                                                const Tensor& key,
                                                                const Tensor& value) const {
-    Tensor q, k, v;
-    if (query.impl() == key.impl() && key.impl() == value.impl()) {
-        // Self-attention: one GEMM for all three projections, as PyTorch's packed path.
-        auto parts = chunk(linear(query, in_proj_weight, in_proj_bias), 3, -1);
-        q = parts[0], k = parts[1], v = parts[2];
-    } else {
-        auto weights = chunk(in_proj_weight, 3, 0);
-        std::vector<Tensor> biases(3);
-        if (in_proj_bias.defined()) biases = chunk(in_proj_bias, 3, 0);
-        q = linear(query, weights[0], biases[0]);
-        k = linear(key, weights[1], biases[1]);
-        v = linear(value, weights[2], biases[2]);
-    }
+    // Three GEMMs on slices of in_proj_weight (small) rather than one GEMM whose
+    // [T, N, 3E] output would be sliced: slicing the activations costs a copy
+    // each way and a zero-filled gradient per slice.
+    auto weights = chunk(in_proj_weight, 3, 0);
+    std::vector<Tensor> biases(3);
+    if (in_proj_bias.defined()) biases = chunk(in_proj_bias, 3, 0);
+    Tensor q = linear(query, weights[0], biases[0]);
+    Tensor k = linear(key, weights[1], biases[1]);
+    Tensor v = linear(value, weights[2], biases[2]);
     auto heads = [&](const Tensor& x) {
         const Shape s = x.shape();
         Tensor split = reshape(x, dims({s[0], s[1], num_heads, head_dim}));
