@@ -193,12 +193,15 @@ double timed_steps(const EncoderConfig& c, F step) {
     return median(times);
 }
 
+// The kernels OpenBLAS picked (its own name for them), or "?" when not OpenBLAS.
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
+
 inline void report_encoder(const char* impl, const EncoderConfig& c, double step_ms) {
     std::printf(
         "impl=%s d_model=%ld nhead=%ld d_ff=%ld batch=%ld seq=%ld threads=%d steps=%d "
-        "step_ms=%.3f peak_rss_mib=%.1f\n",
+        "step_ms=%.3f peak_rss_mib=%.1f blas_core=%s\n",
         impl, c.d_model, c.nhead, c.d_ff, c.batch, c.seq, c.threads, c.steps, step_ms,
-        peak_rss_mib());
+        peak_rss_mib(), openblas_get_corename ? openblas_get_corename() : "?");
 }
 
 }  // namespace bench

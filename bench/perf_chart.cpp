@@ -1,5 +1,6 @@
 // Draws bench/compare.sh's CSV as an SVG: step time per row for xgrad, libtorch
-// and the GEMM limit (log scale), and each one's ratio to the limit.
+// and the GEMM limit (log scale), and each one's ratio to the limit. Rows with
+// no limit (compare_encoder.sh's "encoder" rows) appear in the first panel only.
 //   perf_chart docs/performance.csv docs/performance.svg
 #include <cstdio>
 #include <fstream>
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
             (rows.empty() ? "" : ", ") + sizes[i] + (j - i > 1 ? " x" + std::to_string(j - i) : "");
     }
     xg::examples::SvgChart chart(760, 300);
-    chart.add_panel({"FFN training step (forward, MSE, backward, Adam), median",
+    chart.add_panel({"Training step (forward, MSE, backward, Adam), median: FFN block rows, then the encoder layer",
                      "table row: " + rows,
                      "ms per step",
                      true,
