@@ -176,11 +176,14 @@ template <class T>
 std::optional<T> tuple_from(const Value::List& items) {
     constexpr std::size_t n = std::tuple_size_v<T>;
     if (items.size() != n) return std::nullopt;
-    return [&]<std::size_t... I>(std::index_sequence<I...>)->std::optional<T> {
-        std::tuple<std::optional<std::tuple_element_t<I, T>>...> parts{
-            value_as<std::tuple_element_t<I, T>>(items[I])...};
-        if (!(std::get<I>(parts).has_value() && ...)) return std::nullopt;
-        return T{std::move(*std::get<I>(parts))...};
+    // Checked first, then converted (value() cannot read an empty optional):
+    // GCC's maybe-uninitialized analysis trips over a tuple of optionals.
+    auto each = [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return (value_as<std::tuple_element_t<I, T>>(items[I]).has_value() && ...);
+    };
+    if (!each(std::make_index_sequence<n>{})) return std::nullopt;
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return T{value_as<std::tuple_element_t<I, T>>(items[I]).value()...};
     }
     (std::make_index_sequence<n>{});
 }
