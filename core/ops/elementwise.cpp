@@ -251,6 +251,34 @@ Tensor log(const Tensor& x) { return unary(x, detail::LogRule{}); }
 Tensor sqrt(const Tensor& x) { return unary(x, detail::SqrtRule{}); }
 Tensor abs(const Tensor& x) { return unary(x, detail::AbsRule{}); }
 Tensor pow(const Tensor& x, double exponent) { return unary(x, detail::PowRule{exponent}); }
+Tensor rsqrt(const Tensor& x) { return unary(x, detail::RsqrtRule{}); }
+Tensor reciprocal(const Tensor& x) { return unary(x, detail::ReciprocalRule{}); }
+Tensor square(const Tensor& x) { return unary(x, detail::SquareRule{}); }
+Tensor log1p(const Tensor& x) { return unary(x, detail::Log1pRule{}); }
+Tensor expm1(const Tensor& x) { return unary(x, detail::Expm1Rule{}); }
+Tensor sin(const Tensor& x) { return unary(x, detail::SinRule{}); }
+Tensor cos(const Tensor& x) { return unary(x, detail::CosRule{}); }
+Tensor sign(const Tensor& x) { return unary(x, detail::SignRule{}); }
+Tensor elu(const Tensor& x, double alpha) { return unary(x, detail::EluRule{alpha}); }
+// SELU's constants (Klambauer et al. 2017), as PyTorch spells them.
+Tensor selu(const Tensor& x) {
+    return unary(
+        x, detail::EluRule{1.6732632423543772848170429916717, 1.0507009873554804934193349852946});
+}
+Tensor leaky_relu(const Tensor& x, double negative_slope) {
+    return unary(x, detail::LeakyReluRule{negative_slope});
+}
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
+    check(min_val <= max_val, "hardtanh: expected min_val <= max_val (got {} and {})", min_val,
+          max_val);
+    return unary(x, detail::HardtanhRule{min_val, max_val});
+}
+Tensor softplus(const Tensor& x, double beta, double threshold) {
+    return unary(x, detail::SoftplusRule{beta, threshold});
+}
+Tensor mish(const Tensor& x) { return unary(x, detail::MishRule{}); }
+Tensor logsigmoid(const Tensor& x) { return unary(x, detail::LogSigmoidRule{}); }
+Tensor erf(const Tensor& x) { return unary(x, detail::ErfRule{}); }
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
     check(approximate == "none" || approximate == "tanh",

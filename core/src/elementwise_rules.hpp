@@ -21,6 +21,7 @@
 // inf * 0 in the same places.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <numbers>
@@ -183,6 +184,148 @@ struct PowRule {
     template <class T>
     T grad(T a, T g) const {
         return e == 0.0 ? T(0) : g * (T(e) * power(a, e - 1.0));
+    }
+};
+
+// ---- more unary math, each with PyTorch's forward and backward formula ----
+
+struct RsqrtRule {
+    static constexpr const char *kName = "rsqrt", *kNode = "RsqrtBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    template <class T> static T forward(T a) { return T(1) / std::sqrt(a); }
+    template <class T> static T grad(T y, T g) { return T(-0.5) * g * y * y * y; }
+};
+
+struct ReciprocalRule {
+    static constexpr const char *kName = "reciprocal", *kNode = "ReciprocalBackward";
+    static constexpr Saves kSaves = Saves::Output;
+    template <class T> static T forward(T a) { return T(1) / a; }
+    template <class T> static T grad(T y, T g) { return -g * (y * y); }
+};
+
+// torch.square is pow(x, 2): the same node and gradient as pow's.
+struct SquareRule {
+    static constexpr const char *kName = "square", *kNode = "PowBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return a * a; }
+    template <class T> static T grad(T a, T g) { return g * (T(2) * a); }
+};
+
+struct Log1pRule {
+    static constexpr const char *kName = "log1p", *kNode = "Log1pBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return std::log1p(a); }
+    template <class T> static T grad(T a, T g) { return g / (a + T(1)); }
+};
+
+// From the output, as PyTorch: g (y + 1), which is 0 once y rounds to -1.
+struct Expm1Rule {
+    static constexpr const char *kName = "expm1", *kNode = "Expm1Backward";
+    static constexpr Saves kSaves = Saves::Output;
+    template <class T> static T forward(T a) { return std::expm1(a); }
+    template <class T> static T grad(T y, T g) { return g * (y + T(1)); }
+};
+
+struct SinRule {
+    static constexpr const char *kName = "sin", *kNode = "SinBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return std::sin(a); }
+    template <class T> static T grad(T a, T g) { return g * std::cos(a); }
+};
+
+struct CosRule {
+    static constexpr const char *kName = "cos", *kNode = "CosBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return std::cos(a); }
+    template <class T> static T grad(T a, T g) { return g * -std::sin(a); }
+};
+
+// 0 at NaN and at either zero (+0.0); its gradient is 0 everywhere, NaN g included.
+struct SignRule {
+    static constexpr const char *kName = "sign", *kNode = "SignBackward";
+    static constexpr Saves kSaves = Saves::Nothing;
+    template <class T> static T forward(T a) { return T(T(0) < a) - T(a < T(0)); }
+    template <class T> static T grad(T) { return T(0); }
+};
+
+// PyTorch's elu kernel: x <= 0 ? (exp(x) - 1) * alpha * scale : x * scale, with
+// exp(x) - 1 rather than expm1 (PyTorch's float32 values near 0 depend on it).
+// Its gradient at 0 is alpha * scale, and a NaN takes the x > 0 branch.
+struct EluRule {
+    static constexpr const char *kName = "elu", *kNode = "EluBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    double alpha, scale = 1.0;
+    template <class T> T forward(T a) const {
+        return a <= T(0) ? (std::exp(a) - T(1)) * (T(alpha) * T(scale)) : a * T(scale);
+    }
+    template <class T> T grad(T a, T g) const {
+        return a <= T(0) ? g * (T(alpha) * T(scale)) * std::exp(a) : g * T(scale);
+    }
+};
+
+struct LeakyReluRule {
+    static constexpr const char *kName = "leaky_relu", *kNode = "LeakyReluBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    double slope;
+    template <class T> T forward(T a) const { return a > T(0) ? a : a * T(slope); }
+    template <class T> T grad(T a, T g) const { return a > T(0) ? g : g * T(slope); }
+};
+
+// clamp(x, lo, hi), NaN passing through; the gradient is 0 at the bounds too.
+struct HardtanhRule {
+    static constexpr const char *kName = "hardtanh", *kNode = "HardtanhBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    double lo, hi;
+    template <class T> T forward(T a) const { return a < T(lo) ? T(lo) : (a > T(hi) ? T(hi) : a); }
+    template <class T> T grad(T a, T g) const { return a <= T(lo) || a >= T(hi) ? T(0) : g; }
+};
+
+// log(1 + exp(beta x)) / beta, and x itself once beta x > threshold.
+struct SoftplusRule {
+    static constexpr const char *kName = "softplus", *kNode = "SoftplusBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    double beta, threshold;
+    template <class T> T forward(T a) const {
+        return a * T(beta) > T(threshold) ? a : std::log1p(std::exp(a * T(beta))) / T(beta);
+    }
+    template <class T> T grad(T a, T g) const {
+        const T z = std::exp(a * T(beta));
+        return a * T(beta) > T(threshold) ? g : g * z / (z + T(1));
+    }
+};
+
+// x tanh(softplus(x)); d/dx = t + x sigmoid(x) (1 - t^2), t = tanh(softplus(x)).
+struct MishRule {
+    static constexpr const char *kName = "mish", *kNode = "MishBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return a * std::tanh(std::log1p(std::exp(a))); }
+    template <class T> static T grad(T a, T g) {
+        const T t = std::tanh(std::log1p(std::exp(a)));
+        const T sigmoid = T(1) / (T(1) + std::exp(-a));
+        return g * (t + a * sigmoid * (T(1) - t * t));
+    }
+};
+
+// min(x, 0) - log1p(exp(-|x|)): no overflow for large |x|, as PyTorch computes it.
+struct LogSigmoidRule {
+    static constexpr const char *kName = "logsigmoid", *kNode = "LogSigmoidBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) {
+        return std::min(a, T(0)) - std::log1p(std::exp(-std::abs(a)));
+    }
+    template <class T> static T grad(T a, T g) {
+        const bool negative = a < T(0);
+        const T z = std::exp(-std::abs(a));
+        return g * (T(negative ? 1 : 0) - T(negative ? 1 : -1) * (z / (T(1) + z)));
+    }
+};
+
+struct ErfRule {
+    static constexpr const char *kName = "erf", *kNode = "ErfBackward";
+    static constexpr Saves kSaves = Saves::Input;
+    template <class T> static T forward(T a) { return std::erf(a); }
+    template <class T> static T grad(T a, T g) {
+        return T(2.0 * std::numbers::inv_sqrtpi) * std::exp(-(a * a)) * g;
     }
 };
 

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Generates unary_math_values.hpp: PyTorch's forward values and input gradients of elementwise
+unary math ops and activations (rsqrt, reciprocal, square, log1p, expm1, sin, cos, sign, selu,
+mish, logsigmoid, erf, softplus, leaky_relu, elu, hardtanh) on fixed inputs.
+
+Run from the repository root with a Python that has torch (tested with 1.13):
+    /usr/bin/python3 tests/core/reference/gen_unary_math.py > tests/core/reference/unary_math_values.hpp
+
+kCases: each (op, params) in float64 and in float32. The inputs are one shared list of finite
+values (negatives, positives, +-1e-3, 0, +-30, and the kinks: the hardtanh bounds, 0, and the
+softplus thresholds beta * x == threshold) filtered to the op's domain (rsqrt: x > 0,
+reciprocal: x != 0, log1p: x > -1); the upstream gradient is one fixed randn list (seed 0)
+filtered alongside. The gradient is d/dx sum(op(x) * upstream), by autograd. Each case runs on
+one contiguous 1-D tensor. The float32 cases round inputs and upstream to float32 and compute in
+float32; their values are printed as the repr of the float32 value widened to double, which reads
+back exactly.
+
+PyTorch's CPU kernels run a SIMD path on whole vector blocks and a scalar path on the rest, so
+a value can depend on its position and the tensor's length: mish and softplus differ between the
+two by a few ulps (mish's float32 gradient by up to ~7), so compare with a few ulps' tolerance.
+
+kSpecials: float64 only, upstream 1, inputs -inf, inf, nan, -0.0, 0.0 and, for the
+domain-restricted ops, values outside the domain. These tensors are short enough to take the
+scalar path; where the SIMD path (the same value repeated 64 times) gives something else, the
+entry is preceded by a comment saying what.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+# The shared inputs. -1, 1, -0.5, 2 are the hardtanh bounds; 2.5 and 20 sit exactly on the
+# softplus thresholds (beta * x == threshold: PyTorch still takes the log1p(exp) branch there).
+SHARED = [-30.0, -5.0, -2.5, -1.5, -1.0, -0.9, -0.5, -0.2, -1e-3, 0.0, 1e-3, 0.2,
+          0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 7.5, 20.0, 25.0, 30.0]
+
+DOMAINS = {  # op: which inputs it takes (default: all of SHARED)
+    "rsqrt": lambda x: x > 0.0,
+    "reciprocal": lambda x: x != 0.0,
+    "log1p": lambda x: x > -1.0,
+}
+
+OPS = [  # PyTorch's name, params in PyTorch's argument order, function of (x, *params)
+    ("rsqrt", [], torch.rsqrt),
+    ("reciprocal", [], torch.reciprocal),
+    ("square", [], torch.square),
+    ("log1p", [], torch.log1p),
+    ("expm1", [], torch.expm1),
+    ("sin", [], torch.sin),
+    ("cos", [], torch.cos),
+    ("sign", [], torch.sign),
+    ("selu", [], F.selu),
+    ("mish", [], F.mish),
+    ("logsigmoid", [], F.logsigmoid),
+    ("erf", [], torch.erf),
+    ("softplus", [1.0, 20.0], F.softplus),
+    ("softplus", [2.0, 5.0], F.softplus),
+    ("leaky_relu", [0.01], F.leaky_relu),
+    ("leaky_relu", [0.2], F.leaky_relu),
+    ("elu", [1.0], F.elu),
+    ("elu", [0.5], F.elu),
+    ("hardtanh", [-1.0, 1.0], F.hardtanh),
+    ("hardtanh", [-0.5, 2.0], F.hardtanh),
+]
+
+SPECIAL_INPUTS = [-math.inf, math.inf, math.nan, -0.0, 0.0]
+SPECIAL_EXTRA = {"rsqrt": [-1.0], "log1p": [-1.0, -2.0]}  # outside the domain (-1: its edge)
+
+
+def fmt(v):
+    if math.isnan(v):
+        return "kNaN"
+    if math.isinf(v):
+        return "kInf" if v > 0 else "-kInf"
+    return repr(float(v))  # "-0.0" for negative zero
+
+
+def fmt_list(values):
+    return "{" + ", ".join(fmt(v) for v in values) + "}"
+
+
+def fmt_params(params):
+    return "{" + ", ".join(repr(float(p)) for p in params) + "}"
+
+
+def run(f, params, inputs, upstream, dtype):
+    """op's output and d/dx sum(output * upstream), as lists of Python floats."""
+    x = torch.tensor(inputs, dtype=torch.float64).to(dtype).requires_grad_(True)
+    g = torch.tensor(upstream, dtype=torch.float64).to(dtype)
+    y = f(x, *params)
+    y.backward(g)
+    return x.detach().tolist(), g.tolist(), y.detach().tolist(), x.grad.tolist()
+
+
+def same(a, b):
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def simd_differences(f, params, inputs):
+    """Where each input, repeated 64 times (PyTorch's SIMD path), gives another output or
+    gradient than the short tensor (its scalar path)."""
+    _, _, y, g = run(f, params, inputs, [1.0] * len(inputs), torch.float64)
+    notes = []
+    for x, y1, g1 in zip(inputs, y, g):
+        _, _, yv, gv = run(f, params, [x] * 64, [1.0] * 64, torch.float64)
+        if not same(yv[0], y1) or not same(gv[0], g1):
+            notes.append(f"x = {fmt(x)}: output {fmt(yv[0])}, grad {fmt(gv[0])}")
+    return notes
+
+
+def main():
+    torch.manual_seed(0)
+    upstream_all = torch.randn(len(SHARED), dtype=torch.float64).tolist()
+
+    print("// clang-format off")
+    print("// GENERATED by tests/core/reference/gen_unary_math.py with PyTorch "
+          f"{torch.__version__}; do not edit by hand.")
+    print("// Regenerate: /usr/bin/python3 tests/core/reference/gen_unary_math.py > "
+          "tests/core/reference/unary_math_values.hpp")
+    print("#pragma once\n\n#include <limits>\n#include <vector>\n")
+    print("namespace unary_math_ref {\n")
+    print("constexpr double kInf = std::numeric_limits<double>::infinity();")
+    print("constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();\n")
+    print("// op(input, params...) on one 1-D tensor; grad = d/dx sum(output * upstream).")
+    print("// float32 cases: input and upstream rounded to float32 and computed in float32; every")
+    print("// value is a float32 value written as a double, exact when converted to float.")
+    print("// Inputs: a shared list filtered to the op's domain (rsqrt: x > 0, reciprocal: x != 0,")
+    print("// log1p: x > -1), the upstream gradient (randn, seed 0) filtered alongside.")
+    print("struct Case {")
+    print("    const char* op;                 // PyTorch's name, e.g. \"softplus\"")
+    print("    std::vector<double> params;     // in PyTorch's argument order, empty if none")
+    print("    bool float32;")
+    print("    std::vector<double> input, upstream, output, grad;")
+    print("};\n")
+    print("inline const std::vector<Case> kCases = {")
+    for name, params, f in OPS:
+        keep = DOMAINS.get(name, lambda x: True)
+        idx = [i for i, x in enumerate(SHARED) if keep(x)]
+        inputs = [SHARED[i] for i in idx]
+        upstream = [upstream_all[i] for i in idx]
+        for dtype in (torch.float64, torch.float32):
+            arrays = run(f, params, inputs, upstream, dtype)
+            flag = "true" if dtype == torch.float32 else "false"
+            body = ",\n     ".join(fmt_list(a) for a in arrays)
+            print(f'    {{"{name}", {fmt_params(params)}, {flag},\n     {body}}},')
+    print("};\n")
+    print("// float64, upstream 1: non-finite and signed-zero inputs, and for rsqrt and log1p")
+    print("// inputs outside the domain. PyTorch's scalar path; where its SIMD path differs, a")
+    print("// comment says so.")
+    print("struct Special {")
+    print("    const char* op;")
+    print("    std::vector<double> params;")
+    print("    std::vector<double> input, output, grad;   // float64, upstream 1")
+    print("};\n")
+    print("inline const std::vector<Special> kSpecials = {")
+    for name, params, f in OPS:
+        inputs = SPECIAL_INPUTS + SPECIAL_EXTRA.get(name, [])
+        x, _, y, grad = run(f, params, inputs, [1.0] * len(inputs), torch.float64)
+        body = ",\n     ".join(fmt_list(a) for a in (x, y, grad))
+        for note in simd_differences(f, params, inputs):
+            print(f"    // PyTorch's SIMD path instead gives, at {note}")
+        print(f'    {{"{name}", {fmt_params(params)},\n     {body}}},')
+    print("};\n")
+    print("}  // namespace unary_math_ref")
+
+
+if __name__ == "__main__":
+    main()
