@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <optional>
 
 #include <xtensor/xbroadcast.hpp>
@@ -60,19 +61,19 @@ void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
 // y = rule(x), saving for backward only the value the row's gradient reads.
 template <class Rule>
 Tensor unary(const Tensor& x, const Rule& rule) {
-    return detail::visit_floating(x, Rule::kName, [&]<class T>(xt::xarray<T>& a) {
+    return detail::visit_floating(x, rule.kName, [&]<class T>(xt::xarray<T>& a) {
         auto y = detail::empty_array<T>(a.shape());
         forward_loop(rule, a.data(), y.data(), y.size());
         Tensor result = wrap(std::move(y));
         if constexpr (grad_is_g<Rule>()) {
-            return make_result(result, Rule::kNode, {x}, [](const Tensor& g) {
+            return make_result(result, rule.kNode, {x}, [](const Tensor& g) {
                 return autograd::Gradients{autograd::pass_on(g)};
             });
         } else {
             std::shared_ptr<Storage> saved;
             if constexpr (Rule::kSaves != Saves::Nothing)
                 saved = (Rule::kSaves == Saves::Output ? result : x).impl()->storage;
-            return make_result(result, Rule::kNode, {x}, [rule, saved](const Tensor& g) {
+            return make_result(result, rule.kNode, {x}, [rule, saved](const Tensor& g) {
                 const T* s = saved ? std::get<xt::xarray<T>>(*saved).data() : nullptr;
                 auto [gx] = autograd::elementwise_grads<T, 1>(
                     g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
@@ -279,6 +280,16 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 Tensor mish(const Tensor& x) { return unary(x, detail::MishRule{}); }
 Tensor logsigmoid(const Tensor& x) { return unary(x, detail::LogSigmoidRule{}); }
 Tensor erf(const Tensor& x) { return unary(x, detail::ErfRule{}); }
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
+    check(min || max, "clamp: expected at least one of min and max (got neither)");
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    const char* node = min && max ? "ClampBackward" : min ? "ClampMinBackward" : "ClampMaxBackward";
+    return unary(x, detail::ClampRule{"clamp", node, min.value_or(-inf), max.value_or(inf)});
+}
+Tensor clamp_min(const Tensor& x, double min) { return clamp(x, min, std::nullopt); }
+Tensor clamp_max(const Tensor& x, double max) { return clamp(x, std::nullopt, max); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary<detail::MaximumRule>(a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary<detail::MinimumRule>(a, b); }
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
     check(approximate == "none" || approximate == "tanh",

@@ -25,6 +25,9 @@
 #include <cmath>
 #include <cstddef>
 #include <numbers>
+#include <type_traits>
+
+#include <xtensor/xoperation.hpp>
 
 #include "vec_math.hpp"
 #include "xgrad/ops.hpp"
@@ -329,6 +332,16 @@ struct ErfRule {
     }
 };
 
+// min(max(x, lo), hi); the gradient flows where lo <= x <= hi (not at NaN).
+struct ClampRule {
+    const char* kName;
+    const char* kNode;
+    static constexpr Saves kSaves = Saves::Input;
+    double lo, hi;
+    template <class T> T forward(T a) const { return std::min(std::max(a, T(lo)), T(hi)); }
+    template <class T> T grad(T a, T g) const { return a >= T(lo) && a <= T(hi) ? g : T(0); }
+};
+
 // ---- a tensor with a constant c, converted to the tensor's dtype first ----
 
 struct AddConstantRule {
@@ -402,6 +415,29 @@ struct DivRule {
     static auto forward(const auto& u, const auto& v) { return u / v; }
     template <class T> static T grad_a(T, T y, T g) { return g / y; }
     template <class T> static T grad_b(T x, T y, T g) { return -(g * x) / (y * y); }
+};
+
+// A NaN operand wins (PyTorch's rule); where x == y each side gets g / 2.
+struct MaximumRule {
+    static constexpr const char *kName = "maximum", *kNode = "MaximumBackward";
+    static constexpr bool kSavesInputs = true, kGradAIsG = false, kGradBIsG = false;
+    static auto forward(const auto& u, const auto& v) {
+        if constexpr (std::is_arithmetic_v<std::decay_t<decltype(u)>>) return std::isnan(u) || u > v ? u : v;
+        else return xt::where(xt::isnan(u) || u > v, u, v);
+    }
+    template <class T> static T grad_a(T x, T y, T g) { return x == y ? g / T(2) : (x < y ? T(0) : g); }
+    template <class T> static T grad_b(T x, T y, T g) { return x == y ? g / T(2) : (x > y ? T(0) : g); }
+};
+
+struct MinimumRule {
+    static constexpr const char *kName = "minimum", *kNode = "MinimumBackward";
+    static constexpr bool kSavesInputs = true, kGradAIsG = false, kGradBIsG = false;
+    static auto forward(const auto& u, const auto& v) {
+        if constexpr (std::is_arithmetic_v<std::decay_t<decltype(u)>>) return std::isnan(u) || u < v ? u : v;
+        else return xt::where(xt::isnan(u) || u < v, u, v);
+    }
+    template <class T> static T grad_a(T x, T y, T g) { return x == y ? g / T(2) : (x > y ? T(0) : g); }
+    template <class T> static T grad_b(T x, T y, T g) { return x == y ? g / T(2) : (x < y ? T(0) : g); }
 };
 
 // clang-format on

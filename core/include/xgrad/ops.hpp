@@ -2,6 +2,7 @@
 // Each lives in core/ops/<family>.cpp next to its backward.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +50,14 @@ Tensor mish(const Tensor& x);
 Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
 Tensor logsigmoid(const Tensor& x);
 Tensor erf(const Tensor& x);
+// torch.clamp: min(max(x, min), max), NaN kept; g flows where min <= x <= max.
+// Without a bound, that side is open; min > max gives max everywhere, as PyTorch.
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
+Tensor clamp_min(const Tensor& x, double min);
+Tensor clamp_max(const Tensor& x, double max);
+// Elementwise max / min with broadcasting; a NaN wins; equal elements split g in half.
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor dropout(const Tensor& x, double p, bool training);
 
 // The middle of a feed-forward block as one op (core/ops/fused.cpp):
@@ -109,6 +118,33 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
                      const std::string& reduction = "mean");
 
+}  // namespace xg
+
+// Comparisons and logic (core/ops/compare.cpp): kBool results that need no grad;
+// operands broadcast, and operands of different dtypes compare as float64.
+namespace xg {
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor eq(const Tensor& a, double b);
+Tensor ne(const Tensor& a, double b);
+Tensor lt(const Tensor& a, double b);
+Tensor le(const Tensor& a, double b);
+Tensor gt(const Tensor& a, double b);
+Tensor ge(const Tensor& a, double b);
+Tensor logical_and(const Tensor& a, const Tensor& b);  // nonzero (NaN included) is true
+Tensor logical_or(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& x);
+Tensor isnan(const Tensor& x);
+Tensor isinf(const Tensor& x);
+Tensor isfinite(const Tensor& x);
+Tensor any(const Tensor& x);  // 0-d
+Tensor all(const Tensor& x);
+Tensor any(const Tensor& x, int dim, bool keepdim = false);
+Tensor all(const Tensor& x, int dim, bool keepdim = false);
 }  // namespace xg
 
 // Indexing (core/ops/index.cpp).

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -492,4 +494,43 @@ TEST_CASE("a gradient someone else holds is never overwritten") {
     x.mutable_grad() = Tensor();
     loss.backward();
     CHECK(xt::all(xt::equal(x.grad().data<float>(), first)));
+}
+
+TEST_CASE("clamp, clamp_min, clamp_max, maximum, minimum: PyTorch's values and gradients") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    xg::Tensor x = test::f64({-2.0, -1.0, 0.5, 1.0, 3.0, nan}, true);
+    xg::Tensor y = xg::clamp(x, -1.0, 1.0);
+    xt::xarray<double> v = test::values(y);
+    CHECK(v(0) == -1.0);
+    CHECK(v(4) == 1.0);
+    CHECK(std::isnan(v(5)));
+    xg::sum(y).backward();
+    // g flows where min <= x <= max, the bounds included; not at NaN.
+    CHECK(test::values(x.grad()) == xt::xarray<double>{0, 1, 1, 1, 0, 0});
+    CHECK(y.grad_fn_name() == "ClampBackward");
+    CHECK(xg::clamp_min(x, 0.0).grad_fn_name() == "ClampMinBackward");
+    CHECK(test::values(xg::clamp_max(test::f64({-5.0, 5.0}), 0.0)) ==
+          xt::xarray<double>{-5.0, 0.0});
+    CHECK(test::values(xg::clamp(test::f64({-5.0, 5.0}), 2.0, 1.0)) ==
+          xt::xarray<double>{1.0, 1.0});
+    CHECK_THROWS_WITH_AS(xg::clamp(x, std::nullopt, std::nullopt),
+                         "clamp: expected at least one of min and max (got neither)", xg::Error);
+
+    xg::Tensor a = test::f64({{1.0, 5.0, nan}, {2.0, 2.0, 0.0}}, true);
+    xg::Tensor b = test::f64({2.0, 2.0, 1.0}, true);
+    xt::xarray<double> hi = test::values(xg::maximum(a, b));
+    CHECK(hi(0, 0) == 2.0);
+    CHECK(hi(0, 1) == 5.0);
+    CHECK(std::isnan(hi(0, 2)));
+    CHECK(test::values(xg::minimum(a, b))(1, 2) == 0.0);
+    xg::sum(xg::maximum(a, b)).backward();
+    // Equal elements split g; a NaN takes it on both sides (PyTorch 1.13's formula).
+    CHECK(test::values(a.grad()) == xt::xarray<double>{{0.0, 1.0, 1.0}, {0.5, 0.5, 0.0}});
+    CHECK(test::values(b.grad()) == xt::xarray<double>{1.5, 0.5, 2.0});
+    CHECK(test::gradcheck(
+        [](const std::vector<xg::Tensor>& in) {
+            return xg::clamp(in[0], -0.5, 0.7) +
+                   xg::maximum(in[0], in[1]) * xg::minimum(in[0], in[1]);
+        },
+        {test::randn64({3, 4}, 1), test::randn64({4}, 2)}));
 }
