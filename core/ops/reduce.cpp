@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 
 #include <xtensor/xbuilder.hpp>
@@ -258,6 +259,69 @@ Tensor softmax(const Tensor& x, int dim) {
 Tensor log_softmax(const Tensor& x, int dim) {
     check(x.defined(), "log_softmax: expected a defined tensor (got an undefined one)");
     return softmax_impl<true>(x, dim, "log_softmax", "LogSoftmaxBackward");
+}
+
+// ---- derived from sum, mean and max: each gradient comes from theirs ----
+
+// min(x) = -max(-x): the same tie and NaN rules, mirrored.
+std::pair<Tensor, Tensor> min(const Tensor& x, int dim, bool keepdim) {
+    auto [values, indices] = max(-x, dim, keepdim);
+    return {-values, indices};
+}
+
+Tensor max(const Tensor& x) {
+    check(x.defined() && x.numel() > 0, "max: expected a non-empty tensor");
+    return reshape(max(reshape(x, {-1}), 0).first, {});
+}
+Tensor min(const Tensor& x) {
+    check(x.defined() && x.numel() > 0, "min: expected a non-empty tensor");
+    return reshape(min(reshape(x, {-1}), 0).first, {});
+}
+
+// torch.argmax: indices only (int64, no grad); without a dim, into the flattened tensor.
+Tensor argmax(const Tensor& x, std::optional<int> dim, bool keepdim) {
+    if (!dim) return reshape(max(reshape(x, {-1}), 0).second, {});
+    return max(x, *dim, keepdim).second;
+}
+Tensor argmin(const Tensor& x, std::optional<int> dim, bool keepdim) {
+    if (!dim) return reshape(min(reshape(x, {-1}), 0).second, {});
+    return min(x, *dim, keepdim).second;
+}
+
+// sum((x - mean)^2) / (n - correction) over dims (every dim when empty).
+Tensor var(const Tensor& x, const std::vector<int>& dims, double correction, bool keepdim) {
+    check(x.defined(), "var: expected a defined tensor (got an undefined one)");
+    std::size_t n = 1;
+    for (std::size_t axis : normalize_dims(dims, x.dim(), "var")) n *= x.shape()[axis];
+    if (x.dim() == 0) n = 1;
+    const Tensor centred = x - mean(x, dims, true);
+    const Tensor squares =
+        dims.empty() && !keepdim ? sum(centred * centred) : sum(centred * centred, dims, keepdim);
+    return squares / std::max(static_cast<double>(n) - correction, 0.0);
+}
+
+Tensor std(const Tensor& x, const std::vector<int>& dims, double correction, bool keepdim) {
+    return sqrt(var(x, dims, correction, keepdim));
+}
+
+// log(sum(exp(x - m))) + m with m the (detached) max over dims, so exp cannot
+// overflow; an infinite m is taken as 0, as PyTorch does, so all -inf gives -inf.
+Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
+    check(x.defined(), "logsumexp: expected a defined tensor (got an undefined one)");
+    Tensor m = x.detach();
+    for (std::size_t axis : normalize_dims(dims, x.dim(), "logsumexp")) {
+        if (x.dim() > 0) m = max(m, static_cast<int>(axis), true).first;
+    }
+    m = where(isinf(m), zeros({}, m.dtype()), m);
+    Tensor out = log(sum(exp(x - m), dims, true)) + m;
+    if (keepdim || x.dim() == 0) return out;
+    std::vector<std::int64_t> kept;
+    const std::vector<std::size_t> axes = normalize_dims(dims, x.dim(), "logsumexp");
+    for (std::size_t d = 0; d < x.dim(); ++d) {
+        if (std::find(axes.begin(), axes.end(), d) == axes.end())
+            kept.push_back(static_cast<std::int64_t>(x.shape()[d]));
+    }
+    return reshape(out, kept);
 }
 
 }  // namespace xg

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "buffer_cache.hpp"
@@ -298,5 +299,123 @@ std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim) {
     }
     return parts;
 }
+
+// ---- derived from the ops above: each gradient comes from theirs ----
+
+std::vector<Tensor> split(const Tensor& x, std::int64_t split_size, int dim) {
+    check(split_size > 0, "split: expected split_size > 0 (got {})", split_size);
+    check(x.defined() && x.dim() > 0, "split: expected a tensor with at least 1 dimension");
+    const auto size =
+        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "split")]);
+    std::vector<Tensor> parts;
+    for (std::int64_t start = 0; start < size || (size == 0 && parts.empty()); start += split_size)
+        parts.push_back(narrow(x, dim, start, std::min(split_size, size - start)));
+    return parts;
+}
+
+std::vector<Tensor> split(const Tensor& x, const std::vector<std::int64_t>& sizes, int dim) {
+    check(x.defined() && x.dim() > 0, "split: expected a tensor with at least 1 dimension");
+    const auto size =
+        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "split")]);
+    std::int64_t total = 0;
+    for (std::int64_t s : sizes) total += s;
+    check(total == size, "split: expected sizes summing to {} (dim {} of {}) (got {})", size, dim,
+          shape_str(x.shape()), total);
+    std::vector<Tensor> parts;
+    std::int64_t start = 0;
+    for (std::int64_t s : sizes)
+        parts.push_back(narrow(x, dim, std::exchange(start, start + s), s));
+    return parts;
+}
+
+Tensor select(const Tensor& x, int dim, std::int64_t index) {
+    check(x.defined() && x.dim() > 0, "select: expected a tensor with at least 1 dimension");
+    const auto size =
+        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "select")]);
+    check(index >= -size && index < size,
+          "select: expected an index in [{}, {}) for dim {} of {} (got {})", -size, size, dim,
+          shape_str(x.shape()), index);
+    return squeeze(narrow(x, dim, index < 0 ? index + size : index, 1), dim);
+}
+
+std::vector<Tensor> unbind(const Tensor& x, int dim) {
+    check(x.defined() && x.dim() > 0, "unbind: expected a tensor with at least 1 dimension");
+    const std::size_t size = x.shape()[detail::normalize_dim(dim, x.dim(), "unbind")];
+    std::vector<Tensor> parts;
+    for (std::size_t i = 0; i < size; ++i)
+        parts.push_back(select(x, dim, static_cast<std::int64_t>(i)));
+    return parts;
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, int dim) {
+    check(!tensors.empty(), "stack: expected a non-empty list of tensors (got none)");
+    for (const Tensor& t : tensors) {
+        check(t.defined() && t.shape() == tensors.front().shape(),
+              "stack: expected tensors of one shape {} (got {})",
+              shape_str(tensors.front().shape()),
+              t.defined() ? shape_str(t.shape()) : "an undefined one");
+    }
+    const int axis =
+        static_cast<int>(detail::normalize_dim(dim, tensors.front().dim() + 1, "stack"));
+    std::vector<Tensor> parts;
+    for (const Tensor& t : tensors) parts.push_back(unsqueeze(t, axis));
+    return cat(parts, axis);
+}
+
+Tensor flatten(const Tensor& x, int start_dim, int end_dim) {
+    check(x.defined(), "flatten: expected a defined tensor (got an undefined one)");
+    const Shape shape = x.shape();
+    if (shape.empty()) return reshape(x, {1});
+    const std::size_t first = detail::normalize_dim(start_dim, shape.size(), "flatten");
+    const std::size_t last = detail::normalize_dim(end_dim, shape.size(), "flatten");
+    check(first <= last, "flatten: expected start_dim <= end_dim (got {} and {})", start_dim,
+          end_dim);
+    std::vector<std::int64_t> sizes(shape.begin(),
+                                    shape.begin() + static_cast<std::ptrdiff_t>(first));
+    std::int64_t merged = 1;
+    for (std::size_t d = first; d <= last; ++d) merged *= static_cast<std::int64_t>(shape[d]);
+    sizes.push_back(merged);
+    sizes.insert(sizes.end(), shape.begin() + static_cast<std::ptrdiff_t>(last) + 1, shape.end());
+    return reshape(x, sizes);
+}
+
+Tensor unflatten(const Tensor& x, int dim, const std::vector<std::int64_t>& sizes) {
+    check(x.defined() && x.dim() > 0, "unflatten: expected a tensor with at least 1 dimension");
+    const Shape shape = x.shape();
+    const std::size_t axis = detail::normalize_dim(dim, shape.size(), "unflatten");
+    std::vector<std::int64_t> out(shape.begin(), shape.begin() + static_cast<std::ptrdiff_t>(axis));
+    out.insert(out.end(), sizes.begin(), sizes.end());
+    out.insert(out.end(), shape.begin() + static_cast<std::ptrdiff_t>(axis) + 1, shape.end());
+    return reshape(x, out);  // reshape checks the sizes multiply out (one -1 allowed)
+}
+
+// x + zeros(shape): the broadcasting add's gradient sums back to x's shape.
+Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+    check(x.defined(), "broadcast_to: expected a defined tensor (got an undefined one)");
+    check(detail::broadcast_shapes(x.shape(), shape, "broadcast_to") == shape,
+          "broadcast_to: cannot broadcast {} to {}", shape_str(x.shape()), shape_str(shape));
+    return x + zeros(shape, x.dtype());
+}
+
+namespace {
+// x where the [rows, cols] mask of its last two dims holds, else 0 (NaN too).
+Tensor triangle(const Tensor& x, std::int64_t diagonal, bool lower, const char* op) {
+    check(x.defined() && x.dim() >= 2, "{}: expected a tensor with at least 2 dimensions (got {})",
+          op, x.defined() ? shape_str(x.shape()) : "an undefined one");
+    const Shape shape = x.shape();
+    const std::size_t rows = shape[shape.size() - 2], cols = shape.back();
+    xt::xarray<bool> keep = xt::xarray<bool>::from_shape({rows, cols});
+    for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t j = 0; j < cols; ++j) {
+            const auto offset = static_cast<std::int64_t>(j) - static_cast<std::int64_t>(i);
+            keep(i, j) = lower ? offset <= diagonal : offset >= diagonal;
+        }
+    }
+    return where(tensor(std::move(keep)), x, zeros({}, x.dtype()));
+}
+}  // namespace
+
+Tensor tril(const Tensor& x, std::int64_t diagonal) { return triangle(x, diagonal, true, "tril"); }
+Tensor triu(const Tensor& x, std::int64_t diagonal) { return triangle(x, diagonal, false, "triu"); }
 
 }  // namespace xg

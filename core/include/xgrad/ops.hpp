@@ -97,6 +97,18 @@ Tensor sum(const Tensor& x, const std::vector<int>& dims, bool keepdim = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, const std::vector<int>& dims, bool keepdim = false);
 std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim = false);
+// Derived from the reductions above (their gradients compose):
+std::pair<Tensor, Tensor> min(const Tensor& x, int dim, bool keepdim = false);
+Tensor max(const Tensor& x);  // 0-d; the gradient goes to one arg max
+Tensor min(const Tensor& x);
+Tensor argmax(const Tensor& x, std::optional<int> dim = std::nullopt, bool keepdim = false);
+Tensor argmin(const Tensor& x, std::optional<int> dim = std::nullopt, bool keepdim = false);
+// torch.var / torch.std: over dims (all when empty), dividing by n - correction.
+Tensor var(const Tensor& x, const std::vector<int>& dims = {}, double correction = 1.0,
+           bool keepdim = false);
+Tensor std(const Tensor& x, const std::vector<int>& dims = {}, double correction = 1.0,
+           bool keepdim = false);
+Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim = false);
 Tensor softmax(const Tensor& x, int dim);
 Tensor log_softmax(const Tensor& x, int dim);
 
@@ -112,6 +124,19 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim = 0);
 Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length);
 // torch.chunk: narrow()s of ceil(size / chunks) entries each (the last may be smaller).
 std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim = 0);
+// Built from the ops above (their gradients compose): torch.split by a size or by
+// sizes, select (narrow + squeeze), unbind, stack (unsqueeze + cat), flatten,
+// unflatten, broadcast_to (expand's copy), and tril / triu (a kBool mask in where).
+std::vector<Tensor> split(const Tensor& x, std::int64_t split_size, int dim = 0);
+std::vector<Tensor> split(const Tensor& x, const std::vector<std::int64_t>& sizes, int dim = 0);
+Tensor select(const Tensor& x, int dim, std::int64_t index);
+std::vector<Tensor> unbind(const Tensor& x, int dim = 0);
+Tensor stack(const std::vector<Tensor>& tensors, int dim = 0);
+Tensor flatten(const Tensor& x, int start_dim = 0, int end_dim = -1);
+Tensor unflatten(const Tensor& x, int dim, const std::vector<std::int64_t>& sizes);
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
+Tensor tril(const Tensor& x, std::int64_t diagonal = 0);
+Tensor triu(const Tensor& x, std::int64_t diagonal = 0);
 
 // Losses (core/ops/loss.cpp).
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");

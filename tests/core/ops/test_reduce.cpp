@@ -1,5 +1,7 @@
 // Tests for the reductions (core/ops/reduce.cpp): sum, mean, max, softmax and
 // log_softmax, with hand or PyTorch values, a gradcheck per form, and dim errors.
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -177,4 +179,40 @@ TEST_CASE("dim errors name the op and the valid range") {
     CHECK_THROWS_AS(xg::mean(xg::arange(3)), xg::Error);  // mean of int64, as torch refuses
     CHECK_THROWS_WITH_AS(xg::sum(xg::zeros({2, 3, 4}), {0, 5}),
                          "sum: expected dim in [-3, 2] for a 3-d tensor (got 5)", xg::Error);
+}
+
+TEST_CASE("min, argmax, argmin, var, std, logsumexp: values as PyTorch defines them, gradchecks") {
+    xg::Tensor x = test::f64({{3.0, -1.0, 4.0}, {1.0, 5.0, -9.0}});
+    auto [low, at] = xg::min(x, 1);
+    CHECK(test::values(low) == xt::xarray<double>{-1.0, -9.0});
+    CHECK(test::values(at) == xt::xarray<double>{1.0, 2.0});
+    CHECK(xg::max(x).item<double>() == 5.0);
+    CHECK(xg::min(x).item<double>() == -9.0);
+    CHECK(xg::argmax(x).item<std::int64_t>() == 4);  // into the flattened tensor
+    CHECK(xg::argmin(x).item<std::int64_t>() == 5);
+    CHECK(test::values(xg::argmax(x, 0, true)) == xt::xarray<double>{{0.0, 1.0, 0.0}});
+    CHECK(xg::argmax(x, 1).dtype() == xg::kInt64);
+    // var: sum of squared deviations / (n - correction): row 0 (mean 2) 14 / 2, row 1 (mean -1) 104 / 2.
+    CHECK(test::values(xg::var(x, {1})) == xt::xarray<double>{7.0, 52.0});
+    xg::Tensor biased = xg::var(x, {1}, 0.0, true);
+    CHECK(biased.shape() == xg::Shape{2, 1});
+    CHECK(test::values(xg::flatten(biased)) == xt::xarray<double>{14.0 / 3, 104.0 / 3});
+    CHECK(xg::std(x, {0}).shape() == xg::Shape{3});
+    CHECK(test::values(xg::std(x, {0}))(0) == doctest::Approx(std::sqrt(2.0)));
+    // Over everything: the mean is 0.5, the squared deviations sum to 131.5.
+    CHECK(xg::var(x).item<double>() == doctest::Approx(131.5 / 5).epsilon(1e-14));
+    // logsumexp: log(e^3 + e^-1 + e^4) and the large-value path that must not overflow.
+    CHECK(test::values(xg::logsumexp(x, {1}))(0) ==
+          doctest::Approx(std::log(std::exp(3.0) + std::exp(-1.0) + std::exp(4.0))).epsilon(1e-14));
+    CHECK(xg::logsumexp(test::f64({1000.0, 1000.0}), {0}).item<double>() ==
+          doctest::Approx(1000.0 + std::log(2.0)).epsilon(1e-14));
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK(xg::logsumexp(test::f64({-inf, -inf}), {0}).item<double>() == -inf);
+    CHECK(xg::logsumexp(x, {0, 1}, true).shape() == xg::Shape{1, 1});
+    CHECK(test::gradcheck(
+        [](const std::vector<xg::Tensor>& in) {
+            return xg::var(in[0], {1}) + xg::std(in[0], {1}, 0.0) + xg::logsumexp(in[0], {1}) +
+                   xg::min(in[0], 1).first;
+        },
+        {test::randn64({2, 4})}));
 }

@@ -1,6 +1,7 @@
 // Tests for the shape ops (core/ops/shape.cpp): reshape, transpose, permute,
 // unsqueeze, squeeze and cat, with hand values, gradchecks and error messages.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -250,4 +251,44 @@ TEST_CASE("narrow and chunk: PyTorch's slices, negative starts, errors and float
             return p[0] * p[1] + p[2];
         },
         {test::randn64({6, 2})}));
+}
+
+TEST_CASE("split, select, unbind, stack, flatten, unflatten, broadcast_to, tril, triu") {
+    xg::Tensor x = test::arange234();  // [2, 3, 4] of 0..23
+    auto parts = xg::split(x, 3, -1);  // sizes 3 and 1, as torch.split
+    REQUIRE(parts.size() == 2);
+    CHECK(parts[1].shape() == xg::Shape{2, 3, 1});
+    auto by_sizes = xg::split(x, std::vector<std::int64_t>{1, 2}, 1);
+    CHECK(by_sizes[1].shape() == xg::Shape{2, 2, 4});
+    CHECK_THROWS_WITH_AS(xg::split(x, std::vector<std::int64_t>{1, 1}, 1),
+                         "split: expected sizes summing to 3 (dim 1 of [2, 3, 4]) (got 2)",
+                         xg::Error);
+    CHECK(test::values(xg::select(x, 1, -1)) ==
+          xt::xarray<double>{{8, 9, 10, 11}, {20, 21, 22, 23}});
+    CHECK_THROWS_WITH_AS(xg::select(x, 0, 2),
+                         doctest::Contains("select: expected an index in [-2, 2)"), xg::Error);
+    auto rows = xg::unbind(x, 0);
+    REQUIRE(rows.size() == 2);
+    CHECK(test::values(xg::stack(rows, 0)) == test::values(x));
+    CHECK(xg::stack(rows, -1).shape() == xg::Shape{3, 4, 2});
+    CHECK(xg::flatten(x).shape() == xg::Shape{24});
+    CHECK(xg::flatten(x, 1).shape() == xg::Shape{2, 12});
+    CHECK(xg::unflatten(xg::flatten(x, 1), 1, {3, -1}).shape() == xg::Shape{2, 3, 4});
+    CHECK(xg::broadcast_to(test::f64({1.0, 2.0}), {3, 2}).shape() == xg::Shape{3, 2});
+    CHECK_THROWS_WITH_AS(xg::broadcast_to(test::f64({1.0, 2.0}), {3}),
+                         doctest::Contains("broadcast_to"), xg::Error);
+    xg::Tensor m = test::f64({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}, {7.0, 8.0, std::nan("")}});
+    xt::xarray<double> lower = test::values(xg::tril(m));
+    CHECK(lower(0, 1) == 0.0);
+    CHECK(lower(2, 1) == 8.0);
+    CHECK(std::isnan(lower(2, 2)));
+    CHECK(test::values(xg::triu(m, 1)) == xt::xarray<double>{{0, 2, 3}, {0, 0, 6}, {0, 0, 0}});
+    CHECK(test::gradcheck(
+        [](const std::vector<xg::Tensor>& in) {
+            auto p = xg::unbind(in[0], 1);
+            xg::Tensor lower = xg::sum(xg::tril(xg::broadcast_to(p[0], {2, 3, 3}), -1) * p[2]);
+            return xg::stack({lower, xg::sum(xg::select(in[0], 0, 1))}, 0) +
+                   xg::sum(xg::flatten(xg::split(in[0], 1, 1)[1]));
+        },
+        {test::randn64({3, 3})}));
 }
