@@ -131,4 +131,72 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
     });
 }
 
+// ---- losses derived from elementwise ops (their gradients compose) ----
+
+namespace {
+
+// The elementwise loss reduced as asked, input and target broadcast together
+// only when their shapes match (PyTorch warns and broadcasts; xgrad refuses).
+Tensor reduced(const Tensor& losses, const std::string& reduction, const char* op) {
+    switch (parse_reduction(reduction, op)) {
+        case Reduction::None: return losses;
+        case Reduction::Sum: return sum(losses);
+        case Reduction::Mean: return mean(losses);
+    }
+    return losses;
+}
+
+void check_pair(const Tensor& input, const Tensor& target, const char* op) {
+    check(input.defined() && target.defined() && input.shape() == target.shape(),
+          "{}: expected input and target of one shape (got {} and {})", op,
+          input.defined() ? shape_str(input.shape()) : "undefined",
+          target.defined() ? shape_str(target.shape()) : "undefined");
+}
+
+Tensor difference(const Tensor& input, const Tensor& target, const char* op) {
+    check_pair(input, target, op);
+    return input - target;
+}
+
+}  // namespace
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+    return reduced(abs(difference(input, target, "l1_loss")), reduction, "l1_loss");
+}
+
+// 0.5 d^2 / beta inside |d| < beta, |d| - 0.5 beta outside. With beta = 0 it is
+// |d|, whose gradient PyTorch takes as -1 at d = 0 (its kernel tests d <= -beta first).
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, const std::string& reduction,
+                      double beta) {
+    check(beta >= 0, "smooth_l1_loss: expected beta >= 0 (got {})", beta);
+    const Tensor d = difference(input, target, "smooth_l1_loss");
+    if (beta == 0) return reduced(where(le(d, 0.0), -d, d), reduction, "smooth_l1_loss");
+    const Tensor a = abs(d);
+    return reduced(where(lt(a, beta), square(d) * (0.5 / beta), a - 0.5 * beta), reduction,
+                   "smooth_l1_loss");
+}
+
+// 0.5 d^2 inside |d| < delta, delta (|d| - 0.5 delta) outside.
+Tensor huber_loss(const Tensor& input, const Tensor& target, const std::string& reduction,
+                  double delta) {
+    check(delta > 0, "huber_loss: expected delta > 0 (got {})", delta);
+    const Tensor d = difference(input, target, "huber_loss"), a = abs(d);
+    return reduced(where(lt(a, delta), square(d) * 0.5, (a - 0.5 * delta) * delta), reduction,
+                   "huber_loss");
+}
+
+// PyTorch's stable form, term for term: with m = max(-x, 0) and
+// l = 1 + (pos_weight - 1) y, loss = (1 - y) x + l (log(exp(-m) + exp(-x - m)) + m).
+// m's own gradient cancels (its two uses pull equally), so d/dx = sigmoid(x) - y at
+// x = 0 too, where a sum of abs and clamp subgradients would not give it.
+Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
+                                        const std::string& reduction, const Tensor& pos_weight) {
+    check_pair(input, target, "binary_cross_entropy_with_logits");
+    const Tensor m = clamp_min(-input, 0.0);
+    Tensor softplus_neg = log(exp(-m) + exp(-input - m)) + m;  // log(1 + exp(-x))
+    if (pos_weight.defined()) softplus_neg = ((pos_weight - 1.0) * target + 1.0) * softplus_neg;
+    return reduced((1.0 - target) * input + softplus_neg, reduction,
+                   "binary_cross_entropy_with_logits");
+}
+
 }  // namespace xg

@@ -142,6 +142,16 @@ Tensor triu(const Tensor& x, std::int64_t diagonal = 0);
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
                      const std::string& reduction = "mean");
+// Derived from elementwise ops (their gradients compose); input and target of one shape.
+Tensor l1_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target,
+                      const std::string& reduction = "mean", double beta = 1.0);
+Tensor huber_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean",
+                  double delta = 1.0);
+// pos_weight (optional) broadcasts over the last dim, weighting the positive term.
+Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
+                                        const std::string& reduction = "mean",
+                                        const Tensor& pos_weight = Tensor());
 
 }  // namespace xg
 

@@ -6,7 +6,9 @@
 
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
+#include <xtensor/xadapt.hpp>
 
+#include "core/reference/losses_values.hpp"
 #include "core/reference/reference_values.hpp"
 #include "helpers.hpp"
 
@@ -131,4 +133,53 @@ TEST_CASE("mse_loss kernels match the expressions they replaced") {
         CHECK(test::rel_error(test::values(x.grad()), 2.0 * d / n) <= 1e-15);
         CHECK(test::rel_error(test::values(t.grad()), -2.0 * d / n) <= 1e-15);
     }
+}
+
+TEST_CASE("l1, smooth_l1, huber and binary_cross_entropy_with_logits match PyTorch at every kink") {
+    auto vec = [](const std::vector<double>& v) {
+        xt::xarray<double> a = xt::adapt(v, {v.size()});
+        return a;
+    };
+    for (const auto& c : losses_ref::kCases) {
+        CAPTURE(c.op);
+        CAPTURE(c.reduction);
+        xg::Tensor x = xg::tensor(vec(losses_ref::kInput), true);
+        xg::Tensor y = xg::tensor(vec(losses_ref::kTarget));
+        const std::string op = c.op, reduction = c.reduction;
+        xg::Tensor loss;
+        if (op == "l1_loss") loss = xg::l1_loss(x, y, reduction);
+        if (op == "smooth_l1_loss") loss = xg::smooth_l1_loss(x, y, reduction, c.params[0]);
+        if (op == "huber_loss") loss = xg::huber_loss(x, y, reduction, c.params[0]);
+        if (op == "binary_cross_entropy_with_logits") {
+            xg::Tensor pos_weight;
+            if (!c.params.empty()) pos_weight = test::f64({c.params[0]});
+            loss = xg::binary_cross_entropy_with_logits(x, y, reduction, pos_weight);
+        }
+        REQUIRE(loss.defined());
+        xg::Tensor root =
+            reduction == "none" ? xg::sum(loss * xg::tensor(vec(losses_ref::kUpstream))) : loss;
+        root.backward();
+        CHECK(test::rel_error(test::values(xg::flatten(loss)), vec(c.loss)) <= 1e-14);
+        CHECK(test::rel_error(test::values(x.grad()), vec(c.grad)) <= 1e-14);
+    }
+    CHECK_THROWS_WITH_AS(xg::l1_loss(test::f64({1.0}), test::f64({1.0, 2.0})),
+                         "l1_loss: expected input and target of one shape (got [1] and [2])",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(xg::huber_loss(test::f64({1.0}), test::f64({1.0}), "mean", 0.0),
+                         "huber_loss: expected delta > 0 (got 0)", xg::Error);
+}
+
+TEST_CASE("l1, smooth_l1, huber and binary_cross_entropy_with_logits: float64 gradchecks") {
+    // Targets 0.6 away from each input: off every kink.
+    xg::Tensor x = test::randn64({3, 4}, 5);
+    xg::Tensor y = (x + 0.6 * xg::sign(test::randn64({3, 4}, 6))).detach();
+    xg::Tensor labels = xg::clamp(test::randn64({3, 4}, 7), 0.0, 1.0).detach();
+    xg::Tensor pos_weight = test::f64({0.5, 1.0, 2.0, 3.0});
+    CHECK(test::gradcheck(
+        [&](const std::vector<xg::Tensor>& in) {
+            return xg::l1_loss(in[0], y) + xg::smooth_l1_loss(in[0], y, "sum", 0.5) +
+                   xg::huber_loss(in[0], y, "mean", 0.3) +
+                   xg::binary_cross_entropy_with_logits(in[0], labels, "mean", pos_weight);
+        },
+        {x}));
 }
