@@ -52,12 +52,14 @@ int main(int argc, char** argv) {
             (rows.empty() ? "" : ", ") + sizes[i] + (j - i > 1 ? " x" + std::to_string(j - i) : "");
     }
     xg::examples::SvgChart chart(760, 300);
-    chart.add_panel({"Training step (forward, MSE, backward, Adam), median: FFN block rows, then the encoder layer",
-                     "table row: " + rows,
-                     "ms per step",
-                     true,
-                     {torch, ours, limit},
-                     {}});
+    chart.add_panel(
+        {"Training step (forward, MSE, backward, Adam), median: FFN block rows, then the encoder "
+         "layer",
+         "table row: " + rows,
+         "ms per step",
+         true,
+         {torch, ours, limit},
+         {}});
     chart.add_panel({"Step time relative to its GEMMs alone",
                      "table row: " + rows,
                      "ratio to the limit",

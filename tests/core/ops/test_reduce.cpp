@@ -192,7 +192,8 @@ TEST_CASE("min, argmax, argmin, var, std, logsumexp: values as PyTorch defines t
     CHECK(xg::argmin(x).item<std::int64_t>() == 5);
     CHECK(test::values(xg::argmax(x, 0, true)) == xt::xarray<double>{{0.0, 1.0, 0.0}});
     CHECK(xg::argmax(x, 1).dtype() == xg::kInt64);
-    // var: sum of squared deviations / (n - correction): row 0 (mean 2) 14 / 2, row 1 (mean -1) 104 / 2.
+    // var: sum of squared deviations / (n - correction): row 0 (mean 2) 14 / 2, row 1 (mean -1) 104
+    // / 2.
     CHECK(test::values(xg::var(x, {1})) == xt::xarray<double>{7.0, 52.0});
     xg::Tensor biased = xg::var(x, {1}, 0.0, true);
     CHECK(biased.shape() == xg::Shape{2, 1});
