@@ -254,6 +254,47 @@ Tensor arange(std::int64_t n, Dtype dtype) {
     return detail::wrap(std::move(values)).to(dtype);
 }
 
+Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
+Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype()); }
+Tensor randn_like(const Tensor& t) { return randn(t.shape(), t.dtype()); }
+Tensor rand_like(const Tensor& t) { return rand(t.shape(), t.dtype()); }
+
+Tensor arange(std::int64_t start, std::int64_t end, std::int64_t step, Dtype dtype) {
+    check(step != 0, "arange: expected a nonzero step (got 0)");
+    check((end - start) * step >= 0 || start == end,
+          "arange: expected the step to move from start {} towards end {} (got {})", start, end,
+          step);
+    const std::int64_t n = (end - start + step + (step > 0 ? -1 : 1)) / step;
+    auto values = xt::xarray<std::int64_t>::from_shape(
+        {static_cast<std::size_t>(std::max<std::int64_t>(n, 0))});
+    for (std::int64_t i = 0; i < n; ++i) values(static_cast<std::size_t>(i)) = start + i * step;
+    return detail::wrap(std::move(values)).to(dtype);
+}
+
+Tensor linspace(double start, double end, std::int64_t steps, Dtype dtype) {
+    check(steps >= 0, "linspace: expected a non-negative number of steps (got {})", steps);
+    check(is_floating_point(dtype), "linspace: expected a floating dtype (got {})",
+          dtype_name(dtype));
+    auto values = xt::xarray<double>::from_shape({static_cast<std::size_t>(steps)});
+    const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
+    for (std::int64_t i = 0; i < steps; ++i) {
+        values(static_cast<std::size_t>(i)) = i < steps / 2
+                                                  ? start + step * static_cast<double>(i)
+                                                  : end - step * static_cast<double>(steps - 1 - i);
+    }
+    return detail::wrap(std::move(values)).to(dtype);
+}
+
+Tensor eye(std::int64_t n, std::int64_t m, Dtype dtype) {
+    if (m < 0) m = n;
+    check(n >= 0, "eye: expected n >= 0 (got {})", n);
+    Tensor out = zeros({static_cast<std::size_t>(n), static_cast<std::size_t>(m)}, kFloat64);
+    auto& values = out.data<double>();
+    for (std::int64_t i = 0; i < std::min(n, m); ++i)
+        values(static_cast<std::size_t>(i), static_cast<std::size_t>(i)) = 1.0;
+    return out.to(dtype);
+}
+
 // ---- shared helpers ----
 
 namespace detail {

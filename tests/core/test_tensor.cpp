@@ -273,3 +273,29 @@ TEST_CASE("sizes() views the live shape; set_data swaps the values under every h
     CHECK_THROWS_WITH_AS(param.set_data(Tensor()),
                          "set_data: expected a defined tensor (got an undefined one)", xg::Error);
 }
+
+TEST_CASE("creation: arange with a step, linspace, eye and the *_like factories") {
+    CHECK(test::values(xg::arange(2, 11, 3)) == xt::xarray<double>{2, 5, 8});
+    CHECK(test::values(xg::arange(5, 0, -2)) == xt::xarray<double>{5, 3, 1});
+    CHECK(xg::arange(3, 3).numel() == 0);
+    CHECK(xg::arange(0, 4, 1, xg::kFloat32).dtype() == xg::kFloat32);
+    CHECK_THROWS_WITH_AS(xg::arange(0, 4, 0), "arange: expected a nonzero step (got 0)", xg::Error);
+    CHECK_THROWS_WITH_AS(xg::arange(0, 4, -1), doctest::Contains("arange: expected the step"),
+                         xg::Error);
+    CHECK(test::values(xg::linspace(0.0, 1.0, 5, xg::kFloat64)) ==
+          xt::xarray<double>{0.0, 0.25, 0.5, 0.75, 1.0});
+    // The second half counts back from the end, so the last value is exactly `end`.
+    xt::xarray<double> tenths = test::values(xg::linspace(-1.0, 0.3, 14, xg::kFloat64));
+    CHECK(tenths(13) == 0.3);
+    CHECK(tenths(0) == -1.0);
+    CHECK(xg::linspace(0.0, 1.0, 1).numel() == 1);
+    CHECK(test::values(xg::eye(2, 3)) == xt::xarray<double>{{1, 0, 0}, {0, 1, 0}});
+    CHECK(xg::eye(3).shape() == xg::Shape{3, 3});
+    xg::Tensor like = test::f64({{1.0, 2.0}});
+    CHECK(test::values(xg::full_like(like, 7.0)) == xt::xarray<double>{{7.0, 7.0}});
+    CHECK(xg::empty_like(like).shape() == like.shape());
+    CHECK(xg::randn_like(like).dtype() == xg::kFloat64);
+    xt::xarray<double> u = test::values(xg::rand_like(xg::zeros({100})));
+    CHECK(xt::amin(u)() >= 0.0);
+    CHECK(xt::amax(u)() < 1.0);
+}

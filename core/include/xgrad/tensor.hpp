@@ -120,6 +120,17 @@ Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape);
 Tensor arange(std::int64_t n, Dtype dtype = kInt64);
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+Tensor empty_like(const Tensor& t);
+Tensor randn_like(const Tensor& t);
+Tensor rand_like(const Tensor& t);
+// torch.arange(start, end, step): ceil((end - start) / step) values, int64 by default.
+Tensor arange(std::int64_t start, std::int64_t end, std::int64_t step = 1, Dtype dtype = kInt64);
+// torch.linspace: `steps` values from start to end, both included, computed as PyTorch
+// does (from the start for the first half, from the end for the second).
+Tensor linspace(double start, double end, std::int64_t steps, Dtype dtype = kFloat32);
+// torch.eye: ones on the diagonal of an [n, m] matrix (m = n when negative).
+Tensor eye(std::int64_t n, std::int64_t m = -1, Dtype dtype = kFloat32);
 
 // Randomness: one generator per thread behind every random draw in the library.
 // manual_seed seeds the calling thread's generator and sets the seed new threads
