@@ -1,4 +1,5 @@
-# xgrad_add_layer(<layer> SOURCES ... [FUZZED <sources>...] [DEPENDS <targets>...])
+# xgrad_add_layer(<layer> SOURCES ... [FUZZED <sources>...] [DEPENDS <targets>...]
+#                 [PRECOMPILE <headers>...])
 #
 # One library per layer folder (core, nn, optim, checkpoint): the target
 # xgrad_<layer> (alias xgrad::<layer>), its public headers in <folder>/include,
@@ -18,7 +19,7 @@ function(xgrad_precompile target)
 endfunction()
 
 function(xgrad_add_layer layer)
-  cmake_parse_arguments(arg "" "" "SOURCES;FUZZED;DEPENDS" ${ARGN})
+  cmake_parse_arguments(arg "" "" "SOURCES;FUZZED;DEPENDS;PRECOMPILE" ${ARGN})
   set(target xgrad_${layer})
   add_library(${target} ${arg_SOURCES})
   add_library(xgrad::${layer} ALIAS ${target})
@@ -45,6 +46,13 @@ function(xgrad_add_layer layer)
     # sanitizer build (a file compiles 60 % slower with it) and its tests. The
     # sanitizer runtimes that every other executable links answer its callbacks.
     set_source_files_properties(${arg_FUZZED} PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
+  endif()
+  if(XGRAD_PRECOMPILE_LAYERS AND arg_PRECOMPILE)
+    xgrad_precompile(${target} ${arg_PRECOMPILE})
+    # Built with other flags (coverage), they cannot use the target's header.
+    if(arg_FUZZED)
+      set_source_files_properties(${arg_FUZZED} PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+    endif()
   endif()
   if(XGRAD_INSTALL)
     install(TARGETS ${target} EXPORT xgradTargets

@@ -23,12 +23,12 @@ std::int64_t ulps(float a, float b) {
 }
 
 // The largest distance between f(x) and reference(x), in ulps of the reference
-// rounded to float, over every 29th bit pattern below `end`, both signs; and where.
+// rounded to float, over every 151st bit pattern below `end`, both signs; and where.
 template <class F, class R>
 std::pair<double, float> worst_ulps(F f, R reference, std::uint32_t end) {
     double worst = 0;
     float worst_at = 0;
-    for (std::uint32_t bits = 0; bits < end; bits += 29) {
+    for (std::uint32_t bits = 0; bits < end; bits += 151) {
         for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
             const double expected = reference(x);
             const float rounded = float(expected);
