@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <type_traits>
+#include <vector>
 
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xoperation.hpp>
@@ -58,9 +60,83 @@ void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
     }
 }
 
+// ---- integer and bool tensors (no gradients: they cannot require one) ----
+
+// f(v) for each value of an int64 tensor, as a new int64 tensor.
+template <class F>
+Tensor map_integers(const Tensor& x, F f) {
+    const auto& in = x.data<std::int64_t>();
+    auto out = xt::xarray<std::int64_t>::from_shape(in.shape());
+    for (std::size_t i = 0; i < in.size(); ++i) out.data()[i] = f(in.data()[i]);
+    return wrap(std::move(out));
+}
+
+// x's values repeated out to `shape` (NumPy broadcasting), flat, by a raw loop:
+// a broadcast dim advances x by nothing.
+std::vector<std::int64_t> expanded(const xt::xarray<std::int64_t>& x, const Shape& shape) {
+    std::size_t size = 1;
+    for (std::size_t d : shape) size *= d;
+    std::vector<std::int64_t> out(size);
+    if (size == 0) return out;
+    if (shape.empty()) return {x.data()[0]};
+    const std::size_t rank = shape.size(), lead = rank - x.dimension();
+    std::vector<std::size_t> stride(rank, 0);
+    for (std::size_t d = rank, step = 1; d-- > lead;) {
+        const std::size_t extent = x.shape()[d - lead];
+        if (extent != 1) stride[d] = step;
+        step *= extent;
+    }
+    const std::size_t last = shape.back(), step = stride.back();
+    detail::for_each_row(shape, stride, [&](std::size_t start, std::size_t offset) {
+        for (std::size_t j = 0; j < last; ++j) out[start + j] = x.data()[offset + j * step];
+    });
+    return out;
+}
+
+// A binary row on two int64 tensors, or two bool ones (computed as int64 and
+// turned back: add is logical or, mul logical and, as PyTorch's).
+template <class Rule>
+Tensor integer_binary(const Tensor& a, const Tensor& b) {
+    const bool logical = a.dtype() == kBool;
+    const Shape shape = detail::broadcast_shapes(a.shape(), b.shape(), Rule::kName);
+    const auto x = expanded(a.to(kInt64).data<std::int64_t>(), shape);
+    const auto y = expanded(b.to(kInt64).data<std::int64_t>(), shape);
+    auto out = xt::xarray<std::int64_t>::from_shape(shape);
+    for (std::size_t i = 0; i < x.size(); ++i) out.data()[i] = Rule::forward(x[i], y[i]);
+    Tensor result = wrap(std::move(out));
+    return logical ? result.to(kBool) : result;
+}
+
+// PyTorch keeps an integer tensor's dtype through these rows; every other row
+// computes in float32, the default dtype (exp of an int64 tensor is float32).
+template <class Rule>
+constexpr bool kKeepsIntegers =
+    std::is_same_v<Rule, detail::NegRule> || std::is_same_v<Rule, detail::AbsRule> ||
+    std::is_same_v<Rule, detail::SignRule> || std::is_same_v<Rule, detail::ReluRule> ||
+    std::is_same_v<Rule, detail::SquareRule>;
+
+template <class Rule>
+Tensor unary(const Tensor& x, const Rule& rule);
+
+template <class Rule>
+Tensor integer_unary(const Tensor& x, const Rule& rule) {
+    if constexpr (kKeepsIntegers<Rule>) {
+        if (x.dtype() == kBool) {  // PyTorch: sign(b) is b, square(b) is int64, the rest refuse
+            if constexpr (std::is_same_v<Rule, detail::SignRule>) return x.clone();
+            check(std::is_same_v<Rule, detail::SquareRule>,
+                  "{}: expected a numeric tensor (got bool)", rule.kName);
+            return integer_unary(x.to(kInt64), rule);
+        }
+        return map_integers(x, [&](std::int64_t v) { return rule.forward(v); });
+    } else {
+        return unary(x.to(kFloat32), rule);
+    }
+}
+
 // y = rule(x), saving for backward only the value the row's gradient reads.
 template <class Rule>
 Tensor unary(const Tensor& x, const Rule& rule) {
+    if (x.defined() && !is_floating_point(x.dtype())) return integer_unary(x, rule);
     return detail::visit_floating(x, rule.kName, [&]<class T>(xt::xarray<T>& a) {
         auto y = detail::empty_array<T>(a.shape());
         forward_loop(rule, a.data(), y.data(), y.size());
@@ -191,7 +267,11 @@ autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor&
 // out = Rule::forward(a, b) with broadcasting.
 template <class Rule>
 Tensor binary(const Tensor& a, const Tensor& b) {
-    detail::check_same_dtype(a, b, Rule::kName);
+    check(a.defined() && b.defined(), "{}: expected defined tensors (got an undefined one)",
+          Rule::kName);
+    const Dtype dtype = result_type(a, b);
+    if (a.dtype() != dtype || b.dtype() != dtype) return binary<Rule>(a.to(dtype), b.to(dtype));
+    if (!is_floating_point(dtype)) return integer_binary<Rule>(a, b);
     Shape shape_a = a.shape(), shape_b = b.shape();
     detail::broadcast_shapes(shape_a, shape_b, Rule::kName);
     return detail::visit_floating(a, Rule::kName, [&]<class T>(xt::xarray<T>& av) {
@@ -216,18 +296,73 @@ Tensor scalar_like(const Tensor& t, double value, const char* op) {
 
 }  // namespace
 
+namespace {
+// PyTorch refuses `-` with a bool operand: a mask is inverted with logical_not.
+void check_not_bool(const Tensor& t) {
+    check(
+        !t.defined() || t.dtype() != kBool,
+        "sub: subtraction with a bool tensor is not supported (use logical_not to invert a mask)");
+}
+}  // namespace
+
 Tensor add(const Tensor& a, const Tensor& b) { return binary<detail::AddRule>(a, b); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary<detail::SubRule>(a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) {
+    check_not_bool(a);
+    check_not_bool(b);
+    return binary<detail::SubRule>(a, b);
+}
 Tensor mul(const Tensor& a, const Tensor& b) { return binary<detail::MulRule>(a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary<detail::DivRule>(a, b); }
+// Integers divide truly, in float32 (PyTorch's `/`).
+Tensor div(const Tensor& a, const Tensor& b) {
+    check(a.defined() && b.defined(), "div: expected defined tensors (got an undefined one)");
+    if (!is_floating_point(result_type(a, b)))
+        return binary<detail::DivRule>(a.to(kFloat32), b.to(kFloat32));
+    return binary<detail::DivRule>(a, b);
+}
 Tensor neg(const Tensor& x) { return unary(x, detail::NegRule{}); }
 
 Tensor add(const Tensor& a, double b) { return unary(a, detail::AddConstantRule{b}); }
-Tensor sub(const Tensor& a, double b) { return unary(a, detail::SubConstantRule{b}); }
-Tensor rsub(double a, const Tensor& b) { return unary(b, detail::ConstantSubRule{a}); }
+Tensor sub(const Tensor& a, double b) {
+    check_not_bool(a);
+    return unary(a, detail::SubConstantRule{b});
+}
+Tensor rsub(double a, const Tensor& b) {
+    check_not_bool(b);
+    return unary(b, detail::ConstantSubRule{a});
+}
 Tensor mul(const Tensor& a, double b) { return unary(a, detail::MulConstantRule{b}); }
 Tensor div(const Tensor& a, double b) { return unary(a, detail::DivConstantRule{b}); }
-Tensor rdiv(double a, const Tensor& b) { return div(scalar_like(b, a, "div"), b); }
+Tensor rdiv(double a, const Tensor& b) {
+    check(b.defined(), "div: expected a defined tensor (got an undefined one)");
+    if (!is_floating_point(b.dtype())) return rdiv(a, b.to(kFloat32));
+    return div(scalar_like(b, a, "div"), b);
+}
+
+namespace detail {
+// An integer scalar: a floating tensor takes it as a double; an int64 tensor
+// (or a bool one, as int64) stays int64.
+Tensor integer_scalar(const Tensor& a, std::int64_t b, ScalarOp op) {
+    check(a.defined(), "expected a defined tensor (got an undefined one) with a scalar");
+    const auto value = static_cast<double>(b);
+    if (is_floating_point(a.dtype())) {
+        switch (op) {
+            case ScalarOp::Add: return add(a, value);
+            case ScalarOp::Sub: return sub(a, value);
+            case ScalarOp::ReverseSub: return rsub(value, a);
+            case ScalarOp::Mul: return mul(a, value);
+        }
+    }
+    if (op == ScalarOp::Sub || op == ScalarOp::ReverseSub) check_not_bool(a);
+    const Tensor x = a.to(kInt64);
+    switch (op) {
+        case ScalarOp::Add: return map_integers(x, [b](std::int64_t v) { return v + b; });
+        case ScalarOp::Sub: return map_integers(x, [b](std::int64_t v) { return v - b; });
+        case ScalarOp::ReverseSub: return map_integers(x, [b](std::int64_t v) { return b - v; });
+        case ScalarOp::Mul: return map_integers(x, [b](std::int64_t v) { return v * b; });
+    }
+    throw Error("integer_scalar: unknown op");
+}
+}  // namespace detail
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
@@ -280,8 +415,25 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 Tensor mish(const Tensor& x) { return unary(x, detail::MishRule{}); }
 Tensor logsigmoid(const Tensor& x) { return unary(x, detail::LogSigmoidRule{}); }
 Tensor erf(const Tensor& x) { return unary(x, detail::ErfRule{}); }
+namespace {
+// An integer tensor clamped by whole-number bounds stays int64, as PyTorch's
+// clamp with int bounds (a double 2.0 counts as whole here: C++ cannot tell).
+bool whole(std::optional<double> bound) {
+    return !bound || (std::trunc(*bound) == *bound && std::abs(*bound) < 9.2e18);
+}
+}  // namespace
+
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
     check(min || max, "clamp: expected at least one of min and max (got neither)");
+    if (x.defined() && x.dtype() == kBool && whole(min) && whole(max))
+        return clamp(x.to(kInt64), min, max);  // bool meets int bounds at int64
+    if (x.defined() && x.dtype() == kInt64 && whole(min) && whole(max)) {
+        const auto lo =
+            min ? static_cast<std::int64_t>(*min) : std::numeric_limits<std::int64_t>::min();
+        const auto hi =
+            max ? static_cast<std::int64_t>(*max) : std::numeric_limits<std::int64_t>::max();
+        return map_integers(x, [lo, hi](std::int64_t v) { return std::min(std::max(v, lo), hi); });
+    }
     constexpr double inf = std::numeric_limits<double>::infinity();
     const char* node = min && max ? "ClampBackward" : min ? "ClampMinBackward" : "ClampMaxBackward";
     return unary(x, detail::ClampRule{"clamp", node, min.value_or(-inf), max.value_or(inf)});

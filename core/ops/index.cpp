@@ -94,7 +94,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     const Shape shape = masked_shape(condition, a, &b, "where");
-    detail::check_same_dtype(a, b, "where");
+    const Dtype dtype = result_type(a, b);  // PyTorch promotes a and b
+    if (a.dtype() != dtype || b.dtype() != dtype) return where(condition, a.to(dtype), b.to(dtype));
     xt::xarray<bool> picked = xt::broadcast(condition.data<bool>(), shape);
     Tensor out = detail::visit_any(a, "where", [&]<class T>(xt::xarray<T>& av) {
         xt::xarray<T> result =

@@ -31,6 +31,33 @@ std::string dtype_name(Dtype dtype) {
 
 bool is_floating_point(Dtype dtype) { return dtype == Dtype::Float32 || dtype == Dtype::Float64; }
 
+namespace {
+// The order promote_types climbs; a dtype's category is bool, integer or floating.
+int rank(Dtype dtype) {
+    switch (dtype) {
+        case Dtype::Bool: return 0;
+        case Dtype::Int64: return 1;
+        case Dtype::Float32: return 2;
+        case Dtype::Float64: return 3;
+    }
+    return 0;
+}
+int category(Dtype dtype) { return std::min(rank(dtype), 2); }
+}  // namespace
+
+Dtype promote_types(Dtype a, Dtype b) { return rank(a) >= rank(b) ? a : b; }
+
+Dtype result_type(const Tensor& a, const Tensor& b) {
+    check(a.defined() && b.defined(),
+          "result_type: expected defined tensors (got an undefined one)");
+    const Dtype x = a.dtype(), y = b.dtype();
+    if (x == y) return x;
+    const bool a_scalar = a.dim() == 0, b_scalar = b.dim() == 0;
+    if (a_scalar == b_scalar) return promote_types(x, y);
+    const Dtype with_dims = a_scalar ? y : x, scalar = a_scalar ? x : y;
+    return category(scalar) > category(with_dims) ? scalar : with_dims;
+}
+
 Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
 TensorImpl& Tensor::checked_impl(const char* what) const {
@@ -105,6 +132,7 @@ template float Tensor::item<float>() const;
 template double Tensor::item<double>() const;
 template std::int64_t Tensor::item<std::int64_t>() const;
 template int Tensor::item<int>() const;
+template bool Tensor::item<bool>() const;  // nonzero is true, as Python's bool(t)
 
 bool Tensor::requires_grad() const { return checked_impl("requires_grad").requires_grad; }
 
@@ -314,7 +342,8 @@ std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t
     int low = n == 0 ? -1 : -n, high = n == 0 ? 0 : n - 1;  // a 0-d tensor accepts 0 and -1
     check(dim >= low && dim <= high, "{}: expected dim in [{}, {}] for a {}-d tensor (got {})", op,
           low, high, rank, dim);
-    return static_cast<std::size_t>(dim < 0 ? dim + n : dim);
+    return static_cast<std::size_t>(dim < 0 ? dim + std::max(n, 1)
+                                            : dim);  // -1 of a 0-d tensor is 0
 }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {

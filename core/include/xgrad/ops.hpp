@@ -2,6 +2,8 @@
 // Each lives in core/ops/<family>.cpp next to its backward.
 #pragma once
 
+#include <concepts>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -85,6 +87,60 @@ Tensor operator*(double a, const Tensor& b);
 Tensor operator/(const Tensor& a, double b);
 Tensor operator/(double a, const Tensor& b);
 
+// Type promotion (PyTorch's): operands of different dtypes meet at
+// result_type(a, b) (tensor.hpp), so float32 with float64 is float64 and int64
+// with float32 is float32; `/` of integers divides truly (float32); a double
+// scalar makes an integer tensor float32, while an integer scalar keeps it
+// int64 (x + 1 as a Python int): the overloads below. Math rows (exp, sigmoid,
+// ...) compute an integer tensor in float32; neg, abs, sign, relu, square and
+// clamp with integral bounds keep int64.
+namespace detail {
+enum class ScalarOp { Add, Sub, ReverseSub, Mul };
+Tensor integer_scalar(const Tensor& a, std::int64_t b, ScalarOp op);
+template <class I>
+concept IntegerScalar = std::integral<I> && !std::same_as<I, bool>;
+}  // namespace detail
+template <detail::IntegerScalar I>
+Tensor add(const Tensor& a, I b) {
+    return detail::integer_scalar(a, static_cast<std::int64_t>(b), detail::ScalarOp::Add);
+}
+template <detail::IntegerScalar I>
+Tensor sub(const Tensor& a, I b) {
+    return detail::integer_scalar(a, static_cast<std::int64_t>(b), detail::ScalarOp::Sub);
+}
+template <detail::IntegerScalar I>
+Tensor rsub(I a, const Tensor& b) {
+    return detail::integer_scalar(b, static_cast<std::int64_t>(a), detail::ScalarOp::ReverseSub);
+}
+template <detail::IntegerScalar I>
+Tensor mul(const Tensor& a, I b) {
+    return detail::integer_scalar(a, static_cast<std::int64_t>(b), detail::ScalarOp::Mul);
+}
+template <detail::IntegerScalar I>
+Tensor operator+(const Tensor& a, I b) {
+    return add(a, b);
+}
+template <detail::IntegerScalar I>
+Tensor operator+(I a, const Tensor& b) {
+    return add(b, a);
+}
+template <detail::IntegerScalar I>
+Tensor operator-(const Tensor& a, I b) {
+    return sub(a, b);
+}
+template <detail::IntegerScalar I>
+Tensor operator-(I a, const Tensor& b) {
+    return rsub(a, b);
+}
+template <detail::IntegerScalar I>
+Tensor operator*(const Tensor& a, I b) {
+    return mul(a, b);
+}
+template <detail::IntegerScalar I>
+Tensor operator*(I a, const Tensor& b) {
+    return mul(b, a);
+}
+
 // Matrix product, as torch.matmul (core/ops/matmul.cpp).
 Tensor matmul(const Tensor& a, const Tensor& b);
 // input [..., in] x weight [out, in]^T + bias [out] (bias may be undefined), as
@@ -109,6 +165,20 @@ Tensor var(const Tensor& x, const std::vector<int>& dims = {}, double correction
 Tensor std(const Tensor& x, const std::vector<int>& dims = {}, double correction = 1.0,
            bool keepdim = false);
 Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim = false);
+// torch.prod: the product of all entries (0-d) or along one dim. The gradient is
+// the product of the others, exact when entries are zero.
+Tensor prod(const Tensor& x);
+Tensor prod(const Tensor& x, int dim, bool keepdim = false);
+// torch.cumsum: running sums along dim; the gradient is the reversed running sum.
+Tensor cumsum(const Tensor& x, int dim);
+// torch.amax / amin over dims (all when empty). Unlike max(x, dim), the gradient
+// is shared evenly among tied extremes.
+Tensor amax(const Tensor& x, const std::vector<int>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int>& dims = {}, bool keepdim = false);
+// torch.norm / torch.linalg.vector_norm: the p-norm over dims (all when empty);
+// p = 1, 2, any p > 0, or infinity (the largest magnitude).
+Tensor norm(const Tensor& x, double p = 2.0, const std::vector<int>& dims = {},
+            bool keepdim = false);
 Tensor softmax(const Tensor& x, int dim);
 Tensor log_softmax(const Tensor& x, int dim);
 
@@ -137,6 +207,18 @@ Tensor unflatten(const Tensor& x, int dim, const std::vector<std::int64_t>& size
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
 Tensor tril(const Tensor& x, std::int64_t diagonal = 0);
 Tensor triu(const Tensor& x, std::int64_t diagonal = 0);
+// torch.Tensor.expand: sizes for the trailing dims (new leading dims allowed); -1
+// keeps a dim, and only size-1 dims grow. A copy here, as broadcast_to.
+Tensor expand(const Tensor& x, const std::vector<std::int64_t>& sizes);
+// torch.Tensor.repeat: tiles x repeats[i] times along dim i (more repeats than dims
+// prepend dims of size 1). The gradient sums the tiles.
+Tensor repeat(const Tensor& x, const std::vector<std::int64_t>& repeats);
+// torch.flip: reverses the order of entries along each of dims.
+Tensor flip(const Tensor& x, const std::vector<int>& dims);
+// torch.roll: shifts entries along dims[i] by shifts[i], wrapping around; with no
+// dims, rolls the flattened tensor and keeps its shape.
+Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
+            const std::vector<int>& dims = {});
 
 // Losses (core/ops/loss.cpp).
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
@@ -152,6 +234,31 @@ Tensor huber_loss(const Tensor& input, const Tensor& target, const std::string& 
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
                                         const std::string& reduction = "mean",
                                         const Tensor& pos_weight = Tensor());
+// torch.nn.functional.cross_entropy with every option, after the reduction (the
+// argument order xgrad had first): input [N, C] or [N, C, d1, ...] (or [C]);
+// target int64 class indices [N, d1, ...] or class probabilities of the input's
+// shape; weight [C] per class; targets equal to ignore_index count for nothing
+// (and not in the mean's denominator); label_smoothing in [0, 1].
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const std::string& reduction,
+                     const Tensor& weight, std::int64_t ignore_index = -100,
+                     double label_smoothing = 0.0);
+// torch.nn.functional.nll_loss on log-probabilities, same layout and options.
+Tensor nll_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean",
+                const Tensor& weight = Tensor(), std::int64_t ignore_index = -100);
+// torch.nn.functional.binary_cross_entropy on probabilities (log clamped at -100,
+// as PyTorch); weight broadcasts to the input.
+Tensor binary_cross_entropy(const Tensor& input, const Tensor& target,
+                            const std::string& reduction = "mean", const Tensor& weight = Tensor());
+// torch.nn.functional.kl_div(input = log q, target = p or log p): reductions
+// none|mean|sum|batchmean.
+Tensor kl_div(const Tensor& input, const Tensor& target, const std::string& reduction = "mean",
+              bool log_target = false);
+// torch.nn.functional.cosine_similarity along dim; each norm is clamped at eps.
+Tensor cosine_similarity(const Tensor& x1, const Tensor& x2, int dim = 1, double eps = 1e-8);
+// torch.nn.functional.cosine_embedding_loss: 1 - cos where target is 1,
+// max(0, cos - margin) where it is -1.
+Tensor cosine_embedding_loss(const Tensor& input1, const Tensor& input2, const Tensor& target,
+                             double margin = 0.0, const std::string& reduction = "mean");
 
 }  // namespace xg
 
@@ -191,6 +298,25 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 // torch.where: a where the kBool condition is true, else b (all three broadcast together).
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
+}  // namespace xg
+
+// Gathering and scattering by int64 indices (core/ops/gather.cpp). An index out
+// of range throws, naming it; each gradient is the matching scatter or gather.
+namespace xg {
+// torch.index_select: the entries of dim at the 1-d (or 0-d) index, in its order.
+Tensor index_select(const Tensor& x, int dim, const Tensor& index);
+// torch.gather: out[i][j][k] = x[index[i][j][k]][j][k] for dim 0, and so on;
+// index has x's number of dims and is no larger than x outside dim.
+Tensor gather(const Tensor& x, int dim, const Tensor& index);
+// torch.scatter_add (out of place): x with src[i][j][k] added at
+// [index[i][j][k]][j][k] for dim 0, and so on.
+Tensor scatter_add(const Tensor& x, int dim, const Tensor& index, const Tensor& src);
+// torch.index_add (out of place): x with alpha * source's entry i of dim added at
+// entry index[i] of dim.
+Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source,
+                 double alpha = 1.0);
+// torch.nn.functional.one_hot: int64 [..., num_classes] (-1: the largest index + 1).
+Tensor one_hot(const Tensor& x, std::int64_t num_classes = -1);
 }  // namespace xg
 
 // Attention (core/ops/attention.cpp).

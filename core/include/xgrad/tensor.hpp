@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <span>
 #include <string>
@@ -32,6 +34,9 @@ using Shape = std::vector<std::size_t>;
 
 class Tensor;
 struct TensorImpl;
+namespace indexing {
+class TensorIndex;
+}
 namespace autograd {
 struct Node;
 }
@@ -78,6 +83,21 @@ public:
     // Seeds with ones for a one-element tensor; otherwise `grad` is required.
     // The graph is freed as it is walked unless `retain_graph` is true.
     void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+    // Python's x[start:end:step] along one dim (a copy: xgrad has no views).
+    // Absent bounds are the dim's ends; negative ones count from the end and
+    // out-of-range ones clamp, as in Python; step > 0.
+    Tensor slice(int dim = 0, std::optional<std::int64_t> start = std::nullopt,
+                 std::optional<std::int64_t> end = std::nullopt, std::int64_t step = 1) const;
+    // Python's x[...] with libtorch's spelling (xg::indexing): integers select,
+    // Slice(start, stop, step) slices, None adds a dim of size 1, Ellipsis
+    // stands for the dims not named; one int64 tensor picks entries of its dim
+    // (index_select), one kBool tensor the entries of the dims it covers.
+    Tensor index(std::initializer_list<indexing::TensorIndex> indices) const;
+    Tensor index(const std::vector<indexing::TensorIndex>& indices) const;
+    // In place, without history (as under torch.no_grad): fills with draws from
+    // U(from, to) or N(mean, std), keeping shape and dtype; floating tensors only.
+    Tensor& uniform_(double from = 0.0, double to = 1.0);
+    Tensor& normal_(double mean = 0.0, double std = 1.0);
     std::string grad_fn_name() const;  // "MatmulBackward", "" for leaves
     const std::shared_ptr<autograd::Node>& grad_fn() const;
 
@@ -104,6 +124,53 @@ private:
     std::shared_ptr<TensorImpl> impl_;
 };
 
+// The index kinds of Tensor::index, spelled as libtorch's torch::indexing.
+namespace indexing {
+struct EllipsisIndexType {};
+inline constexpr EllipsisIndexType Ellipsis{};
+inline constexpr std::nullopt_t None = std::nullopt;
+
+// Python's start:stop:step; an absent part is Python's default.
+struct Slice {
+    Slice(std::optional<std::int64_t> start = std::nullopt,
+          std::optional<std::int64_t> stop = std::nullopt,
+          std::optional<std::int64_t> step = std::nullopt)
+        : start(start), stop(stop), step(step.value_or(1)) {}
+    std::optional<std::int64_t> start, stop;
+    std::int64_t step;
+};
+
+class TensorIndex {
+public:
+    enum class Kind { None, Ellipsis, Integer, Slice, Tensor };
+    TensorIndex(std::nullopt_t) : kind_(Kind::None) {}
+    TensorIndex(EllipsisIndexType) : kind_(Kind::Ellipsis) {}
+    TensorIndex(const char* text);  // "..." only, as libtorch
+    TensorIndex(std::int64_t i) : kind_(Kind::Integer), integer_(i) {}
+    TensorIndex(int i) : kind_(Kind::Integer), integer_(i) {}
+    TensorIndex(Slice slice) : kind_(Kind::Slice), slice_(slice) {}
+    TensorIndex(xg::Tensor tensor) : kind_(Kind::Tensor), tensor_(std::move(tensor)) {}
+
+    Kind kind() const { return kind_; }
+    std::int64_t integer() const { return integer_; }
+    const Slice& slice() const { return slice_; }
+    const xg::Tensor& tensor() const { return tensor_; }
+
+private:
+    Kind kind_;
+    std::int64_t integer_ = 0;
+    Slice slice_;
+    xg::Tensor tensor_;
+};
+}  // namespace indexing
+
+// PyTorch's type promotion. promote_types: the first dtype both convert to
+// in bool < int64 < float32 < float64. result_type: the dtype a binary op of a
+// and b computes in: tensors with dims decide, and a 0-d one only when its
+// category (bool, integer, floating) is higher than theirs.
+Dtype promote_types(Dtype a, Dtype b);
+Dtype result_type(const Tensor& a, const Tensor& b);
+
 // Prints like torch: tensor([[ 0.5000, -1.0000]], requires_grad=True).
 std::ostream& operator<<(std::ostream& out, const Tensor& t);
 
@@ -117,6 +184,12 @@ Tensor empty(const Shape& shape, Dtype dtype = kFloat32);
 Tensor randn(const Shape& shape, Dtype dtype = kFloat32);
 Tensor rand(const Shape& shape, Dtype dtype = kFloat32);
 Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape);
+// torch.normal(mean, std, size): draws from N(mean, std^2).
+Tensor normal(double mean, double std, const Shape& shape, Dtype dtype = kFloat32);
+// torch.bernoulli: 1 with probability p[i] (each in [0, 1]), else 0, in p's shape and
+// dtype; or with one probability p for every entry of x's shape and dtype. No history.
+Tensor bernoulli(const Tensor& p);
+Tensor bernoulli(const Tensor& x, double p);
 Tensor arange(std::int64_t n, Dtype dtype = kInt64);
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
