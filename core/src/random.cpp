@@ -12,10 +12,12 @@
 // A single-threaded program is therefore reproducible from manual_seed alone;
 // threads that start drawing in a fixed order are too, and a thread that
 // needs its own reproducible stream calls manual_seed itself.
+#include <cmath>
 #include <mutex>
 #include <random>
 #include <sstream>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 
 extern "C" {
@@ -112,6 +114,48 @@ Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape) {
     check(low < high, "randint: expected low < high (got {} and {})", low, high);
     return detail::wrap(
         draw<std::int64_t>(shape, std::uniform_int_distribution<std::int64_t>(low, high - 1)));
+}
+
+Tensor normal(double mean, double std, const Shape& shape, Dtype dtype) {
+    check(std >= 0.0 && std::isfinite(std), "normal: expected std >= 0 (got {})", std);
+    return draw_floating(shape, dtype, "normal", std::normal_distribution<double>(mean, std));
+}
+
+Tensor bernoulli(const Tensor& p) {
+    return detail::visit_floating(p, "bernoulli", [&]<class T>(xt::xarray<T>& probabilities) {
+        for (T q : probabilities) {
+            check(q >= T(0) && q <= T(1),
+                  "bernoulli: expected every probability in [0, 1] (got {})", q);
+        }
+        auto values = detail::empty_array<T>(probabilities.shape());
+        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        std::mt19937_64& engine = generator();
+        const T* q = probabilities.data();
+        for (std::size_t i = 0; i < values.size(); ++i)
+            values.data()[i] = uniform(engine) < static_cast<double>(q[i]) ? T(1) : T(0);
+        return detail::wrap(std::move(values));
+    });
+}
+
+Tensor bernoulli(const Tensor& x, double p) {
+    check(p >= 0.0 && p <= 1.0, "bernoulli: expected a probability in [0, 1] (got {})", p);
+    check(x.defined(), "bernoulli: expected a defined tensor (got an undefined one)");
+    return bernoulli(full(x.shape(), p, x.dtype()));
+}
+
+// As torch's under no_grad: no node is recorded. The new values replace the
+// storage (set_data), so every handle, .grad and hook stays, and a backward
+// that saved the old values still reads them.
+Tensor& Tensor::uniform_(double from, double to) {
+    check(from <= to, "uniform_: expected from <= to (got {} and {})", from, to);
+    set_data(draw_floating(shape(), dtype(), "uniform_",
+                           std::uniform_real_distribution<double>(from, to)));
+    return *this;
+}
+
+Tensor& Tensor::normal_(double mean, double std) {
+    set_data(normal(mean, std, shape(), dtype()));
+    return *this;
 }
 
 namespace {
