@@ -15,7 +15,7 @@
 
 using namespace xg;
 
-double norm(const Tensor& t) { return t.defined() ? std::sqrt(sum(t * t).item<double>()) : 0.0; }
+double norm_of(const Tensor& t) { return t.defined() ? xg::norm(t).item<double>() : 0.0; }
 
 int main(int argc, char** argv) {
     std::size_t depth = 6, steps = 3;
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
             linears.emplace_back(name, linear);
             handles.push_back(linear->register_full_backward_hook(
                 [&grad_output_norm, name = name](nn::Module&, const std::vector<Tensor>&,
-                                          const std::vector<Tensor>& grad_output) {
-                    grad_output_norm[name] = norm(grad_output[0]);
+                                                 const std::vector<Tensor>& grad_output) {
+                    grad_output_norm[name] = norm_of(grad_output[0]);
                 }));
         }
     }
@@ -64,8 +64,8 @@ int main(int argc, char** argv) {
         depth_axis.clear(), last_grad_norms.clear();
         for (std::size_t i = 0; i < linears.size(); ++i) {
             auto& [name, linear] = linears[i];
-            double g = norm(linear->weight.grad());
-            double ratio = norm(linear->weight - before[i]) / norm(before[i]);
+            double g = norm_of(linear->weight.grad());
+            double ratio = norm_of(linear->weight - before[i]) / norm_of(before[i]);
             const char* note = g < 1e-4 ? "vanishing?" : g > 1e2 ? "exploding?" : "";
             fmt::print("{:<16} {:>14.3e} {:>14.3e} {:>14.3e}  {}\n", name, grad_output_norm[name],
                        g, ratio, note);
@@ -86,17 +86,17 @@ int main(int argc, char** argv) {
         });
     Tensor probe = x.detach().clone().requires_grad_();
     mse_loss((*model)(probe), y).backward();
-    double damped = norm(probe.grad());
+    double damped = norm_of(probe.grad());
     damp.remove();
     Tensor probe2 = x.detach().clone().requires_grad_();
     mse_loss((*model)(probe2), y).backward();
     fmt::print("\n|dL/dx| with the damping hook {:.3e}, without {:.3e} (ratio {:.2f})\n", damped,
-               norm(probe2.grad()), damped / norm(probe2.grad()));
+               norm_of(probe2.grad()), damped / norm_of(probe2.grad()));
 
     // A tensor hook watches the gradient of one activation.
     Tensor hidden = (*model)[0]->forward(x);
     auto watch = hidden.register_hook([](const Tensor& g) {
-        fmt::print("tensor hook: gradient at block 0's output has norm {:.3e}\n", norm(g));
+        fmt::print("tensor hook: gradient at block 0's output has norm {:.3e}\n", norm_of(g));
     });
     mse_loss((*model)[1]->forward(hidden), y).backward();
 
