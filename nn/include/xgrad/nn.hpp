@@ -7,6 +7,7 @@
 #include "xgrad/nn/feed_forward.hpp"
 #include "xgrad/nn/layer_norm.hpp"
 #include "xgrad/nn/linear.hpp"
+#include "xgrad/nn/loss.hpp"
 #include "xgrad/nn/module.hpp"
 #include "xgrad/nn/module_dict.hpp"
 #include "xgrad/nn/module_list.hpp"
