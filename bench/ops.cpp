@@ -106,6 +106,33 @@ void BM_CrossEntropy(benchmark::State& s) {
     xg::Tensor targets = xg::randint(0, std::int64_t(kShape[1]), {kShape[0]});
     forward_backward(s, [&](auto& x) { return xg::cross_entropy(x, targets); });
 }
+// Issue 19's ops: selection, slicing, gathering and the new reductions.
+void BM_Where(benchmark::State& s) {
+    xg::Tensor mask = xg::gt(xg::randn(kShape), 0.0), other = xg::randn(kShape);
+    forward_backward(s, [&](auto& x) { return xg::where(mask, x, other); });
+}
+void BM_Clamp(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::clamp(x, -0.5, 0.5); });
+}
+void BM_SliceStep2(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return x.slice(1, 0, std::nullopt, 2); });
+}
+void BM_Gather(benchmark::State& s) {
+    xg::Tensor index = xg::randint(0, std::int64_t(kShape[1]), kShape);
+    forward_backward(s, [&](auto& x) { return xg::gather(x, 1, index); });
+}
+void BM_Var(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::var(x, {1}); });
+}
+void BM_LogSumExp(benchmark::State& s) {
+    forward_backward(s, [](auto& x) { return xg::logsumexp(x, {1}); });
+}
+BENCHMARK(BM_Where)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Clamp)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SliceStep2)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gather)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Var)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LogSumExp)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Tanh)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Exp)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AddRow)->Unit(benchmark::kMillisecond);

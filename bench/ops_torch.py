@@ -16,6 +16,8 @@ row = torch.randn(2048, requires_grad=True)
 weight, bias = torch.ones(2048, requires_grad=True), torch.zeros(2048, requires_grad=True)
 targets = torch.randint(0, 2048, (2048,))
 other = torch.randn(2048, 2048)
+mask = torch.randn(2048, 2048) > 0
+index = torch.randint(0, 2048, (2048, 2048))
 F = torch.nn.functional
 ops = {
     "dropout": lambda x: F.dropout(x, 0.1, True),
@@ -37,6 +39,12 @@ ops = {
     "transpose": lambda x: x.t().contiguous(),
     "mse_loss": lambda x: F.mse_loss(x, other),
     "cross_entropy": lambda x: F.cross_entropy(x, targets),
+    "where": lambda x: torch.where(mask, x, other),
+    "clamp": lambda x: torch.clamp(x, -0.5, 0.5),
+    "slice_step2": lambda x: x[:, ::2],
+    "gather": lambda x: torch.gather(x, 1, index),
+    "var": lambda x: x.var(1),
+    "logsumexp": lambda x: torch.logsumexp(x, 1),
 }
 for name, f in ops.items():
     x = x0.clone().requires_grad_()

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -68,20 +69,42 @@ Shape masked_shape(const Tensor& condition, const Tensor& a, const Tensor* b, co
 Tensor masked_grad(const Tensor& g, const xt::xarray<bool>& condition, bool keep,
                    const Shape& shape) {
     return detail::visit_floating(g, "where", [&]<class T>(xt::xarray<T>& gv) {
-        xt::xarray<T> picked = gv;
-        auto c = condition.begin();
-        for (T& value : picked) {
-            if (*c++ != keep) value = T(0);
-        }
+        auto picked = detail::empty_array<T>(gv.shape());
+        const T* gp = gv.data();
+        const bool* c = condition.data();
+        T* out = picked.data();
+        for (std::size_t i = 0; i < picked.size(); ++i) out[i] = c[i] == keep ? gp[i] : T(0);
+        if (detail::same_shape(g, shape)) return detail::wrap(std::move(picked));
         return detail::wrap(detail::sum_to_shape(picked, shape));
     });
+}
+
+// A copy of the kBool mask at `shape` (later edits to the mask do not reach a
+// backward); a plain copy when it has that shape already.
+xt::xarray<bool> mask_at(const Tensor& mask, const Shape& shape) {
+    if (detail::same_shape(mask, shape)) return mask.data<bool>();
+    return xt::broadcast(mask.data<bool>(), shape);
+}
+
+// out[i] = c[i] ? a[i] : b[i], a raw loop when a and b have the output's shape.
+template <class T>
+xt::xarray<T> select_values(const xt::xarray<bool>& c, const Tensor& a, const Tensor& b,
+                            const Shape& shape) {
+    if (!detail::same_shape(a, shape) || !detail::same_shape(b, shape)) {
+        return xt::where(c, xt::broadcast(a.data<T>(), shape), xt::broadcast(b.data<T>(), shape));
+    }
+    auto out = detail::empty_array<T>(shape);
+    const T *ap = a.data<T>().data(), *bp = b.data<T>().data();
+    const bool* cp = c.data();
+    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = cp[i] ? ap[i] : bp[i];
+    return out;
 }
 
 }  // namespace
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     const Shape shape = masked_shape(mask, x, nullptr, "masked_fill");
-    xt::xarray<bool> condition = xt::broadcast(mask.data<bool>(), shape);
+    xt::xarray<bool> condition = mask_at(mask, shape);
     Tensor out = detail::visit_any(x, "masked_fill", [&]<class T>(xt::xarray<T>& a) {
         xt::xarray<T> filled = xt::where(condition, static_cast<T>(value), xt::broadcast(a, shape));
         return detail::wrap(std::move(filled));
@@ -96,17 +119,17 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     const Shape shape = masked_shape(condition, a, &b, "where");
     const Dtype dtype = result_type(a, b);  // PyTorch promotes a and b
     if (a.dtype() != dtype || b.dtype() != dtype) return where(condition, a.to(dtype), b.to(dtype));
-    xt::xarray<bool> picked = xt::broadcast(condition.data<bool>(), shape);
-    Tensor out = detail::visit_any(a, "where", [&]<class T>(xt::xarray<T>& av) {
-        xt::xarray<T> result =
-            xt::where(picked, xt::broadcast(av, shape), xt::broadcast(b.data<T>(), shape));
-        return detail::wrap(std::move(result));
+    xt::xarray<bool> picked = mask_at(condition, shape);
+    Tensor out = detail::visit_any(a, "where", [&]<class T>(xt::xarray<T>&) {
+        return detail::wrap(select_values<T>(picked, a, b, shape));
     });
     return autograd::make_result(
         out, "WhereBackward", {a, b},
-        [picked, a_shape = a.shape(), b_shape = b.shape()](const Tensor& g) {
-            return std::vector<Tensor>{masked_grad(g, picked, true, a_shape),
-                                       masked_grad(g, picked, false, b_shape)};
+        [picked, a_shape = a.shape(), b_shape = b.shape(), need_a = a.requires_grad(),
+         need_b = b.requires_grad()](const Tensor& g) {
+            // Only the sides that need one: where(mask, x, constant) is the common call.
+            return std::vector<Tensor>{need_a ? masked_grad(g, picked, true, a_shape) : Tensor(),
+                                       need_b ? masked_grad(g, picked, false, b_shape) : Tensor()};
         });
 }
 

@@ -475,8 +475,36 @@ Tensor argmin(const Tensor& x, std::optional<int> dim, bool keepdim) {
 }
 
 // sum((x - mean)^2) / (n - correction) over dims (every dim when empty).
+namespace {
+
+// n when the sorted `axes` are x's trailing dims, x is floating and not empty:
+// the length of the contiguous rows var_rows and logsumexp_rows reduce; else 0.
+std::size_t trailing_row_length(const Tensor& x, const std::vector<std::size_t>& axes) {
+    if (!is_floating_point(x.dtype()) || axes.empty() || x.numel() == 0) return 0;
+    const Shape shape = x.shape();
+    std::size_t n = 1;
+    for (std::size_t k = 0; k < axes.size(); ++k) {
+        if (axes[k] != shape.size() - axes.size() + k) return 0;
+        n *= shape[axes[k]];
+    }
+    return n;
+}
+
+// A row kernel's [rows] result in the reduction's shape.
+Tensor rows_to_shape(const Tensor& rows, const Shape& shape, std::size_t reduced, bool keepdim) {
+    std::vector<std::int64_t> sizes(shape.begin(),
+                                    shape.end() - static_cast<std::ptrdiff_t>(reduced));
+    if (keepdim) sizes.insert(sizes.end(), reduced, 1);
+    return reshape(rows, sizes);
+}
+
+}  // namespace
+
 Tensor var(const Tensor& x, const std::vector<int>& dims, double correction, bool keepdim) {
     check(x.defined(), "var: expected a defined tensor (got an undefined one)");
+    const std::vector<std::size_t> axes = normalize_dims(dims, x.dim(), "var");
+    if (const std::size_t n = trailing_row_length(x, axes))
+        return rows_to_shape(detail::var_rows(x, n, correction), x.shape(), axes.size(), keepdim);
     std::size_t n = 1;
     for (std::size_t axis : normalize_dims(dims, x.dim(), "var")) n *= x.shape()[axis];
     if (x.dim() == 0) n = 1;
@@ -494,6 +522,9 @@ Tensor std(const Tensor& x, const std::vector<int>& dims, double correction, boo
 // overflow; an infinite m is taken as 0, as PyTorch does, so all -inf gives -inf.
 Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
     check(x.defined(), "logsumexp: expected a defined tensor (got an undefined one)");
+    const std::vector<std::size_t> trailing = normalize_dims(dims, x.dim(), "logsumexp");
+    if (const std::size_t n = trailing_row_length(x, trailing))
+        return rows_to_shape(detail::logsumexp_rows(x, n), x.shape(), trailing.size(), keepdim);
     Tensor m = x.detach();
     for (std::size_t axis : normalize_dims(dims, x.dim(), "logsumexp")) {
         if (x.dim() > 0) m = max(m, static_cast<int>(axis), true).first;

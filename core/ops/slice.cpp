@@ -29,6 +29,18 @@ namespace {
 template <class T>
 void strided_rows(const T* from, T* to, const detail::DimSplit& split, std::size_t first,
                   std::size_t step, std::size_t rows, bool scatter) {
+    if (split.inner == 1) {  // the last dim: single entries, a plain strided loop
+        for (std::size_t o = 0; o < split.outer; ++o) {
+            const std::size_t strided = o * split.size + first, packed = o * rows;
+            for (std::size_t k = 0; k < rows; ++k) {
+                if (scatter)
+                    to[strided + k * step] = from[packed + k];
+                else
+                    to[packed + k] = from[strided + k * step];
+            }
+        }
+        return;
+    }
     for (std::size_t o = 0; o < split.outer; ++o) {
         for (std::size_t k = 0; k < rows; ++k) {
             const std::size_t strided = (o * split.size + first + k * step) * split.inner;
@@ -79,7 +91,7 @@ Tensor Tensor::slice(int dim, std::optional<std::int64_t> start, std::optional<s
         out, "SliceBackward", {*this}, [in_shape, split, from, stride, rows](const Tensor& g) {
             return std::vector<Tensor>{
                 detail::visit_floating(g, "slice", [&]<class T>(xt::xarray<T>& gv) {
-                    xt::xarray<T> grad = xt::zeros<T>(in_shape);
+                    auto grad = detail::zeros_array<T>(in_shape);
                     strided_rows(gv.data(), grad.data(), split, from, stride, rows, true);
                     return detail::wrap(std::move(grad));
                 })};

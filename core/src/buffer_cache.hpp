@@ -6,6 +6,7 @@
 // from it with empty_array: same element count and dtype, contents undefined.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <initializer_list>
 #include <memory>
@@ -46,6 +47,14 @@ xt::xarray<T> empty_array(const S& shape) {
 template <class T>
 xt::xarray<T> empty_array(std::initializer_list<std::size_t> shape) {
     return empty_array<T, std::initializer_list<std::size_t>>(shape);
+}
+
+// The same, zero-filled by a plain fill (xt::zeros assigns through an expression).
+template <class T, class S>
+xt::xarray<T> zeros_array(const S& shape) {
+    auto out = empty_array<T>(shape);
+    std::fill_n(out.data(), out.size(), T(0));
+    return out;
 }
 
 // Bytes held by the cache now; clear_buffer_cache frees them all. The limit

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "vec_math.hpp"
+#include "xgrad/tensor.hpp"
 
 namespace xg::detail {
 
@@ -63,5 +64,11 @@ template <class T>
 void softmax_rows(const T* x, T* y, std::size_t size, std::size_t n);
 template <class T>
 void softmax_rows_grad(const T* y, const T* g, T* d, std::size_t size, std::size_t n);
+
+// var and logsumexp of each n-long row of x (its trailing dims flattened), one
+// value per row in a [size / n] tensor, each one node (core/ops/row_reductions.cpp):
+// reduce.cpp's path for reductions over trailing dims.
+Tensor var_rows(const Tensor& x, std::size_t n, double correction);
+Tensor logsumexp_rows(const Tensor& x, std::size_t n);
 
 }  // namespace xg::detail

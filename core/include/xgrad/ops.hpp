@@ -302,6 +302,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 
 // Gathering and scattering by int64 indices (core/ops/gather.cpp). An index out
 // of range throws, naming it; each gradient is the matching scatter or gather.
+// A backward shares the index's storage, as PyTorch saves it: edit an index in
+// place only after the backward that uses it.
 namespace xg {
 // torch.index_select: the entries of dim at the 1-d (or 0-d) index, in its order.
 Tensor index_select(const Tensor& x, int dim, const Tensor& index);

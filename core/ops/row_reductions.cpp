@@ -1,0 +1,91 @@
+// var and logsumexp over a tensor's trailing dims, one node each: the rows are
+// contiguous, so forward is one or two passes per row and backward one pass,
+// where the composition of mean, sub, square and sum (or max, exp, sum, log)
+// makes five to seven passes and as many temporaries. reduce.cpp takes this
+// path for floating tensors whose reduced dims are the trailing ones.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "buffer_cache.hpp"
+#include "internal.hpp"
+#include "row_kernels.hpp"
+
+namespace xg::detail {
+
+namespace {
+
+// The rows of x as [rows] values, one per row, for the caller to reshape.
+template <class T>
+xt::xarray<T> per_row(std::size_t rows) {
+    return empty_array<T>(Shape{rows});
+}
+
+}  // namespace
+
+// var = sum((x - mean)^2) / max(n - correction, 0), the sums in double as
+// PyTorch's CPU kernel accumulates float; d/dx = g * 2 (x - mean) / (n - correction).
+Tensor var_rows(const Tensor& x, std::size_t n, double correction) {
+    return visit_floating(x, "var", [&]<class T>(xt::xarray<T>& a) {
+        const std::size_t rows = a.size() / n;
+        const double divisor = std::max(static_cast<double>(n) - correction, 0.0);
+        auto out = per_row<T>(rows);
+        std::vector<double> means(rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* row = a.data() + r * n;
+            const double m =
+                lane_sum<double>(n, [row](std::size_t j) { return double(row[j]); }) / double(n);
+            const double squares = lane_sum<double>(n, [row, m](std::size_t j) {
+                const double d = double(row[j]) - m;
+                return d * d;
+            });
+            means[r] = m;
+            out.data()[r] = static_cast<T>(squares / divisor);
+        }
+        return autograd::make_result(
+            wrap(std::move(out)), "VarBackward", {x},
+            [saved = x.detach(), means = std::move(means), n, divisor](const Tensor& g) {
+                auto grad = empty_array<T>(saved.shape());
+                const T *xv = saved.data<T>().data(), *gv = g.data<T>().data();
+                for (std::size_t r = 0; r < means.size(); ++r) {
+                    const T scale = static_cast<T>(2.0 / divisor) * gv[r];
+                    const T m = static_cast<T>(means[r]);
+                    for (std::size_t j = 0; j < n; ++j)
+                        grad.data()[r * n + j] = scale * (xv[r * n + j] - m);
+                }
+                return autograd::Gradients{wrap(std::move(grad))};
+            });
+    });
+}
+
+// log(sum(exp(x - m))) + m with m the row's max (0 when infinite, as PyTorch,
+// so a row of -inf gives -inf); d/dx = g * exp(x - out), PyTorch's rule.
+Tensor logsumexp_rows(const Tensor& x, std::size_t n) {
+    return visit_floating(x, "logsumexp", [&]<class T>(xt::xarray<T>& a) {
+        const std::size_t rows = a.size() / n;
+        auto out = per_row<T>(rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* row = a.data() + r * n;
+            T m = row_max(row, n);
+            if (std::isinf(m)) m = T(0);
+            const T total =
+                lane_sum<T>(n, [row, m](std::size_t j) { return fast_exp(row[j] - m); });
+            out.data()[r] = std::log(total) + m;
+        }
+        Tensor result = wrap(std::move(out));
+        return autograd::make_result(
+            result, "LogsumexpBackward", {x},
+            [saved = x.detach(), out = result.detach(), n](const Tensor& g) {
+                auto grad = empty_array<T>(saved.shape());
+                const T *xv = saved.data<T>().data(), *gv = g.data<T>().data();
+                const T* ov = out.data<T>().data();
+                for (std::size_t r = 0; r < out.numel(); ++r) {
+                    for (std::size_t j = 0; j < n; ++j)
+                        grad.data()[r * n + j] = gv[r] * fast_exp(xv[r * n + j] - ov[r]);
+                }
+                return autograd::Gradients{wrap(std::move(grad))};
+            });
+    });
+}
+
+}  // namespace xg::detail
