@@ -75,6 +75,16 @@ void Module::register_child(const std::string& member, std::shared_ptr<Module> m
     children_.insert_or_assign(member, std::move(module));
 }
 
+Tensor Module::swap_tensor(const std::string& member, Tensor value) {
+    Tensor* slot = parameters_.find(member);
+    if (slot == nullptr) slot = buffers_.find(member);
+    check(slot != nullptr, "swap_tensor: expected a parameter or buffer of {} (got '{}')", name(),
+          member);
+    std::swap(*slot, value);
+    on_tensor_set(member, *slot);
+    return value;
+}
+
 void Module::on_child_set(const std::string&, const std::shared_ptr<Module>&) {}
 void Module::on_tensor_set(const std::string&, const Tensor&) {}
 

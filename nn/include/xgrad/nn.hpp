@@ -5,6 +5,7 @@
 #include "xgrad/nn/dropout.hpp"
 #include "xgrad/nn/embedding.hpp"
 #include "xgrad/nn/feed_forward.hpp"
+#include "xgrad/nn/functional_call.hpp"
 #include "xgrad/nn/layer_norm.hpp"
 #include "xgrad/nn/linear.hpp"
 #include "xgrad/nn/loss.hpp"

@@ -25,6 +25,9 @@
 namespace xg::nn {
 
 class Module;
+namespace detail {
+class TensorSwap;  // xg::func::functional_call's swap of tensors for one call
+}
 
 struct IncompatibleKeys {
     std::vector<std::string> missing_keys;
@@ -273,6 +276,12 @@ private:
     // the floating-point ones, or all of them.
     void convert_tensors(Dtype dtype, bool floating_only);
     void check_name(const std::string& name, const char* op, MemberKind kind) const;
+    // Puts `value` in the parameter or buffer slot `member` as it is (leaf or
+    // not, requires_grad untouched), tells on_tensor_set, and returns the tensor
+    // it replaced. Not a registration, so no checks: only detail::TensorSwap
+    // calls it, to swap tensors in for one functional_call and back.
+    friend class detail::TensorSwap;
+    Tensor swap_tensor(const std::string& member, Tensor value);
 
     // Where a dotted path leads: a module, and the handle its parent holds it
     // by (for "", this module and its own handle, empty when no shared_ptr owns it).
