@@ -17,12 +17,16 @@
 #include "dropout_mask.hpp"
 #include "elementwise_rules.hpp"
 #include "grad_buffers.hpp"
+#include "integer_ops.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
 
 using autograd::make_result;
+using detail::check_not_bool;
+using detail::expanded;
+using detail::map_integers;
 using detail::Saves;
 using detail::wrap;
 
@@ -61,37 +65,6 @@ void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
 }
 
 // ---- integer and bool tensors (no gradients: they cannot require one) ----
-
-// f(v) for each value of an int64 tensor, as a new int64 tensor.
-template <class F>
-Tensor map_integers(const Tensor& x, F f) {
-    const auto& in = x.data<std::int64_t>();
-    auto out = xt::xarray<std::int64_t>::from_shape(in.shape());
-    for (std::size_t i = 0; i < in.size(); ++i) out.data()[i] = f(in.data()[i]);
-    return wrap(std::move(out));
-}
-
-// x's values repeated out to `shape` (NumPy broadcasting), flat, by a raw loop:
-// a broadcast dim advances x by nothing.
-std::vector<std::int64_t> expanded(const xt::xarray<std::int64_t>& x, const Shape& shape) {
-    std::size_t size = 1;
-    for (std::size_t d : shape) size *= d;
-    std::vector<std::int64_t> out(size);
-    if (size == 0) return out;
-    if (shape.empty()) return {x.data()[0]};
-    const std::size_t rank = shape.size(), lead = rank - x.dimension();
-    std::vector<std::size_t> stride(rank, 0);
-    for (std::size_t d = rank, step = 1; d-- > lead;) {
-        const std::size_t extent = x.shape()[d - lead];
-        if (extent != 1) stride[d] = step;
-        step *= extent;
-    }
-    const std::size_t last = shape.back(), step = stride.back();
-    detail::for_each_row(shape, stride, [&](std::size_t start, std::size_t offset) {
-        for (std::size_t j = 0; j < last; ++j) out[start + j] = x.data()[offset + j * step];
-    });
-    return out;
-}
 
 // A binary row on two int64 tensors, or two bool ones (computed as int64 and
 // turned back: add is logical or, mul logical and, as PyTorch's).
@@ -296,15 +269,6 @@ Tensor scalar_like(const Tensor& t, double value, const char* op) {
 
 }  // namespace
 
-namespace {
-// PyTorch refuses `-` with a bool operand: a mask is inverted with logical_not.
-void check_not_bool(const Tensor& t) {
-    check(
-        !t.defined() || t.dtype() != kBool,
-        "sub: subtraction with a bool tensor is not supported (use logical_not to invert a mask)");
-}
-}  // namespace
-
 Tensor add(const Tensor& a, const Tensor& b) { return binary<detail::AddRule>(a, b); }
 Tensor sub(const Tensor& a, const Tensor& b) {
     check_not_bool(a);
@@ -337,32 +301,6 @@ Tensor rdiv(double a, const Tensor& b) {
     if (!is_floating_point(b.dtype())) return rdiv(a, b.to(kFloat32));
     return div(scalar_like(b, a, "div"), b);
 }
-
-namespace detail {
-// An integer scalar: a floating tensor takes it as a double; an int64 tensor
-// (or a bool one, as int64) stays int64.
-Tensor integer_scalar(const Tensor& a, std::int64_t b, ScalarOp op) {
-    check(a.defined(), "expected a defined tensor (got an undefined one) with a scalar");
-    const auto value = static_cast<double>(b);
-    if (is_floating_point(a.dtype())) {
-        switch (op) {
-            case ScalarOp::Add: return add(a, value);
-            case ScalarOp::Sub: return sub(a, value);
-            case ScalarOp::ReverseSub: return rsub(value, a);
-            case ScalarOp::Mul: return mul(a, value);
-        }
-    }
-    if (op == ScalarOp::Sub || op == ScalarOp::ReverseSub) check_not_bool(a);
-    const Tensor x = a.to(kInt64);
-    switch (op) {
-        case ScalarOp::Add: return map_integers(x, [b](std::int64_t v) { return v + b; });
-        case ScalarOp::Sub: return map_integers(x, [b](std::int64_t v) { return v - b; });
-        case ScalarOp::ReverseSub: return map_integers(x, [b](std::int64_t v) { return b - v; });
-        case ScalarOp::Mul: return map_integers(x, [b](std::int64_t v) { return v * b; });
-    }
-    throw Error("integer_scalar: unknown op");
-}
-}  // namespace detail
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -1,8 +1,8 @@
-// Reductions and the dim-wise normalisations (softmax, log_softmax).
+// Reductions (sum, mean, max and what derives from them, var, logsumexp) and the
+// dim-wise normalisations (softmax, log_softmax).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <numeric>
 #include <optional>
 #include <type_traits>
@@ -12,71 +12,19 @@
 #include "buffer_cache.hpp"
 #include "cpu_dispatch.hpp"
 #include "internal.hpp"
+#include "reduction.hpp"
 #include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
 
 using autograd::make_result;
+using detail::make_reduction;
+using detail::normalize_dims;
+using detail::Reduction;
 using detail::wrap;
 
 namespace {
-
-// Sorted, de-duplicated, non-negative axes; an empty list means every axis.
-std::vector<std::size_t> normalize_dims(const std::vector<int>& dims, std::size_t ndim,
-                                        const char* op) {
-    std::vector<std::size_t> axes;
-    for (int d : dims) axes.push_back(detail::normalize_dim(d, ndim, op));
-    if (dims.empty()) {
-        for (std::size_t i = 0; i < ndim; ++i) axes.push_back(i);
-    }
-    std::sort(axes.begin(), axes.end());
-    check(std::adjacent_find(axes.begin(), axes.end()) == axes.end(),
-          "{}: expected each dim at most once (got {})", op, fmt::join(dims, ", "));
-    if (ndim == 0) axes.clear();  // a 0-d tensor takes dim 0 or -1 but has no axis to reduce
-    return axes;
-}
-
-// A reduction over some axes: the output's shape, and where each input entry goes.
-struct Reduction {
-    Shape in_shape, out_shape;  // out_shape drops the reduced dims unless keepdim
-    std::vector<bool> reduced;  // per input dim
-    std::size_t out_numel = 1;
-
-    // f(i, o) for every input offset i and the output offset o it reduces into
-    // (the output laid out as the input with its reduced dims of size 1).
-    template <class F>
-    void for_each(F f) const {
-        std::size_t numel = 1;
-        for (auto extent : in_shape) numel *= extent;
-        if (numel == 0) return;
-        if (in_shape.empty()) return f(std::size_t{0}, std::size_t{0});
-        const std::vector<std::size_t> stride = detail::kept_strides(in_shape, reduced);
-        const std::size_t last = in_shape.back(), step = stride.back();
-        detail::for_each_row(in_shape, stride, [&](std::size_t start, std::size_t offset) {
-            for (std::size_t k = 0; k < last; ++k) f(start + k, offset + k * step);
-        });
-    }
-};
-
-Reduction make_reduction(const Shape& shape, const std::vector<std::size_t>& axes, bool keepdim) {
-    Reduction r{shape, {}, std::vector<bool>(shape.size(), false)};
-    for (auto axis : axes) r.reduced[axis] = true;
-    for (std::size_t d = 0; d < shape.size(); ++d) {
-        if (!r.reduced[d]) r.out_numel *= shape[d];
-        if (!r.reduced[d] || keepdim) r.out_shape.push_back(r.reduced[d] ? 1 : shape[d]);
-    }
-    return r;
-}
-
-// amax, amin and norm(p = inf) have no identity, so no reduced dim may be empty.
-void check_nonempty(const Reduction& r, const char* op, const char* context) {
-    for (std::size_t d = 0; d < r.in_shape.size(); ++d) {
-        check(!r.reduced[d] || r.in_shape[d] > 0,
-              "{}: expected a non-empty reduced dim {}{} (got shape {})", op, d, context,
-              shape_str(r.in_shape));
-    }
-}
 
 // sum or mean over `axes`; the gradient spreads g (times `scale`) back over them.
 Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool keepdim, bool mean,
@@ -85,6 +33,17 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
     std::size_t count = 1;
     for (auto axis : axes) count *= r.in_shape[axis];
     double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
+    if (x.defined() && !is_floating_point(x.dtype())) {
+        // PyTorch: a sum of int64 (or bool, counted) stays int64; a mean has no dtype.
+        check(!mean, "mean: expected a floating-point tensor (got {}); convert it with to() first",
+              dtype_name(x.dtype()));
+        const Tensor values = x.to(kInt64);
+        const std::int64_t* in = values.data<std::int64_t>().data();
+        xt::xarray<std::int64_t> out = xt::zeros<std::int64_t>({r.out_numel});
+        r.for_each([&](std::size_t i, std::size_t o) { out.data()[o] += in[i]; });
+        out.reshape(r.out_shape);
+        return wrap(std::move(out));
+    }
     return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
         xt::xarray<T> out = detail::sum_axes(a, r.reduced);
         if (mean) out *= T(scale);
@@ -188,162 +147,6 @@ Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) 
             if (!last) d = swap_with_last(d, axis);
             return autograd::Gradients{wrap(std::move(d))};
         });
-    });
-}
-
-// ---- helpers of prod, cumsum, amax, amin and norm ----
-
-// Calls f(xt::xarray<T>&) for float32, float64 or int64; bool counts as int64,
-// as torch.prod and torch.cumsum promote it.
-template <class F>
-Tensor visit_numeric(const Tensor& t, const char* op, F&& f) {
-    check(t.defined(), "{}: expected a defined tensor (got an undefined one)", op);
-    switch (t.dtype()) {
-        case Dtype::Float32: return f(t.data<float>());
-        case Dtype::Float64: return f(t.data<double>());
-        case Dtype::Int64: return f(t.data<std::int64_t>());
-        case Dtype::Bool: return f(t.to(kInt64).data<std::int64_t>());
-    }
-    throw Error(fmt::format("{}: unknown dtype", op));
-}
-
-// a * b; int64 wraps around as in PyTorch instead of overflowing (undefined in C++).
-template <class T>
-T times(T a, T b) {
-    if constexpr (std::is_integral_v<T>)
-        return static_cast<T>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(b));
-    else
-        return a * b;
-}
-
-// Running sums along the middle extent of `s`, from the back when `reverse`
-// (cumsum's gradient). float32 accumulates in double, as PyTorch's CPU kernel.
-template <class T>
-xt::xarray<T> running_sums(const xt::xarray<T>& a, const detail::DimSplit& s, bool reverse) {
-    using Acc = std::conditional_t<std::is_floating_point_v<T>, double, T>;
-    auto out = detail::empty_array<T>(a.shape());
-    for (std::size_t o = 0; o < s.outer; ++o) {
-        for (std::size_t i = 0; i < s.inner; ++i) {
-            Acc acc = 0;
-            for (std::size_t k = 0; k < s.size; ++k) {
-                const std::size_t at = (o * s.size + (reverse ? s.size - 1 - k : k)) * s.inner + i;
-                acc += a.data()[at];
-                out.data()[at] = static_cast<T>(acc);
-            }
-        }
-    }
-    return out;
-}
-
-// prod's gradient: g times the product of the other entries of each slice along
-// the middle extent of `s`, from prefix and suffix products. No division, so
-// with one zero only that entry's gradient is nonzero, and with two none is.
-template <class T>
-xt::xarray<T> products_of_others(const T* x, const T* g, const detail::DimSplit& s,
-                                 const Shape& shape) {
-    auto d = detail::empty_array<T>(shape);
-    std::vector<T> before(s.size);  // before[j]: the product of entries 0 .. j-1
-    for (std::size_t o = 0; o < s.outer; ++o) {
-        for (std::size_t i = 0; i < s.inner; ++i) {
-            const std::size_t base = o * s.size * s.inner + i;
-            T acc = 1;
-            for (std::size_t j = 0; j < s.size; ++j) {
-                before[j] = acc;
-                acc *= x[base + j * s.inner];
-            }
-            T after = g[o * s.inner + i];  // g times the entries after j
-            for (std::size_t j = s.size; j-- > 0;) {
-                d.data()[base + j * s.inner] = before[j] * after;
-                after *= x[base + j * s.inner];
-            }
-        }
-    }
-    return d;
-}
-
-// PyTorch's gradient for amax, amin and norm(p = inf): g / count at the entries
-// `hit` marks (those equal to their slice's extreme), 0 elsewhere. A slice with
-// no hit (a NaN extreme) gets 0 / 0, NaN, as in PyTorch.
-template <class T, class Hit>
-xt::xarray<T> share_among_ties(const Reduction& r, const T* g, Hit hit) {
-    std::vector<T> count(r.out_numel, T(0));
-    r.for_each([&](std::size_t i, std::size_t o) { count[o] += T(hit(i, o)); });
-    auto d = detail::empty_array<T>(r.in_shape);
-    r.for_each([&](std::size_t i, std::size_t o) { d.data()[i] = g[o] / count[o] * T(hit(i, o)); });
-    return d;
-}
-
-template <class T>
-T sgn(T v) {
-    return T((v > T(0)) - (v < T(0)));  // 0 at 0 and NaN, as torch.sgn
-}
-
-// PyTorch's norm_backward entry by entry: g times d||x||_p / dx_i, taken as 0
-// where that is 0 / 0 (the norm is 0; for p < 1, x_i is 0) instead of NaN.
-template <class T>
-xt::xarray<T> norm_grad(const Reduction& r, double p, const T* x, const T* norm, const T* g) {
-    if (std::isinf(p)) {
-        auto d = share_among_ties<T>(r, g, [&](std::size_t i, std::size_t o) {
-            return std::abs(x[i]) == norm[o] || std::isnan(x[i]);
-        });
-        for (std::size_t i = 0; i < d.size(); ++i) d.data()[i] *= sgn(x[i]);
-        return d;
-    }
-    auto d = detail::empty_array<T>(r.in_shape);
-    const T q = T(p);
-    r.for_each([&](std::size_t i, std::size_t o) {
-        const T v = x[i], n = norm[o];
-        T& out = d.data()[i];
-        if (p == 1)
-            out = sgn(v) * g[o];
-        else if (p == 2)
-            out = n == 0 ? T(0) : g[o] * (v / n);
-        else if (p < 1)
-            out = v == 0 ? T(0) : sgn(v) * std::pow(std::abs(v), q - 1) * g[o] * std::pow(n, 1 - q);
-        else if (p < 2)
-            out =
-                n == 0 ? T(0) : sgn(v) * std::pow(std::abs(v), q - 1) * (g[o] / std::pow(n, q - 1));
-        else
-            out = n == 0 ? T(0) : v * std::pow(std::abs(v), q - 2) * (g[o] / std::pow(n, q - 1));
-    });
-    return d;
-}
-
-// amax (Max) or amin over dims: each slice's extreme, a NaN winning as in torch;
-// any dtype, with a gradient for floating ones.
-template <bool Max>
-Tensor extreme(const Tensor& x, const std::vector<int>& dims, bool keepdim, const char* op) {
-    check(x.defined(), "{}: expected a defined tensor (got an undefined one)", op);
-    const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), op), keepdim);
-    check_nonempty(r, op, "");
-    return detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& a) {
-        // Start from the comparison's identity; every slice has an entry to replace it.
-        using Limits = std::numeric_limits<T>;
-        T start = Max ? Limits::lowest() : Limits::max();
-        if constexpr (Limits::has_infinity) start = Max ? -Limits::infinity() : Limits::infinity();
-        xt::xarray<T> out = xt::xarray<T>::from_shape(r.out_shape);
-        std::fill(out.begin(), out.end(), start);
-        T* best = out.data();
-        const T* in = a.data();
-        r.for_each([&](std::size_t i, std::size_t o) {
-            bool take = Max ? in[i] > best[o] : in[i] < best[o];
-            if constexpr (std::is_floating_point_v<T>) take = take || std::isnan(in[i]);
-            if (take) best[o] = in[i];  // a NaN, once taken, is never replaced
-        });
-        Tensor result = wrap(std::move(out));
-        if constexpr (!std::is_floating_point_v<T>) {
-            return result;
-        } else {
-            return make_result(result, Max ? "AmaxBackward" : "AminBackward", {x},
-                               [r, saved = x.detach(), top = result.detach()](const Tensor& grad) {
-                                   const T* xv = saved.data<T>().data();
-                                   const T* best = top.data<T>().data();
-                                   return autograd::Gradients{wrap(share_among_ties<T>(
-                                       r, grad.data<T>().data(), [&](std::size_t i, std::size_t o) {
-                                           return xv[i] == best[o];
-                                       }))};
-                               });
-        }
     });
 }
 
@@ -539,110 +342,6 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
             kept.push_back(static_cast<std::int64_t>(x.shape()[d]));
     }
     return reshape(out, kept);
-}
-
-// ---- prod, cumsum, amax, amin, norm: each node beside its forward ----
-
-Tensor prod(const Tensor& x) {
-    check(x.defined(), "prod: expected a defined tensor (got an undefined one)");
-    return reshape(prod(reshape(x, {-1}), 0), {});
-}
-
-// Products along dim (1 for an empty slice); int64 (and bool) give int64 and no
-// gradient. The gradient is exact with zeros (products_of_others).
-Tensor prod(const Tensor& x, int dim, bool keepdim) {
-    check(x.defined(), "prod: expected a defined tensor (got an undefined one)");
-    const Shape shape = x.shape();
-    const std::size_t axis = detail::normalize_dim(dim, shape.size(), "prod");
-    const auto s = shape.empty() ? detail::DimSplit{} : detail::split_at(shape, axis);
-    Shape out_shape = shape;
-    if (!shape.empty()) {
-        if (keepdim)
-            out_shape[axis] = 1;
-        else
-            out_shape.erase(out_shape.begin() + static_cast<std::ptrdiff_t>(axis));
-    }
-    return visit_numeric(x, "prod", [&]<class T>(xt::xarray<T>& a) {
-        auto out = detail::empty_array<T>(out_shape);
-        for (std::size_t o = 0; o < s.outer; ++o) {
-            for (std::size_t i = 0; i < s.inner; ++i) {
-                T p = 1;
-                for (std::size_t j = 0; j < s.size; ++j)
-                    p = times(p, a.data()[(o * s.size + j) * s.inner + i]);
-                out.data()[o * s.inner + i] = p;
-            }
-        }
-        Tensor result = wrap(std::move(out));
-        if constexpr (!std::is_floating_point_v<T>) {
-            return result;
-        } else {
-            return make_result(
-                result, "ProdBackward", {x}, [s, shape, saved = x.detach()](const Tensor& g) {
-                    return autograd::Gradients{wrap(
-                        products_of_others(saved.data<T>().data(), g.data<T>().data(), s, shape))};
-                });
-        }
-    });
-}
-
-// Running sums along dim; the gradient of entry j sums g over the entries from j on.
-Tensor cumsum(const Tensor& x, int dim) {
-    check(x.defined(), "cumsum: expected a defined tensor (got an undefined one)");
-    const Shape shape = x.shape();
-    const std::size_t axis = detail::normalize_dim(dim, shape.size(), "cumsum");
-    const auto s = shape.empty() ? detail::DimSplit{} : detail::split_at(shape, axis);
-    return visit_numeric(x, "cumsum", [&]<class T>(xt::xarray<T>& a) {
-        Tensor result = wrap(running_sums(a, s, false));
-        if constexpr (!std::is_floating_point_v<T>) {
-            return result;
-        } else {
-            return make_result(result, "CumsumBackward", {x}, [s](const Tensor& g) {
-                return autograd::Gradients{wrap(running_sums(g.data<T>(), s, true))};
-            });
-        }
-    });
-}
-
-Tensor amax(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
-    return extreme<true>(x, dims, keepdim, "amax");
-}
-Tensor amin(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
-    return extreme<false>(x, dims, keepdim, "amin");
-}
-
-// The p-norm over dims, as torch.linalg.vector_norm; sums run in double. The
-// gradient follows PyTorch's norm_backward (norm_grad above).
-Tensor norm(const Tensor& x, double p, const std::vector<int>& dims, bool keepdim) {
-    check(x.defined(), "norm: expected a defined tensor (got an undefined one)");
-    check(p > 0, "norm: expected p = 1, 2, any other p > 0, or inf (got {})", p);
-    const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), "norm"), keepdim);
-    const bool inf = std::isinf(p);
-    if (inf) check_nonempty(r, "norm", " for p = inf");  // max |x| has no identity
-    return detail::visit_floating(x, "norm", [&]<class T>(xt::xarray<T>& a) {
-        std::vector<double> acc(r.out_numel, 0.0);
-        const T* in = a.data();
-        r.for_each([&](std::size_t i, std::size_t o) {
-            const double v = std::abs(static_cast<double>(in[i]));
-            if (inf)
-                acc[o] = v > acc[o] || std::isnan(v) ? v : acc[o];
-            else
-                acc[o] += p == 1 ? v : p == 2 ? v * v : std::pow(v, p);
-        });
-        auto out = detail::empty_array<T>(r.out_shape);
-        for (std::size_t o = 0; o < r.out_numel; ++o) {
-            const double root = inf || p == 1 ? acc[o]
-                                : p == 2      ? std::sqrt(acc[o])
-                                              : std::pow(acc[o], 1 / p);
-            out.data()[o] = static_cast<T>(root);
-        }
-        Tensor result = wrap(std::move(out));
-        return make_result(
-            result, "NormBackward", {x},
-            [r, p, saved = x.detach(), top = result.detach()](const Tensor& g) {
-                return autograd::Gradients{wrap(norm_grad(
-                    r, p, saved.data<T>().data(), top.data<T>().data(), g.data<T>().data()))};
-            });
-    });
 }
 
 }  // namespace xg

@@ -1,5 +1,7 @@
-// Shape ops. Each returns a fresh copy (xgrad has no views), so a result
-// never aliases its input; the gradient is the inverse rearrangement.
+// Shape ops: reshape, permute, transpose, (un)squeeze, cat and what derives from
+// them (stack, flatten, unflatten, broadcast_to), tril and triu. Each returns a fresh
+// copy (xgrad has no views), so a result never aliases its input; the gradient is
+// the inverse rearrangement.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -8,18 +10,16 @@
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
+#include "shape_product.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
 
 using autograd::make_result;
+using detail::product;
 using detail::wrap;
 
 namespace {
-
-std::size_t product(const Shape& shape) {
-    return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>());
-}
 
 // Same values, new shape: reshape, unsqueeze and squeeze are all this.
 Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const char* node) {
@@ -249,115 +249,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
     });
 }
 
-namespace {
-
-// Copies `length` rows of the `from` tensor's dim (laid out by split) starting at
-// `from_start` into `to` at `to_start`, where `to`'s dim has `to_size` rows.
-template <class T>
-void copy_rows(const T* from, std::size_t from_size, std::size_t from_start, T* to,
-               std::size_t to_size, std::size_t to_start, std::size_t length,
-               const detail::DimSplit& split) {
-    for (std::size_t o = 0; o < split.outer; ++o) {
-        std::copy_n(from + (o * from_size + from_start) * split.inner, length * split.inner,
-                    to + (o * to_size + to_start) * split.inner);
-    }
-}
-
-}  // namespace
-
-Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length) {
-    check(x.defined(), "narrow: expected a defined tensor (got an undefined one)");
-    const Shape shape = x.shape();
-    check(!shape.empty(), "narrow: expected a tensor with at least 1 dimension (got {})",
-          shape_str(shape));
-    const std::size_t axis = detail::normalize_dim(dim, shape.size(), "narrow");
-    const auto size = static_cast<std::int64_t>(shape[axis]);
-    if (start < 0) start += size;  // PyTorch wraps a negative start once
-    check(start >= 0 && length >= 0 && start + length <= size,
-          "narrow: expected 0 <= start and start + length <= {} in dim {} of {} (got start {}, "
-          "length {})",
-          size, dim, shape_str(shape), start, length);
-    Shape out_shape = shape;
-    out_shape[axis] = static_cast<std::size_t>(length);
-    const auto split = detail::split_at(shape, axis);
-    const auto first = static_cast<std::size_t>(start), rows = static_cast<std::size_t>(length);
-    Tensor out = detail::visit_any(x, "narrow", [&]<class T>(xt::xarray<T>& a) {
-        auto result = detail::empty_array<T>(out_shape);
-        copy_rows(a.data(), split.size, first, result.data(), rows, 0, rows, split);
-        return wrap(std::move(result));
-    });
-    // The gradient is g pasted back where the rows came from, zeros elsewhere.
-    return make_result(out, "NarrowBackward", {x}, [shape, split, first, rows](const Tensor& g) {
-        return std::vector<Tensor>{
-            detail::visit_floating(g, "narrow", [&]<class T>(xt::xarray<T>& gv) {
-                xt::xarray<T> grad = xt::zeros<T>(shape);
-                copy_rows(gv.data(), rows, 0, grad.data(), split.size, first, rows, split);
-                return wrap(std::move(grad));
-            })};
-    });
-}
-
-std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim) {
-    check(x.defined(), "chunk: expected a defined tensor (got an undefined one)");
-    check(chunks > 0, "chunk: expected chunks > 0 (got {})", chunks);
-    check(x.dim() > 0, "chunk: expected a tensor with at least 1 dimension (got {})",
-          shape_str(x.shape()));
-    const auto size =
-        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "chunk")]);
-    const std::int64_t step = std::max<std::int64_t>((size + chunks - 1) / chunks, 1);
-    std::vector<Tensor> parts;
-    for (std::int64_t start = 0; start < size || (size == 0 && parts.empty()); start += step) {
-        parts.push_back(narrow(x, dim, start, std::min(step, size - start)));
-    }
-    return parts;
-}
-
 // ---- derived from the ops above: each gradient comes from theirs ----
-
-std::vector<Tensor> split(const Tensor& x, std::int64_t split_size, int dim) {
-    check(split_size > 0, "split: expected split_size > 0 (got {})", split_size);
-    check(x.defined() && x.dim() > 0, "split: expected a tensor with at least 1 dimension");
-    const auto size =
-        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "split")]);
-    std::vector<Tensor> parts;
-    for (std::int64_t start = 0; start < size || (size == 0 && parts.empty()); start += split_size)
-        parts.push_back(narrow(x, dim, start, std::min(split_size, size - start)));
-    return parts;
-}
-
-std::vector<Tensor> split(const Tensor& x, const std::vector<std::int64_t>& sizes, int dim) {
-    check(x.defined() && x.dim() > 0, "split: expected a tensor with at least 1 dimension");
-    const auto size =
-        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "split")]);
-    std::int64_t total = 0;
-    for (std::int64_t s : sizes) total += s;
-    check(total == size, "split: expected sizes summing to {} (dim {} of {}) (got {})", size, dim,
-          shape_str(x.shape()), total);
-    std::vector<Tensor> parts;
-    std::int64_t start = 0;
-    for (std::int64_t s : sizes)
-        parts.push_back(narrow(x, dim, std::exchange(start, start + s), s));
-    return parts;
-}
-
-Tensor select(const Tensor& x, int dim, std::int64_t index) {
-    check(x.defined() && x.dim() > 0, "select: expected a tensor with at least 1 dimension");
-    const auto size =
-        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "select")]);
-    check(index >= -size && index < size,
-          "select: expected an index in [{}, {}) for dim {} of {} (got {})", -size, size, dim,
-          shape_str(x.shape()), index);
-    return squeeze(narrow(x, dim, index < 0 ? index + size : index, 1), dim);
-}
-
-std::vector<Tensor> unbind(const Tensor& x, int dim) {
-    check(x.defined() && x.dim() > 0, "unbind: expected a tensor with at least 1 dimension");
-    const std::size_t size = x.shape()[detail::normalize_dim(dim, x.dim(), "unbind")];
-    std::vector<Tensor> parts;
-    for (std::size_t i = 0; i < size; ++i)
-        parts.push_back(select(x, dim, static_cast<std::int64_t>(i)));
-    return parts;
-}
 
 Tensor stack(const std::vector<Tensor>& tensors, int dim) {
     check(!tensors.empty(), "stack: expected a non-empty list of tensors (got none)");
@@ -429,191 +321,5 @@ Tensor triangle(const Tensor& x, std::int64_t diagonal, bool lower, const char* 
 
 Tensor tril(const Tensor& x, std::int64_t diagonal) { return triangle(x, diagonal, true, "tril"); }
 Tensor triu(const Tensor& x, std::int64_t diagonal) { return triangle(x, diagonal, false, "triu"); }
-
-// ---- expand, repeat, flip and roll: plain loops that move whole blocks ----
-
-namespace {
-
-// x (read as `shape`, its own shape with leading 1s) tiled reps[d] times along
-// each dim d: one pass per tiled dim, each copying the blocks below that dim.
-template <class T>
-xt::xarray<T> tiled(const xt::xarray<T>& x, Shape shape, const Shape& reps) {
-    xt::xarray<T> result;
-    const T* from = x.data();
-    bool copied = false;
-    for (std::size_t d = shape.size(); d-- > 0;) {
-        if (reps[d] == 1) continue;
-        const std::size_t outer = std::accumulate(shape.begin(), shape.begin() + std::ptrdiff_t(d),
-                                                  std::size_t{1}, std::multiplies<>());
-        const std::size_t chunk = product(shape) / std::max<std::size_t>(outer, 1);
-        shape[d] *= reps[d];
-        auto next = detail::empty_array<T>(shape);
-        for (std::size_t o = 0; o < outer; ++o) {
-            for (std::size_t r = 0; r < reps[d]; ++r)
-                std::copy_n(from + o * chunk, chunk, next.data() + (o * reps[d] + r) * chunk);
-        }
-        result = std::move(next);
-        from = result.data();
-        copied = true;
-    }
-    if (!copied) result = x;  // nothing tiled: a plain copy
-    result.reshape(shape);
-    return result;
-}
-
-// The gradient of tiled: g (of the tiled shape) with the tiles of each dim
-// summed, back to `shape`. A dim tiled 0 times gets zeros.
-template <class T>
-xt::xarray<T> summed_tiles(const xt::xarray<T>& g, const Shape& shape, const Shape& reps) {
-    Shape current(shape.size());
-    for (std::size_t d = 0; d < shape.size(); ++d) current[d] = shape[d] * reps[d];
-    xt::xarray<T> result = g;
-    for (std::size_t d = 0; d < shape.size(); ++d) {
-        if (reps[d] == 1) continue;
-        current[d] = shape[d];
-        const std::size_t outer =
-            std::accumulate(current.begin(), current.begin() + std::ptrdiff_t(d), std::size_t{1},
-                            std::multiplies<>());
-        const std::size_t chunk = product(current) / std::max<std::size_t>(outer, 1);
-        xt::xarray<T> next = xt::zeros<T>(current);
-        const T* from = result.data();
-        for (std::size_t o = 0; o < outer; ++o) {
-            T* to = next.data() + o * chunk;
-            for (std::size_t r = 0; r < reps[d]; ++r) {
-                const T* tile = from + (o * reps[d] + r) * chunk;
-                for (std::size_t k = 0; k < chunk; ++k) to[k] += tile[k];
-            }
-        }
-        result = std::move(next);
-    }
-    return result;
-}
-
-// repeat and expand: x as `padded` tiled by reps; the gradient sums the tiles.
-Tensor tile(const Tensor& x, const Shape& padded, const Shape& reps, const char* op,
-            const char* node) {
-    Tensor out = detail::visit_any(
-        x, op, [&]<class T>(xt::xarray<T>& a) { return wrap(tiled(a, padded, reps)); });
-    return make_result(out, node, {x}, [padded, reps, shape = x.shape(), op](const Tensor& g) {
-        return autograd::Gradients{detail::visit_floating(g, op, [&]<class T>(xt::xarray<T>& gv) {
-            xt::xarray<T> summed = summed_tiles(gv, padded, reps);
-            summed.reshape(shape);
-            return wrap(std::move(summed));
-        })};
-    });
-}
-
-// a with entry j of the dim laid out by `split` moved to entry to(j): one pass
-// of flip or roll, copying whole rows below the dim.
-template <class T, class To>
-xt::xarray<T> moved(const xt::xarray<T>& a, const detail::DimSplit& split, To to) {
-    auto out = detail::empty_array<T>(a.shape());
-    for (std::size_t o = 0; o < split.outer; ++o) {
-        for (std::size_t j = 0; j < split.size; ++j) {
-            std::copy_n(a.data() + (o * split.size + j) * split.inner, split.inner,
-                        out.data() + (o * split.size + to(j)) * split.inner);
-        }
-    }
-    return out;
-}
-
-}  // namespace
-
-Tensor expand(const Tensor& x, const std::vector<std::int64_t>& sizes) {
-    check(x.defined(), "expand: expected a defined tensor (got an undefined one)");
-    const Shape shape = x.shape();
-    check(sizes.size() >= shape.size(),
-          "expand: expected at least {} sizes for a tensor of shape {} (got [{}])", shape.size(),
-          shape_str(shape), fmt::join(sizes, ", "));
-    const std::size_t lead = sizes.size() - shape.size();
-    Shape padded(lead, 1), reps(sizes.size(), 1);
-    padded.insert(padded.end(), shape.begin(), shape.end());
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
-        if (sizes[i] == -1 && i >= lead) continue;  // -1 keeps an existing dim
-        check(sizes[i] >= 0, "expand: expected sizes >= 0, or -1 for an existing dim (got [{}])",
-              fmt::join(sizes, ", "));
-        const auto size = static_cast<std::size_t>(sizes[i]);
-        check(size == padded[i] || padded[i] == 1,
-              "expand: expected size {} at dim {} to expand {}, where only dims of size 1 grow "
-              "(got [{}])",
-              padded[i], i, shape_str(shape), fmt::join(sizes, ", "));
-        if (padded[i] == 1) reps[i] = size;
-    }
-    return tile(x, padded, reps, "expand", "ExpandBackward");
-}
-
-Tensor repeat(const Tensor& x, const std::vector<std::int64_t>& repeats) {
-    check(x.defined(), "repeat: expected a defined tensor (got an undefined one)");
-    const Shape shape = x.shape();
-    check(repeats.size() >= shape.size(),
-          "repeat: expected at least {} repeats for a tensor of shape {} (got [{}])", shape.size(),
-          shape_str(shape), fmt::join(repeats, ", "));
-    check(std::all_of(repeats.begin(), repeats.end(), [](std::int64_t r) { return r >= 0; }),
-          "repeat: expected repeats >= 0 (got [{}])", fmt::join(repeats, ", "));
-    Shape padded(repeats.size() - shape.size(), 1);  // extra repeats tile new leading dims
-    padded.insert(padded.end(), shape.begin(), shape.end());
-    return tile(x, padded, Shape(repeats.begin(), repeats.end()), "repeat", "RepeatBackward");
-}
-
-Tensor flip(const Tensor& x, const std::vector<int>& dims) {
-    check(x.defined(), "flip: expected a defined tensor (got an undefined one)");
-    const Shape shape = x.shape();
-    std::vector<bool> seen(std::max<std::size_t>(shape.size(), 1), false);
-    std::vector<detail::DimSplit> splits;
-    for (int dim : dims) {
-        const std::size_t axis = detail::normalize_dim(dim, shape.size(), "flip");
-        check(!seen[axis], "flip: expected each dim once (got [{}])", fmt::join(dims, ", "));
-        seen[axis] = true;
-        splits.push_back(detail::split_at(shape, axis));
-    }
-    Tensor out = detail::visit_any(x, "flip", [&]<class T>(xt::xarray<T>& a) {
-        xt::xarray<T> result = splits.empty() ? a : xt::xarray<T>();
-        for (std::size_t i = 0; i < splits.size(); ++i) {
-            const std::size_t last = splits[i].size - 1;  // unused when the dim is empty
-            result =
-                moved(i == 0 ? a : result, splits[i], [last](std::size_t j) { return last - j; });
-        }
-        return wrap(std::move(result));
-    });
-    return make_result(out, "FlipBackward", {x},
-                       [dims](const Tensor& g) { return autograd::Gradients{flip(g, dims)}; });
-}
-
-Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
-            const std::vector<int>& dims) {
-    check(x.defined(), "roll: expected a defined tensor (got an undefined one)");
-    check(!shifts.empty() && shifts.size() == std::max<std::size_t>(dims.size(), 1),
-          "roll: expected one shift per dim, or one shift and no dims (got {} shifts and {} dims)",
-          shifts.size(), dims.size());
-    const Shape shape = x.shape();
-    check(dims.empty() || !shape.empty(),
-          "roll: expected a tensor with at least 1 dimension to roll along dims (got {})",
-          shape_str(shape));
-    // No dims: the flattened tensor rolls as one dim.
-    std::vector<detail::DimSplit> splits;
-    if (dims.empty()) splits.push_back({1, x.numel(), 1});
-    for (int dim : dims)
-        splits.push_back(detail::split_at(shape, detail::normalize_dim(dim, shape.size(), "roll")));
-    std::vector<std::size_t> steps;  // each shift in [0, size): negative ones count back
-    std::vector<std::int64_t> back;  // the shifts that undo them, for the gradient
-    for (std::size_t i = 0; i < splits.size(); ++i) {
-        const auto size = static_cast<std::int64_t>(splits[i].size);
-        const std::int64_t step = size == 0 ? 0 : ((shifts[i] % size) + size) % size;
-        steps.push_back(static_cast<std::size_t>(step));
-        back.push_back(-step);
-    }
-    Tensor out = detail::visit_any(x, "roll", [&]<class T>(xt::xarray<T>& a) {
-        xt::xarray<T> result;
-        for (std::size_t i = 0; i < splits.size(); ++i) {
-            const std::size_t size = splits[i].size, step = steps[i];
-            result = moved(i == 0 ? a : result, splits[i],
-                           [size, step](std::size_t j) { return (j + step) % size; });
-        }
-        return wrap(std::move(result));
-    });
-    return make_result(out, "RollBackward", {x}, [back, dims](const Tensor& g) {
-        return autograd::Gradients{roll(g, back, dims)};
-    });
-}
 
 }  // namespace xg

@@ -1,6 +1,8 @@
-// Tests for the reductions (core/ops/reduce.cpp): sum, mean, max, softmax,
-// log_softmax, prod, cumsum, amax, amin and norm, with hand or PyTorch values, a
-// gradcheck per form, and the error messages.
+// Tests for the reductions (core/ops/reduce.cpp): sum, mean, max, min, argmax,
+// argmin, var, std, logsumexp, softmax and log_softmax, with hand or PyTorch values,
+// a gradcheck per form, and the error messages; and the PyTorch reference cases of
+// tests/core/reference/gen_reductions.py, which span prod, cumsum
+// (test_prod_cumsum.cpp), amax, amin and norm (test_amax_norm.cpp).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -223,7 +225,7 @@ TEST_CASE("min, argmax, argmin, var, std, logsumexp: values as PyTorch defines t
         {test::randn64({2, 4})}));
 }
 
-// ---- prod, cumsum, amax, amin, norm ----
+// ---- PyTorch's reference cases for prod, cumsum, amax, amin and norm ----
 
 namespace {
 
@@ -242,14 +244,6 @@ Tensor run_case(const reductions_ref::Case& c, const Tensor& x) {
     if (op == "amax") return xg::amax(x, c.dims, c.keepdim);
     if (op == "amin") return xg::amin(x, c.dims, c.keepdim);
     return xg::norm(x, c.p, c.dims, c.keepdim);
-}
-
-// |x| in [0.5, 1.5) with alternating signs: no ties, zeros or near-zeros, where
-// |x|, its powers and the extremes have kinks.
-Tensor away_from_kinks(const Shape& shape, std::uint64_t seed) {
-    xt::xarray<double> v = test::positive64(shape, 0.5, seed).data<double>();
-    for (std::size_t i = 0; i < v.size(); i += 2) v.data()[i] = -v.data()[i];
-    return test::f64(v);
 }
 
 }  // namespace
@@ -280,168 +274,4 @@ TEST_CASE("prod, cumsum, amax, amin and norm match PyTorch's values and gradient
             CHECK_VALUES_TOL(x.grad(), ref_array(in.shape, c.grad), rtol, atol);
         }
     }
-}
-
-TEST_CASE("prod with zeros: only a lone zero gets a gradient, two zeros give none") {
-    Tensor x = test::f64({{2, 0, 3}, {0, 0, 5}, {2, 4, 0.5}}, true);
-    Tensor out = xg::prod(x, 1);
-    CHECK_VALUES(out, (xt::xarray<double>{0, 0, 4}));
-    xg::sum(out).backward();
-    CHECK_VALUES(x.grad(), (xt::xarray<double>{{0, 6, 0}, {0, 0, 0}, {2, 1, 8}}));
-    // The empty product is 1, over everything or along a dim of size 0.
-    CHECK(xg::prod(xg::zeros({0})).item<double>() == 1.0);
-    CHECK_VALUES(xg::prod(xg::zeros({2, 0}), -1, true), xt::ones<double>({2, 1}));
-    CHECK(xg::prod(xg::zeros({0, 3}), 1).shape() == Shape{0});
-}
-
-TEST_CASE("amax, amin and norm share the gradient evenly among ties") {
-    Tensor x = test::f64({{1, 3, 3}, {-3, 2, 3}}, true);
-    xg::sum(xg::amax(x, {1})).backward();
-    CHECK_VALUES(x.grad(), (xt::xarray<double>{{0, 0.5, 0.5}, {0, 0, 1}}));
-    Tensor y = test::f64({{1, 3, 3}, {-3, 2, 3}}, true);
-    xg::amin(y, {0}).backward(test::f64({1, 2, 4}));
-    CHECK_VALUES(y.grad(), (xt::xarray<double>{{0, 0, 2}, {1, 2, 2}}));
-    // The inf norm's ties are in |x|, and each share carries the entry's sign.
-    Tensor z = test::f64({{1, 3, 3}, {-3, 2, 3}}, true);
-    xg::norm(z, std::numeric_limits<double>::infinity()).backward();
-    CHECK_VALUES(z.grad(), (xt::xarray<double>{{0, 0.25, 0.25}, {-0.25, 0, 0.25}}));
-    // The 2-norm of a zero vector has a zero gradient, not 0 / 0.
-    Tensor zero = test::f64({0, 0, 0}, true);
-    xg::norm(zero).backward();
-    CHECK_VALUES(zero.grad(), (xt::xarray<double>{0, 0, 0}));
-}
-
-TEST_CASE("prod, cumsum, amax, amin and norm on 0-d tensors") {
-    Tensor s = test::f64(xt::xarray<double>(-2.5));
-    CHECK(s.shape() == Shape{});
-    for (int dim : {0, -1}) {
-        CAPTURE(dim);
-        CHECK(xg::prod(s, dim, true).shape() == Shape{});
-        CHECK(xg::prod(s, dim).item<double>() == -2.5);
-        CHECK(xg::cumsum(s, dim).item<double>() == -2.5);
-        CHECK(xg::amax(s, {dim}, true).shape() == Shape{});
-        CHECK(xg::amin(s, {dim}).item<double>() == -2.5);
-        CHECK(xg::norm(s, 1.0, {dim}).item<double>() == 2.5);
-    }
-    CHECK(xg::prod(s).item<double>() == -2.5);
-    CHECK(xg::norm(s, std::numeric_limits<double>::infinity()).item<double>() == 2.5);
-}
-
-TEST_CASE("prod and cumsum keep int64, promote bool to int64, and need no grad") {
-    Tensor i = test::i64({{1, 2, 3}, {4, 5, 6}});
-    Tensor all = xg::prod(i);
-    CHECK(all.dtype() == xg::kInt64);
-    CHECK(all.item<std::int64_t>() == 720);
-    CHECK(xg::prod(i, 1).dtype() == xg::kInt64);
-    CHECK_VALUES(xg::prod(i, 1), (xt::xarray<double>{6, 120}));
-    CHECK_VALUES(xg::prod(i, -2, true), (xt::xarray<double>{{4, 10, 18}}));
-    Tensor sums = xg::cumsum(i, -1);
-    CHECK(sums.dtype() == xg::kInt64);
-    CHECK_FALSE(sums.requires_grad());
-    CHECK_VALUES(sums, (xt::xarray<double>{{1, 3, 6}, {4, 9, 15}}));
-    CHECK_VALUES(xg::cumsum(i, 0), (xt::xarray<double>{{1, 2, 3}, {5, 7, 9}}));
-    // int64 products wrap around as in PyTorch: 2^62 * 4 = 2^64 = 0.
-    CHECK(xg::prod(test::i64({std::int64_t{1} << 62, 4})).item<std::int64_t>() == 0);
-    Tensor flags = xg::gt(i, 2.0);
-    CHECK(xg::cumsum(flags, 1).dtype() == xg::kInt64);
-    CHECK_VALUES(xg::cumsum(flags, 1), (xt::xarray<double>{{0, 0, 1}, {1, 2, 3}}));
-    CHECK(xg::prod(flags).dtype() == xg::kInt64);
-    CHECK(xg::prod(flags).item<std::int64_t>() == 0);
-    // amax and amin keep any dtype.
-    CHECK(xg::amax(i, {1}).dtype() == xg::kInt64);
-    CHECK_VALUES(xg::amax(i, {1}), (xt::xarray<double>{3, 6}));
-    CHECK(xg::amin(i).item<std::int64_t>() == 1);
-}
-
-TEST_CASE("gradcheck: prod, cumsum, amax, amin and norm") {
-    struct Row {
-        const char* name;
-        test::Fn fn;
-    };
-    const double inf = std::numeric_limits<double>::infinity();
-    std::vector<Row> rows = {
-        {"prod", [](const In& in) { return xg::prod(in[0]); }},
-        {"prod 0", [](const In& in) { return xg::prod(in[0], 0); }},
-        {"prod 1 keepdim", [](const In& in) { return xg::prod(in[0], 1, true); }},
-        {"prod -1", [](const In& in) { return xg::prod(in[0], -1); }},
-        {"cumsum 0", [](const In& in) { return xg::cumsum(in[0], 0); }},
-        {"cumsum 1", [](const In& in) { return xg::cumsum(in[0], 1); }},
-        {"cumsum -1", [](const In& in) { return xg::cumsum(in[0], -1); }},
-        {"amax", [](const In& in) { return xg::amax(in[0]); }},
-        {"amax {1}", [](const In& in) { return xg::amax(in[0], {1}); }},
-        {"amax {0, -1} keepdim",
-         [](const In& in) {
-             return xg::amax(in[0], {0, -1}, true);
-         }},
-        {"amin", [](const In& in) { return xg::amin(in[0]); }},
-        {"amin {-2}", [](const In& in) { return xg::amin(in[0], {-2}); }},
-        {"amin {2, 0} keepdim",
-         [](const In& in) {
-             return xg::amin(in[0], {2, 0}, true);
-         }},
-    };
-    for (double p : {1.0, 2.0, 3.0, 0.5, 1.5, inf}) {
-        rows.push_back({"norm", [p](const In& in) { return xg::norm(in[0], p); }});
-        rows.push_back({"norm {1}", [p](const In& in) { return xg::norm(in[0], p, {1}); }});
-        rows.push_back({"norm {-1, 0} keepdim", [p](const In& in) {
-                            return xg::norm(in[0], p, {-1, 0}, true);
-                        }});
-    }
-    Tensor x = away_from_kinks({2, 3, 4}, 42);
-    for (std::size_t k = 0; k < rows.size(); ++k) {
-        const char* name = rows[k].name;
-        CAPTURE(name);
-        CAPTURE(k);
-        CHECK(test::gradcheck(rows[k].fn, {x}));
-    }
-    // prod is smooth with zeros too; a lone zero per slice is the case that needs care.
-    Tensor zeros = test::f64({{1.5, -0.5, 2.0}, {0.0, 3.0, -1.25}});
-    CHECK(test::gradcheck([](const In& in) { return xg::prod(in[0]); }, {zeros}));
-    CHECK(test::gradcheck([](const In& in) { return xg::prod(in[0], 1); }, {zeros}));
-    CHECK(test::gradcheck([](const In& in) { return xg::prod(in[0], 0, true); }, {zeros}));
-}
-
-TEST_CASE("prod, cumsum, amax, amin and norm: error messages") {
-    Tensor x = xg::zeros({2, 3});
-    CHECK_THROWS_WITH_AS(xg::prod(x, 2), "prod: expected dim in [-2, 1] for a 2-d tensor (got 2)",
-                         xg::Error);
-    CHECK_THROWS_WITH_AS(xg::cumsum(x, -3),
-                         "cumsum: expected dim in [-2, 1] for a 2-d tensor (got -3)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::amax(x, {0, 2}),
-                         "amax: expected dim in [-2, 1] for a 2-d tensor (got 2)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::amin(x, {-3}),
-                         "amin: expected dim in [-2, 1] for a 2-d tensor (got -3)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::norm(x, 2.0, {5}),
-                         "norm: expected dim in [-2, 1] for a 2-d tensor (got 5)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::prod(xg::zeros({}), 1),
-                         "prod: expected dim in [-1, 0] for a 0-d tensor (got 1)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::amax(x, {1, -1}), "amax: expected each dim at most once (got 1, -1)",
-                         xg::Error);
-    CHECK_THROWS_WITH_AS(xg::norm(x, 1.0, {0, 0}),
-                         "norm: expected each dim at most once (got 0, 0)", xg::Error);
-
-    // Extremes have no identity: a reduced dim may not be empty (other dims may).
-    CHECK_THROWS_WITH_AS(xg::amax(xg::zeros({0, 3})),
-                         "amax: expected a non-empty reduced dim 0 (got shape [0, 3])", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::amin(xg::zeros({2, 0}), {-1}),
-                         "amin: expected a non-empty reduced dim 1 (got shape [2, 0])", xg::Error);
-    CHECK(xg::amax(xg::zeros({0, 3}), {1}).shape() == Shape{0});
-    const double inf = std::numeric_limits<double>::infinity();
-    CHECK_THROWS_WITH_AS(xg::norm(xg::zeros({0}), inf),
-                         "norm: expected a non-empty reduced dim 0 for p = inf (got shape [0])",
-                         xg::Error);
-    CHECK(xg::norm(xg::zeros({0})).item<double>() == 0.0);  // the other norms are 0
-
-    CHECK_THROWS_WITH_AS(xg::norm(x, 0.0),
-                         "norm: expected p = 1, 2, any other p > 0, or inf (got 0)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::norm(x, -1.0),
-                         "norm: expected p = 1, 2, any other p > 0, or inf (got -1)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::norm(x, -inf),
-                         "norm: expected p = 1, 2, any other p > 0, or inf (got -inf)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::norm(xg::arange(3)),
-                         "norm: expected a floating-point tensor (got int64)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::prod(Tensor()),
-                         "prod: expected a defined tensor (got an undefined one)", xg::Error);
-    CHECK_THROWS_WITH_AS(xg::cumsum(Tensor(), 0),
-                         "cumsum: expected a defined tensor (got an undefined one)", xg::Error);
 }

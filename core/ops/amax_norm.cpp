@@ -1,0 +1,164 @@
+// amax, amin and norm over a set of dims: reductions without an identity (amax,
+// amin, norm with p = inf) and the p-norm, each gradient PyTorch's rule, ties
+// sharing g evenly.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "buffer_cache.hpp"
+#include "internal.hpp"
+#include "reduction.hpp"
+#include "xgrad/ops.hpp"
+
+namespace xg {
+
+using autograd::make_result;
+using detail::make_reduction;
+using detail::normalize_dims;
+using detail::Reduction;
+using detail::wrap;
+
+namespace {
+
+// amax, amin and norm(p = inf) have no identity, so no reduced dim may be empty.
+void check_nonempty(const Reduction& r, const char* op, const char* context) {
+    for (std::size_t d = 0; d < r.in_shape.size(); ++d) {
+        check(!r.reduced[d] || r.in_shape[d] > 0,
+              "{}: expected a non-empty reduced dim {}{} (got shape {})", op, d, context,
+              shape_str(r.in_shape));
+    }
+}
+
+// PyTorch's gradient for amax, amin and norm(p = inf): g / count at the entries
+// `hit` marks (those equal to their slice's extreme), 0 elsewhere. A slice with
+// no hit (a NaN extreme) gets 0 / 0, NaN, as in PyTorch.
+template <class T, class Hit>
+xt::xarray<T> share_among_ties(const Reduction& r, const T* g, Hit hit) {
+    std::vector<T> count(r.out_numel, T(0));
+    r.for_each([&](std::size_t i, std::size_t o) { count[o] += T(hit(i, o)); });
+    auto d = detail::empty_array<T>(r.in_shape);
+    r.for_each([&](std::size_t i, std::size_t o) { d.data()[i] = g[o] / count[o] * T(hit(i, o)); });
+    return d;
+}
+
+template <class T>
+T sgn(T v) {
+    return T((v > T(0)) - (v < T(0)));  // 0 at 0 and NaN, as torch.sgn
+}
+
+// PyTorch's norm_backward entry by entry: g times d||x||_p / dx_i, taken as 0
+// where that is 0 / 0 (the norm is 0; for p < 1, x_i is 0) instead of NaN.
+template <class T>
+xt::xarray<T> norm_grad(const Reduction& r, double p, const T* x, const T* norm, const T* g) {
+    if (std::isinf(p)) {
+        auto d = share_among_ties<T>(r, g, [&](std::size_t i, std::size_t o) {
+            return std::abs(x[i]) == norm[o] || std::isnan(x[i]);
+        });
+        for (std::size_t i = 0; i < d.size(); ++i) d.data()[i] *= sgn(x[i]);
+        return d;
+    }
+    auto d = detail::empty_array<T>(r.in_shape);
+    const T q = T(p);
+    r.for_each([&](std::size_t i, std::size_t o) {
+        const T v = x[i], n = norm[o];
+        T& out = d.data()[i];
+        if (p == 1)
+            out = sgn(v) * g[o];
+        else if (p == 2)
+            out = n == 0 ? T(0) : g[o] * (v / n);
+        else if (p < 1)
+            out = v == 0 ? T(0) : sgn(v) * std::pow(std::abs(v), q - 1) * g[o] * std::pow(n, 1 - q);
+        else if (p < 2)
+            out =
+                n == 0 ? T(0) : sgn(v) * std::pow(std::abs(v), q - 1) * (g[o] / std::pow(n, q - 1));
+        else
+            out = n == 0 ? T(0) : v * std::pow(std::abs(v), q - 2) * (g[o] / std::pow(n, q - 1));
+    });
+    return d;
+}
+
+// amax (Max) or amin over dims: each slice's extreme, a NaN winning as in torch;
+// any dtype, with a gradient for floating ones.
+template <bool Max>
+Tensor extreme(const Tensor& x, const std::vector<int>& dims, bool keepdim, const char* op) {
+    check(x.defined(), "{}: expected a defined tensor (got an undefined one)", op);
+    const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), op), keepdim);
+    check_nonempty(r, op, "");
+    return detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& a) {
+        // Start from the comparison's identity; every slice has an entry to replace it.
+        using Limits = std::numeric_limits<T>;
+        T start = Max ? Limits::lowest() : Limits::max();
+        if constexpr (Limits::has_infinity) start = Max ? -Limits::infinity() : Limits::infinity();
+        xt::xarray<T> out = xt::xarray<T>::from_shape(r.out_shape);
+        std::fill(out.begin(), out.end(), start);
+        T* best = out.data();
+        const T* in = a.data();
+        r.for_each([&](std::size_t i, std::size_t o) {
+            bool take = Max ? in[i] > best[o] : in[i] < best[o];
+            if constexpr (std::is_floating_point_v<T>) take = take || std::isnan(in[i]);
+            if (take) best[o] = in[i];  // a NaN, once taken, is never replaced
+        });
+        Tensor result = wrap(std::move(out));
+        if constexpr (!std::is_floating_point_v<T>) {
+            return result;
+        } else {
+            return make_result(result, Max ? "AmaxBackward" : "AminBackward", {x},
+                               [r, saved = x.detach(), top = result.detach()](const Tensor& grad) {
+                                   const T* xv = saved.data<T>().data();
+                                   const T* best = top.data<T>().data();
+                                   return autograd::Gradients{wrap(share_among_ties<T>(
+                                       r, grad.data<T>().data(), [&](std::size_t i, std::size_t o) {
+                                           return xv[i] == best[o];
+                                       }))};
+                               });
+        }
+    });
+}
+
+}  // namespace
+
+Tensor amax(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
+    return extreme<true>(x, dims, keepdim, "amax");
+}
+Tensor amin(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
+    return extreme<false>(x, dims, keepdim, "amin");
+}
+
+// The p-norm over dims, as torch.linalg.vector_norm; sums run in double. The
+// gradient follows PyTorch's norm_backward (norm_grad above).
+Tensor norm(const Tensor& x, double p, const std::vector<int>& dims, bool keepdim) {
+    check(x.defined(), "norm: expected a defined tensor (got an undefined one)");
+    check(p > 0, "norm: expected p = 1, 2, any other p > 0, or inf (got {})", p);
+    const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), "norm"), keepdim);
+    const bool inf = std::isinf(p);
+    if (inf) check_nonempty(r, "norm", " for p = inf");  // max |x| has no identity
+    return detail::visit_floating(x, "norm", [&]<class T>(xt::xarray<T>& a) {
+        std::vector<double> acc(r.out_numel, 0.0);
+        const T* in = a.data();
+        r.for_each([&](std::size_t i, std::size_t o) {
+            const double v = std::abs(static_cast<double>(in[i]));
+            if (inf)
+                acc[o] = v > acc[o] || std::isnan(v) ? v : acc[o];
+            else
+                acc[o] += p == 1 ? v : p == 2 ? v * v : std::pow(v, p);
+        });
+        auto out = detail::empty_array<T>(r.out_shape);
+        for (std::size_t o = 0; o < r.out_numel; ++o) {
+            const double root = inf || p == 1 ? acc[o]
+                                : p == 2      ? std::sqrt(acc[o])
+                                              : std::pow(acc[o], 1 / p);
+            out.data()[o] = static_cast<T>(root);
+        }
+        Tensor result = wrap(std::move(out));
+        return make_result(
+            result, "NormBackward", {x},
+            [r, p, saved = x.detach(), top = result.detach()](const Tensor& g) {
+                return autograd::Gradients{wrap(norm_grad(
+                    r, p, saved.data<T>().data(), top.data<T>().data(), g.data<T>().data()))};
+            });
+    });
+}
+
+}  // namespace xg
