@@ -7,7 +7,7 @@
 #   3. Sanitizer build in build-asan/ (clang, RelWithDebInfo at -O1 -g1,
 #      XGRAD_SANITIZE=ON: ASan, UBSan, LeakSanitizer, with the libFuzzer
 #      targets of tests/fuzz): every fuzz target for XGRAD_FUZZ_SECONDS (default
-#      30) seconds, then every test again, any report failing the test it is in.
+#      20) seconds, then every test again, any report failing the test it is in.
 # The sanitizer builds precompile each layer's common headers
 # (XGRAD_PRECOMPILE_LAYERS; cmake/xgrad_layer.cmake says why not the first).
 # Every build treats warnings as errors: the code is warning-free under
@@ -57,7 +57,7 @@ configure build-asan -S . -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWit
     -DXGRAD_SANITIZE=ON -DXGRAD_BUILD_FUZZERS=ON -DCMAKE_COMPILE_WARNING_AS_ERROR=ON -DXGRAD_PRECOMPILE_LAYERS=ON \
     -DCMAKE_CXX_FLAGS="-fno-sanitize-recover=all" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
 cmake --build build-asan -j2
-tests/fuzz/run.sh build-asan/tests/fuzz "${XGRAD_FUZZ_SECONDS:-30}"
+tests/fuzz/run.sh build-asan/tests/fuzz "${XGRAD_FUZZ_SECONDS:-20}"
 # packaging.* only rebuild xgrad as an outside project: they check packaging,
 # which stage 1 did, not memory, and would double this stage's build time.
 # ctest's summary of the whole suite under the sanitizers is the last thing printed.

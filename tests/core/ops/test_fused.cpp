@@ -136,7 +136,7 @@ xt::xarray<T> with_specials(xt::xarray<T> v, std::size_t first) {
 template <class T>
 std::vector<xt::xarray<T>> run(const std::function<Tensor(const Tensor&, const Tensor&)>& f,
                                bool gated, bool need_h, bool need_v, bool specials) {
-    // 300 x 257 elements: more than one 4096-element mask slice, and not a multiple of it.
+    // 130 x 127 elements: more than one 4096-element mask slice, and not a multiple of it.
     auto values = [&](std::uint64_t seed, std::size_t first) {
         return specials ? with_specials(test::large_inputs<T>(seed), first)
                         : test::large_inputs<T>(seed);
