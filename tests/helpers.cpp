@@ -120,4 +120,10 @@ std::string read_bytes(const std::filesystem::path& path) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+xg::Tensor away_from_kinks(const xg::Shape& shape, std::uint64_t seed) {
+    xt::xarray<double> v = positive64(shape, 0.5, seed).data<double>();
+    for (std::size_t i = 0; i < v.size(); i += 2) v.data()[i] = -v.data()[i];
+    return f64(v);
+}
+
 }  // namespace test

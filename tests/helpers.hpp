@@ -84,6 +84,10 @@ xg::Tensor randn64(const xg::Shape& shape, std::uint64_t seed = 0);
 // Strictly positive inputs in [lo, lo + 1) for log, sqrt and fractional pow.
 xg::Tensor positive64(const xg::Shape& shape, double lo = 0.5, std::uint64_t seed = 0);
 
+// |x| in [0.5, 1.5) with alternating signs, float64: no ties, zeros or
+// near-zeros, where |x|, its powers and the extremes (amax, norm) have kinks.
+xg::Tensor away_from_kinks(const xg::Shape& shape, std::uint64_t seed);
+
 // 130 x 127 values in [lo, lo + width), [-3, 3) by default, with exact zeros
 // sprinkled in (the kinks): > 64 KiB even in float32, so the kernels' outputs
 // and gradients go through the buffer cache, and more than four 4096-element

@@ -85,7 +85,8 @@ TEST_CASE("fast_erf is within 1 ulp of std::erf, and keeps its special values") 
     const std::pair<double, float> sweep =
         worst_ulps([](float x) { return xg::detail::fast_erf(x); },
                    [](float x) { return double(std::erf(x)); }, 0x40a00000u);
-    const double worst = sweep.first;  // plain names: INFO's lambda cannot capture bindings in clang 14
+    const double worst =
+        sweep.first;  // plain names: INFO's lambda cannot capture bindings in clang 14
     const float worst_at = sweep.second;
     INFO("worst at x = ", worst_at);
     CHECK(worst <= 1.0);
@@ -105,7 +106,8 @@ TEST_CASE("fast_tanh is within 1.2 ulp of the exact tanh, and keeps its special 
     const std::pair<double, float> sweep =
         worst_ulps([](float x) { return xg::detail::fast_tanh(x); },
                    [](float x) { return std::tanh(double(x)); }, 0x41200000u);
-    const double worst = sweep.first;  // plain names: INFO's lambda cannot capture bindings in clang 14
+    const double worst =
+        sweep.first;  // plain names: INFO's lambda cannot capture bindings in clang 14
     const float worst_at = sweep.second;
     INFO("worst at x = ", worst_at, ": ", worst, " ulp");
     CHECK(worst <= 1.2);

@@ -14,18 +14,6 @@ using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
 
-namespace {
-
-// |x| in [0.5, 1.5) with alternating signs: no ties, zeros or near-zeros, where
-// |x|, its powers and the extremes have kinks.
-Tensor away_from_kinks(const Shape& shape, std::uint64_t seed) {
-    xt::xarray<double> v = test::positive64(shape, 0.5, seed).data<double>();
-    for (std::size_t i = 0; i < v.size(); i += 2) v.data()[i] = -v.data()[i];
-    return test::f64(v);
-}
-
-}  // namespace
-
 TEST_CASE("amax, amin and norm share the gradient evenly among ties") {
     Tensor x = test::f64({{1, 3, 3}, {-3, 2, 3}}, true);
     xg::sum(xg::amax(x, {1})).backward();
@@ -89,7 +77,7 @@ TEST_CASE("gradcheck: amax, amin and norm") {
                             return xg::norm(in[0], p, {-1, 0}, true);
                         }});
     }
-    Tensor x = away_from_kinks({2, 3, 4}, 42);
+    Tensor x = test::away_from_kinks({2, 3, 4}, 42);
     for (std::size_t k = 0; k < rows.size(); ++k) {
         const char* name = rows[k].name;
         CAPTURE(name);

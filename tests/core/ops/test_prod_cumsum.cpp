@@ -13,18 +13,6 @@ using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
 
-namespace {
-
-// |x| in [0.5, 1.5) with alternating signs: no ties, zeros or near-zeros, where
-// |x|, its powers and the extremes have kinks.
-Tensor away_from_kinks(const Shape& shape, std::uint64_t seed) {
-    xt::xarray<double> v = test::positive64(shape, 0.5, seed).data<double>();
-    for (std::size_t i = 0; i < v.size(); i += 2) v.data()[i] = -v.data()[i];
-    return test::f64(v);
-}
-
-}  // namespace
-
 TEST_CASE("prod with zeros: only a lone zero gets a gradient, two zeros give none") {
     Tensor x = test::f64({{2, 0, 3}, {0, 0, 5}, {2, 4, 0.5}}, true);
     Tensor out = xg::prod(x, 1);
@@ -85,7 +73,7 @@ TEST_CASE("gradcheck: prod and cumsum") {
         {"cumsum 1", [](const In& in) { return xg::cumsum(in[0], 1); }},
         {"cumsum -1", [](const In& in) { return xg::cumsum(in[0], -1); }},
     };
-    Tensor x = away_from_kinks({2, 3, 4}, 42);
+    Tensor x = test::away_from_kinks({2, 3, 4}, 42);
     for (std::size_t k = 0; k < rows.size(); ++k) {
         const char* name = rows[k].name;
         CAPTURE(name);
