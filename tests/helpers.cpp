@@ -97,6 +97,10 @@ bool gradcheck(const Fn& fn, const std::vector<xg::Tensor>& inputs) {
     return xg::autograd::gradcheck(fn, inputs);
 }
 
+bool gradgradcheck(const Fn& fn, const std::vector<xg::Tensor>& inputs) {
+    return xg::autograd::gradgradcheck(fn, inputs);
+}
+
 std::vector<std::string> parameter_names(const xg::nn::Module& module) {
     std::vector<std::string> names;
     for (const auto& [name, p] : module.named_parameters()) names.push_back(name);

@@ -113,6 +113,8 @@ using Fn = std::function<xg::Tensor(const std::vector<xg::Tensor>&)>;
 // gradcheck with the library defaults, as a function: lambdas with commas are
 // unsafe inside a macro's argument list, so call sites read CHECK(test::gradcheck(...)).
 bool gradcheck(const Fn& fn, const std::vector<xg::Tensor>& inputs);
+// The same for second derivatives (xg::autograd::gradgradcheck).
+bool gradgradcheck(const Fn& fn, const std::vector<xg::Tensor>& inputs);
 
 // ---- Modules ----
 

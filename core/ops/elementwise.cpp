@@ -64,6 +64,30 @@ void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
     }
 }
 
+// A row with its derivative also written with ops (grad_op), so that its
+// backward can be recorded for double backward.
+template <class Rule>
+constexpr bool kHasGradOp = requires(const Rule& rule, const Tensor& t) {
+    rule.grad_op(t, t);
+}
+|| requires(const Rule& rule, const Tensor& t) { rule.grad_op(t); };
+
+// The row's gradient with ops, its saved value back in the graph: the input
+// with the input's history, the output as this node's own.
+template <class Rule>
+Tensor grad_with_ops(const Rule& rule, const std::shared_ptr<Storage>& saved, const Tensor& g) {
+    if constexpr (Rule::kSaves == Saves::Nothing) {
+        return rule.grad_op(g);
+    } else {
+        const Tensor s = Rule::kSaves == Saves::Input
+                             ? autograd::saved_input(0, detail::tensor_of(saved))
+                             : autograd::saved_output(detail::tensor_of(saved));
+        if constexpr (requires { Rule::kPiecewiseLinear; })
+            return detail::with_zero_derivative(rule.grad_op(s, g), s);
+        return rule.grad_op(s, g);
+    }
+}
+
 // ---- integer and bool tensors (no gradients: they cannot require one) ----
 
 // A binary row on two int64 tensors, or two bool ones (computed as int64 and
@@ -115,21 +139,33 @@ Tensor unary(const Tensor& x, const Rule& rule) {
         forward_loop(rule, a.data(), y.data(), y.size());
         Tensor result = wrap(std::move(y));
         if constexpr (grad_is_g<Rule>()) {
-            return make_result(result, rule.kNode, {x}, [](const Tensor& g) {
-                return autograd::Gradients{autograd::pass_on(g)};
-            });
+            return make_result(
+                result, rule.kNode, {x},
+                [](const Tensor& g) {
+                    if (autograd::creating_graph()) return autograd::Gradients{g};
+                    return autograd::Gradients{autograd::pass_on(g)};
+                },
+                autograd::DoubleBackward::Supported);
         } else {
             std::shared_ptr<Storage> saved;
             if constexpr (Rule::kSaves != Saves::Nothing)
                 saved = (Rule::kSaves == Saves::Output ? result : x).impl()->storage;
-            return make_result(result, rule.kNode, {x}, [rule, saved](const Tensor& g) {
-                const T* s = saved ? std::get<xt::xarray<T>>(*saved).data() : nullptr;
-                auto [gx] = autograd::elementwise_grads<T, 1>(
-                    g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
-                        grad_loop(rule, s, gp, out[0], n);
-                    });
-                return autograd::Gradients{gx};
-            });
+            return make_result(
+                result, rule.kNode, {x},
+                [rule, saved](const Tensor& g) {
+                    if constexpr (kHasGradOp<Rule>) {
+                        if (autograd::creating_graph())
+                            return autograd::Gradients{grad_with_ops(rule, saved, g)};
+                    }
+                    const T* s = saved ? std::get<xt::xarray<T>>(*saved).data() : nullptr;
+                    auto [gx] = autograd::elementwise_grads<T, 1>(
+                        g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                            grad_loop(rule, s, gp, out[0], n);
+                        });
+                    return autograd::Gradients{gx};
+                },
+                kHasGradOp<Rule> ? autograd::DoubleBackward::Supported
+                                 : autograd::DoubleBackward::Unsupported);
         }
     });
 }
@@ -237,6 +273,18 @@ autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor&
     return {ga, gb};
 }
 
+// binary_grads with ops, for double backward: the row's grad_op on the saved
+// operands back in the graph, each summed back to its operand's shape.
+template <class Rule>
+autograd::Gradients binary_grads_with_ops(const Tensor& g, const Tensor& sa, const Tensor& sb,
+                                          const Shape& shape_a, const Shape& shape_b) {
+    Tensor x, y;
+    if constexpr (Rule::kSavesInputs)
+        x = autograd::saved_input(0, sa), y = autograd::saved_input(1, sb);
+    auto [ga, gb] = Rule::grad_op(x, y, g);
+    return {detail::sum_to_op(ga, shape_a), detail::sum_to_op(gb, shape_b)};
+}
+
 // out = Rule::forward(a, b) with broadcasting.
 template <class Rule>
 Tensor binary(const Tensor& a, const Tensor& b) {
@@ -252,12 +300,15 @@ Tensor binary(const Tensor& a, const Tensor& b) {
             av, b.data<T>(), [](const auto& u, const auto& v) { return Rule::forward(u, v); }));
         Tensor sa, sb;  // what backward reads, if anything
         if constexpr (Rule::kSavesInputs) sa = a.detach(), sb = b.detach();
-        return make_result(out, Rule::kNode, {a, b},
-                           [sa, sb, shape_a, shape_b, need_a = a.requires_grad(),
-                            need_b = b.requires_grad()](const Tensor& g) {
-                               return binary_grads<Rule, T>(g, sa, sb, shape_a, shape_b, need_a,
-                                                            need_b);
-                           });
+        return make_result(
+            out, Rule::kNode, {a, b},
+            [sa, sb, shape_a, shape_b, need_a = a.requires_grad(),
+             need_b = b.requires_grad()](const Tensor& g) {
+                if (autograd::creating_graph())
+                    return binary_grads_with_ops<Rule>(g, sa, sb, shape_a, shape_b);
+                return binary_grads<Rule, T>(g, sa, sb, shape_a, shape_b, need_a, need_b);
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 
@@ -397,18 +448,26 @@ Tensor dropout(const Tensor& x, double p, bool training) {
     check(p >= 0.0 && p <= 1.0, "dropout: expected p in [0, 1] (got {})", p);
     if (!training || p == 0.0) return x;
     const detail::Mask mask{true, next_random_key(), detail::dropout_threshold(p)};
+    return detail::masked_scale(x, mask, p == 1.0 ? 0.0 : 1.0 / (1.0 - p));
+}
+
+// Linear in x, so its backward is itself on g: recorded as such under create_graph.
+Tensor detail::masked_scale(const Tensor& x, const Mask& mask, double scale) {
     return detail::visit_floating(x, "dropout", [&]<class T>(xt::xarray<T>& a) {
-        const T scale = p == 1.0 ? T(0) : T(1.0 / (1.0 - p));
         auto y = detail::empty_array<T>(a.shape());
-        detail::apply_dropout(mask, scale, 0, a.data(), y.data(), y.size());
+        detail::apply_dropout(mask, T(scale), 0, a.data(), y.data(), y.size());
         return make_result(
-            wrap(std::move(y)), "DropoutBackward", {x}, [mask, scale](const Tensor& g) {
+            wrap(std::move(y)), "DropoutBackward", {x},
+            [mask, scale](const Tensor& g) {
+                if (autograd::creating_graph())
+                    return autograd::Gradients{masked_scale(g, mask, scale)};
                 auto [gx] = autograd::elementwise_grads<T, 1>(
                     g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
-                        detail::apply_dropout(mask, scale, 0, gp, out[0], n);
+                        detail::apply_dropout(mask, T(scale), 0, gp, out[0], n);
                     });
                 return autograd::Gradients{gx};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

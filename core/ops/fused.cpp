@@ -214,24 +214,64 @@ void backward(const Pass<T>& pass, const T* g, const T* h, const T* v, const std
         backward_kernel(pass, g, h, v, keep, gh, gv, n);
 }
 
+// The fused op written with the ops it fuses (activation, gate, dropout with
+// the same mask): its gradients by recomputation, under create_graph.
+Tensor composite(const Tensor& h, const Tensor& v, FusedActivation activation, const Mask& mask,
+                 double scale) {
+    Tensor a;
+    switch (activation) {
+        case FusedActivation::Identity: a = h; break;
+        case FusedActivation::ReLU: a = relu(h); break;
+        case FusedActivation::GELU: a = gelu(h); break;
+        case FusedActivation::GELUTanh: a = gelu(h, "tanh"); break;
+        case FusedActivation::Sigmoid: a = sigmoid(h); break;
+        case FusedActivation::SiLU: a = silu(h); break;
+        case FusedActivation::Tanh: a = tanh(h); break;
+    }
+    if (v.defined()) a = a * v;
+    return mask.active ? detail::masked_scale(a, mask, scale) : a;
+}
+
+autograd::Gradients recomputed(const Tensor& g, const std::shared_ptr<Storage>& h,
+                               const std::shared_ptr<Storage>& v, FusedActivation activation,
+                               const Mask& mask, double scale) {
+    return autograd::recomputed_gradients(
+        g, {detail::tensor_of(h), v ? detail::tensor_of(v) : Tensor()},
+        [=](const std::vector<Tensor>& in) {
+            return composite(in[0], in[1], activation, mask, scale);
+        });
+}
+
 // The result of ungated ReLU, with its backward: from the output alone without
 // dropout, from h and the output with it.
 template <class T>
 Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T scale) {
     std::shared_ptr<Storage> y = result.impl()->storage;
     if (!mask.active) {
-        return make_result(result, "FfnActBackward", {h, Tensor()}, [y](const Tensor& g) {
-            const T* yp = std::get<xt::xarray<T>>(*y).data();
-            auto [gh] = autograd::elementwise_grads<T, 1>(
-                g, {{{true}}}, [yp](const T* gp, std::array<T*, 1> out, std::size_t n) {
-                    detail::activation_grad(FusedActivation::ReLU, yp, gp, out[0], n);
-                });
-            return autograd::Gradients{gh, Tensor()};
-        });
+        return make_result(
+            result, "FfnActBackward", {h, Tensor()},
+            [y](const Tensor& g) {
+                if (autograd::creating_graph()) {
+                    Tensor out = autograd::saved_output(detail::tensor_of(y));
+                    return autograd::Gradients{
+                        detail::with_zero_derivative(detail::ReluRule::grad_op(out, g), out),
+                        Tensor()};
+                }
+                const T* yp = std::get<xt::xarray<T>>(*y).data();
+                auto [gh] = autograd::elementwise_grads<T, 1>(
+                    g, {{{true}}}, [yp](const T* gp, std::array<T*, 1> out, std::size_t n) {
+                        detail::activation_grad(FusedActivation::ReLU, yp, gp, out[0], n);
+                    });
+                return autograd::Gradients{gh, Tensor()};
+            },
+            autograd::DoubleBackward::Supported);
     }
     return make_result(
         result, "FfnActBackward", {h, Tensor()},
         [y, saved_h = h.impl()->storage, mask, scale](const Tensor& g) {
+            if (autograd::creating_graph()) {
+                return recomputed(g, saved_h, nullptr, FusedActivation::ReLU, mask, scale);
+            }
             const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
             const T* yp = std::get<xt::xarray<T>>(*y).data();
             auto [gh] = autograd::elementwise_grads<T, 1>(
@@ -244,7 +284,8 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
                     if (any_nan) relu_dropout_nan(mask, hp, scale, out[0], n);
                 });
             return autograd::Gradients{gh, Tensor()};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 }  // namespace
@@ -306,6 +347,8 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
         return make_result(
             result, "FfnActBackward", {h, v},
             [pass, mask, saved_h = h.impl()->storage, saved_v, need_h, need_v](const Tensor& g) {
+                if (autograd::creating_graph())
+                    return recomputed(g, saved_h, saved_v, pass.activation, mask, pass.scale);
                 const T* hp = std::get<xt::xarray<T>>(*saved_h).data();
                 const T* vp = saved_v ? std::get<xt::xarray<T>>(*saved_v).data() : nullptr;
                 // gv may be written over v (grad_buffers.hpp).
@@ -322,7 +365,8 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
                                        });
                     });
                 return autograd::Gradients{gh, gv};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

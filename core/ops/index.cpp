@@ -68,6 +68,10 @@ Shape masked_shape(const Tensor& condition, const Tensor& a, const Tensor* b, co
 // g where `keep` holds (or where it does not), zeros elsewhere, summed back to `shape`.
 Tensor masked_grad(const Tensor& g, const xt::xarray<bool>& condition, bool keep,
                    const Shape& shape) {
+    if (autograd::creating_graph()) {  // the same with ops, for double backward
+        const Tensor mask = detail::wrap(xt::xarray<bool>(condition));
+        return detail::sum_to_op(masked_fill(g, keep ? logical_not(mask) : mask, 0.0), shape);
+    }
     return detail::visit_floating(g, "where", [&]<class T>(xt::xarray<T>& gv) {
         auto picked = detail::empty_array<T>(gv.shape());
         const T* gp = gv.data();
@@ -110,9 +114,11 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
         return detail::wrap(std::move(filled));
     });
     return autograd::make_result(
-        out, "MaskedFillBackward", {x}, [condition, x_shape = x.shape()](const Tensor& g) {
+        out, "MaskedFillBackward", {x},
+        [condition, x_shape = x.shape()](const Tensor& g) {
             return std::vector<Tensor>{masked_grad(g, condition, false, x_shape)};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
@@ -130,7 +136,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
             // Only the sides that need one: where(mask, x, constant) is the common call.
             return std::vector<Tensor>{need_a ? masked_grad(g, picked, true, a_shape) : Tensor(),
                                        need_b ? masked_grad(g, picked, false, b_shape) : Tensor()};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 }  // namespace xg

@@ -49,7 +49,16 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
         bool need_input = input.requires_grad(), need_target = target.requires_grad();
         return make_result(
             wrap(std::move(out)), "MseLossBackward", {input, target},
-            [mode, need_input, need_target, saved = wrap(std::move(diff))](const Tensor& grad) {
+            [mode, need_input, need_target, saved = wrap(std::move(diff)),
+             saved_in = input.impl()->storage,
+             saved_tg = target.impl()->storage](const Tensor& grad) {
+                if (autograd::creating_graph()) {
+                    const Tensor d = autograd::saved_input(0, detail::tensor_of(saved_in)) -
+                                     autograd::saved_input(1, detail::tensor_of(saved_tg));
+                    const double n = mode == Reduction::Mean ? static_cast<double>(d.numel()) : 1.0;
+                    const Tensor gi = (2.0 / n) * d * grad;
+                    return autograd::Gradients{gi, -gi};
+                }
                 auto& d = saved.template data<T>();
                 auto& g = grad.data<T>();
                 auto gi = detail::empty_array<T>(d.shape());
@@ -72,7 +81,8 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                 }
                 Tensor gin = need_input ? wrap(std::move(gi)) : Tensor();
                 return autograd::Gradients{gin, gt};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

@@ -51,6 +51,37 @@ void batched_gemm(const T* a, const Shape& batch_a, bool trans_a, const T* b, co
     }
 }
 
+// matmul's gradients with ops, for double backward: 1-D operands promoted to
+// matrices as in forward, dA = dC B^T and dB = A^T dC, each summed back over
+// the batch dims it was broadcast along.
+autograd::Gradients matmul_grads_with_ops(const Tensor& grad, const Tensor& a, const Tensor& b) {
+    if (a.dim() == 1 && b.dim() == 1) return {grad * b, grad * a};  // a dot product
+    const Tensor pa = a.dim() == 1 ? unsqueeze(a, 0) : a;
+    const Tensor pb = b.dim() == 1 ? unsqueeze(b, 1) : b;
+    Tensor g = grad;
+    if (a.dim() == 1) g = unsqueeze(g, g.dim() == 1 ? 0 : -2);
+    if (b.dim() == 1) g = unsqueeze(g, -1);
+    Tensor ga = detail::sum_to_op(matmul(g, transpose(pb, -1, -2)), pa.shape());
+    Tensor gb = detail::sum_to_op(matmul(transpose(pa, -1, -2), g), pb.shape());
+    if (a.dim() == 1) ga = squeeze(ga, 0);
+    if (b.dim() == 1) gb = squeeze(gb, 1);
+    return {ga, gb};
+}
+
+// linear's gradients with ops, for double backward: dX = dY W, dW = dY^T X
+// and db = the column sums of dY, over the rows of every leading dim.
+autograd::Gradients linear_grads_with_ops(const Tensor& grad, const Tensor& x, const Tensor& w,
+                                          bool need_x, bool need_w, bool need_b) {
+    const auto in = static_cast<std::int64_t>(w.shape()[1]);
+    const auto out = static_cast<std::int64_t>(w.shape()[0]);
+    const Tensor rows = reshape(grad, {-1, out});
+    Tensor gx, gw, gb;
+    if (need_x) gx = matmul(grad, w);
+    if (need_w) gw = matmul(transpose(rows, 0, 1), reshape(x, {-1, in}));
+    if (need_b) gb = sum(rows, {0});
+    return {gx, gw, gb};
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -94,6 +125,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         return autograd::make_result(
             detail::wrap(std::move(out)), "MatmulBackward", {a, b},
             [=, saved_a = a.detach(), saved_b = b.detach()](const Tensor& grad) {
+                if (autograd::creating_graph())
+                    return matmul_grads_with_ops(grad, autograd::saved_input(0, saved_a),
+                                                 autograd::saved_input(1, saved_b));
                 const T* g = grad.data<T>().data();
                 const T* x = saved_a.data<T>().data();
                 const T* y = saved_b.data<T>().data();
@@ -127,7 +161,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     gb = detail::wrap(std::move(d));
                 }
                 return autograd::Gradients{ga, gb};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 
@@ -172,6 +207,12 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
             [rows, in_features, out_features, need_x, need_w, need_b,
              saved_x = input.impl()->storage,
              saved_w = weight.impl()->storage](const Tensor& grad) {
+                if (autograd::creating_graph()) {
+                    return linear_grads_with_ops(
+                        grad, autograd::saved_input(0, detail::tensor_of(saved_x)),
+                        autograd::saved_input(1, detail::tensor_of(saved_w)), need_x, need_w,
+                        need_b);
+                }
                 const T* g = grad.data<T>().data();
                 const auto& xv = std::get<xt::xarray<T>>(*saved_x);
                 const auto& wv = std::get<xt::xarray<T>>(*saved_w);
@@ -198,7 +239,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                     gx = detail::wrap(std::move(d));
                 }
                 return autograd::Gradients{gx, gw, gb};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

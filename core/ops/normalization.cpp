@@ -123,6 +123,19 @@ void run_normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T*
         normalize_grad(g, w, xhat, rstd, d, dw, db, rows, n);
 }
 
+// layer_norm written with ops over the last k dims, for double backward by
+// recomputation: (x - mean) / sqrt(biased var + eps), then weight and bias.
+Tensor layer_norm_composite(const Tensor& x, std::size_t k, const Tensor& weight,
+                            const Tensor& bias, double eps) {
+    std::vector<int> dims;
+    for (std::size_t d = 0; d < k; ++d) dims.push_back(-1 - static_cast<int>(d));
+    const Tensor centred = x - mean(x, dims, true);
+    Tensor y = centred * rsqrt(mean(centred * centred, dims, true) + eps);
+    if (weight.defined()) y = y * weight;
+    if (bias.defined()) y = y + bias;
+    return y;
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight,
@@ -157,8 +170,15 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
         const bool need_b = bias.defined() && bias.requires_grad();
         return autograd::make_result(
             detail::wrap(std::move(out)), "LayerNormBackward", {input, weight, bias},
-            [=, xhat = std::move(xhat), rstd = std::move(rstd),
-             saved_w = weight.defined() ? weight.detach() : Tensor()](const Tensor& grad) {
+            [=, xhat = std::move(xhat), rstd = std::move(rstd), saved_x = input.detach(),
+             saved_w = weight.defined() ? weight.detach() : Tensor(),
+             saved_b = bias.defined() ? bias.detach() : Tensor()](const Tensor& grad) {
+                if (autograd::creating_graph()) {
+                    return autograd::recomputed_gradients(
+                        grad, {saved_x, saved_w, saved_b}, [&](const std::vector<Tensor>& in) {
+                            return layer_norm_composite(in[0], k, in[1], in[2], eps);
+                        });
+                }
                 const T* g = grad.data<T>().data();
                 const T* wv = saved_w.defined() ? saved_w.data<T>().data() : nullptr;
                 xt::xarray<T> d, dw, db;
@@ -172,7 +192,8 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                 Tensor gw = need_w ? detail::wrap(std::move(dw)) : Tensor();
                 Tensor gb = need_b ? detail::wrap(std::move(db)) : Tensor();
                 return autograd::Gradients{gx, gw, gb};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

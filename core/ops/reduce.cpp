@@ -26,6 +26,16 @@ using detail::wrap;
 
 namespace {
 
+// spread_axes with ops, for double backward: g, its reduced dims back as size
+// 1, broadcast over them and scaled.
+Tensor spread_op(const Tensor& g, const Reduction& r, double scale) {
+    std::vector<std::int64_t> kept;
+    for (std::size_t d = 0; d < r.in_shape.size(); ++d)
+        kept.push_back(r.reduced[d] ? 1 : static_cast<std::int64_t>(r.in_shape[d]));
+    Tensor spread = broadcast_to(reshape(g, kept), r.in_shape);
+    return scale == 1.0 ? spread : spread * scale;
+}
+
 // sum or mean over `axes`; the gradient spreads g (times `scale`) back over them.
 Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool keepdim, bool mean,
                   const char* op) {
@@ -48,11 +58,14 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
         xt::xarray<T> out = detail::sum_axes(a, r.reduced);
         if (mean) out *= T(scale);
         out.reshape(r.out_shape);
-        return make_result(wrap(std::move(out)), mean ? "MeanBackward" : "SumBackward", {x},
-                           [r, scale](const Tensor& g) {
-                               return autograd::Gradients{wrap(detail::spread_axes(
-                                   g.data<T>(), r.in_shape, r.reduced, T(scale)))};
-                           });
+        return make_result(
+            wrap(std::move(out)), mean ? "MeanBackward" : "SumBackward", {x},
+            [r, scale](const Tensor& g) {
+                if (autograd::creating_graph()) return autograd::Gradients{spread_op(g, r, scale)};
+                return autograd::Gradients{
+                    wrap(detail::spread_axes(g.data<T>(), r.in_shape, r.reduced, T(scale)))};
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 
@@ -121,6 +134,15 @@ xt::xarray<T> swap_with_last(const xt::xarray<T>& x, std::size_t axis) {
     return detail::permuted(x, order);
 }
 
+// The gradients of softmax and log_softmax with ops, from their output y:
+// y (g - sum(g y)) and g - exp(y) sum(g), the sums along dim.
+template <bool Log>
+Tensor softmax_grad_op(const Tensor& y, const Tensor& g, int dim) {
+    if (y.dim() == 0) return Log ? g - exp(y) * g : y * (g - g * y);
+    if constexpr (Log) return g - exp(y) * sum(g, {dim}, true);
+    return y * (g - sum(g * y, {dim}, true));
+}
+
 // Shared shape of softmax and log_softmax: out = f(x) along dim, row by row.
 template <bool Log>
 Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) {
@@ -135,18 +157,24 @@ Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) 
         run_softmax_rows<Log>(rows.data(), out.data(), rows.size(), n);
         if (!last) out = swap_with_last(out, axis);
         Tensor result = wrap(std::move(out));
-        return make_result(result, node, {x}, [=, saved = result.detach()](const Tensor& grad) {
-            const xt::xarray<T>& g = grad.data<T>();
-            const xt::xarray<T>& y = saved.data<T>();
-            xt::xarray<T> g_rows = last ? xt::xarray<T>() : swap_with_last(g, axis);
-            xt::xarray<T> y_rows = last ? xt::xarray<T>() : swap_with_last(y, axis);
-            const T* gp = last ? g.data() : g_rows.data();
-            const T* yp = last ? y.data() : y_rows.data();
-            auto d = detail::empty_array<T>(last ? g.shape() : g_rows.shape());
-            run_softmax_rows_grad<Log>(yp, gp, d.data(), d.size(), n);
-            if (!last) d = swap_with_last(d, axis);
-            return autograd::Gradients{wrap(std::move(d))};
-        });
+        return make_result(
+            result, node, {x},
+            [=, saved = result.detach()](const Tensor& grad) {
+                if (autograd::creating_graph())
+                    return autograd::Gradients{
+                        softmax_grad_op<Log>(autograd::saved_output(saved), grad, dim)};
+                const xt::xarray<T>& g = grad.data<T>();
+                const xt::xarray<T>& y = saved.data<T>();
+                xt::xarray<T> g_rows = last ? xt::xarray<T>() : swap_with_last(g, axis);
+                xt::xarray<T> y_rows = last ? xt::xarray<T>() : swap_with_last(y, axis);
+                const T* gp = last ? g.data() : g_rows.data();
+                const T* yp = last ? y.data() : y_rows.data();
+                auto d = detail::empty_array<T>(last ? g.shape() : g_rows.shape());
+                run_softmax_rows_grad<Log>(yp, gp, d.data(), d.size(), n);
+                if (!last) d = swap_with_last(d, axis);
+                return autograd::Gradients{wrap(std::move(d))};
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 
@@ -172,6 +200,20 @@ template void softmax_rows(const float*, float*, std::size_t, std::size_t);
 template void softmax_rows(const double*, double*, std::size_t, std::size_t);
 template void softmax_rows_grad(const float*, const float*, float*, std::size_t, std::size_t);
 template void softmax_rows_grad(const double*, const double*, double*, std::size_t, std::size_t);
+}  // namespace detail
+
+namespace detail {
+Tensor sum_to_op(const Tensor& x, const Shape& shape) {
+    if (same_shape(x, shape)) return x;
+    const Shape from = x.shape();
+    std::vector<int> dims;
+    const std::size_t lead = from.size() - shape.size();
+    for (std::size_t d = 0; d < from.size(); ++d) {
+        if (d < lead || (shape[d - lead] == 1 && from[d] != 1)) dims.push_back(static_cast<int>(d));
+    }
+    std::vector<std::int64_t> target(shape.begin(), shape.end());
+    return reshape(dims.empty() ? x : sum(x, dims, true), target);
+}
 }  // namespace detail
 
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }

@@ -28,9 +28,13 @@ Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const cha
         copy.reshape(shape);
         return wrap(std::move(copy));
     });
-    return make_result(out, node, {x}, [in_shape = x.shape(), op, node](const Tensor& g) {
-        return autograd::Gradients{reshape_to(g, in_shape, op, node)};
-    });
+    // Backward is the op itself, so under create_graph it records as it should.
+    return make_result(
+        out, node, {x},
+        [in_shape = x.shape(), op, node](const Tensor& g) {
+            return autograd::Gradients{reshape_to(g, in_shape, op, node)};
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 }  // namespace
@@ -130,8 +134,10 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
     Tensor out = detail::visit_any(
         x, "permute", [&]<class T>(xt::xarray<T>& a) { return wrap(detail::permuted(a, perm)); });
     std::vector<int> back(inverse.begin(), inverse.end());
-    return make_result(out, "PermuteBackward", {x},
-                       [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; });
+    return make_result(
+        out, "PermuteBackward", {x},
+        [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor transpose(const Tensor& x, int dim0, int dim1) {
@@ -146,9 +152,10 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     Tensor out = detail::visit_any(x, "transpose", [&]<class T>(xt::xarray<T>& v) {
         return wrap(detail::permuted(v, std::vector<std::size_t>(perm.begin(), perm.end())));
     });
-    return make_result(out, "TransposeBackward", {x}, [dim0, dim1](const Tensor& g) {
-        return autograd::Gradients{transpose(g, dim0, dim1)};
-    });
+    return make_result(
+        out, "TransposeBackward", {x},
+        [dim0, dim1](const Tensor& g) { return autograd::Gradients{transpose(g, dim0, dim1)}; },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor unsqueeze(const Tensor& x, int dim) {
@@ -230,23 +237,36 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
     std::vector<Shape> part_shapes;
     for (const Tensor& t : tensors) part_shapes.push_back(t.shape());
     // Each input's gradient is its slab of g, cut out the way forward pasted it in.
-    return make_result(out, "CatBackward", tensors, [part_shapes, split](const Tensor& g) {
-        std::vector<Tensor> grads;
-        std::size_t offset = 0;
-        for (const Shape& part_shape : part_shapes) {
-            std::size_t chunk = product(part_shape) / std::max<std::size_t>(split.outer, 1);
-            grads.push_back(detail::visit_floating(g, "cat", [&]<class T>(xt::xarray<T>& gv) {
-                auto part = detail::empty_array<T>(part_shape);
-                for (std::size_t o = 0; o < split.outer; ++o) {
-                    std::copy_n(gv.data() + o * split.size * split.inner + offset, chunk,
-                                part.data() + o * chunk);
+    const auto axis_int = static_cast<int>(axis);
+    return make_result(
+        out, "CatBackward", tensors,
+        [part_shapes, split, axis_int](const Tensor& g) {
+            std::vector<Tensor> grads;
+            if (autograd::creating_graph()) {  // the same slabs, cut with narrow
+                std::int64_t start = 0;
+                for (const Shape& part_shape : part_shapes) {
+                    const auto length = static_cast<std::int64_t>(part_shape[axis_int]);
+                    grads.push_back(narrow(g, axis_int, start, length));
+                    start += length;
                 }
-                return wrap(std::move(part));
-            }));
-            offset += chunk;
-        }
-        return grads;
-    });
+                return autograd::Gradients(grads);
+            }
+            std::size_t offset = 0;
+            for (const Shape& part_shape : part_shapes) {
+                std::size_t chunk = product(part_shape) / std::max<std::size_t>(split.outer, 1);
+                grads.push_back(detail::visit_floating(g, "cat", [&]<class T>(xt::xarray<T>& gv) {
+                    auto part = detail::empty_array<T>(part_shape);
+                    for (std::size_t o = 0; o < split.outer; ++o) {
+                        std::copy_n(gv.data() + o * split.size * split.inner + offset, chunk,
+                                    part.data() + o * chunk);
+                    }
+                    return wrap(std::move(part));
+                }));
+                offset += chunk;
+            }
+            return autograd::Gradients(grads);
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 // ---- derived from the ops above: each gradient comes from theirs ----

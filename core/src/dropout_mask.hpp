@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cpu_dispatch.hpp"
+#include "xgrad/tensor.hpp"
 
 namespace xg::detail {
 
@@ -26,6 +27,10 @@ struct Mask {
     bool active;
     std::uint64_t key, threshold;
 };
+
+// x times an active mask (kept elements times scale, the rest 0) as an op
+// with history: dropout with a given mask (core/ops/elementwise.cpp).
+Tensor masked_scale(const Tensor& x, const Mask& mask, double scale);
 
 // f(i, count, keep) over elements [first, first + n) of the mask in slices, i
 // counting from first, keep pointing at the slice's mask bytes (null without

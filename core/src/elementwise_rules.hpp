@@ -7,6 +7,8 @@
 // A unary row has forward(a) and grad: grad(s, g) is g times the derivative,
 // s being the value kSaves names (the output when that is cheaper to
 // differentiate from, else the input), or grad(g) when nothing is saved.
+// grad_op is the same derivative written with ops (for double backward);
+// kPiecewiseLinear marks a row whose grad_op only selects g by masks of s.
 // kGradIsG marks a row whose gradient is g itself (passed on, not computed);
 // kKernel names the vectorised, CPU-dispatched loop of an activation row
 // (fused.cpp). A binary row has forward(u, v), for scalars and xtensor
@@ -26,6 +28,7 @@
 #include <cstddef>
 #include <numbers>
 #include <type_traits>
+#include <utility>
 
 #include <xtensor/xoperation.hpp>
 
@@ -51,6 +54,8 @@ struct ReluRule {
     static constexpr FusedActivation kKernel = FusedActivation::ReLU;
     template <class T> static T forward(T a) { return a < T(0) ? T(0) : a; }
     template <class T> static T grad(T y, T g) { return y <= T(0) ? T(0) : g; }
+    static constexpr bool kPiecewiseLinear = true;
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return masked_fill(g, le(y, 0.0), 0.0); }
 };
 
 struct SigmoidRule {
@@ -59,6 +64,7 @@ struct SigmoidRule {
     static constexpr FusedActivation kKernel = FusedActivation::Sigmoid;
     template <class T> static T forward(T a) { return T(1) / (T(1) + fast_exp(-a)); }
     template <class T> static T grad(T y, T g) { return g * y * (T(1) - y); }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return g * (y * (1.0 - y)); }
 };
 
 // x * sigmoid(x); d/dx = s (1 + x (1 - s)).
@@ -71,6 +77,10 @@ struct SiluRule {
     static T grad(T a, T g) {
         const T s = T(1) / (T(1) + fast_exp(-a));
         return g * s * (T(1) + a * (T(1) - s));
+    }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) {
+        const Tensor s = sigmoid(a);
+        return g * (s * (1.0 + a * (1.0 - s)));
     }
 };
 
@@ -88,6 +98,11 @@ struct GeluRule {
         const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
         return g * (T(0.5) * (T(1) + fast_erf(a * T(std::numbers::sqrt2 / 2))) +
                     a * inv_sqrt_2pi * fast_exp(T(-0.5) * a * a));
+    }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) {
+        const double inv_sqrt_2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
+        return g * (0.5 * (1.0 + erf(a * (std::numbers::sqrt2 / 2))) +
+                    a * inv_sqrt_2pi * exp(-0.5 * (a * a)));
     }
 };
 
@@ -107,6 +122,10 @@ struct GeluTanhRule {
         return g * (T(0.5) * (T(1) + t) +
                     T(0.5) * a * (T(1) - t * t) * T(kK) * (T(1) + T(3) * T(kC) * a * a));
     }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) {
+        const Tensor t = tanh(kK * (a + kC * (a * a * a)));
+        return g * (0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * kK * (1.0 + 3.0 * kC * (a * a)));
+    }
 };
 
 // The output saved: d/dx = 1 - y^2.
@@ -116,6 +135,7 @@ struct TanhRule {
     static constexpr FusedActivation kKernel = FusedActivation::Tanh;
     template <class T> static T forward(T a) { return fast_tanh(a); }
     template <class T> static T grad(T y, T g) { return g * (T(1) - y * y); }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return g * (1.0 - y * y); }
 };
 
 // The ungated block's "activation" in the bilinear variant (fused op only).
@@ -124,6 +144,7 @@ struct IdentityRule {
     static constexpr FusedActivation kKernel = FusedActivation::Identity;
     template <class T> static T forward(T a) { return a; }
     template <class T> static T grad(T, T g) { return g; }
+    static Tensor grad_op(const Tensor&, const Tensor& g) { return g; }
 };
 
 // ---- unary math ----
@@ -133,6 +154,7 @@ struct ExpRule {
     static constexpr Saves kSaves = Saves::Output;
     template <class T> static T forward(T a) { return std::exp(a); }
     template <class T> static T grad(T y, T g) { return g * y; }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return g * y; }
 };
 
 struct LogRule {
@@ -140,6 +162,7 @@ struct LogRule {
     static constexpr Saves kSaves = Saves::Input;
     template <class T> static T forward(T a) { return std::log(a); }
     template <class T> static T grad(T a, T g) { return g / a; }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) { return g / a; }
 };
 
 struct SqrtRule {
@@ -147,6 +170,7 @@ struct SqrtRule {
     static constexpr Saves kSaves = Saves::Output;
     template <class T> static T forward(T a) { return std::sqrt(a); }
     template <class T> static T grad(T y, T g) { return g / (T(2) * y); }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return g / (2.0 * y); }
 };
 
 // PyTorch's sgn(x) * g, sgn being 0 at NaN and at either zero: the gradient at
@@ -156,6 +180,7 @@ struct AbsRule {
     static constexpr Saves kSaves = Saves::Input;
     template <class T> static T forward(T a) { return std::abs(a); }
     template <class T> static T grad(T a, T g) { return g * (T(T(0) < a) - T(a < T(0))); }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) { return g * sign(a); }
 };
 
 struct NegRule {
@@ -163,6 +188,7 @@ struct NegRule {
     static constexpr Saves kSaves = Saves::Nothing;
     template <class T> static T forward(T a) { return -a; }
     template <class T> static T grad(T g) { return -g; }
+    static Tensor grad_op(const Tensor& g) { return -g; }
 };
 
 // a^e as PyTorch computes it: exponents 0.5, -0.5 and -1 as sqrt, 1 / sqrt and
@@ -188,6 +214,9 @@ struct PowRule {
     T grad(T a, T g) const {
         return e == 0.0 ? T(0) : g * (T(e) * power(a, e - 1.0));
     }
+    Tensor grad_op(const Tensor& a, const Tensor& g) const {
+        return e == 0.0 ? zeros_like(g) : g * (e * pow(a, e - 1.0));
+    }
 };
 
 // ---- more unary math, each with PyTorch's forward and backward formula ----
@@ -197,6 +226,7 @@ struct RsqrtRule {
     static constexpr Saves kSaves = Saves::Output;
     template <class T> static T forward(T a) { return T(1) / std::sqrt(a); }
     template <class T> static T grad(T y, T g) { return T(-0.5) * g * y * y * y; }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return -0.5 * g * (y * y * y); }
 };
 
 struct ReciprocalRule {
@@ -204,6 +234,7 @@ struct ReciprocalRule {
     static constexpr Saves kSaves = Saves::Output;
     template <class T> static T forward(T a) { return T(1) / a; }
     template <class T> static T grad(T y, T g) { return -g * (y * y); }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return -g * (y * y); }
 };
 
 // torch.square is pow(x, 2): the same node and gradient as pow's.
@@ -212,6 +243,7 @@ struct SquareRule {
     static constexpr Saves kSaves = Saves::Input;
     template <class T> static T forward(T a) { return a * a; }
     template <class T> static T grad(T a, T g) { return g * (T(2) * a); }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) { return g * (2.0 * a); }
 };
 
 struct Log1pRule {
@@ -219,6 +251,7 @@ struct Log1pRule {
     static constexpr Saves kSaves = Saves::Input;
     template <class T> static T forward(T a) { return std::log1p(a); }
     template <class T> static T grad(T a, T g) { return g / (a + T(1)); }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) { return g / (a + 1.0); }
 };
 
 // From the output, as PyTorch: g (y + 1), which is 0 once y rounds to -1.
@@ -227,6 +260,7 @@ struct Expm1Rule {
     static constexpr Saves kSaves = Saves::Output;
     template <class T> static T forward(T a) { return std::expm1(a); }
     template <class T> static T grad(T y, T g) { return g * (y + T(1)); }
+    static Tensor grad_op(const Tensor& y, const Tensor& g) { return g * (y + 1.0); }
 };
 
 struct SinRule {
@@ -234,6 +268,7 @@ struct SinRule {
     static constexpr Saves kSaves = Saves::Input;
     template <class T> static T forward(T a) { return std::sin(a); }
     template <class T> static T grad(T a, T g) { return g * std::cos(a); }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) { return g * cos(a); }
 };
 
 struct CosRule {
@@ -241,6 +276,7 @@ struct CosRule {
     static constexpr Saves kSaves = Saves::Input;
     template <class T> static T forward(T a) { return std::cos(a); }
     template <class T> static T grad(T a, T g) { return g * -std::sin(a); }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) { return g * -sin(a); }
 };
 
 // 0 at NaN and at either zero (+0.0); its gradient is 0 everywhere, NaN g included.
@@ -249,6 +285,7 @@ struct SignRule {
     static constexpr Saves kSaves = Saves::Nothing;
     template <class T> static T forward(T a) { return T(T(0) < a) - T(a < T(0)); }
     template <class T> static T grad(T) { return T(0); }
+    static Tensor grad_op(const Tensor& g) { return zeros_like(g); }
 };
 
 // PyTorch's elu kernel: x <= 0 ? (exp(x) - 1) * alpha * scale : x * scale, with
@@ -264,6 +301,9 @@ struct EluRule {
     template <class T> T grad(T a, T g) const {
         return a <= T(0) ? g * (T(alpha) * T(scale)) * std::exp(a) : g * T(scale);
     }
+    Tensor grad_op(const Tensor& a, const Tensor& g) const {
+        return where(le(a, 0.0), g * (alpha * scale) * exp(a), g * scale);
+    }
 };
 
 struct LeakyReluRule {
@@ -272,6 +312,8 @@ struct LeakyReluRule {
     double slope;
     template <class T> T forward(T a) const { return a > T(0) ? a : a * T(slope); }
     template <class T> T grad(T a, T g) const { return a > T(0) ? g : g * T(slope); }
+    static constexpr bool kPiecewiseLinear = true;
+    Tensor grad_op(const Tensor& a, const Tensor& g) const { return where(gt(a, 0.0), g, g * slope); }
 };
 
 // clamp(x, lo, hi), NaN passing through; the gradient is 0 at the bounds too.
@@ -281,6 +323,8 @@ struct HardtanhRule {
     double lo, hi;
     template <class T> T forward(T a) const { return a < T(lo) ? T(lo) : (a > T(hi) ? T(hi) : a); }
     template <class T> T grad(T a, T g) const { return a <= T(lo) || a >= T(hi) ? T(0) : g; }
+    static constexpr bool kPiecewiseLinear = true;
+    Tensor grad_op(const Tensor& a, const Tensor& g) const { return masked_fill(g, logical_or(le(a, lo), ge(a, hi)), 0.0); }
 };
 
 // log(1 + exp(beta x)) / beta, and x itself once beta x > threshold.
@@ -295,6 +339,10 @@ struct SoftplusRule {
         const T z = std::exp(a * T(beta));
         return a * T(beta) > T(threshold) ? g : g * z / (z + T(1));
     }
+    Tensor grad_op(const Tensor& a, const Tensor& g) const {
+        const Tensor z = exp(a * beta);
+        return where(gt(a * beta, threshold), g, g * z / (z + 1.0));
+    }
 };
 
 // x tanh(softplus(x)); d/dx = t + x sigmoid(x) (1 - t^2), t = tanh(softplus(x)).
@@ -306,6 +354,10 @@ struct MishRule {
         const T t = std::tanh(std::log1p(std::exp(a)));
         const T sigmoid = T(1) / (T(1) + std::exp(-a));
         return g * (t + a * sigmoid * (T(1) - t * t));
+    }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) {
+        const Tensor t = tanh(log1p(exp(a)));
+        return g * (t + a * sigmoid(a) * (1.0 - t * t));
     }
 };
 
@@ -321,6 +373,9 @@ struct LogSigmoidRule {
         const T z = std::exp(-std::abs(a));
         return g * (T(negative ? 1 : 0) - T(negative ? 1 : -1) * (z / (T(1) + z)));
     }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) {
+        return g * sigmoid(-a);  // d/dx log(sigmoid(x)) = 1 - sigmoid(x)
+    }
 };
 
 struct ErfRule {
@@ -329,6 +384,9 @@ struct ErfRule {
     template <class T> static T forward(T a) { return std::erf(a); }
     template <class T> static T grad(T a, T g) {
         return T(2.0 * std::numbers::inv_sqrtpi) * std::exp(-(a * a)) * g;
+    }
+    static Tensor grad_op(const Tensor& a, const Tensor& g) {
+        return 2.0 * std::numbers::inv_sqrtpi * exp(-(a * a)) * g;
     }
 };
 
@@ -340,6 +398,8 @@ struct ClampRule {
     double lo, hi;
     template <class T> T forward(T a) const { return std::min(std::max(a, T(lo)), T(hi)); }
     template <class T> T grad(T a, T g) const { return a >= T(lo) && a <= T(hi) ? g : T(0); }
+    static constexpr bool kPiecewiseLinear = true;
+    Tensor grad_op(const Tensor& a, const Tensor& g) const { return masked_fill(g, logical_or(lt(a, lo), gt(a, hi)), 0.0); }
 };
 
 // ---- a tensor with a constant c, converted to the tensor's dtype first ----
@@ -367,6 +427,7 @@ struct ConstantSubRule {
     double c;
     template <class T> T forward(T a) const { return T(c) - a; }
     template <class T> T grad(T g) const { return -g; }
+    Tensor grad_op(const Tensor& g) const { return -g; }
 };
 
 struct MulConstantRule {
@@ -375,6 +436,7 @@ struct MulConstantRule {
     double c;
     template <class T> T forward(T a) const { return a * T(c); }
     template <class T> T grad(T g) const { return g * T(c); }
+    Tensor grad_op(const Tensor& g) const { return g * c; }
 };
 
 struct DivConstantRule {
@@ -383,6 +445,7 @@ struct DivConstantRule {
     double c;
     template <class T> T forward(T a) const { return a / T(c); }
     template <class T> T grad(T g) const { return g / T(c); }
+    Tensor grad_op(const Tensor& g) const { return g / c; }
 };
 
 // ---- binary, with NumPy broadcasting (gradients summed back to each shape) ----
@@ -391,6 +454,7 @@ struct AddRule {
     static constexpr const char *kName = "add", *kNode = "AddBackward";
     static constexpr bool kSavesInputs = false, kGradAIsG = true, kGradBIsG = true;
     static auto forward(const auto& u, const auto& v) { return u + v; }
+    static std::pair<Tensor, Tensor> grad_op(const Tensor&, const Tensor&, const Tensor& g) { return {g, g}; }
 };
 
 struct SubRule {
@@ -398,6 +462,7 @@ struct SubRule {
     static constexpr bool kSavesInputs = false, kGradAIsG = true, kGradBIsG = false;
     static auto forward(const auto& u, const auto& v) { return u - v; }
     template <class T> static T grad_b(T g) { return -g; }
+    static std::pair<Tensor, Tensor> grad_op(const Tensor&, const Tensor&, const Tensor& g) { return {g, -g}; }
 };
 
 struct MulRule {
@@ -406,6 +471,7 @@ struct MulRule {
     static auto forward(const auto& u, const auto& v) { return u * v; }
     template <class T> static T grad_a(T, T y, T g) { return g * y; }
     template <class T> static T grad_b(T x, T, T g) { return g * x; }
+    static std::pair<Tensor, Tensor> grad_op(const Tensor& x, const Tensor& y, const Tensor& g) { return {g * y, g * x}; }
 };
 
 // d/dy (x / y) = -x / y^2, computed as -(g x) / (y y).
@@ -415,7 +481,15 @@ struct DivRule {
     static auto forward(const auto& u, const auto& v) { return u / v; }
     template <class T> static T grad_a(T, T y, T g) { return g / y; }
     template <class T> static T grad_b(T x, T y, T g) { return -(g * x) / (y * y); }
+    static std::pair<Tensor, Tensor> grad_op(const Tensor& x, const Tensor& y, const Tensor& g) { return {g / y, -(g * x) / (y * y)}; }
 };
+
+// maximum's and minimum's gradients as ops: g / 2 to each side where x == y,
+// else g, but 0 where the side's mask (where it lost) is set.
+inline std::pair<Tensor, Tensor> tie_split(const Tensor& x, const Tensor& y, const Tensor& g, const Tensor& a_lost, const Tensor& b_lost) {
+    const Tensor tie = eq(x, y), half = g / 2.0;
+    return {where(tie, half, masked_fill(g, a_lost, 0.0)), where(tie, half, masked_fill(g, b_lost, 0.0))};
+}
 
 // A NaN operand wins (PyTorch's rule); where x == y each side gets g / 2.
 struct MaximumRule {
@@ -427,6 +501,7 @@ struct MaximumRule {
     }
     template <class T> static T grad_a(T x, T y, T g) { return x == y ? g / T(2) : (x < y ? T(0) : g); }
     template <class T> static T grad_b(T x, T y, T g) { return x == y ? g / T(2) : (x > y ? T(0) : g); }
+    static std::pair<Tensor, Tensor> grad_op(const Tensor& x, const Tensor& y, const Tensor& g) { return tie_split(x, y, g, lt(x, y), gt(x, y)); }
 };
 
 struct MinimumRule {
@@ -438,6 +513,7 @@ struct MinimumRule {
     }
     template <class T> static T grad_a(T x, T y, T g) { return x == y ? g / T(2) : (x > y ? T(0) : g); }
     template <class T> static T grad_b(T x, T y, T g) { return x == y ? g / T(2) : (x < y ? T(0) : g); }
+    static std::pair<Tensor, Tensor> grad_op(const Tensor& x, const Tensor& y, const Tensor& g) { return tie_split(x, y, g, gt(x, y), lt(x, y)); }
 };
 
 // clang-format on

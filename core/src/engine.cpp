@@ -13,11 +13,13 @@
 #include "accumulate.hpp"
 #include "anomaly.hpp"
 #include "buffer_cache.hpp"
+#include "double_backward.hpp"
 #include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "object_pool.hpp"
 #include "pass_state.hpp"
 #include "xgrad/autograd.hpp"
+#include "xgrad/ops.hpp"
 
 namespace xg {
 
@@ -51,7 +53,7 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
 }
 
 Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t count,
-              BackwardFn backward) {
+              BackwardFn backward, DoubleBackward double_backward) {
     if (!GradMode::is_enabled()) return value;
     Node::Edges next;
     next.reserve(count);
@@ -63,6 +65,7 @@ Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t 
     }
     if (!any) return value;
     auto node = detail::make_pooled<Node>(name, std::move(next), std::move(backward));
+    node->differentiable = double_backward == DoubleBackward::Supported;
     if (is_anomaly_enabled()) node->creation = creation_point();
     node->output = value.impl_ptr();
     value.impl()->grad_fn = std::move(node);
@@ -73,18 +76,41 @@ Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t 
 }  // namespace
 
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
-                   BackwardFn backward) {
-    return record(std::move(value), name, inputs.data(), inputs.size(), std::move(backward));
+                   BackwardFn backward, DoubleBackward double_backward) {
+    return record(std::move(value), name, inputs.data(), inputs.size(), std::move(backward),
+                  double_backward);
 }
 
 Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
-                   BackwardFn backward) {
-    return record(std::move(value), name, inputs.begin(), inputs.size(), std::move(backward));
+                   BackwardFn backward, DoubleBackward double_backward) {
+    return record(std::move(value), name, inputs.begin(), inputs.size(), std::move(backward),
+                  double_backward);
 }
 
 namespace {
 
 // ---- the steps of a backward pass ----
+
+// What a pass does besides walking the graph: backward() accumulates into
+// .grad; grad() instead captures the gradients reaching `captures` (one node
+// per input) and runs only the nodes on a path to one of them.
+struct PassOptions {
+    bool retain_graph = false;
+    bool create_graph = false;
+    std::vector<std::shared_ptr<Node>> captures;  // empty for backward()
+    bool capturing() const { return !captures.empty(); }
+};
+
+// pending += g. Under create_graph the sum is an op like any other (out of
+// place, recorded), as the gradients being summed carry histories.
+void add_gradient(Tensor& pending, Tensor g, bool create_graph, bool into_leaf) {
+    if (!create_graph) {
+        into_leaf ? accumulate_grad(pending, std::move(g))
+                  : accumulate_pending(pending, std::move(g));
+    } else {
+        pending = pending.defined() ? add(pending, g) : std::move(g);
+    }
+}
 
 // A tensor of ones shaped like the one-element `root`, its implicit seed.
 Tensor ones_seed(const Tensor& root) {
@@ -96,7 +122,7 @@ Tensor ones_seed(const Tensor& root) {
 }
 
 // Step 1: `root`'s node starts with `grad` (ones for a one-element root).
-void seed(PassState& pass, const Tensor& root, Tensor grad) {
+void seed(PassState& pass, const Tensor& root, Tensor grad, bool create_graph) {
     check(root.defined(), "backward: expected a defined tensor (got an undefined one)");
     check(root.requires_grad(),
           "backward: expected a tensor that requires grad (got one that does not)");
@@ -115,7 +141,7 @@ void seed(PassState& pass, const Tensor& root, Tensor grad) {
              dtype_name(grad.dtype()));
     }
     auto node = gradient_edge(root);
-    accumulate_pending(pass[node.get()].grad, std::move(grad));
+    add_gradient(pass[node.get()].grad, std::move(grad), create_graph, false);
     pass.roots.push_back(std::move(node));
 }
 
@@ -128,14 +154,51 @@ void count_dependencies(PassState& pass) {
     }
     for (std::size_t visited = 0; visited < pass.reachable.size(); ++visited) {
         Node* node = pass.reachable[visited].get();
-        check(!node->released,
-              "backward: the graph of {} was already freed; pass retain_graph=true to backward "
-              "through it twice",
-              node->name);
+        if (node->released) {
+            fail(
+                "backward: trying to backward through the graph a second time (or directly "
+                "access saved tensors after they have already been freed): {} was freed. Saved "
+                "intermediate values of the graph are freed when you call backward() or "
+                "autograd::grad(). Specify retain_graph=true if you need to backward through the "
+                "graph a second time or if you need to access saved tensors after calling "
+                "backward.",
+                node->name);
+        }
         for (auto& child : node->next) {
             if (!child) continue;
             bool first_visit = pass[child.get()].dependencies++ == 0 && !pass.is_root(child.get());
             if (first_visit) pass.reachable.push_back(child);  // roots are in already
+        }
+    }
+}
+
+// Step 2b, grad() only: marks the nodes with a path to a captured node, the
+// only ones whose backward must run (a depth-first walk, children first).
+void mark_needed(PassState& pass, const PassOptions& options) {
+    for (auto& capture : options.captures) pass[capture.get()].captured = true;
+    std::vector<std::pair<Node*, std::size_t>> stack;  // a node and its next child to visit
+    for (auto& root : pass.roots) {
+        if (pass[root.get()].visit != 0) continue;
+        pass[root.get()].visit = 1;
+        stack.emplace_back(root.get(), 0);
+        while (!stack.empty()) {
+            Node* node = stack.back().first;
+            std::size_t i = stack.back().second++;
+            if (i < node->next.size()) {
+                Node* child = node->next[i].get();
+                if (child && pass[child].visit == 0) {
+                    pass[child].visit = 1;
+                    stack.emplace_back(child, 0);
+                }
+                continue;
+            }
+            PassState::Slot& slot = pass[node];
+            for (auto& child : node->next) {
+                if (!child) continue;
+                const PassState::Slot& c = pass[child.get()];
+                slot.needed = slot.needed || c.captured || c.needed;
+            }
+            stack.pop_back();
         }
     }
 }
@@ -155,8 +218,9 @@ void check_hook_result(const Tensor& grad, const Tensor& replaced, std::uint64_t
 }
 
 // Step 3a: the tensor's hooks see (and may replace) the gradient of the tensor
-// `node` made; a leaf's gradient then goes to .grad, as does a retained one.
-void run_tensor_hooks(Node& node, Tensor& grad) {
+// `node` made; a leaf's gradient then goes to .grad, as does a retained one
+// (backward() only: grad() returns gradients and leaves .grad alone).
+void run_tensor_hooks(Node& node, Tensor& grad, const PassOptions& options) {
     auto output = node.output.lock();
     if (!output) return;
     if (!output->hooks.empty()) {
@@ -167,55 +231,89 @@ void run_tensor_hooks(Node& node, Tensor& grad) {
             }
         }
     }
-    if (node.is_accumulator)
-        accumulate_grad(output->grad, std::move(grad));
-    else if (output->retains_grad)
-        accumulate_grad(output->grad, grad.detach().clone());
+    if (options.capturing()) return;
+    if (node.is_accumulator) {
+        add_gradient(output->grad, std::move(grad), options.create_graph, true);
+    } else if (output->retains_grad) {
+        add_gradient(output->grad, options.create_graph ? grad : grad.detach().clone(),
+                     options.create_graph, true);
+    }
 }
 
-// Step 3b: the node's backward, one gradient per input edge.
-Gradients call_backward(Node& node, const Tensor& grad, bool retain_graph) {
+// Step 3b: the node's backward, one gradient per input edge. Under
+// create_graph a node whose backward computes with raw loops gets its
+// gradients wrapped so that differentiating them again is refused.
+Gradients call_backward(Node& node, const Tensor& grad, const PassOptions& options) {
     if (!grad.defined() || !node.backward) return {};
     try {
-        Gradients input_grads = node.backward(grad);
+        RunningBackwardScope running(&node, options.create_graph);
+        Gradients input_grads;
+        if (options.create_graph && !node.differentiable) {
+            NoGradGuard raw_loops;
+            input_grads = node.backward(grad);
+        } else {
+            input_grads = node.backward(grad);
+        }
         check(input_grads.size() == node.next.size(),
               "backward: {} returned {} gradients for {} inputs", node.name, input_grads.size(),
               node.next.size());
         if (is_anomaly_enabled()) check_no_nan(node, input_grads);
+        if (options.create_graph && !node.differentiable)
+            refuse_double_backward(node, grad, input_grads);
         return input_grads;
     } catch (...) {
-        // Running it again must fail cleanly ("already freed"), not half-run twice.
-        if (!retain_graph) node.release();
+        // Running it again must fail cleanly ("a second time"), not half-run twice.
+        if (!options.retain_graph) node.release();
         throw;
     }
 }
 
 // Step 3c: `child` receives a gradient (or just the news that none is coming)
 // and becomes ready once every edge into it has reported.
-void deliver(PassState& pass, Node* child, Tensor grad) {
+void deliver(PassState& pass, Node* child, Tensor grad, bool create_graph) {
     if (!child) return;
     PassState::Slot& slot = pass[child];
-    if (grad.defined()) accumulate_pending(slot.grad, std::move(grad));
+    if (grad.defined()) add_gradient(slot.grad, std::move(grad), create_graph, false);
     if (--slot.dependencies == 0) pass.push_ready(child);
 }
+
+// grad() only: the gradient reaching `node` is the one wanted for every input
+// `node` stands for (an input given twice gets it twice).
+void capture(const PassOptions& options, Node* node, const Tensor& grad,
+             std::vector<Tensor>& captured) {
+    for (std::size_t i = 0; i < options.captures.size(); ++i) {
+        if (options.captures[i].get() == node) captured[i] = grad;
+    }
+}
+
+// Grad mode, and whether each node is freed after it ran, for one pass
+// (passes nest: a hook or a recomputation may run one).
+struct PassModes {
+    bool grad_mode = GradMode::is_enabled(), freeing = freeing_graph;
+    explicit PassModes(const PassOptions& options) {
+        GradMode::set_enabled(options.create_graph);  // backward records only under create_graph
+        freeing_graph = !options.retain_graph;
+    }
+    ~PassModes() {
+        GradMode::set_enabled(grad_mode);
+        freeing_graph = freeing;
+    }
+};
 
 // The backward pass: seed the roots, count each node's dependencies, then run
 // every node once all the nodes that use its output have delivered their
 // gradients (Kahn's topological order; among ready nodes the latest-created
 // runs first, as in PyTorch). Without retain_graph each node is released
 // right after it ran, so saved values are freed as the walk goes.
-void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count, bool retain_graph) {
-    NoGradGuard no_grad;   // backward closures record no graph of their own
-    struct FreeingGraph {  // passes may nest (a hook may call backward)
-        bool previous = freeing_graph;
-        explicit FreeingGraph(bool value) { freeing_graph = value; }
-        ~FreeingGraph() { freeing_graph = previous; }
-    } freeing(!retain_graph);
+void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count,
+              const PassOptions& options, std::vector<Tensor>* captured) {
+    PassModes modes(options);
     PassStateLease lease;
     PassState& pass = *lease;
 
-    for (std::size_t i = 0; i < count; ++i) seed(pass, roots[i], grads[i]);
+    for (std::size_t i = 0; i < count; ++i) seed(pass, roots[i], grads[i], options.create_graph);
     count_dependencies(pass);
+    if (options.capturing()) mark_needed(pass, options);
     for (auto& root : pass.roots) {
         PassState::Slot& slot = pass[root.get()];
         if (slot.dependencies == 0) {
@@ -224,29 +322,69 @@ void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count, bool 
         }
     }
     while (Node* node = pass.pop_ready()) {
-        Tensor grad = std::move(pass[node].grad);
-        if (grad.defined()) run_tensor_hooks(*node, grad);
-        Gradients input_grads = call_backward(*node, grad, retain_graph);
+        PassState::Slot& slot = pass[node];
+        Tensor grad = std::move(slot.grad);
+        const bool runs = !options.capturing() || slot.needed;
+        if (grad.defined()) run_tensor_hooks(*node, grad, options);
+        if (slot.captured) capture(options, node, grad, *captured);
+        Gradients input_grads;
+        if (runs) input_grads = call_backward(*node, grad, options);
         grad = Tensor();  // dropped before the next node runs: the cache can recycle it
         for (std::size_t i = 0; i < node->next.size(); ++i) {
             deliver(pass, node->next[i].get(),
-                    i < input_grads.size() ? std::move(input_grads[i]) : Tensor());
+                    i < input_grads.size() ? std::move(input_grads[i]) : Tensor(),
+                    options.create_graph);
         }
-        if (!retain_graph && !node->is_accumulator) node->release();
+        if (runs && !options.retain_graph && !node->is_accumulator) node->release();
     }
+}
+
+std::vector<Tensor> seeds_for(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                              const char* op) {
+    if (grads.empty()) return std::vector<Tensor>(roots.size());
+    check(roots.size() == grads.size(), "{}: expected one grad per output (got {} for {})", op,
+          grads.size(), roots.size());
+    return grads;
 }
 
 }  // namespace
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
-                  bool retain_graph) {
-    check(roots.size() == grads.size(), "backward: expected one grad per root (got {} for {})",
-          grads.size(), roots.size());
-    run_pass(roots.data(), grads.data(), roots.size(), retain_graph);
+                  std::optional<bool> retain_graph, bool create_graph) {
+    const std::vector<Tensor> seeds = seeds_for(roots, grads, "backward");
+    PassOptions options{retain_graph.value_or(create_graph), create_graph, {}};
+    run_pass(roots.data(), seeds.data(), roots.size(), options, nullptr);
 }
 
-void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
-    run_pass(&root, &grad, 1, retain_graph);
+void run_backward(const Tensor& root, const Tensor& grad, std::optional<bool> retain_graph,
+                  bool create_graph) {
+    PassOptions options{retain_graph.value_or(create_graph), create_graph, {}};
+    run_pass(&root, &grad, 1, options, nullptr);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, std::optional<bool> retain_graph,
+                         bool create_graph, bool allow_unused) {
+    check(!outputs.empty(), "grad: expected at least one output (got none)");
+    check(!inputs.empty(), "grad: expected at least one input (got none)");
+    const std::vector<Tensor> seeds = seeds_for(outputs, grad_outputs, "grad");
+    PassOptions options{retain_graph.value_or(create_graph), create_graph, {}};
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        check(inputs[i].defined() && inputs[i].requires_grad(),
+              "grad: input {} does not require grad: every input must be a tensor that requires "
+              "grad",
+              i);
+        options.captures.push_back(gradient_edge(inputs[i]));
+    }
+    std::vector<Tensor> captured(inputs.size());
+    run_pass(outputs.data(), seeds.data(), outputs.size(), options, &captured);
+    for (std::size_t i = 0; i < captured.size(); ++i) {
+        check(captured[i].defined() || allow_unused,
+              "grad: input {} (shape {}) appears not to have been used in the graph; pass "
+              "allow_unused=true if this is intended",
+              i, shape_str(inputs[i].shape()));
+    }
+    return captured;
 }
 
 }  // namespace autograd

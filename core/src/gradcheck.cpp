@@ -90,4 +90,61 @@ bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
     return ok;
 }
 
+namespace {
+
+// RAII: grad mode on (gradcheck evaluates fn under NoGradGuard, and a first
+// derivative needs a graph to be taken).
+struct GradEnabled {
+    bool previous = GradMode::is_enabled();
+    GradEnabled() { GradMode::set_enabled(true); }
+    ~GradEnabled() { GradMode::set_enabled(previous); }
+};
+
+// Fixed values in [-1, 1) shaped like `like`, from a small LCG: gradgradcheck's
+// v must not depend on, nor move, the caller's random stream.
+Tensor fixed_probe(const Tensor& like) {
+    auto values = xt::xarray<double>::from_shape(like.shape());
+    std::uint64_t state = 0x9e3779b97f4a7c15ULL;
+    for (double& value : values) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        value = static_cast<double>(state >> 11) * 0x1.0p-52 - 1.0;
+    }
+    return tensor(std::move(values));
+}
+
+}  // namespace
+
+bool gradgradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                   const std::vector<Tensor>& inputs, double eps, double atol, double rtol) {
+    Tensor shape_of;
+    {
+        NoGradGuard no_grad;
+        std::vector<Tensor> probes;
+        for (const Tensor& input : inputs) probes.push_back(input.detach().to(kFloat64));
+        shape_of = fn(probes);
+    }
+    // (inputs..., v) -> the first derivative of <fn(inputs), v>, flattened.
+    auto first_derivative = [&fn](const std::vector<Tensor>& args) {
+        GradEnabled grad_mode;
+        const std::vector<Tensor> xs(args.begin(), args.end() - 1);
+        std::vector<Tensor> wrt;
+        for (const Tensor& x : xs) {
+            if (x.requires_grad()) wrt.push_back(x);
+        }
+        Tensor output = fn(xs);
+        std::vector<Tensor> parts;
+        std::vector<Tensor> grads =
+            output.requires_grad()
+                ? grad({output}, wrt, {args.back().to(output.dtype())}, true, true, true)
+                : std::vector<Tensor>(wrt.size());
+        for (std::size_t k = 0; k < wrt.size(); ++k) {
+            parts.push_back(flatten(grads[k].defined() ? grads[k] : zeros_like(wrt[k])));
+        }
+        return cat(parts, 0);
+    };
+    std::vector<Tensor> extended = inputs;
+    extended.push_back(fixed_probe(shape_of));
+    return gradcheck(first_derivative, extended, eps, atol, rtol);
+}
+
 }  // namespace xg::autograd

@@ -78,6 +78,22 @@ Tensor visit_any(const Tensor& t, const char* op, F&& f) {
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 
+// A tensor over `storage` (shared, not copied), without history: a backward
+// closure's saved values as a tensor (autograd::saved_input takes one).
+Tensor tensor_of(std::shared_ptr<Storage> storage);
+
+// x summed back to `shape`, which it was broadcast from, with ops (sum and
+// reshape), so that the result has a history: under create_graph, the
+// gradient of a broadcast operand (sum_to_shape's twin).
+Tensor sum_to_op(const Tensor& x, const Shape& shape);
+
+// `value`, also depending on `on` with a zero derivative (PyTorch's
+// threshold_backward and friends): a gradient recorded by a piecewise-linear
+// row (relu, clamp) selects g by masks of its saved value, which carry no
+// derivative, yet PyTorch differentiates it with respect to that value too,
+// to zeros. Without this edge, autograd::grad would call the value unused.
+Tensor with_zero_derivative(const Tensor& value, const Tensor& on);
+
 // a.shape() == b.shape() (or == shape) without building a Shape: hot paths
 // compare shapes every step, and each Shape is a heap allocation.
 bool same_shape(const Tensor& a, const Tensor& b);

@@ -17,6 +17,10 @@ public:
         Node* node = nullptr;
         int dependencies = 0;  // edges that have yet to deliver a gradient; -1 once queued
         Tensor grad;           // the sum of what they delivered so far
+        // autograd::grad only (mark_needed): a node whose gradient is wanted,
+        // one whose backward must run to reach such a node, and the walk's mark.
+        bool captured = false, needed = false;
+        char visit = 0;
     };
 
     std::vector<std::shared_ptr<Node>> roots;

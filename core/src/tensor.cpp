@@ -164,6 +164,14 @@ void Tensor::retain_grad() const {
 
 bool Tensor::retains_grad() const { return checked_impl("retains_grad").retains_grad; }
 
+namespace detail {
+Tensor tensor_of(std::shared_ptr<Storage> storage) {
+    auto impl = make_pooled<TensorImpl>();
+    impl->storage = std::move(storage);
+    return Tensor(std::move(impl));
+}
+}  // namespace detail
+
 Tensor Tensor::detach() const {
     auto impl = detail::make_pooled<TensorImpl>();
     impl->storage = checked_impl("detach").storage;
@@ -176,8 +184,9 @@ Tensor Tensor::clone() const {
         std::copy(a.begin(), a.end(), values.begin());
         return detail::wrap(std::move(values));
     });
-    return autograd::make_result(copy, "CloneBackward", {*this},
-                                 [](const Tensor& g) { return std::vector<Tensor>{g}; });
+    return autograd::make_result(
+        copy, "CloneBackward", {*this}, [](const Tensor& g) { return std::vector<Tensor>{g}; },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor Tensor::to(Dtype target) const {
@@ -194,9 +203,10 @@ Tensor Tensor::to(Dtype target) const {
         throw Error("to: unknown dtype");
     });
     if (!is_floating_point(target) || !is_floating_point(source)) return converted;
-    return autograd::make_result(converted, "ToCopyBackward", {*this}, [source](const Tensor& g) {
-        return std::vector<Tensor>{g.to(source)};
-    });
+    return autograd::make_result(
+        converted, "ToCopyBackward", {*this},
+        [source](const Tensor& g) { return std::vector<Tensor>{g.to(source)}; },
+        autograd::DoubleBackward::Supported);
 }
 
 std::string Tensor::grad_fn_name() const {
@@ -208,8 +218,9 @@ const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const {
     return checked_impl("grad_fn").grad_fn;
 }
 
-void Tensor::backward(const Tensor& grad, bool retain_graph) const {
-    autograd::run_backward(*this, grad, retain_graph);
+void Tensor::backward(const Tensor& grad, std::optional<bool> retain_graph,
+                      bool create_graph) const {
+    autograd::run_backward(*this, grad, retain_graph, create_graph);
 }
 
 RemovableHandle Tensor::add_hook(TensorHook hook) const {

@@ -73,16 +73,18 @@ void BackwardCall::gather(Args& values, Side side) {
     for (std::size_t slot : slots) sources.push_back(values[slot].tensor());
     const Dtype dtype = sources.front().dtype();
     auto self = shared_from_this();
-    Tensor gathered =
-        autograd::make_result(zeros({}, dtype), kHookNode, sources,
-                              [self, side](const Tensor&) { return self->on_gathered(side); });
+    Tensor gathered = autograd::make_result(
+        zeros({}, dtype), kHookNode, sources,
+        [self, side](const Tensor&) { return self->on_gathered(side); },
+        autograd::DoubleBackward::Supported);  // hands on the gradients it was given
     for (std::size_t k = 0; k < slots.size(); ++k) {
         auto record = [self, side, slot = slots[k], dtype](const Tensor& g) {
             (side == Side::Inputs ? self->grad_input_ : self->grad_output_)[slot] = g;
             return autograd::Gradients{zeros({}, dtype)};
         };
         values[slots[k]] =
-            autograd::make_result(sources[k].detach(), kHookNode, {gathered}, std::move(record));
+            autograd::make_result(sources[k].detach(), kHookNode, {gathered}, std::move(record),
+                                  autograd::DoubleBackward::Supported);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -119,7 +120,7 @@ using NodeHook = std::function<void(const Tensor& grad_output)>;
 
 // One recorded op. A node owns the nodes of its inputs (edges point towards the
 // leaves) and what its backward needs, never a TensorImpl: so no cycles.
-struct Node {
+struct Node : std::enable_shared_from_this<Node> {
     using Edges = detail::SmallVector<std::shared_ptr<Node>, 4>;
     Node(std::string name, Edges next, BackwardFn backward);
     ~Node();
@@ -132,6 +133,7 @@ struct Node {
     std::weak_ptr<TensorImpl> output;  // for its hooks and retain_grad
     std::uint64_t sequence_nr;         // later nodes run first, as in PyTorch
     bool is_accumulator = false;       // a leaf's AccumulateGrad: hands its gradient to .grad
+    bool differentiable = false;       // its backward records a graph under create_graph
     bool released = false;
     std::string creation;  // anomaly mode only: "in module <path>" where the op ran, else empty
 
@@ -175,24 +177,74 @@ public:
     AnomalyScope& operator=(const AnomalyScope&) = delete;
 };
 
-// Runs backward from `roots` seeded with `grads` (engine.cpp).
+// Runs backward from `roots` seeded with `grads` (engine.cpp). With
+// create_graph the backward pass itself is recorded, so the gradients it
+// produces can be differentiated again; retain_graph defaults to create_graph,
+// as in PyTorch.
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
-                  bool retain_graph);
-void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
+                  std::optional<bool> retain_graph = std::nullopt, bool create_graph = false);
+void run_backward(const Tensor& root, const Tensor& grad,
+                  std::optional<bool> retain_graph = std::nullopt, bool create_graph = false);
+
+// torch.autograd.grad: the gradients of `outputs` (seeded with grad_outputs,
+// ones for one-element outputs when empty) with respect to `inputs`, returned
+// instead of accumulated into .grad. Only the nodes between them run. An input
+// the outputs do not depend on is an error unless allow_unused, which returns
+// an undefined tensor for it.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {},
+                         std::optional<bool> retain_graph = std::nullopt, bool create_graph = false,
+                         bool allow_unused = false);
+
+// Whether an op records a graph node for its result (make_result's last
+// argument): Supported promises that its backward, called while
+// creating_graph(), computes its gradients with differentiable ops, so that
+// they can be differentiated again. Under create_graph the engine wraps the
+// gradients of any other node in a node whose backward throws, naming the op:
+// first-order gradients stay exact, a second derivative through it is refused.
+enum class DoubleBackward { Unsupported, Supported };
 
 // Makes `value` the output of an op named `name` over `inputs`, recording a
 // node when grad mode is on and some input requires grad.
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
-                   BackwardFn backward);
+                   BackwardFn backward,
+                   DoubleBackward double_backward = DoubleBackward::Unsupported);
 // The same for a braced list of inputs, without building a vector.
 Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
-                   BackwardFn backward);
+                   BackwardFn backward,
+                   DoubleBackward double_backward = DoubleBackward::Unsupported);
+
+// For the backward closure of a DoubleBackward::Supported node. True while the
+// engine runs it with create_graph: it must then compute with ops (which record
+// a graph) instead of raw loops.
+bool creating_graph();
+// A tensor the node saved, back in the graph while creating_graph(): `saved`
+// holds the values of the node's input `index` (saved_input) or of its output
+// (saved_output), as a detached tensor or one sharing its storage; the result
+// has those values and the history of that input (or is the node's output), so
+// a gradient computed from it reaches what it depends on.
+Tensor saved_input(std::size_t index, const Tensor& saved);
+Tensor saved_output(const Tensor& saved);
+// Double backward by recomputation, for ops whose gradient is long to write
+// with ops (fused kernels, layer_norm, losses): runs `forward`, the op written
+// as a composite of differentiable ops, on saved_input(i, saved_inputs[i]) and
+// returns the gradients of its result seeded with `grad`, as a graph.
+Gradients recomputed_gradients(const Tensor& grad, const std::vector<Tensor>& saved_inputs,
+                               const std::function<Tensor(const std::vector<Tensor>&)>& forward);
 
 // Numerical vs analytic Jacobian of fn at `inputs`, in float64, with respect
 // to every floating-point input. Prints the worst entry on failure.
 bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
                const std::vector<Tensor>& inputs, double eps = 1e-6, double atol = 1e-5,
                double rtol = 1e-3);
+
+// torch.autograd.gradgradcheck: gradcheck of fn's first derivative. With a
+// fixed random float64 `v` shaped as fn's output, checks the Jacobian of
+// (inputs, v) -> grad(fn(inputs), inputs, v, create_graph) against finite
+// differences: second derivatives, and the backward's linearity in v.
+bool gradgradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                   const std::vector<Tensor>& inputs, double eps = 1e-6, double atol = 1e-5,
+                   double rtol = 1e-3);
 
 }  // namespace autograd
 }  // namespace xg

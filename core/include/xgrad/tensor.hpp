@@ -81,8 +81,11 @@ public:
     // hooks stay; only the values (and their shape and dtype) change.
     void set_data(const Tensor& new_data) const;
     // Seeds with ones for a one-element tensor; otherwise `grad` is required.
-    // The graph is freed as it is walked unless `retain_graph` is true.
-    void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+    // The graph is freed as it is walked unless `retain_graph` is true (by
+    // default it is create_graph). With create_graph the backward pass is
+    // recorded too: .grad then has a history and can be differentiated again.
+    void backward(const Tensor& grad = Tensor(), std::optional<bool> retain_graph = std::nullopt,
+                  bool create_graph = false) const;
     // Python's x[start:end:step] along one dim (a copy: xgrad has no views).
     // Absent bounds are the dim's ends; negative ones count from the end and
     // out-of-range ones clamp, as in Python; step > 0.
