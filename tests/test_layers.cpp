@@ -21,8 +21,8 @@ const fs::path kRoot = XGRAD_SOURCE_DIR;
 // Public header prefixes (after "xgrad/") of each layer.
 const std::map<std::string, std::vector<std::string>> kPublic = {
     {"core",
-     {"autograd", "error", "ops", "removable_handle", "serialize", "small_vector", "state_dict",
-      "tensor"}},
+     {"activation_checkpoint", "autograd", "error", "ops", "removable_handle", "serialize",
+      "small_vector", "state_dict", "tensor"}},
     {"nn", {"nn"}},
     {"optim", {"optim"}},
     {"checkpoint", {"checkpoint", "xgrad.hpp"}},

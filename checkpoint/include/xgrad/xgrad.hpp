@@ -2,6 +2,7 @@
 // layer (checkpoint/) because it includes every layer below.
 #pragma once
 
+#include "xgrad/activation_checkpoint.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/checkpoint.hpp"
 #include "xgrad/error.hpp"
