@@ -13,6 +13,7 @@
 #include "xgrad/nn/module_dict.hpp"
 #include "xgrad/nn/module_list.hpp"
 #include "xgrad/nn/multihead_attention.hpp"
+#include "xgrad/nn/parametrize.hpp"
 #include "xgrad/nn/sequential.hpp"
 #include "xgrad/nn/transformer_encoder.hpp"
 #include "xgrad/nn/transformer_encoder_layer.hpp"
