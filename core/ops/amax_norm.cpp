@@ -1,8 +1,9 @@
 // amax, amin and norm over a set of dims: reductions without an identity (amax,
 // amin, norm with p = inf) and the p-norm, each gradient PyTorch's rule, ties
-// sharing g evenly.
+// sharing g evenly; under create_graph the same rules are written with ops.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -43,6 +44,33 @@ xt::xarray<T> share_among_ties(const Reduction& r, const T* g, Hit hit) {
     return d;
 }
 
+// The reduction's output with its reduced dims back as size 1: the layout the
+// `o` of Reduction::for_each indexes, which broadcasts against the input.
+Shape kept_shape(const Reduction& r) {
+    Shape kept = r.in_shape;
+    for (std::size_t d = 0; d < kept.size(); ++d) {
+        if (r.reduced[d]) kept[d] = 1;
+    }
+    return kept;
+}
+
+// share_among_ties with ops, for double backward: PyTorch's scale_grad_by_count,
+// (g / count) * mask. The mask and the count are constants (PyTorch takes them
+// from a comparison), so the result depends on g only.
+template <class T, class Hit>
+Tensor share_among_ties_op(const Reduction& r, const Tensor& g, Hit hit) {
+    const Shape kept = kept_shape(r);
+    auto mask = detail::empty_array<T>(r.in_shape);
+    xt::xarray<T> count = xt::xarray<T>::from_shape(kept);
+    std::fill(count.begin(), count.end(), T(0));
+    r.for_each([&](std::size_t i, std::size_t o) {
+        mask.data()[i] = T(hit(i, o));
+        count.data()[o] += mask.data()[i];
+    });
+    const Tensor spread = reshape(g, std::vector<std::int64_t>(kept.begin(), kept.end()));
+    return spread / wrap(std::move(count)) * wrap(std::move(mask));
+}
+
 template <class T>
 T sgn(T v) {
     return T((v > T(0)) - (v < T(0)));  // 0 at 0 and NaN, as torch.sgn
@@ -79,6 +107,31 @@ xt::xarray<T> norm_grad(const Reduction& r, double p, const T* x, const T* norm,
     return d;
 }
 
+// norm_grad with ops, for double backward: PyTorch's norm_backward, with the
+// norm the node's own output (so its dependence on x is differentiated too) and
+// the masks of zeros (0 / 0 taken as 0) constants of the saved values.
+template <class T>
+Tensor norm_grad_op(const Reduction& r, double p, const Tensor& saved, const Tensor& top,
+                    const Tensor& g) {
+    const Tensor x = autograd::saved_input(0, saved);
+    if (std::isinf(p)) {
+        const T* xv = saved.data<T>().data();
+        const T* nv = top.data<T>().data();
+        return sign(x) * share_among_ties_op<T>(r, g, [&](std::size_t i, std::size_t o) {
+                   return std::abs(xv[i]) == nv[o] || std::isnan(xv[i]);
+               });
+    }
+    const Shape kept = kept_shape(r);
+    const std::vector<std::int64_t> sizes(kept.begin(), kept.end());
+    const Tensor gk = reshape(g, sizes), norm = reshape(autograd::saved_output(top), sizes);
+    if (p == 1) return sign(x) * gk;
+    if (p == 2) return gk * masked_fill(x / norm, eq(norm, 0.0), 0.0);
+    if (p < 1)
+        return sign(x) * masked_fill(pow(abs(x), p - 1), eq(x, 0.0), 0.0) * gk * pow(norm, 1 - p);
+    const Tensor scaled = p < 2 ? sign(x) * pow(abs(x), p - 1) : x * pow(abs(x), p - 2);
+    return scaled * masked_fill(gk / pow(norm, p - 1), eq(norm, 0.0), 0.0);
+}
+
 // amax (Max) or amin over dims: each slice's extreme, a NaN winning as in torch;
 // any dtype, with a gradient for floating ones.
 template <bool Max>
@@ -104,15 +157,18 @@ Tensor extreme(const Tensor& x, const std::vector<int>& dims, bool keepdim, cons
         if constexpr (!std::is_floating_point_v<T>) {
             return result;
         } else {
-            return make_result(result, Max ? "AmaxBackward" : "AminBackward", {x},
-                               [r, saved = x.detach(), top = result.detach()](const Tensor& grad) {
-                                   const T* xv = saved.data<T>().data();
-                                   const T* best = top.data<T>().data();
-                                   return autograd::Gradients{wrap(share_among_ties<T>(
-                                       r, grad.data<T>().data(), [&](std::size_t i, std::size_t o) {
-                                           return xv[i] == best[o];
-                                       }))};
-                               });
+            return make_result(
+                result, Max ? "AmaxBackward" : "AminBackward", {x},
+                [r, saved = x.detach(), top = result.detach()](const Tensor& grad) {
+                    const T* xv = saved.data<T>().data();
+                    const T* best = top.data<T>().data();
+                    auto tie = [&](std::size_t i, std::size_t o) { return xv[i] == best[o]; };
+                    if (autograd::creating_graph())
+                        return autograd::Gradients{share_among_ties_op<T>(r, grad, tie)};
+                    return autograd::Gradients{
+                        wrap(share_among_ties<T>(r, grad.data<T>().data(), tie))};
+                },
+                autograd::DoubleBackward::Supported);
         }
     });
 }
@@ -155,9 +211,12 @@ Tensor norm(const Tensor& x, double p, const std::vector<int>& dims, bool keepdi
         return make_result(
             result, "NormBackward", {x},
             [r, p, saved = x.detach(), top = result.detach()](const Tensor& g) {
+                if (autograd::creating_graph())
+                    return autograd::Gradients{norm_grad_op<T>(r, p, saved, top, g)};
                 return autograd::Gradients{wrap(norm_grad(
                     r, p, saved.data<T>().data(), top.data<T>().data(), g.data<T>().data()))};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

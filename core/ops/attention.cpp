@@ -3,7 +3,8 @@
 // every index of the leading (batch, head) dims. Each product is a BLAS gemm;
 // backward saves q, k, v and the attention weights P (dropout's mask is hashed
 // again from its key), and per batch entry runs four gemms and softmax's rule
-// in two [L, S] scratch rows reused across the batch.
+// in two [L, S] scratch rows reused across the batch. Under create_graph the
+// gradients come from the op recomputed with ops, which record.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -173,6 +174,29 @@ void attention_backward(const Settings<T>& c, const T* q, const T* k, const T* v
     }
 }
 
+// True where key j comes after query i: the scores a causal mask sets to -inf.
+Tensor causal_mask(const Dims& d) {
+    auto after = xt::xarray<bool>::from_shape({d.L, d.S});
+    for (std::size_t i = 0; i < d.L; ++i) {
+        for (std::size_t j = 0; j < d.S; ++j) after(i, j) = j > i;
+    }
+    return tensor(std::move(after));
+}
+
+// The op written with ops, as PyTorch's math path: matmul, the mask added (or the
+// causal one filled in), softmax, dropout with the forward's mask, matmul. Its
+// gradients by recomputation are the double backward.
+template <class T>
+Tensor attention_composite(const std::vector<Tensor>& in, const Settings<T>& c, bool is_causal) {
+    Tensor scores = matmul(in[0], transpose(in[1], -2, -1)) * double(c.scale);
+    if (in[3].defined()) scores = scores + in[3];
+    if (is_causal)
+        scores = masked_fill(scores, causal_mask(c.d), -std::numeric_limits<double>::infinity());
+    Tensor weights = softmax(scores, -1);
+    if (c.dropout.active) weights = detail::masked_scale(weights, c.dropout, double(c.drop_scale));
+    return matmul(weights, in[2]);
+}
+
 template <class T>
 T* data_if(std::optional<xt::xarray<T>>& a) {
     return a ? a->data() : nullptr;
@@ -204,8 +228,14 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
             {query, key, value, attn_mask},
             [c, sq = query.detach(), sk = key.detach(), sv = value.detach(), weights,
              need_q = query.requires_grad(), need_k = key.requires_grad(),
-             need_v = value.requires_grad(), need_mask,
-             mask_shape = attn_mask.defined() ? attn_mask.shape() : Shape()](const Tensor& g) {
+             need_v = value.requires_grad(), need_mask, is_causal,
+             sm = attn_mask.defined() ? attn_mask.detach() : Tensor()](const Tensor& g) {
+                if (autograd::creating_graph()) {
+                    return autograd::recomputed_gradients(
+                        g, {sq, sk, sv, sm}, [&](const std::vector<Tensor>& in) {
+                            return attention_composite(in, c, is_causal);
+                        });
+                }
                 const Dims& d = c.d;
                 std::optional<xt::xarray<T>> dq, dk, dv, dm;
                 if (need_q) dq = detail::empty_array<T>(sq.data<T>().shape());
@@ -223,10 +253,11 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
                     Shape scores = d.batch;
                     scores.insert(scores.end(), {d.L, d.S});
                     dm->reshape(scores);
-                    grads[3] = detail::wrap(detail::sum_to_shape(*dm, mask_shape));
+                    grads[3] = detail::wrap(detail::sum_to_shape(*dm, sm.shape()));
                 }
                 return grads;
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

@@ -77,6 +77,52 @@ ClassLayout class_layout(const Tensor& input, const Tensor& target, const Tensor
     return l;
 }
 
+// What weighted_nll's gradient reads: the layout, the targets (int64) and weights
+// ([C] or undefined), and label smoothing s as the target's share (1 - s) and every
+// class's share (s / C).
+template <class T>
+struct NllRule {
+    ClassLayout l;
+    std::int64_t ignore_index;
+    T keep, spread;
+    Tensor target, weight;
+};
+
+// d loss / d log_p for an upstream scale at each position, scale_at(p), 0 where the
+// target is ignore_index: -scale (1 - s) w[t] at the target class t, and -scale
+// (s / C) w[c] at every class c.
+template <class T, class Scale>
+xt::xarray<T> nll_grad(const NllRule<T>& r, const Shape& shape, Scale&& scale_at) {
+    const ClassLayout& l = r.l;
+    const std::int64_t* t = r.target.template data<std::int64_t>().data();
+    const T* w = r.weight.defined() ? r.weight.template data<T>().data() : nullptr;
+    auto d = detail::empty_array<T>(shape);
+    std::fill(d.begin(), d.end(), T(0));
+    for (std::size_t p = 0, n = r.target.numel(); p < n; ++p) {
+        if (t[p] == r.ignore_index) continue;
+        const T scale = scale_at(p);
+        T* row = d.data() + (p / l.inner) * l.classes * l.inner + p % l.inner;
+        row[t[p] * l.inner] -= r.keep * (w ? w[t[p]] : T(1)) * scale;
+        if (r.spread == T(0)) continue;
+        for (std::size_t c = 0; c < l.classes; ++c)
+            row[c * l.inner] -= r.spread * (w ? w[c] : T(1)) * scale;
+    }
+    return d;
+}
+
+// nll_grad with ops, for double backward: linear in g, so the gradient for a scale
+// of 1 (1 / total weight for 'mean') times g spread over the class dim. Its
+// derivative with respect to log_p is zero, yet an edge to log_p, as PyTorch's
+// nll_loss_backward (self: zeros_like(grad)).
+template <class T>
+Tensor nll_grad_op(const NllRule<T>& r, Reduction mode, T total_weight, const Tensor& grad,
+                   const Tensor& log_p) {
+    const T scale = mode == Reduction::Mean ? T(1) / total_weight : T(1);
+    const Tensor per_g = wrap(nll_grad(r, log_p.shape(), [scale](std::size_t) { return scale; }));
+    const Tensor g = mode == Reduction::None && log_p.dim() > 1 ? unsqueeze(grad, 1) : grad;
+    return detail::with_zero_derivative(per_g * g, log_p);
+}
+
 // At each position whose target t is not ignore_index (0 elsewhere), with s the label
 // smoothing: -(1 - s) w[t] log_p[t] - (s / C) sum_c w[c] log_p[c]. With s = 0 that
 // is nll_loss; after log_softmax, PyTorch's smoothed cross_entropy. 'mean' divides by
@@ -86,9 +132,15 @@ Tensor weighted_nll(const Tensor& log_p, const Tensor& target, const Tensor& wei
                     const ClassLayout& l, Reduction mode, std::int64_t ignore_index,
                     double smoothing) {
     return detail::visit_floating(log_p, "nll_loss", [&]<class T>(xt::xarray<T>& lp) {
+        const NllRule<T> rule{l,
+                              ignore_index,
+                              T(1 - smoothing),
+                              T(smoothing / double(l.classes)),
+                              target.detach(),
+                              weight.defined() ? weight.detach() : Tensor()};
         const std::int64_t* t = target.data<std::int64_t>().data();
         const T* w = weight.defined() ? weight.data<T>().data() : nullptr;
-        const T keep = T(1 - smoothing), spread = T(smoothing / double(l.classes));
+        const T keep = rule.keep, spread = rule.spread;
         auto losses = detail::empty_array<T>(target.shape());
         T total_weight = 0;
         for (std::size_t p = 0; p < losses.size(); ++p) {
@@ -116,26 +168,21 @@ Tensor weighted_nll(const Tensor& log_p, const Tensor& target, const Tensor& wei
         }
         return make_result(
             out, "NllLossBackward", {log_p},
-            [l, mode, ignore_index, keep, spread, total_weight, shape = log_p.shape(),
-             saved_t = target.detach(),
-             saved_w = weight.defined() ? weight.detach() : Tensor()](const Tensor& grad) {
-                const std::int64_t* t = saved_t.data<std::int64_t>().data();
-                const T* w = saved_w.defined() ? saved_w.template data<T>().data() : nullptr;
+            [rule, mode, total_weight, shape = log_p.shape(),
+             saved_lp = log_p.impl()->storage](const Tensor& grad) {
+                if (autograd::creating_graph()) {
+                    return autograd::Gradients{
+                        nll_grad_op(rule, mode, total_weight, grad,
+                                    autograd::saved_input(0, detail::tensor_of(saved_lp)))};
+                }
                 const auto& g = grad.data<T>();
-                auto d = detail::empty_array<T>(shape);
-                std::fill(d.begin(), d.end(), T(0));
-                for (std::size_t p = 0, n = saved_t.numel(); p < n; ++p) {
-                    if (t[p] == ignore_index) continue;
+                return autograd::Gradients{wrap(nll_grad(rule, shape, [&](std::size_t p) {
                     T scale = mode == Reduction::None ? g.data()[p] : g();
                     if (mode == Reduction::Mean) scale /= total_weight;
-                    T* row = d.data() + (p / l.inner) * l.classes * l.inner + p % l.inner;
-                    row[t[p] * l.inner] -= keep * (w ? w[t[p]] : T(1)) * scale;
-                    if (spread == T(0)) continue;
-                    for (std::size_t c = 0; c < l.classes; ++c)
-                        row[c * l.inner] -= spread * (w ? w[c] : T(1)) * scale;
-                }
-                return autograd::Gradients{wrap(std::move(d))};
-            });
+                    return scale;
+                }))};
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 
@@ -222,6 +269,66 @@ bool broadcasts_to(const Shape& from, const Shape& to) {
     return true;
 }
 
+// What binary_cross_entropy's gradients depend on besides g: input x, target y,
+// the weight broadcast to x's shape (or undefined) and the reduction.
+struct BceSaved {
+    Tensor x, y, w;
+    Reduction mode;
+};
+
+// A per-element term times w and, for 'mean', divided by the element count.
+Tensor weighted_term(const Tensor& term, const BceSaved& s) {
+    const Tensor t = s.w.defined() ? term * s.w : term;
+    return s.mode == Reduction::Mean ? t / double(s.x.numel()) : t;
+}
+
+// PyTorch's derivatives of the input's gradient g w (x - y) / max(x (1 - x), eps)
+// (binary_cross_entropy_double_backward and its _grad_output and _target twins), not
+// those of the clamped expression: in g and x they divide by (x + 1e-12) and
+// (1 - x + 1e-12) instead, in y by the clamped x (1 - x).
+autograd::Gradients bce_input_grad_derivatives(const Tensor& gg, const Tensor& saved_g,
+                                               const BceSaved& s) {
+    const Tensor g = autograd::saved_input(0, saved_g);
+    const Tensor x = autograd::saved_input(1, s.x), y = autograd::saved_input(2, s.y);
+    constexpr double eps = 1e-12;
+    const Tensor lo = x + eps, hi = 1.0 - x + eps;
+    const Tensor dg = weighted_term((x - y) / (lo * hi) * gg, s);
+    const Tensor dx =
+        weighted_term((x * x - 2.0 * x * y + y) / (square(lo) * square(hi)) * (gg * g), s);
+    const Tensor dy = weighted_term(-(gg * g) / clamp_min((1.0 - x) * x, eps), s);
+    return {detail::sum_to_op(dg, g.shape()), dx, dy};
+}
+
+// The derivatives of the target's gradient -logit(x) g w, PyTorch's composite
+// (binary_cross_entropy_target_backward), logit's derivative being 1 / (x (1 - x)).
+autograd::Gradients bce_target_grad_derivatives(const Tensor& gg, const Tensor& saved_g,
+                                                const BceSaved& s) {
+    const Tensor g = autograd::saved_input(0, saved_g), x = autograd::saved_input(1, s.x);
+    const Tensor dg = weighted_term(-log(x / (1.0 - x)) * gg, s);
+    const Tensor dx = weighted_term(-(gg * g) / (x * (1.0 - x)), s);
+    return {detail::sum_to_op(dg, g.shape()), dx};
+}
+
+// Under create_graph, the kernel's gradients become the outputs of ops of their own
+// over g, x and y, as PyTorch's binary_cross_entropy_backward: the same values, and
+// PyTorch's derivatives of them.
+void record_bce_grads(autograd::Gradients& grads, const Tensor& grad, const BceSaved& s) {
+    const Tensor x = autograd::saved_input(0, s.x), y = autograd::saved_input(1, s.y);
+    const Tensor saved_g = grad.detach();
+    if (grads[0].defined()) {
+        grads[0] = make_result(
+            grads[0], "BinaryCrossEntropyBackwardBackward", {grad, x, y},
+            [saved_g, s](const Tensor& gg) { return bce_input_grad_derivatives(gg, saved_g, s); },
+            autograd::DoubleBackward::Supported);
+    }
+    if (grads[1].defined()) {
+        grads[1] = make_result(
+            grads[1], "BinaryCrossEntropyTargetBackwardBackward", {grad, x},
+            [saved_g, s](const Tensor& gg) { return bce_target_grad_derivatives(gg, saved_g, s); },
+            autograd::DoubleBackward::Supported);
+    }
+}
+
 }  // namespace
 
 // PyTorch's kernel, term for term: (y - 1) max(log(1 - x), -100) - y max(log x, -100),
@@ -260,26 +367,31 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const std
         const bool need_input = input.requires_grad(), need_target = target.requires_grad();
         return make_result(
             out, "BinaryCrossEntropyBackward", {input, target},
-            [mode, need_input, need_target, saved_x = input.detach(), saved_y = target.detach(),
-             saved_w = weight.defined() ? wrap(std::move(w)) : Tensor()](const Tensor& grad) {
-                const T *x = saved_x.data<T>().data(), *y = saved_y.data<T>().data();
-                const T* w = saved_w.defined() ? saved_w.template data<T>().data() : nullptr;
+            [need_input, need_target,
+             s = BceSaved{input.detach(), target.detach(),
+                          weight.defined() ? wrap(std::move(w)) : Tensor(),
+                          mode}](const Tensor& grad) {
+                const T *x = s.x.data<T>().data(), *y = s.y.data<T>().data();
+                const T* w = s.w.defined() ? s.w.template data<T>().data() : nullptr;
                 const auto& g = grad.data<T>();
-                const std::size_t n = saved_x.numel();
-                auto gx = detail::empty_array<T>(saved_x.shape());
-                auto gy = detail::empty_array<T>(saved_x.shape());
+                const std::size_t n = s.x.numel();
+                auto gx = detail::empty_array<T>(s.x.shape());
+                auto gy = detail::empty_array<T>(s.x.shape());
                 for (std::size_t i = 0; i < n; ++i) {
-                    const T gi = mode == Reduction::None ? g.data()[i] : g();
+                    const T gi = s.mode == Reduction::None ? g.data()[i] : g();
                     T dx = gi * (x[i] - y[i]) / std::max((1 - x[i]) * x[i], T(kTorchEpsilon));
                     T dy = -std::log(x[i] / (1 - x[i])) * gi;
                     if (w) dx *= w[i], dy *= w[i];
-                    if (mode == Reduction::Mean) dx /= T(n), dy /= T(n);
+                    if (s.mode == Reduction::Mean) dx /= T(n), dy /= T(n);
                     gx.data()[i] = dx;
                     gy.data()[i] = dy;
                 }
-                return autograd::Gradients{need_input ? wrap(std::move(gx)) : Tensor(),
-                                           need_target ? wrap(std::move(gy)) : Tensor()};
-            });
+                autograd::Gradients grads{need_input ? wrap(std::move(gx)) : Tensor(),
+                                          need_target ? wrap(std::move(gy)) : Tensor()};
+                if (autograd::creating_graph()) record_bce_grads(grads, grad, s);
+                return grads;
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

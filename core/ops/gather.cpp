@@ -4,6 +4,8 @@
 // Each gradient is the matching op run the other way: index_select's is an
 // index_add of g into zeros, gather's a scatter_add of g into zeros, and the
 // two adds pass g to x and gather (or index_select) it for the values added.
+// So under create_graph each backward calls its adjoint op, which records, and
+// second derivatives come out of the four ops' own gradients.
 //
 // Indices follow PyTorch 1.13 on the CPU: int64 only, each in [0, size) of its
 // dim. A negative index is an error there, not counted from the end, and so it
@@ -151,6 +153,28 @@ xt::xarray<T> gathered(const T* from, const Shape& from_walk, std::size_t dim, c
     return out;
 }
 
+std::vector<std::int64_t> sizes_of(const Shape& shape) {
+    return std::vector<std::int64_t>(shape.begin(), shape.end());
+}
+
+// scatter_add's src gradient with ops, for double backward: g gathered at the
+// index, padded with zeros to src's shape where src has entries no index
+// position reaches (an empty index reaches none).
+Tensor src_grad_op(const Tensor& g, std::size_t dim, const Tensor& index, const Shape& src_shape) {
+    if (index.numel() == 0) return zeros(src_shape, g.dtype());
+    Shape current = walk_shape(index), src_walk = src_shape;
+    if (src_walk.empty()) src_walk.push_back(1);
+    Tensor gs = reshape(gather(g, static_cast<int>(dim), index), sizes_of(current));
+    for (std::size_t k = 0; k < current.size(); ++k) {
+        if (current[k] == src_walk[k]) continue;
+        Shape pad = current;
+        pad[k] = src_walk[k] - current[k];
+        gs = cat({gs, zeros(pad, g.dtype())}, static_cast<int>(k));
+        current[k] = src_walk[k];
+    }
+    return reshape(gs, sizes_of(src_shape));
+}
+
 }  // namespace
 
 Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
@@ -178,11 +202,13 @@ Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
         }
         return wrap(std::move(result));
     });
+    // The backward is an op (index_add), so under create_graph it records as it is.
     return make_result(
         out, "IndexSelectBackward", {x},
         [index = saved(index), dim = static_cast<int>(d), shape = x.shape()](const Tensor& g) {
             return autograd::Gradients{index_add(zeros(shape, g.dtype()), dim, index, g)};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor gather(const Tensor& x, int dim, const Tensor& index) {
@@ -198,14 +224,15 @@ Tensor gather(const Tensor& x, int dim, const Tensor& index) {
     return make_result(
         out, "GatherBackward", {x},
         [index = saved(index), dim = static_cast<int>(d), shape = x.shape()](const Tensor& g) {
-            if (g.requires_grad())  // a graph of the gradient: through scatter_add's node
+            if (autograd::creating_graph())  // the same sums, recorded by scatter_add's node
                 return autograd::Gradients{scatter_add(zeros(shape, g.dtype()), dim, index, g)};
             return autograd::Gradients{
                 detail::visit_floating(g, "gather", [&]<class T>(xt::xarray<T>& gv) {
                     return wrap(scattered(gv.data(), walk_shape(g), static_cast<std::size_t>(dim),
                                           index, shape, "gather"));
                 })};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor scatter_add(const Tensor& x, int dim, const Tensor& index, const Tensor& src) {
@@ -236,11 +263,14 @@ Tensor scatter_add(const Tensor& x, int dim, const Tensor& index, const Tensor& 
     return make_result(
         out, "ScatterAddBackward", {x, src},
         [index = saved(index), d, x_walk, src_shape = src.shape()](const Tensor& g) {
+            if (autograd::creating_graph())
+                return autograd::Gradients{g, src_grad_op(g, d, index, src_shape)};
             Tensor gs = detail::visit_floating(g, "scatter_add", [&]<class T>(xt::xarray<T>& gv) {
                 return wrap(gathered(gv.data(), x_walk, d, index, src_shape, "scatter_add"));
             });
             return autograd::Gradients{g, gs};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source,
@@ -276,17 +306,19 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
         }
         return wrap(std::move(result));
     });
-    return make_result(out, "IndexAddBackward", {x, source},
-                       [index = saved(index), dim = static_cast<int>(d), alpha,
-                        shape = source.shape()](const Tensor& g) {
-                           // A 0-d x's g as [1], so that several indices may pick it.
-                           Tensor gs = index_select(g.dim() == 0 ? reshape(g, {1}) : g, dim, index);
-                           if (alpha != 1.0) gs = gs * alpha;
-                           if (gs.shape() != shape)  // a 0-d source, or a 0-d x
-                               gs = reshape(gs,
-                                            std::vector<std::int64_t>(shape.begin(), shape.end()));
-                           return autograd::Gradients{g, gs};
-                       });
+    // Ops only (index_select, mul, reshape): under create_graph it records as it is.
+    return make_result(
+        out, "IndexAddBackward", {x, source},
+        [index = saved(index), dim = static_cast<int>(d), alpha,
+         shape = source.shape()](const Tensor& g) {
+            // A 0-d x's g as [1], so that several indices may pick it.
+            Tensor gs = index_select(g.dim() == 0 ? reshape(g, {1}) : g, dim, index);
+            if (alpha != 1.0) gs = gs * alpha;
+            if (gs.shape() != shape)  // a 0-d source, or a 0-d x
+                gs = reshape(gs, std::vector<std::int64_t>(shape.begin(), shape.end()));
+            return autograd::Gradients{g, gs};
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor one_hot(const Tensor& x, std::int64_t num_classes) {

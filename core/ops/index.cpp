@@ -4,15 +4,33 @@
 // embedding(weight [num, dim], indices int64 [...]) -> [..., dim]:
 //   out[i..., :] = weight[indices[i...], :]
 // Backward scatter-adds each output row's gradient into the row it came from,
-// so an index used twice receives the sum of both gradients.
+// so an index used twice receives the sum of both gradients. That is an
+// index_add of the rows into zeros, which under create_graph it runs as the op,
+// whose own gradient is embedding again (PyTorch's embedding double backward).
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
+
+namespace {
+
+// embedding's gradient with ops, for double backward: grad's rows added into
+// zeros of the table at the rows they came from.
+Tensor embedding_grad_op(const Tensor& grad, const std::vector<std::size_t>& rows, std::size_t num,
+                         std::size_t dim) {
+    auto index = xt::xarray<std::int64_t>::from_shape({rows.size()});
+    std::copy(rows.begin(), rows.end(), index.begin());
+    const Tensor rows_grad =
+        reshape(grad, {static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(dim)});
+    return index_add(zeros({num, dim}, grad.dtype()), 0, tensor(std::move(index)), rows_grad);
+}
+
+}  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
     check(weight.defined() && indices.defined(),
@@ -39,17 +57,20 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
         for (std::size_t r = 0; r < rows.size(); ++r) {
             std::copy_n(w.data() + rows[r] * dim, dim, out.data() + r * dim);
         }
-        return autograd::make_result(detail::wrap(std::move(out)), "EmbeddingBackward", {weight},
-                                     [rows = std::move(rows), num, dim](const Tensor& grad) {
-                                         const T* g = grad.data<T>().data();
-                                         xt::xarray<T> d = xt::zeros<T>({num, dim});
-                                         for (std::size_t r = 0; r < rows.size(); ++r) {
-                                             T* row = d.data() + rows[r] * dim;
-                                             for (std::size_t c = 0; c < dim; ++c)
-                                                 row[c] += g[r * dim + c];
-                                         }
-                                         return autograd::Gradients{detail::wrap(std::move(d))};
-                                     });
+        return autograd::make_result(
+            detail::wrap(std::move(out)), "EmbeddingBackward", {weight},
+            [rows = std::move(rows), num, dim](const Tensor& grad) {
+                if (autograd::creating_graph())
+                    return autograd::Gradients{embedding_grad_op(grad, rows, num, dim)};
+                const T* g = grad.data<T>().data();
+                xt::xarray<T> d = xt::zeros<T>({num, dim});
+                for (std::size_t r = 0; r < rows.size(); ++r) {
+                    T* row = d.data() + rows[r] * dim;
+                    for (std::size_t c = 0; c < dim; ++c) row[c] += g[r * dim + c];
+                }
+                return autograd::Gradients{detail::wrap(std::move(d))};
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

@@ -1,6 +1,6 @@
 // Losses: mse_loss and cross_entropy ([N, C] logits, class indices [N]) fused into one node each
-// with a closed-form gradient; l1_loss, smooth_l1_loss, huber_loss and
-// binary_cross_entropy_with_logits derived from elementwise ops.
+// with a closed-form gradient (written with ops too, for double backward); l1_loss, smooth_l1_loss,
+// huber_loss and binary_cross_entropy_with_logits derived from elementwise ops.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -86,6 +86,23 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
     });
 }
 
+namespace {
+
+// cross_entropy's gradient with ops, for double backward: (softmax(x) - one_hot(t))
+// times g, divided by N for 'mean'. The node keeps log_p, not x: log_p is x shifted
+// by a constant per row, which softmax ignores, so softmax of log_p given x's history
+// is softmax(x), derivatives of every order included.
+Tensor cross_entropy_grad_op(const Tensor& log_p, const Tensor& targets, const Tensor& grad,
+                             Reduction mode) {
+    const Shape shape = log_p.shape();
+    const Tensor picked = one_hot(targets, static_cast<std::int64_t>(shape[1])).to(log_p.dtype());
+    Tensor scale = mode == Reduction::None ? unsqueeze(grad, 1) : grad;
+    if (mode == Reduction::Mean) scale = scale / static_cast<double>(shape[0]);
+    return (softmax(log_p, 1) - picked) * scale;
+}
+
+}  // namespace
+
 // -log_softmax(logits)[target], for logits [N, C] and int64 targets [N] in [0, C).
 // d/dlogits = softmax(logits) - one_hot(target), scaled by the reduction.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::string& reduction) {
@@ -117,26 +134,32 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
             if (mode == Reduction::Mean) total /= static_cast<T>(n);
             out = detail::scalar_array(total);
         }
-        return make_result(wrap(std::move(out)), "CrossEntropyBackward", {logits, targets},
-                           [mode, n, classes, saved = wrap(std::move(log_p)),
-                            saved_t = targets.detach()](const Tensor& grad) {
-                               // softmax - one_hot(target), times the reduction's scale.
-                               const T* log_p = saved.template data<T>().data();
-                               const std::int64_t* t = saved_t.data<std::int64_t>().data();
-                               auto& g = grad.data<T>();
-                               auto d = detail::empty_array<T>({n, classes});
-                               for (std::size_t i = 0; i < n; ++i) {
-                                   T scale = mode == Reduction::None ? g(i) : g();
-                                   if (mode == Reduction::Mean) scale /= static_cast<T>(n);
-                                   const T* in = log_p + i * classes;
-                                   T* row = d.data() + i * classes;
-                                   for (std::size_t c = 0; c < classes; ++c)
-                                       row[c] = detail::fast_exp(in[c]);
-                                   row[t[i]] -= T(1);
-                                   for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
-                               }
-                               return autograd::Gradients{wrap(std::move(d)), Tensor()};
-                           });
+        return make_result(
+            wrap(std::move(out)), "CrossEntropyBackward", {logits, targets},
+            [mode, n, classes, saved = wrap(std::move(log_p)),
+             saved_t = targets.detach()](const Tensor& grad) {
+                if (autograd::creating_graph()) {
+                    return autograd::Gradients{
+                        cross_entropy_grad_op(autograd::saved_input(0, saved), saved_t, grad, mode),
+                        Tensor()};
+                }
+                // softmax - one_hot(target), times the reduction's scale.
+                const T* log_p = saved.template data<T>().data();
+                const std::int64_t* t = saved_t.data<std::int64_t>().data();
+                auto& g = grad.data<T>();
+                auto d = detail::empty_array<T>({n, classes});
+                for (std::size_t i = 0; i < n; ++i) {
+                    T scale = mode == Reduction::None ? g(i) : g();
+                    if (mode == Reduction::Mean) scale /= static_cast<T>(n);
+                    const T* in = log_p + i * classes;
+                    T* row = d.data() + i * classes;
+                    for (std::size_t c = 0; c < classes; ++c) row[c] = detail::fast_exp(in[c]);
+                    row[t[i]] -= T(1);
+                    for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
+                }
+                return autograd::Gradients{wrap(std::move(d)), Tensor()};
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

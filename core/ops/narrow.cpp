@@ -1,6 +1,7 @@
 // narrow, and the ops that cut a tensor into parts with it: chunk, split, select
 // and unbind. Each part is a fresh copy (xgrad has no views); narrow's gradient
-// pastes g back where the rows came from.
+// pastes g back where the rows came from, and the ops built on narrow take
+// their gradients (first and second) from it.
 #include <algorithm>
 #include <cstdint>
 #include <utility>
@@ -29,6 +30,19 @@ void copy_rows(const T* from, std::size_t from_size, std::size_t from_start, T* 
     }
 }
 
+// narrow's gradient with ops, for double backward: g between zeros for the
+// rows before and after it. cat's gradient narrows again, so it records.
+Tensor pasted_op(const Tensor& g, const Shape& shape, std::size_t axis, std::size_t first) {
+    Shape before = shape, after = shape;
+    before[axis] = first;
+    after[axis] = shape[axis] - first - g.shape()[axis];
+    std::vector<Tensor> parts;
+    if (before[axis] > 0) parts.push_back(zeros(before, g.dtype()));
+    parts.push_back(g);
+    if (after[axis] > 0) parts.push_back(zeros(after, g.dtype()));
+    return parts.size() == 1 ? g : cat(parts, static_cast<int>(axis));
+}
+
 }  // namespace
 
 Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length) {
@@ -53,14 +67,19 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length)
         return wrap(std::move(result));
     });
     // The gradient is g pasted back where the rows came from, zeros elsewhere.
-    return make_result(out, "NarrowBackward", {x}, [shape, split, first, rows](const Tensor& g) {
-        return std::vector<Tensor>{
-            detail::visit_floating(g, "narrow", [&]<class T>(xt::xarray<T>& gv) {
-                xt::xarray<T> grad = xt::zeros<T>(shape);
-                copy_rows(gv.data(), rows, 0, grad.data(), split.size, first, rows, split);
-                return wrap(std::move(grad));
-            })};
-    });
+    return make_result(
+        out, "NarrowBackward", {x},
+        [shape, split, axis, first, rows](const Tensor& g) {
+            if (autograd::creating_graph())
+                return std::vector<Tensor>{pasted_op(g, shape, axis, first)};
+            return std::vector<Tensor>{
+                detail::visit_floating(g, "narrow", [&]<class T>(xt::xarray<T>& gv) {
+                    xt::xarray<T> grad = xt::zeros<T>(shape);
+                    copy_rows(gv.data(), rows, 0, grad.data(), split.size, first, rows, split);
+                    return wrap(std::move(grad));
+                })};
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim) {

@@ -1,6 +1,8 @@
 // prod and cumsum along one dim. Both take int64 and bool as well (bool counted
 // as int64, as PyTorch promotes it) and give int64 without a gradient; floating
-// tensors get ProdBackward (exact with zeros) and CumsumBackward.
+// tensors get ProdBackward (exact with zeros) and CumsumBackward, each with a
+// second derivative (its gradient written with ops under create_graph).
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -84,6 +86,39 @@ xt::xarray<T> products_of_others(const T* x, const T* g, const detail::DimSplit&
     return d;
 }
 
+// products_of_others with ops, for double backward: g times prod along a new
+// dim of an [..., n, n, ...] stack whose row j is the slice with entry j
+// replaced by 1. No division, so exact with zeros as the raw loop is (and as
+// PyTorch's cumprod-based path for zeros); the second derivative of each
+// product is prod's own gradient. The stack costs n times x's memory, only
+// when a graph of the backward is recorded.
+Tensor prod_grad_op(const Tensor& x, const Tensor& g, std::size_t axis) {
+    const Shape shape = x.shape();
+    if (shape.empty()) return g;  // a 0-d x is its own product, as PyTorch's prod_backward
+    if (x.numel() == 0) return zeros(shape, g.dtype());
+    std::vector<std::int64_t> kept(shape.begin(), shape.end());
+    kept[axis] = 1;
+    const Tensor spread = reshape(g, kept);
+    const std::size_t n = shape[axis];
+    if (n == 1) return spread;  // the product of no others is 1
+    Shape eye_shape{n, n};      // broadcasts over the dims after axis
+    eye_shape.insert(eye_shape.end(), shape.size() - axis - 1, 1);
+    auto eye = xt::xarray<bool>::from_shape(eye_shape);
+    std::fill(eye.begin(), eye.end(), false);
+    for (std::size_t j = 0; j < n; ++j) eye.data()[j * n + j] = true;
+    const auto row_dim = static_cast<int>(axis);
+    const Tensor others = where(wrap(std::move(eye)), ones({}, x.dtype()), unsqueeze(x, row_dim));
+    return spread * prod(others, row_dim + 1);
+}
+
+// cumsum's gradient with ops: g summed from each entry on, as PyTorch's
+// cumsum_backward reverses, runs cumsum and reverses back. Linear in g.
+Tensor cumsum_grad_op(const Tensor& g, std::size_t axis) {
+    if (g.numel() <= 1 || g.shape()[axis] == 1) return g;
+    const std::vector<int> dims{static_cast<int>(axis)};
+    return flip(cumsum(flip(g, dims), dims[0]), dims);
+}
+
 }  // namespace
 
 Tensor prod(const Tensor& x) {
@@ -120,10 +155,15 @@ Tensor prod(const Tensor& x, int dim, bool keepdim) {
             return result;
         } else {
             return make_result(
-                result, "ProdBackward", {x}, [s, shape, saved = x.detach()](const Tensor& g) {
+                result, "ProdBackward", {x},
+                [s, shape, axis, saved = x.detach()](const Tensor& g) {
+                    if (autograd::creating_graph())
+                        return autograd::Gradients{
+                            prod_grad_op(autograd::saved_input(0, saved), g, axis)};
                     return autograd::Gradients{wrap(
                         products_of_others(saved.data<T>().data(), g.data<T>().data(), s, shape))};
-                });
+                },
+                autograd::DoubleBackward::Supported);
         }
     });
 }
@@ -139,9 +179,14 @@ Tensor cumsum(const Tensor& x, int dim) {
         if constexpr (!std::is_floating_point_v<T>) {
             return result;
         } else {
-            return make_result(result, "CumsumBackward", {x}, [s](const Tensor& g) {
-                return autograd::Gradients{wrap(running_sums(g.data<T>(), s, true))};
-            });
+            return make_result(
+                result, "CumsumBackward", {x},
+                [s, axis](const Tensor& g) {
+                    if (autograd::creating_graph())
+                        return autograd::Gradients{cumsum_grad_op(g, axis)};
+                    return autograd::Gradients{wrap(running_sums(g.data<T>(), s, true))};
+                },
+                autograd::DoubleBackward::Supported);
         }
     });
 }

@@ -1,7 +1,8 @@
 // expand, repeat, flip and roll: plain loops that move whole blocks. Like the
 // other shape ops each returns a fresh copy; expand and repeat tile x, and their
 // gradient sums the tiles back; flip and roll reorder entries along dims, and
-// their gradient flips again or rolls back.
+// their gradient flips again or rolls back (the op itself, so under
+// create_graph it records as it is).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -77,18 +78,43 @@ xt::xarray<T> summed_tiles(const xt::xarray<T>& g, const Shape& shape, const Sha
     return result;
 }
 
+// summed_tiles with ops (reshape and sum), for double backward: along a dim
+// tiled r times, entry t * size + j is entry j of tile t, so g read as
+// [reps[0], padded[0], reps[1], padded[1], ...] sums its tiles over the reps dims.
+Tensor summed_tiles_op(const Tensor& g, const Shape& padded, const Shape& reps,
+                       const Shape& shape) {
+    std::vector<std::int64_t> split;
+    std::vector<int> tile_dims;
+    for (std::size_t d = 0; d < padded.size(); ++d) {
+        if (reps[d] != 1) {
+            tile_dims.push_back(static_cast<int>(split.size()));
+            split.push_back(static_cast<std::int64_t>(reps[d]));
+        }
+        split.push_back(static_cast<std::int64_t>(padded[d]));
+    }
+    // sum with no dims would sum them all: nothing tiled is a plain reshape.
+    const Tensor summed = tile_dims.empty() ? g : sum(reshape(g, split), tile_dims);
+    return reshape(summed, std::vector<std::int64_t>(shape.begin(), shape.end()));
+}
+
 // repeat and expand: x as `padded` tiled by reps; the gradient sums the tiles.
 Tensor tile(const Tensor& x, const Shape& padded, const Shape& reps, const char* op,
             const char* node) {
     Tensor out = detail::visit_any(
         x, op, [&]<class T>(xt::xarray<T>& a) { return wrap(tiled(a, padded, reps)); });
-    return make_result(out, node, {x}, [padded, reps, shape = x.shape(), op](const Tensor& g) {
-        return autograd::Gradients{detail::visit_floating(g, op, [&]<class T>(xt::xarray<T>& gv) {
-            xt::xarray<T> summed = summed_tiles(gv, padded, reps);
-            summed.reshape(shape);
-            return wrap(std::move(summed));
-        })};
-    });
+    return make_result(
+        out, node, {x},
+        [padded, reps, shape = x.shape(), op](const Tensor& g) {
+            if (autograd::creating_graph())
+                return autograd::Gradients{summed_tiles_op(g, padded, reps, shape)};
+            return autograd::Gradients{
+                detail::visit_floating(g, op, [&]<class T>(xt::xarray<T>& gv) {
+                    xt::xarray<T> summed = summed_tiles(gv, padded, reps);
+                    summed.reshape(shape);
+                    return wrap(std::move(summed));
+                })};
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 // a with entry j of the dim laid out by `split` moved to entry to(j): one pass
@@ -163,8 +189,10 @@ Tensor flip(const Tensor& x, const std::vector<int>& dims) {
         }
         return wrap(std::move(result));
     });
-    return make_result(out, "FlipBackward", {x},
-                       [dims](const Tensor& g) { return autograd::Gradients{flip(g, dims)}; });
+    return make_result(
+        out, "FlipBackward", {x},
+        [dims](const Tensor& g) { return autograd::Gradients{flip(g, dims)}; },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
@@ -199,9 +227,10 @@ Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
         }
         return wrap(std::move(result));
     });
-    return make_result(out, "RollBackward", {x}, [back, dims](const Tensor& g) {
-        return autograd::Gradients{roll(g, back, dims)};
-    });
+    return make_result(
+        out, "RollBackward", {x},
+        [back, dims](const Tensor& g) { return autograd::Gradients{roll(g, back, dims)}; },
+        autograd::DoubleBackward::Supported);
 }
 
 }  // namespace xg

@@ -36,6 +36,26 @@ Tensor spread_op(const Tensor& g, const Reduction& r, double scale) {
     return scale == 1.0 ? spread : spread * scale;
 }
 
+// MaxBackward with ops, for double backward: g placed at each slice's arg max
+// along `axis` by a one-hot mask of the saved indices, PyTorch's
+// value_selecting_reduction_backward (a scatter of g). The mask is a constant,
+// so the result is linear in g and, as in PyTorch, has no edge to x.
+Tensor max_grad_op(const Tensor& g, const Tensor& indices, const detail::DimSplit& s,
+                   const Shape& shape, std::size_t axis) {
+    auto picked = xt::xarray<bool>::from_shape(shape);
+    std::fill(picked.begin(), picked.end(), false);
+    const std::int64_t* idx = indices.data<std::int64_t>().data();
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            const auto j = static_cast<std::size_t>(idx[o * s.inner + i]);
+            picked.data()[(o * s.size + j) * s.inner + i] = true;
+        }
+    }
+    std::vector<std::int64_t> kept(shape.begin(), shape.end());
+    if (!kept.empty()) kept[axis] = 1;
+    return where(wrap(std::move(picked)), reshape(g, kept), zeros({}, g.dtype()));
+}
+
 // sum or mean over `axes`; the gradient spreads g (times `scale`) back over them.
 Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool keepdim, bool mean,
                   const char* op) {
@@ -263,8 +283,11 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
     });
     Tensor index_tensor = wrap(std::move(indices));
     // The gradient flows to the arg-max position of each slice only.
-    values =
-        make_result(values, "MaxBackward", {x}, [s, shape, saved = index_tensor](const Tensor& g) {
+    values = make_result(
+        values, "MaxBackward", {x},
+        [s, shape, axis, saved = index_tensor](const Tensor& g) {
+            if (autograd::creating_graph())
+                return autograd::Gradients{max_grad_op(g, saved, s, shape, axis)};
             Tensor d = detail::visit_floating(g, "max", [&]<class T>(xt::xarray<T>& gv) {
                 xt::xarray<T> spread = xt::zeros<T>(shape);
                 const std::int64_t* idx = saved.data<std::int64_t>().data();
@@ -278,7 +301,8 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
                 return wrap(std::move(spread));
             });
             return autograd::Gradients{d};
-        });
+        },
+        autograd::DoubleBackward::Supported);
     return {values, index_tensor};
 }
 

@@ -2,14 +2,17 @@
 // contiguous, so forward is one or two passes per row and backward one pass,
 // where the composition of mean, sub, square and sum (or max, exp, sum, log)
 // makes five to seven passes and as many temporaries. reduce.cpp takes this
-// path for floating tensors whose reduced dims are the trailing ones.
+// path for floating tensors whose reduced dims are the trailing ones. Under
+// create_graph each backward is PyTorch's formula written with ops instead.
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "row_kernels.hpp"
+#include "xgrad/ops.hpp"
 
 namespace xg::detail {
 
@@ -19,6 +22,25 @@ namespace {
 template <class T>
 xt::xarray<T> per_row(std::size_t rows) {
     return empty_array<T>(Shape{rows});
+}
+
+std::vector<std::int64_t> sizes_of(const Shape& shape) { return {shape.begin(), shape.end()}; }
+
+// var's gradient with ops, for double backward: PyTorch's var_backward,
+// 2 / divisor * g * (x - mean(x)) row by row, so x's own mean is differentiated
+// too. x is [..., trailing dims] and g holds one value per row.
+Tensor var_grad_op(const Tensor& x, const Tensor& g, std::size_t n, double divisor) {
+    const Tensor rows = reshape(x, {-1, static_cast<std::int64_t>(n)});
+    const Tensor d = (2.0 / divisor) * reshape(g, {-1, 1}) * (rows - mean(rows, {1}, true));
+    return reshape(d, sizes_of(x.shape()));
+}
+
+// logsumexp's gradient with ops: PyTorch's logsumexp_backward, g * exp(x - out),
+// with out the node's own output, so its dependence on x is differentiated too.
+Tensor logsumexp_grad_op(const Tensor& x, const Tensor& out, const Tensor& g, std::size_t n) {
+    const Tensor rows = reshape(x, {-1, static_cast<std::int64_t>(n)});
+    const Tensor d = reshape(g, {-1, 1}) * exp(rows - reshape(out, {-1, 1}));
+    return reshape(d, sizes_of(x.shape()));
 }
 
 }  // namespace
@@ -45,6 +67,9 @@ Tensor var_rows(const Tensor& x, std::size_t n, double correction) {
         return autograd::make_result(
             wrap(std::move(out)), "VarBackward", {x},
             [saved = x.detach(), means = std::move(means), n, divisor](const Tensor& g) {
+                if (autograd::creating_graph())
+                    return autograd::Gradients{
+                        var_grad_op(autograd::saved_input(0, saved), g, n, divisor)};
                 auto grad = empty_array<T>(saved.shape());
                 const T *xv = saved.data<T>().data(), *gv = g.data<T>().data();
                 for (std::size_t r = 0; r < means.size(); ++r) {
@@ -54,7 +79,8 @@ Tensor var_rows(const Tensor& x, std::size_t n, double correction) {
                         grad.data()[r * n + j] = scale * (xv[r * n + j] - m);
                 }
                 return autograd::Gradients{wrap(std::move(grad))};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 
@@ -76,6 +102,9 @@ Tensor logsumexp_rows(const Tensor& x, std::size_t n) {
         return autograd::make_result(
             result, "LogsumexpBackward", {x},
             [saved = x.detach(), out = result.detach(), n](const Tensor& g) {
+                if (autograd::creating_graph())
+                    return autograd::Gradients{logsumexp_grad_op(
+                        autograd::saved_input(0, saved), autograd::saved_output(out), g, n)};
                 auto grad = empty_array<T>(saved.shape());
                 const T *xv = saved.data<T>().data(), *gv = g.data<T>().data();
                 const T* ov = out.data<T>().data();
@@ -84,7 +113,8 @@ Tensor logsumexp_rows(const Tensor& x, std::size_t n) {
                         grad.data()[r * n + j] = gv[r] * fast_exp(xv[r * n + j] - ov[r]);
                 }
                 return autograd::Gradients{wrap(std::move(grad))};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

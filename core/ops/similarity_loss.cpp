@@ -46,7 +46,9 @@ namespace {
 
 // max(||x||_2 along dim, eps), that dim kept with size 1. The gradient is
 // g x / max(||x||, eps), as PyTorch's: it clamps the norm in place without grad, and
-// the norm's backward then reads the clamped value (a zero x gets 0, not NaN).
+// the norm's backward then reads the clamped value (a zero x gets 0, not NaN). Under
+// create_graph the same formula with ops, the norm being this node's output, as
+// PyTorch's norm_backward differentiates.
 Tensor clamped_norm(const Tensor& x, std::size_t dim, double eps) {
     return detail::visit_floating(x, "cosine_similarity", [&]<class T>(xt::xarray<T>& a) {
         Shape shape = x.shape();
@@ -65,6 +67,10 @@ Tensor clamped_norm(const Tensor& x, std::size_t dim, double eps) {
         return make_result(
             n, "ClampedNormBackward", {x},
             [s, saved_x = x.detach(), saved_n = n.detach()](const Tensor& grad) {
+                if (autograd::creating_graph()) {
+                    return autograd::Gradients{grad * autograd::saved_input(0, saved_x) /
+                                               autograd::saved_output(saved_n)};
+                }
                 const T *xv = saved_x.data<T>().data(), *nv = saved_n.data<T>().data();
                 const T* g = grad.data<T>().data();
                 auto d = detail::empty_array<T>(saved_x.shape());
@@ -77,7 +83,8 @@ Tensor clamped_norm(const Tensor& x, std::size_t dim, double eps) {
                     }
                 }
                 return autograd::Gradients{wrap(std::move(d))};
-            });
+            },
+            autograd::DoubleBackward::Supported);
     });
 }
 

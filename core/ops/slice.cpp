@@ -2,7 +2,8 @@
 // Tensor::index (x[...] with integers, slices, None, Ellipsis and one index
 // tensor). A step of 1 is narrow(); other steps copy every step-th entry and
 // paste the gradient back the same way. index() is a walk over the indices
-// that turns each into one of those ops, so every gradient is theirs.
+// that turns each into one of those ops, so every gradient is theirs, second
+// derivatives included.
 #include <algorithm>
 #include <cstdint>
 #include <string_view>
@@ -61,6 +62,17 @@ std::int64_t clamp_bound(std::optional<std::int64_t> bound, std::int64_t fallbac
     return std::clamp<std::int64_t>(b, 0, size);
 }
 
+// The strided slice's gradient with ops, for double backward: rows first,
+// first + step, ... are an index, and pasting g at them is index_add into
+// zeros, whose own gradient (index_select) is the slice again.
+Tensor strided_paste_op(const Tensor& g, const Shape& in_shape, std::size_t axis, std::size_t first,
+                        std::size_t step) {
+    const auto start = static_cast<std::int64_t>(first), stride = static_cast<std::int64_t>(step);
+    const auto rows = static_cast<std::int64_t>(g.shape()[axis]);
+    const Tensor picked = arange(start, start + rows * stride, stride);
+    return index_add(zeros(in_shape, g.dtype()), static_cast<int>(axis), picked, g);
+}
+
 }  // namespace
 
 Tensor Tensor::slice(int dim, std::optional<std::int64_t> start, std::optional<std::int64_t> end,
@@ -88,14 +100,18 @@ Tensor Tensor::slice(int dim, std::optional<std::int64_t> start, std::optional<s
     });
     // The gradient is g pasted back at every step-th row, zeros between.
     return autograd::make_result(
-        out, "SliceBackward", {*this}, [in_shape, split, from, stride, rows](const Tensor& g) {
+        out, "SliceBackward", {*this},
+        [in_shape, split, axis, from, stride, rows](const Tensor& g) {
+            if (autograd::creating_graph())
+                return std::vector<Tensor>{strided_paste_op(g, in_shape, axis, from, stride)};
             return std::vector<Tensor>{
                 detail::visit_floating(g, "slice", [&]<class T>(xt::xarray<T>& gv) {
                     auto grad = detail::zeros_array<T>(in_shape);
                     strided_rows(gv.data(), grad.data(), split, from, stride, rows, true);
                     return detail::wrap(std::move(grad));
                 })};
-        });
+        },
+        autograd::DoubleBackward::Supported);
 }
 
 Tensor Tensor::index(std::initializer_list<indexing::TensorIndex> indices) const {

@@ -124,13 +124,27 @@ TEST_CASE("backward through a freed graph gives PyTorch's error") {
 }
 
 TEST_CASE("an op without a recorded backward: exact first derivative, refused second") {
+    // A custom op whose backward computes with raw values (no DoubleBackward::Supported).
+    auto cube = [](const Tensor& x) {
+        Tensor value;
+        {
+            xg::NoGradGuard no_grad;
+            value = x * x * x;
+        }
+        Tensor saved = x.detach();
+        return xg::autograd::make_result(value, "CubeBackward", {x}, [saved](const Tensor& g) {
+            xg::NoGradGuard raw;
+            return std::vector<Tensor>{g * 3.0 * saved * saved};
+        });
+    };
     Tensor x = test::f64({1.0, 2.0, 4.0}, true);
-    Tensor plain = xg::autograd::grad({xg::var(x)}, {x})[0];
-    Tensor g = xg::autograd::grad({xg::var(x)}, {x}, {}, std::nullopt, true)[0];
+    Tensor plain = xg::autograd::grad({xg::sum(cube(x))}, {x})[0];
+    Tensor g = xg::autograd::grad({xg::sum(cube(x))}, {x}, {}, std::nullopt, true)[0];
     CHECK(test::identical(g, plain));
     CHECK(g.requires_grad());
+    CHECK(g.grad_fn_name() == "CubeBackwardBackward");
     CHECK_THROWS_WITH(xg::sum(g * g).backward(),
-                      doctest::Contains("the derivative of VarBackward is not implemented for "
+                      doctest::Contains("the derivative of CubeBackward is not implemented for "
                                         "double backward"));
 }
 

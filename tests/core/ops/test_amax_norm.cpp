@@ -1,8 +1,10 @@
 // Tests for amax, amin and norm (core/ops/amax_norm.cpp): ties sharing the
-// gradient, 0-d tensors, dtypes, float64 gradchecks for every p, and the error
-// messages. Their PyTorch reference cases run in test_reduce.cpp.
+// gradient, 0-d tensors, dtypes, float64 gradchecks and gradgradchecks for
+// every p, and the error messages. Their PyTorch reference cases run in
+// test_reduce.cpp.
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -119,4 +121,73 @@ TEST_CASE("amax, amin and norm: error messages") {
                          "norm: expected p = 1, 2, any other p > 0, or inf (got -inf)", xg::Error);
     CHECK_THROWS_WITH_AS(xg::norm(xg::arange(3)),
                          "norm: expected a floating-point tensor (got int64)", xg::Error);
+}
+
+TEST_CASE("double backward: amax, amin and norm for every p") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+    };
+    const double inf = std::numeric_limits<double>::infinity();
+    std::vector<Row> rows = {
+        {"amax", [](const In& in) { return xg::amax(in[0]) * in[0]; }},
+        {"amax {1}", [](const In& in) { return xg::amax(in[0], {1}); }},
+        {"amax {0, -1} keepdim of x^2",
+         [](const In& in) {
+             return xg::amax(in[0] * in[0], {0, -1}, true);
+         }},
+        {"amin {-2}", [](const In& in) { return xg::amin(in[0], {-2}) * xg::amin(in[0], {-2}); }},
+        {"amin {2, 0} keepdim",
+         [](const In& in) {
+             return xg::amin(in[0], {2, 0}, true);
+         }},
+    };
+    for (double p : {1.0, 2.0, 3.0, 0.5, 1.5, inf}) {
+        rows.push_back({"norm", [p](const In& in) { return xg::norm(in[0], p); }});
+        rows.push_back({"norm {1}", [p](const In& in) { return xg::norm(in[0], p, {1}); }});
+        rows.push_back({"norm {-1, 0} keepdim", [p](const In& in) {
+                            return xg::norm(in[0], p, {-1, 0}, true);
+                        }});
+        rows.push_back({"norm of x^2 times x", [p](const In& in) {
+                            return xg::norm(in[0] * in[0], p, {2}, true) * in[0];
+                        }});
+    }
+    // Away from the kinks: no ties, no zeros, where |x| and the extremes bend.
+    const Tensor x = test::away_from_kinks({2, 3, 4}, 48);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+        const char* name = rows[k].name;
+        CAPTURE(name);
+        CAPTURE(k);
+        CHECK(test::gradgradcheck(rows[k].fn, {x}));
+    }
+    const Tensor s = test::f64(xt::xarray<double>(-0.75));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::amax(in[0], {0}) * in[0]; }, {s}));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::norm(in[0], 3.0) * in[0]; }, {s}));
+}
+
+TEST_CASE("double backward: the recorded gradients keep the tie and zero rules") {
+    // Under create_graph the same values as the raw loops: ties share g evenly,
+    // the 2-norm of a zero vector has a zero gradient.
+    const double inf = std::numeric_limits<double>::infinity();
+    Tensor x = test::f64({{1, 3, 3}, {-3, 2, 3}}, true);
+    Tensor zero = test::f64({0, 0, 0}, true);
+    std::vector<std::pair<Tensor, test::Fn>> cases = {
+        {x, [](const In& in) { return xg::amax(in[0], {1}); }},
+        {x, [](const In& in) { return xg::amin(in[0], {0}); }},
+        {x, [inf](const In& in) { return xg::norm(in[0], inf); }},
+        {zero, [](const In& in) { return xg::norm(in[0]); }},
+        {zero, [](const In& in) { return xg::norm(in[0], 3.0); }},
+    };
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+        CAPTURE(k);
+        const Tensor& in = cases[k].first;
+        Tensor out = cases[k].second({in});
+        // A seed with a history of its own: amax's gradient depends on it alone.
+        Tensor seed = (xg::ones_like(out) * 0.5).detach();
+        seed.requires_grad_(true);
+        Tensor plain = xg::autograd::grad({out}, {in}, {seed}, true)[0];
+        Tensor recorded = xg::autograd::grad({out}, {in}, {seed}, true, true)[0];
+        CHECK(recorded.requires_grad());
+        CHECK_VALUES(recorded, test::values(plain));
+    }
 }

@@ -1,7 +1,8 @@
 // Tests for scaled_dot_product_attention (core/ops/attention.cpp): output and the
 // gradients of query, key, value and a floating mask against PyTorch
 // (core/reference/gen_attention.py) in float64 and float32, float64 gradchecks
-// with every kind of mask, dropout's mask and scale, and the op's errors.
+// and gradgradchecks with every kind of mask, dropout's mask and scale, and the
+// op's errors.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -115,6 +116,34 @@ TEST_CASE("scaled_dot_product_attention with dropout gradchecks under a fixed ma
     CHECK(test::gradcheck(
         [](const std::vector<Tensor>& in) {
             xg::manual_seed(3);  // every evaluation draws the same dropout mask
+            return xg::scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), 0.3);
+        },
+        {q, k, v}));
+}
+
+TEST_CASE("double backward: scaled_dot_product_attention with every mask kind and dropout") {
+    // Small shapes: each numerical derivative runs the op and its recorded backward.
+    const Tensor q = test::randn64({2, 2, 3}, 21), k = test::randn64({2, 3, 3}, 22),
+                 v = test::randn64({2, 3, 2}, 23), mask = test::randn64({2, 3}, 24);
+    CHECK(test::gradgradcheck(
+        [](const std::vector<Tensor>& in) {
+            return xg::scaled_dot_product_attention(in[0], in[1], in[2]);
+        },
+        {q, k, v}));
+    CHECK(test::gradgradcheck(
+        [](const std::vector<Tensor>& in) {
+            return xg::scaled_dot_product_attention(in[0], in[1], in[2], in[3]);
+        },
+        {q, k, v, mask}));
+    // Causal, without batch dims: the -inf scores stay out of every derivative.
+    CHECK(test::gradgradcheck(
+        [](const std::vector<Tensor>& in) {
+            return xg::scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), 0.0, true);
+        },
+        {test::randn64({3, 2}, 25), test::randn64({4, 2}, 26), test::randn64({4, 3}, 27)}));
+    CHECK(test::gradgradcheck(
+        [](const std::vector<Tensor>& in) {
+            xg::manual_seed(5);  // every evaluation draws the same dropout mask
             return xg::scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), 0.3);
         },
         {q, k, v}));

@@ -1,7 +1,8 @@
 // Tests for the class losses (core/ops/class_loss.cpp): cross_entropy with weight,
 // ignore_index, label smoothing and class probabilities, nll_loss and
-// binary_cross_entropy: the fused path, float32, gradchecks for every reduction and
-// error messages. Their PyTorch reference cases run in test_loss.cpp.
+// binary_cross_entropy: the fused path, float32, gradchecks and gradgradchecks for
+// every reduction, PyTorch's second-derivative conventions and error messages. Their PyTorch
+// reference cases run in test_loss.cpp.
 #include <string>
 #include <vector>
 
@@ -41,24 +42,30 @@ TEST_CASE(
           doctest::Approx(xg::binary_cross_entropy(p, y).item<double>()).epsilon(1e-6));
 }
 
-TEST_CASE("gradcheck: cross_entropy options, nll_loss and binary_cross_entropy") {
-    struct Row {
-        const char* name;
-        test::Fn fn;
-        In inputs;
-    };
+namespace {
+
+struct LossRow {
+    const char* name;
+    test::Fn fn;
+    In inputs;
+};
+
+// The cross_entropy options, nll_loss and binary_cross_entropy cases both the
+// first- and the second-derivative checks run, for every reduction.
+std::vector<LossRow> class_loss_rows() {
     const Tensor logits = test::randn64({4, 5}, 80), logits3 = test::randn64({2, 3, 4}, 81);
     const Tensor classes = test::i64({4, -100, 2, 0});
     const Tensor classes3 = test::i64({{0, 2, -100, 1}, {2, 1, 0, 0}});
     const Tensor w5 = test::f64({0.5, 1.0, 2.0, 0.25, 1.5}), w3 = test::f64({2.0, 0.5, 1.0});
     const Tensor probs = xg::softmax(test::randn64({4, 5}, 82), 1).detach();
     // Probabilities and targets away from 0 and 1, where PyTorch's gradient formulas
-    // are the derivatives of its forward expressions.
+    // are the derivatives of its forward expressions (and its second-derivative
+    // formulas' 1e-12 shifts of x and 1 - x do not show).
     const Tensor p = (xg::sigmoid(test::randn64({3, 4}, 83)) * 0.8 + 0.1).detach();
     const Tensor labels = xg::rand({3, 4}, xg::kFloat64);
     const Tensor row = test::randn64({4}, 89);
     const Tensor unbatched = test::randn64({5}, 90), class3 = xg::full({}, 3.0, xg::kInt64);
-    std::vector<Row> rows;
+    std::vector<LossRow> rows;
     for (std::string r : {"none", "mean", "sum"}) {
         rows.push_back(
             {"ce weight ignore smoothing",
@@ -75,21 +82,69 @@ TEST_CASE("gradcheck: cross_entropy options, nll_loss and binary_cross_entropy")
             {"ce unbatched",
              [=](const In& in) { return xg::cross_entropy(in[0], class3, r, w5, -100, 0.3); },
              {unbatched}});
+        // Linear in its input: the second derivative checks the gradient's linearity
+        // in g and its zero derivative in the input; of squares, it runs on into x * x.
         rows.push_back({"nll weight ignore",
                         [=](const In& in) { return xg::nll_loss(in[0], classes, r, w5); },
                         {logits}});
         rows.push_back({"nll [N, C, d]",
                         [=](const In& in) { return xg::nll_loss(in[0], classes3, r); },
                         {logits3}});
+        rows.push_back({"nll [N, C, d] of squares",
+                        [=](const In& in) { return xg::nll_loss(in[0] * in[0], classes3, r); },
+                        {logits3}});
         rows.push_back(
             {"bce weight",
              [=](const In& in) { return xg::binary_cross_entropy(in[0], in[1], r, row); },
              {p, labels}});
     }
-    for (const auto& row_case : rows) {
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: cross_entropy options, nll_loss and binary_cross_entropy") {
+    for (const auto& row_case : class_loss_rows()) {
         CAPTURE(row_case.name);
         CHECK(test::gradcheck(row_case.fn, row_case.inputs));
     }
+}
+
+TEST_CASE("double backward: cross_entropy options, nll_loss and binary_cross_entropy") {
+    for (const auto& row_case : class_loss_rows()) {
+        CAPTURE(row_case.name);
+        CHECK(test::gradgradcheck(row_case.fn, row_case.inputs));
+    }
+}
+
+TEST_CASE("double backward: nll_loss's gradient has a zero derivative in its input, as PyTorch's") {
+    // PyTorch's nll_loss_backward: self: zeros_like(grad), zeros rather than unused.
+    Tensor x = test::randn64({3, 4}, 91);
+    x.requires_grad_(true);
+    Tensor g =
+        xg::autograd::grad({xg::nll_loss(x, test::i64({1, 0, 3}))}, {x}, {}, std::nullopt, true)[0];
+    CHECK(g.requires_grad());
+    CHECK_VALUES(xg::autograd::grad({xg::sum(g * g)}, {x})[0],
+                 xt::xarray<double>(xt::zeros<double>({3, 4})));
+}
+
+TEST_CASE("double backward: binary_cross_entropy's second derivatives are PyTorch's formulas") {
+    // Finite at x = 0 and 1, as the first derivative: d/dx of the input's gradient is
+    // (x^2 - 2 x y + y) / ((x + eps)^2 (1 - x + eps)^2), d/dy is -1 / max(x (1 - x), eps),
+    // eps = 1e-12 (binary_cross_entropy_double_backward and _target).
+    const xt::xarray<double> xv{0.0, 1.0, 0.25}, yv{0.25, 0.5, 1.0};
+    Tensor x = test::f64(xv, true), y = test::f64(yv, true);
+    Tensor loss = xg::binary_cross_entropy(x, y, "sum");
+    Tensor plain = xg::autograd::grad({loss}, {x}, {}, true)[0];
+    Tensor gx = xg::autograd::grad({loss}, {x}, {}, std::nullopt, true)[0];
+    CHECK(test::identical(gx, plain));  // the kernel's values, with a history
+    CHECK(gx.grad_fn_name() == "BinaryCrossEntropyBackwardBackward");
+    std::vector<Tensor> second = xg::autograd::grad({xg::sum(gx)}, {x, y});
+    const double eps = 1e-12;
+    const xt::xarray<double> lo = xv + eps, hi = 1.0 - xv + eps;
+    CHECK_VALUES(second[0],
+                 xt::xarray<double>((xv * xv - 2.0 * xv * yv + yv) / (lo * lo * hi * hi)));
+    CHECK_VALUES(second[1], xt::xarray<double>(-1.0 / xt::maximum((1.0 - xv) * xv, eps)));
 }
 
 TEST_CASE("cross_entropy options, nll_loss and binary_cross_entropy: errors") {

@@ -1,7 +1,8 @@
 // Tests for the gather and scatter ops (core/ops/gather.cpp): index_select,
 // gather, scatter_add, index_add and one_hot against PyTorch's values and
 // gradients (tests/core/reference/gen_gather.py), 0-d and empty cases, float64
-// gradchecks with respect to every floating input, and the error messages.
+// gradchecks and gradgradchecks with respect to every floating input, and the
+// error messages.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -188,6 +189,55 @@ TEST_CASE("gradcheck: index_select, gather, scatter_add and index_add in float64
     for (const auto& row : rows) {
         CAPTURE(row.name);
         CHECK(test::gradcheck(row.fn, row.inputs));
+    }
+}
+
+TEST_CASE("double backward: index_select, gather, scatter_add and index_add in float64") {
+    // Each output squared: its gradient 2 y v depends on the inputs, so the
+    // second derivative runs through the op's forward and its recorded backward.
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    Tensor rows3 = test::i64({2, 0, 2});  // entry 2 picked twice, entry 1 never
+    Tensor g_index = test::i64({{{1, 0}, {1, 1}, {2, 1}}, {{0, 2}, {0, 0}, {2, 2}}});
+    Tensor s_index = test::i64({{2, 0, 2, 2}, {1, 1, 0, 2}});
+    Tensor twice = test::i64({0, 0});
+    Tensor zero = xg::full({}, 0, xg::kInt64);
+    auto squared = [](const Tensor& y) { return y * y; };
+    std::vector<Row> rows = {
+        {"index_select middle dim",
+         [&](const In& in) { return squared(xg::index_select(in[0], 1, rows3)); },
+         {test::randn64({2, 3, 2}, 100)}},
+        {"index_select of a 0-d tensor",
+         [&](const In& in) { return squared(xg::index_select(in[0], 0, zero)); },
+         {test::randn64({}, 101)}},
+        {"gather middle dim",
+         [&](const In& in) { return squared(xg::gather(in[0], 1, g_index)); },
+         {test::randn64({2, 3, 2}, 102)}},
+        {"gather dim -1, index smaller",
+         [&](const In& in) { return squared(xg::gather(in[0], -1, g_index)); },
+         {test::randn64({3, 4, 3}, 103)}},
+        {"scatter_add x and src",
+         [&](const In& in) { return squared(xg::scatter_add(in[0], 0, s_index, in[1])); },
+         {test::randn64({3, 5}, 104), test::randn64({2, 4}, 105)}},
+        {"scatter_add src larger than index",
+         [&](const In& in) { return squared(xg::scatter_add(in[0], -1, s_index, in[1])); },
+         {test::randn64({2, 4}, 106), test::randn64({3, 5}, 107)}},
+        {"scatter_add into a 0-d x",
+         [&](const In& in) { return squared(xg::scatter_add(in[0], 0, twice, in[1])); },
+         {test::randn64({}, 108), test::randn64({2}, 109)}},
+        {"index_add x and source, alpha",
+         [&](const In& in) { return squared(xg::index_add(in[0], 1, rows3, in[1], 0.5)); },
+         {test::randn64({2, 3, 2}, 110), test::randn64({2, 3, 2}, 111)}},
+        {"index_add into a 0-d x",
+         [&](const In& in) { return squared(xg::index_add(in[0], 0, twice, in[1], -1.5)); },
+         {test::randn64({}, 112), test::randn64({2}, 113)}},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradgradcheck(row.fn, row.inputs));
     }
 }
 

@@ -1,7 +1,8 @@
 // Tests for the indexing ops (core/ops/index.cpp): embedding's rows looked up and
 // its gradient scatter-added into the rows they came from (a repeated index
-// receives the sum), by hand; a float64 gradcheck with respect to the table; and
-// its error messages. The Embedding module is tested in tests/nn/test_embedding.cpp.
+// receives the sum), by hand; float64 gradchecks and gradgradchecks with respect
+// to the table; and its error messages. The Embedding module is tested in
+// tests/nn/test_embedding.cpp.
 #include <cstdint>
 #include <sstream>
 #include <vector>
@@ -75,6 +76,24 @@ TEST_CASE("embedding gradchecks in float64 with respect to the table") {
     CHECK(
         test::gradcheck([&](const std::vector<Tensor>& in) { return xg::embedding(in[0], scalar); },
                         {test::randn64({3, 4}, 22)}));
+}
+
+TEST_CASE("double backward: embedding in float64") {
+    // Rows picked more than once and a row never picked; the output squared, so
+    // the second derivative runs through the lookup and its recorded backward.
+    Tensor indices = test::i64({{1, 0}, {4, 1}, {1, 4}});
+    CHECK(test::gradgradcheck(
+        [&](const std::vector<Tensor>& in) {
+            Tensor y = xg::embedding(in[0], indices);
+            return y * y;
+        },
+        {test::randn64({5, 3}, 150)}));
+    Tensor scalar = xg::full({}, 2, xg::kInt64);
+    CHECK(test::gradgradcheck(
+        [&](const std::vector<Tensor>& in) {
+            return xg::embedding(in[0], scalar) * xg::embedding(in[0], indices);
+        },
+        {test::randn64({5, 3}, 151)}));
 }
 
 TEST_CASE("embedding error messages") {

@@ -1,8 +1,8 @@
 // Tests for the losses (core/ops/loss.cpp): mse_loss by hand and against the
 // expressions its kernels replaced, cross_entropy, l1, smooth_l1, huber and
-// binary_cross_entropy_with_logits against PyTorch, gradchecks for every reduction,
-// and error messages; and the PyTorch reference cases of
-// tests/core/reference/gen_losses2.py, which span cross_entropy's options, nll_loss,
+// binary_cross_entropy_with_logits against PyTorch, gradchecks and gradgradchecks for
+// every reduction, second derivatives at the kinks, and error messages; and the PyTorch reference
+// cases of tests/core/reference/gen_losses2.py, which span cross_entropy's options, nll_loss,
 // binary_cross_entropy (test_class_loss.cpp), kl_div and the cosine losses
 // (test_similarity_loss.cpp).
 #include <string>
@@ -187,6 +187,76 @@ TEST_CASE("l1, smooth_l1, huber and binary_cross_entropy_with_logits: float64 gr
                    xg::binary_cross_entropy_with_logits(in[0], labels, "mean", pos_weight);
         },
         {x}));
+}
+
+TEST_CASE(
+    "double backward: cross_entropy, l1, smooth_l1, huber and binary_cross_entropy_with_logits") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    const Tensor logits = test::randn64({4, 5}, 62), classes = test::i64({4, 0, 2, 2});
+    // Targets 0.6 away from each input, off every kink: inside smooth_l1's beta 1 and
+    // huber's delta 1, outside beta 0.5 and delta 0.3, where their second derivatives
+    // are 0 (PyTorch's d < beta, d < delta).
+    const Tensor x = test::randn64({3, 4}, 5);
+    const Tensor y = (x + 0.6 * xg::sign(test::randn64({3, 4}, 6))).detach();
+    const Tensor labels = xg::clamp(test::randn64({3, 4}, 7), 0.0, 1.0).detach();
+    const Tensor pos_weight = test::f64({0.5, 1.0, 2.0, 3.0});
+    std::vector<Row> rows;
+    for (std::string r : {"none", "mean", "sum"}) {
+        rows.push_back(
+            {"ce", [=](const In& in) { return xg::cross_entropy(in[0], classes, r); }, {logits}});
+        rows.push_back({"l1", [=](const In& in) { return xg::l1_loss(in[0], in[1], r); }, {x, y}});
+        rows.push_back({"smooth_l1 inside beta",
+                        [=](const In& in) { return xg::smooth_l1_loss(in[0], in[1], r, 1.0); },
+                        {x, y}});
+        rows.push_back({"smooth_l1 outside beta",
+                        [=](const In& in) { return xg::smooth_l1_loss(in[0], in[1], r, 0.5); },
+                        {x, y}});
+        rows.push_back({"smooth_l1 beta 0",
+                        [=](const In& in) { return xg::smooth_l1_loss(in[0], in[1], r, 0.0); },
+                        {x, y}});
+        rows.push_back({"huber inside delta",
+                        [=](const In& in) { return xg::huber_loss(in[0], in[1], r, 1.0); },
+                        {x, y}});
+        rows.push_back({"huber outside delta",
+                        [=](const In& in) { return xg::huber_loss(in[0], in[1], r, 0.3); },
+                        {x, y}});
+        rows.push_back({"bce_with_logits",
+                        [=](const In& in) {
+                            return xg::binary_cross_entropy_with_logits(in[0], in[1], r, Tensor());
+                        },
+                        {x, labels}});
+        rows.push_back({"bce_with_logits pos_weight",
+                        [=](const In& in) {
+                            return xg::binary_cross_entropy_with_logits(in[0], in[1], r,
+                                                                        pos_weight);
+                        },
+                        {x, labels}});
+    }
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradgradcheck(row.fn, row.inputs));
+    }
+}
+
+TEST_CASE("double backward: smooth_l1 and huber at their kinks, as PyTorch's") {
+    // PyTorch's smooth_l1_loss_double_backward is (|d| < beta) / beta and
+    // huber_loss_double_backward (|d| < delta): at |d| = beta or delta, 0.
+    Tensor x = test::f64({0.0, 0.5, -0.5, 1.5}, true);
+    const Tensor zero = xg::zeros({4}, xg::kFloat64);
+    auto hessian_diagonal = [&](const Tensor& loss) {
+        Tensor g = xg::autograd::grad({loss}, {x}, {}, std::nullopt, true)[0];
+        return xg::autograd::grad({xg::sum(g)}, {x})[0];
+    };
+    CHECK_VALUES(hessian_diagonal(xg::smooth_l1_loss(x, zero, "sum", 0.5)),
+                 (xt::xarray<double>{2.0, 0.0, 0.0, 0.0}));
+    CHECK_VALUES(hessian_diagonal(xg::huber_loss(x, zero, "sum", 0.5)),
+                 (xt::xarray<double>{1.0, 0.0, 0.0, 0.0}));
+    CHECK_VALUES(hessian_diagonal(xg::l1_loss(x, zero, "sum")),
+                 (xt::xarray<double>{0.0, 0.0, 0.0, 0.0}));
 }
 
 namespace {

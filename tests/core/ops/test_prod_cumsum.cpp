@@ -1,6 +1,7 @@
 // Tests for prod and cumsum (core/ops/prod_cumsum.cpp): prod's exact gradient with
 // zeros, the empty product, 0-d tensors, int64 and bool inputs, float64 gradchecks
-// and the error messages. Their PyTorch reference cases run in test_reduce.cpp.
+// and gradgradchecks (prod's with zeros too), and the error messages. Their
+// PyTorch reference cases run in test_reduce.cpp.
 #include <cstdint>
 #include <vector>
 
@@ -99,4 +100,48 @@ TEST_CASE("prod and cumsum: error messages") {
                          "prod: expected a defined tensor (got an undefined one)", xg::Error);
     CHECK_THROWS_WITH_AS(xg::cumsum(Tensor(), 0),
                          "cumsum: expected a defined tensor (got an undefined one)", xg::Error);
+}
+
+TEST_CASE("double backward: prod and cumsum, prod with zeros") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+    };
+    std::vector<Row> rows = {
+        {"prod", [](const In& in) { return xg::prod(in[0]); }},
+        {"prod 0", [](const In& in) { return xg::prod(in[0], 0); }},
+        {"prod 1 keepdim", [](const In& in) { return xg::prod(in[0], 1, true); }},
+        {"prod -1", [](const In& in) { return xg::prod(in[0], -1); }},
+        {"cumsum 0", [](const In& in) { return xg::cumsum(in[0], 0) * in[0]; }},
+        {"cumsum 1", [](const In& in) { return xg::cumsum(in[0] * in[0], 1); }},
+        {"cumsum -1", [](const In& in) { return xg::cumsum(in[0], -1); }},
+    };
+    const Tensor x = test::away_from_kinks({2, 3, 4}, 46);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+        const char* name = rows[k].name;
+        CAPTURE(name);
+        CHECK(test::gradgradcheck(rows[k].fn, {x}));
+    }
+    // A product is a polynomial: its second derivatives are exact with one zero
+    // in a slice and with two (where the first derivative is all zeros).
+    const Tensor zeros = test::f64({{1.5, 0.0, 2.0, -0.5}, {0.0, 3.0, 0.0, -1.25}});
+    CHECK(test::gradgradcheck([](const In& in) { return xg::prod(in[0], 1); }, {zeros}));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::prod(in[0]); }, {zeros}));
+    // 0-d, and a dim of size 1: the gradient is g itself.
+    const Tensor s = test::f64(xt::xarray<double>(-1.5));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::prod(in[0], 0) * in[0]; }, {s}));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::cumsum(in[0], 0) * in[0]; }, {s}));
+    CHECK(
+        test::gradgradcheck([](const In& in) { return xg::prod(in[0], 1) * xg::cumsum(in[0], 1); },
+                            {test::randn64({3, 1}, 47)}));
+}
+
+TEST_CASE("double backward: prod's second derivative with two zeros in a slice") {
+    // prod(a, 0, 0) = 0 with a zero gradient, but d2/dx1 dx2 = a.
+    Tensor x = test::f64({2.0, 0.0, 0.0}, true);
+    Tensor g = xg::autograd::grad({xg::prod(x)}, {x}, {}, std::nullopt, true)[0];
+    CHECK_VALUES(g, (xt::xarray<double>{0, 0, 0}));
+    Tensor h = xg::autograd::grad({xg::sum(g * test::f64({1.0, 10.0, 100.0}))}, {x})[0];
+    // h_k = sum_j w_j d2 prod / dx_j dx_k: only the (1, 2) pair is nonzero (= 2).
+    CHECK_VALUES(h, (xt::xarray<double>{0, 200, 20}));
 }

@@ -1,6 +1,6 @@
 // Tests for expand, repeat, flip and roll (core/ops/rearrange.cpp): PyTorch's
 // values and gradients (tests/core/reference/gen_gather.py), copies, dtypes, empty
-// and 0-d tensors, float64 gradchecks and error messages.
+// and 0-d tensors, float64 gradchecks and gradgradchecks, and error messages.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -137,6 +137,61 @@ TEST_CASE("gradcheck: expand, repeat, flip and roll in float64") {
     for (const auto& row : rows) {
         CAPTURE(row.name);
         CHECK(test::gradcheck(row.fn, row.inputs));
+    }
+}
+
+TEST_CASE("double backward: expand, repeat, flip and roll in float64") {
+    // Each output squared, so the second derivative runs through the op's
+    // forward and its recorded backward.
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    auto squared = [](const Tensor& y) { return y * y; };
+    std::vector<Row> rows = {
+        {"expand -1 and a new dim",
+         [&](const In& in) {
+             return squared(xg::expand(in[0], {2, -1, 3}));
+         },
+         {test::randn64({4, 1}, 120)}},
+        {"expand a 0-d tensor",
+         [&](const In& in) {
+             return squared(xg::expand(in[0], {2, 2}));
+         },
+         {test::randn64({}, 121)}},
+        {"expand nothing",
+         [&](const In& in) {
+             return squared(xg::expand(in[0], {2, 3}));
+         },
+         {test::randn64({2, 3}, 122)}},
+        {"repeat with a new dim",
+         [&](const In& in) {
+             return squared(xg::repeat(in[0], {2, 1, 3}));
+         },
+         {test::randn64({2, 3}, 123)}},
+        {"repeat every dim",
+         [&](const In& in) {
+             return squared(xg::repeat(in[0], {3, 2}));
+         },
+         {test::randn64({2, 2}, 124)}},
+        {"flip two dims",
+         [&](const In& in) {
+             return squared(xg::flip(in[0], {0, -1}));
+         },
+         {test::randn64({2, 3, 2}, 125)}},
+        {"roll two dims",
+         [&](const In& in) {
+             return squared(xg::roll(in[0], {1, -2}, {1, 2}));
+         },
+         {test::randn64({2, 3, 2}, 126)}},
+        {"roll flattened",
+         [&](const In& in) { return squared(xg::roll(in[0], {-5})); },
+         {test::randn64({2, 3, 2}, 127)}},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(test::gradgradcheck(row.fn, row.inputs));
     }
 }
 

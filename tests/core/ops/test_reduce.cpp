@@ -1,6 +1,7 @@
 // Tests for the reductions (core/ops/reduce.cpp): sum, mean, max, min, argmax,
 // argmin, var, std, logsumexp, softmax and log_softmax, with hand or PyTorch values,
-// a gradcheck per form, and the error messages; and the PyTorch reference cases of
+// a gradcheck per form, second derivatives (gradgradcheck) of each, and the
+// error messages; and the PyTorch reference cases of
 // tests/core/reference/gen_reductions.py, which span prod, cumsum
 // (test_prod_cumsum.cpp), amax, amin and norm (test_amax_norm.cpp).
 #include <algorithm>
@@ -274,4 +275,75 @@ TEST_CASE("prod, cumsum, amax, amin and norm match PyTorch's values and gradient
             CHECK_VALUES_TOL(x.grad(), ref_array(in.shape, c.grad), rtol, atol);
         }
     }
+}
+
+TEST_CASE("double backward: every reduction, both var and logsumexp paths") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+    };
+    // var and logsumexp over trailing dims run one row kernel; over other dims,
+    // a composite of ops: both appear below.
+    std::vector<Row> rows = {
+        {"sum {0, 2}",
+         [](const In& in) {
+             return xg::sum(in[0] * in[0], {0, 2});
+         }},
+        {"mean keepdim", [](const In& in) { return xg::mean(in[0] * in[0], {1}, true); }},
+        {"max 1", [](const In& in) { return xg::max(in[0], 1).first; }},
+        {"max -1 keepdim of x^2",
+         [](const In& in) { return xg::max(in[0] * in[0], -1, true).first; }},
+        {"min 0", [](const In& in) { return xg::min(in[0], 0).first * in[0]; }},
+        {"max full", [](const In& in) { return xg::max(in[0]) * in[0]; }},
+        {"min full", [](const In& in) { return xg::min(in[0] * in[0]); }},
+        {"var rows", [](const In& in) { return xg::var(in[0], {-1}); }},
+        {"var rows keepdim unbiased 0",
+         [](const In& in) {
+             return xg::var(in[0], {1, 2}, 0.0, true);
+         }},
+        {"var full", [](const In& in) { return xg::var(in[0]); }},
+        {"var composite",
+         [](const In& in) {
+             return xg::var(in[0], {0, 2});
+         }},
+        {"std rows", [](const In& in) { return xg::std(in[0], {-1}); }},
+        {"std composite", [](const In& in) { return xg::std(in[0], {1}, 0.0, true); }},
+        {"logsumexp rows", [](const In& in) { return xg::logsumexp(in[0], {-1}); }},
+        {"logsumexp rows keepdim",
+         [](const In& in) {
+             return xg::logsumexp(in[0], {1, 2}, true);
+         }},
+        {"logsumexp composite", [](const In& in) { return xg::logsumexp(in[0], {0}); }},
+        {"softmax 1", [](const In& in) { return xg::softmax(in[0], 1); }},
+        {"log_softmax -1", [](const In& in) { return xg::log_softmax(in[0], -1); }},
+    };
+    // No ties, so max and min have no kink within the finite differences.
+    const Tensor x = test::away_from_kinks({2, 3, 4}, 43);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+        const char* name = rows[k].name;
+        CAPTURE(name);
+        CHECK(test::gradgradcheck(rows[k].fn, {x}));
+    }
+    // 0-d: max over its one dim, and the row kernels over a single row.
+    const Tensor s = test::f64(xt::xarray<double>(0.75));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::max(in[0], 0).first * in[0]; }, {s}));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::var(in[0], {0}, 0.0); },
+                              {test::randn64({5}, 44)}));
+    CHECK(test::gradgradcheck([](const In& in) { return xg::logsumexp(in[0], {0}); },
+                              {test::randn64({5}, 45)}));
+}
+
+TEST_CASE("double backward: max's gradient is a recorded scatter of g, with no edge to x") {
+    Tensor x = test::f64({{1.0, 4.0, 2.0}, {3.0, -1.0, 0.5}}, true);
+    Tensor v = test::f64({2.0, -3.0}, true);
+    Tensor plain = xg::autograd::grad({xg::max(x, 1).first}, {x}, {v.detach()})[0];
+    Tensor g = xg::autograd::grad({xg::max(x, 1).first}, {x}, {v}, std::nullopt, true)[0];
+    CHECK(test::identical(g, plain));
+    CHECK_VALUES(g, (xt::xarray<double>{{0, 2, 0}, {-3, 0, 0}}));
+    // d/dv sum(g * w) gathers w at the arg maxes; x is unused, as in PyTorch.
+    Tensor w = test::f64({{1, 10, 100}, {1000, 1e4, 1e5}});
+    std::vector<Tensor> second =
+        xg::autograd::grad({xg::sum(g * w)}, {v, x}, {}, std::nullopt, false, true);
+    CHECK_VALUES(second[0], (xt::xarray<double>{10, 1000}));
+    CHECK_FALSE(second[1].defined());
 }

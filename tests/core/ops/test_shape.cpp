@@ -1,7 +1,7 @@
 // Tests for the shape ops (core/ops/shape.cpp): reshape, transpose, permute,
-// unsqueeze, squeeze, cat and the rest, with hand values, gradchecks and error
-// messages; split, select and unbind (core/ops/narrow.cpp) with the ops built on
-// them.
+// unsqueeze, squeeze, cat and the rest, with hand values, gradchecks,
+// gradgradchecks and error messages; split, select and unbind
+// (core/ops/narrow.cpp) with the ops built on them.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -276,4 +276,68 @@ TEST_CASE("cat promotes its parts to one dtype, and each gradient back to its ow
     CHECK(b.grad().dtype() == xg::kFloat32);
     CHECK_VALUES(b.grad(), (xt::xarray<double>{3}));
     CHECK_VALUES(a.grad(), (xt::xarray<double>{1, 2}));
+}
+
+TEST_CASE("double backward: every shape op, tril and triu") {
+    struct Row {
+        const char* name;
+        test::Fn fn;
+        In inputs;
+    };
+    // Each op sees x^2 (or a product follows it), so the second derivatives
+    // run through its gradient in both its arguments, x and the seed.
+    const Tensor x = test::randn64({2, 3, 4}, 55);
+    const Tensor a = test::randn64({2, 3}, 56);
+    const Tensor b = test::randn64({1, 3}, 57);
+    const Tensor m = test::randn64({2, 3, 3}, 58);
+    const Tensor s = test::randn64({1, 3, 1, 2}, 59);
+    std::vector<Row> rows = {
+        {"reshape",
+         [](const In& in) {
+             return xg::reshape(in[0] * in[0], {4, -1});
+         },
+         {x}},
+        {"transpose", [](const In& in) { return xg::transpose(in[0] * in[0], -1, 0); }, {x}},
+        {"transpose 0-d",
+         [](const In& in) { return xg::transpose(in[0] * in[0], 0, -1); },
+         {test::f64(xt::xarray<double>(0.5))}},
+        {"permute",
+         [](const In& in) {
+             return xg::permute(in[0] * in[0], {1, 2, 0});
+         },
+         {x}},
+        {"unsqueeze", [](const In& in) { return xg::unsqueeze(in[0] * in[0], -1); }, {x}},
+        {"squeeze all", [](const In& in) { return xg::squeeze(in[0] * in[0]); }, {s}},
+        {"squeeze one", [](const In& in) { return xg::squeeze(in[0], 0) * in[0]; }, {s}},
+        {"cat",
+         [](const In& in) {
+             return xg::cat({in[0] * in[0], in[1] * in[0]}, 0);
+         },
+         {a, b}},
+        {"stack",
+         [](const In& in) {
+             return xg::stack({in[0] * in[1], in[0]}, -1);
+         },
+         {a, b}},
+        {"flatten", [](const In& in) { return xg::flatten(in[0] * in[0], 1); }, {x}},
+        {"unflatten",
+         [](const In& in) {
+             return xg::unflatten(in[0] * in[0], -1, {2, 2});
+         },
+         {x}},
+        {"broadcast_to",
+         [](const In& in) {
+             return xg::broadcast_to(in[0], {2, 1, 3}) * in[0];
+         },
+         {b}},
+        {"tril", [](const In& in) { return xg::tril(in[0] * in[0]); }, {m}},
+        {"tril -1", [](const In& in) { return xg::tril(in[0], -1) * in[0]; }, {m}},
+        {"triu", [](const In& in) { return xg::triu(in[0] * in[0]); }, {m}},
+        {"triu 1 of a wide matrix", [](const In& in) { return xg::triu(in[0], 1) * in[0]; }, {a}},
+    };
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+        const char* name = rows[k].name;
+        CAPTURE(name);
+        CHECK(test::gradgradcheck(rows[k].fn, rows[k].inputs));
+    }
 }

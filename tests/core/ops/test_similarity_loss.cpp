@@ -1,6 +1,6 @@
 // Tests for kl_div, cosine_similarity and cosine_embedding_loss
 // (core/ops/similarity_loss.cpp): float32, int64 and floating targets, gradchecks
-// for every reduction and error messages. Their PyTorch reference cases run in
+// and gradgradchecks for every reduction and error messages. Their PyTorch reference cases run in
 // test_loss.cpp.
 #include <string>
 #include <vector>
@@ -28,18 +28,25 @@ TEST_CASE("cosine_embedding_loss takes int64 and floating targets alike") {
     CHECK(xg::cosine_embedding_loss(a, b, test::i64({0, 0, 0}), 0.0, "sum").item<double>() == 0.0);
 }
 
-TEST_CASE("gradcheck: kl_div, cosine_similarity and cosine_embedding_loss") {
-    struct Row {
-        const char* name;
-        test::Fn fn;
-        In inputs;
-    };
+namespace {
+
+struct LossRow {
+    const char* name;
+    test::Fn fn;
+    In inputs;
+};
+
+// The cases both the first- and the second-derivative checks run. Targets away
+// from 0 (t log t has no second derivative there), norms above eps (below it
+// PyTorch's gradient is not the derivative, see clamped_norm), margin 0.1 off
+// cosine_embedding_loss's kink.
+std::vector<LossRow> similarity_rows() {
     const Tensor log_q = xg::log_softmax(test::randn64({3, 4}, 84), 1).detach();
     const Tensor p_kl = xg::softmax(test::randn64({3, 4}, 85), 1).detach();
     const Tensor a = test::randn64({3, 4}, 86), b = test::randn64({3, 4}, 87);
     const Tensor column = test::randn64({3, 1}, 88), row = test::randn64({4}, 89);
-    const Tensor pm = test::i64({1, -1, -1});  // cosine targets; margin 0.1 keeps off the kink
-    std::vector<Row> rows;
+    const Tensor pm = test::i64({1, -1, -1});
+    std::vector<LossRow> rows;
     for (std::string r : {"none", "mean", "sum"}) {
         rows.push_back(
             {"cosine_embedding_loss",
@@ -53,7 +60,6 @@ TEST_CASE("gradcheck: kl_div, cosine_similarity and cosine_embedding_loss") {
                         [=](const In& in) { return xg::kl_div(in[0], in[1], r, true); },
                         {log_q, xg::log(p_kl).detach()}});
     }
-    // Norms above eps: below it PyTorch's gradient is not the derivative (see clamped_norm).
     rows.push_back({"cosine_similarity dim 1",
                     [](const In& in) { return xg::cosine_similarity(in[0], in[1]); },
                     {a, b}});
@@ -66,9 +72,22 @@ TEST_CASE("gradcheck: kl_div, cosine_similarity and cosine_embedding_loss") {
     rows.push_back({"cosine_similarity broadcast across dim",
                     [](const In& in) { return xg::cosine_similarity(in[0], in[1], -1); },
                     {a, row}});
-    for (const auto& row_case : rows) {
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: kl_div, cosine_similarity and cosine_embedding_loss") {
+    for (const auto& row_case : similarity_rows()) {
         CAPTURE(row_case.name);
         CHECK(test::gradcheck(row_case.fn, row_case.inputs));
+    }
+}
+
+TEST_CASE("double backward: kl_div, cosine_similarity and cosine_embedding_loss") {
+    for (const auto& row_case : similarity_rows()) {
+        CAPTURE(row_case.name);
+        CHECK(test::gradgradcheck(row_case.fn, row_case.inputs));
     }
 }
 

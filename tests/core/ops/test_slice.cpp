@@ -1,5 +1,5 @@
 // Tensor::slice and Tensor::index (core/ops/slice.cpp) against PyTorch's x[...]
-// (gen_indexing.py), gradchecks, and the error messages.
+// (gen_indexing.py), gradchecks and gradgradchecks, and the error messages.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -124,4 +124,28 @@ TEST_CASE("slice and index errors name the op and what was expected") {
     Tensor bad = xg::tensor<std::int64_t>(xt::xarray<std::int64_t>{5});
     CHECK_THROWS_WITH_AS(x.index({0, bad}),
                          "index: index 5 is out of bounds for dimension 1 with size 3", xg::Error);
+}
+
+TEST_CASE("double backward: slice and index in float64") {
+    // Each output squared, so the second derivative runs through the op's
+    // forward and its recorded backward.
+    const Tensor x = test::randn64({3, 4, 5}, 140);
+    auto squared = [](const Tensor& y) { return y * y; };
+    CHECK(test::gradgradcheck([&](const In& in) { return squared(in[0].slice(1, 0, 4, 3)); }, {x}));
+    CHECK(test::gradgradcheck(
+        [&](const In& in) { return squared(in[0].slice(-1, -4, std::nullopt, 2)); }, {x}));
+    CHECK(test::gradgradcheck([&](const In& in) { return squared(in[0].slice(0, 1)); }, {x}));
+    CHECK(test::gradgradcheck(
+        [&](const In& in) {
+            return squared(in[0].index({Slice(None, None, 2), None, 1, Ellipsis}));
+        },
+        {x}));
+    Tensor picks = xg::tensor<std::int64_t>(xt::xarray<std::int64_t>{{3, 0}, {3, 3}});
+    CHECK(test::gradgradcheck(
+        [&](const In& in) {
+            return squared(in[0].index({Ellipsis, picks}));
+        },
+        {x}));
+    Tensor mask = xg::tensor<bool>(xt::xarray<bool>{true, false, true, true});
+    CHECK(test::gradgradcheck([&](const In& in) { return squared(in[0].index({1, mask})); }, {x}));
 }
