@@ -13,6 +13,9 @@
 
 #include <doctest/doctest.h>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace test_layers {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -110,3 +113,5 @@ TEST_CASE("the layering check sees an upward include") {
     CHECK(owner_of_public("tensor.hpp") == "core");
     CHECK(private_headers("core").contains("internal.hpp"));
 }
+
+}  // namespace test_layers

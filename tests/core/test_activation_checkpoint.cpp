@@ -15,6 +15,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_activation_checkpoint {
+
 using xg::Tensor;
 using xg::autograd::Node;
 using xg::utils::checkpoint;
@@ -395,3 +398,5 @@ TEST_CASE("gradcheck through checkpoint (float64)") {
     CHECK(test::gradcheck([&](const Tensors& in) { return checkpoint(inner, in); },
                           {test::randn64({3, 2}, 14), test::randn64({3, 2}, 15)}));
 }
+
+}  // namespace core_test_activation_checkpoint

@@ -11,6 +11,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_anomaly {
+
 using xg::Tensor;
 using xg::autograd::DetectAnomalyGuard;
 
@@ -129,3 +132,5 @@ TEST_CASE("anomaly mode leaves finite backward passes alone and costs no results
     xg::sum(xg::sqrt(expected_x) * xg::log(expected_x)).backward();
     CHECK_VALUES(x.grad(), test::values(expected_x.grad()));
 }
+
+}  // namespace core_test_anomaly

@@ -10,6 +10,9 @@
 
 #include "buffer_cache.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_buffer_cache {
+
 using xg::Tensor;
 
 TEST_CASE("the buffer cache hands back recycled buffers and stays bounded") {
@@ -57,3 +60,5 @@ TEST_CASE("small arrays come back from this thread's small-array cache") {
     for (std::size_t n = 1; n <= 200; ++n) Tensor t = xg::relu(xg::ones({n}));
     CHECK(xt::all(xt::equal(xg::relu(xg::ones({7, 7})).data<float>(), 1.0f)));
 }
+
+}  // namespace core_test_buffer_cache

@@ -11,6 +11,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_double_backward {
+
 using test::Fn;
 using xg::Tensor;
 
@@ -375,3 +378,5 @@ TEST_CASE("third order: the derivative of a recorded second derivative") {
     CHECK_VALUES(d2, (xt::xarray<double>{1.0, 4.0}));
     CHECK_VALUES(d3, (xt::xarray<double>{2.0, -4.0}));
 }
+
+}  // namespace core_test_double_backward

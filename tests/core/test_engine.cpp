@@ -11,6 +11,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_engine {
+
 using xg::Tensor;
 using xg::autograd::Node;
 
@@ -398,3 +401,5 @@ TEST_CASE("BackwardFn holds small closures inline and large ones on the heap, an
     CHECK_FALSE(moved);
     CHECK(tracked.use_count() == 1);
 }
+
+}  // namespace core_test_engine

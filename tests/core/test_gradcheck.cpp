@@ -7,6 +7,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_gradcheck {
+
 using xg::Tensor;
 
 namespace {
@@ -99,3 +102,5 @@ TEST_CASE("gradcheck takes float32 inputs and skips int64 ones") {
         {x, idx}));
     CHECK_FALSE(x.requires_grad());  // the caller's tensors are left alone
 }
+
+}  // namespace core_test_gradcheck

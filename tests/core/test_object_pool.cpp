@@ -10,6 +10,9 @@
 
 #include "object_pool.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_object_pool {
+
 using namespace xg::detail;
 
 TEST_CASE("the object pool reuses freed blocks of the same size class") {
@@ -37,3 +40,5 @@ TEST_CASE("pooled shared objects can die on another thread") {
     CHECK(again->size() == 2);
     CHECK(again->at(1) == 7);
 }
+
+}  // namespace core_test_object_pool

@@ -8,6 +8,9 @@
 
 #include "core/reference/print_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_print {
+
 namespace {
 
 double case_value(const print_ref::Case& c, std::size_t i) {
@@ -63,3 +66,5 @@ TEST_CASE("Tensor printing matches PyTorch's repr for every reference case") {
 TEST_CASE("Tensor printing: an undefined tensor says so") {
     CHECK(printed(xg::Tensor()) == "tensor(undefined)");
 }
+
+}  // namespace core_test_print

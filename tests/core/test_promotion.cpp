@@ -13,6 +13,9 @@
 #include "core/reference/promotion_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_promotion {
+
 using xg::Tensor;
 namespace ref = reference::promotion;
 
@@ -189,3 +192,5 @@ TEST_CASE("sum of int64 or bool stays int64 (bools count), as PyTorch's; mean re
         "mean: expected a floating-point tensor (got int64); convert it with to() first",
         xg::Error);
 }
+
+}  // namespace core_test_promotion

@@ -10,6 +10,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_random {
+
 using xg::Tensor;
 
 namespace {
@@ -89,3 +92,5 @@ TEST_CASE("uniform_ and normal_ refill a tensor in place, keeping its handle, sh
     CHECK_THROWS_WITH_AS(ints.uniform_(), "uniform_: expected a floating-point dtype (got int64)",
                          xg::Error);
 }
+
+}  // namespace core_test_random

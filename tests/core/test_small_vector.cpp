@@ -6,6 +6,9 @@
 #include <doctest/doctest.h>
 #include <xgrad/small_vector.hpp>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_small_vector {
+
 using xg::detail::SmallVector;
 
 namespace {
@@ -53,3 +56,5 @@ TEST_CASE("SmallVector from lists and vectors; a move empties the source") {
     moved.clear();
     CHECK(tracked.use_count() == 1);
 }
+
+}  // namespace core_test_small_vector

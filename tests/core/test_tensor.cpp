@@ -8,6 +8,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_tensor {
+
 using xg::Shape;
 using xg::Tensor;
 
@@ -299,3 +302,5 @@ TEST_CASE("creation: arange with a step, linspace, eye and the *_like factories"
     CHECK(xt::amin(u)() >= 0.0);
     CHECK(xt::amax(u)() < 1.0);
 }
+
+}  // namespace core_test_tensor

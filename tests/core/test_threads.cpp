@@ -11,6 +11,9 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_threads {
+
 using xg::Tensor;
 
 namespace {
@@ -139,3 +142,5 @@ TEST_CASE("state_dict snapshots taken while another thread trains are whole and 
     CHECK(consistent == static_cast<int>(snapshots.size()));  // each is the model after some step
     MESSAGE(snapshots.size() << " snapshots during 300 steps");
 }
+
+}  // namespace core_test_threads

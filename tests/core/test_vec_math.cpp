@@ -14,6 +14,9 @@
 
 #include "vec_math.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_vec_math {
+
 namespace {
 
 // Distance in units in the last place between two finite floats of one sign.
@@ -121,3 +124,5 @@ TEST_CASE("fast_tanh is within 1.2 ulp of the exact tanh, and keeps its special 
     CHECK(std::isnan(xg::detail::fast_tanh(std::numeric_limits<float>::quiet_NaN())));
     CHECK(xg::detail::fast_tanh(0.5) == std::tanh(0.5));  // double goes to libm
 }
+
+}  // namespace core_test_vec_math

@@ -18,6 +18,9 @@
 
 #include <doctest/doctest.h>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace docs_test_internals {
+
 namespace {
 
 const std::filesystem::path kRoot = XGRAD_SOURCE_DIR;
@@ -97,3 +100,5 @@ TEST_CASE("docs/internals.md names only files and functions that exist") {
     }
     CHECK(functions >= 30);  // the walk names the engine's and the module system's steps
 }
+
+}  // namespace docs_test_internals

@@ -12,6 +12,9 @@
 
 #include <doctest/doctest.h>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace docs_test_readme_ops {
+
 namespace {
 
 const std::filesystem::path kRoot = XGRAD_SOURCE_DIR;
@@ -139,3 +142,5 @@ TEST_CASE("README's Ops table names every op in the headers, and only those") {
         CHECK((known.count(name) + methods.count(name) + formula_words.count(name)) == 1);
     }
 }
+
+}  // namespace docs_test_readme_ops

@@ -5,6 +5,9 @@
 
 #include "common/svg.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace examples_test_svg {
+
 using xg::examples::nice_ticks;
 using xg::examples::Panel;
 using xg::examples::SvgChart;
@@ -62,3 +65,5 @@ TEST_CASE("text is escaped so labels cannot break the document") {
     CHECK(svg.find("a &lt; b &amp; c") != std::string::npos);
     CHECK(svg.find("a < b") == std::string::npos);
 }
+
+}  // namespace examples_test_svg

@@ -7,6 +7,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_activation {
+
 using reference::lookup;
 namespace ref = reference::layers;
 
@@ -78,3 +81,5 @@ TEST_CASE("GELU accepts only 'none' and 'tanh'") {
                          "GELU: expected approximate 'none' or 'tanh' (got 'erf')", xg::Error);
     CHECK(xg::nn::GELU("tanh").approximate == "tanh");
 }
+
+}  // namespace nn_test_activation

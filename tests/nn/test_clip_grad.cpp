@@ -7,6 +7,9 @@
 #include <xgrad/nn/utils.hpp>
 #include <xgrad/xgrad.hpp>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_clip_grad {
+
 using xg::Tensor;
 namespace utils = xg::nn::utils;
 
@@ -84,3 +87,5 @@ TEST_CASE("clip_grad_value_ clamps every gradient element") {
     CHECK_THROWS_WITH_AS(utils::clip_grad_value_(g.all(), -1.0),
                          "clip_grad_value_: expected clip_value >= 0 (got -1)", xg::Error);
 }
+
+}  // namespace nn_test_clip_grad

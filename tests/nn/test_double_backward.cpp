@@ -18,6 +18,9 @@
 #include "helpers.hpp"
 #include "nn/reference/double_backward_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_double_backward {
+
 using reference::lookup;
 namespace ref = reference::double_backward;
 namespace nn = xg::nn;
@@ -297,3 +300,5 @@ TEST_CASE("FeedForward dropout under double backward: the fused op equals its ma
         }
     }
 }
+
+}  // namespace nn_test_double_backward

@@ -7,6 +7,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_dropout {
+
 using reference::lookup;
 namespace ref = reference::layers;
 
@@ -130,3 +133,5 @@ TEST_CASE("Dropout and MonteCarloDropout print as PyTorch and clone with their c
     CHECK(plain->repr() == "Dropout(p=0.3, inplace=False)");
     CHECK(std::dynamic_pointer_cast<xg::nn::MonteCarloDropout>(plain) == nullptr);
 }
+
+}  // namespace nn_test_dropout

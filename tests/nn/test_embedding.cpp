@@ -9,6 +9,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_embedding {
+
 using reference::lookup;
 namespace ref = reference::layers;
 
@@ -93,3 +96,5 @@ TEST_CASE("Embedding prints as PyTorch and clones") {
     CHECK_VALUES(copy->weight, test::values(emb->weight));
     CHECK(copy->weight.impl() != emb->weight.impl());
 }
+
+}  // namespace nn_test_embedding

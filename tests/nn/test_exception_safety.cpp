@@ -9,6 +9,9 @@
 #include <doctest/doctest.h>
 #include <xgrad/xgrad.hpp>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_exception_safety {
+
 using xg::Tensor;
 using xg::nn::Module;
 
@@ -253,3 +256,5 @@ TEST_CASE("failing set_submodule and register_* change nothing") {
     stateful->register_buffer("fresh", xg::ones({1}));
     CHECK(model->get_submodule("0.extra") == linear);
 }
+
+}  // namespace nn_test_exception_safety

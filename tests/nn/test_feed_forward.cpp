@@ -12,6 +12,9 @@
 #include "helpers.hpp"
 #include "nn/reference/feed_forward_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_feed_forward {
+
 using reference::lookup;
 namespace ref = reference::feed_forward;
 namespace nn = xg::nn;
@@ -418,3 +421,5 @@ TEST_CASE("FeedForward clone keeps a replaced part, and the clone's members are 
     xg::Tensor x = xg::randn({2, 4});
     CHECK_VALUES((*copy)(x), test::values((*ffn)(x)));
 }
+
+}  // namespace nn_test_feed_forward

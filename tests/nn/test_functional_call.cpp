@@ -13,6 +13,9 @@
 #include "helpers.hpp"
 #include "nn/reference/functional_call_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_functional_call {
+
 using reference::lookup;
 namespace ref = reference::functional_call;
 namespace nn = xg::nn;
@@ -347,3 +350,5 @@ TEST_CASE("functional_call: hooks and paths see the given tensors during the cal
     CHECK(seen == w.impl());
     handle.remove();
 }
+
+}  // namespace nn_test_functional_call

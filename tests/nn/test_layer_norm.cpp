@@ -7,6 +7,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_layer_norm {
+
 using reference::lookup;
 namespace ref = reference::layers;
 
@@ -85,3 +88,5 @@ TEST_CASE("LayerNorm prints as PyTorch and clones") {
     CHECK_VALUES(copy->weight, test::values(ln->weight));
     CHECK(copy->weight.impl() != ln->weight.impl());
 }
+
+}  // namespace nn_test_layer_norm

@@ -7,6 +7,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_linear {
+
 using reference::lookup;
 namespace ref = reference::layers;
 
@@ -113,3 +116,5 @@ TEST_CASE("Linear clone is a deep copy with the same configuration and leaves th
     CHECK(copy->weight.impl() != lin->weight.impl());
     CHECK(copy->named_parameters()[0].second.impl() == copy->weight.impl());
 }
+
+}  // namespace nn_test_linear

@@ -14,6 +14,9 @@
 #include "helpers.hpp"
 #include "nn/reference/loss_modules_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_loss {
+
 namespace nn = xg::nn;
 namespace ref = reference::loss_modules;
 using reference::Array;
@@ -428,3 +431,5 @@ TEST_CASE("loss modules run forward and backward hooks") {
     CHECK(grad_outputs == 1);
     backward.remove();
 }
+
+}  // namespace nn_test_loss

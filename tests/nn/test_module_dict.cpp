@@ -5,6 +5,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_module_dict {
+
 using reference::lookup;
 namespace ref = reference::layers;
 namespace nn = xg::nn;
@@ -57,3 +60,5 @@ TEST_CASE("ModuleDict finds a module held under two keys under both, as PyTorch"
     CHECK_THROWS_WITH_AS(dict.at<nn::Linear>("b"),
                          "ModuleDict: 'b' is not of the requested type (got None)", xg::Error);
 }
+
+}  // namespace nn_test_module_dict

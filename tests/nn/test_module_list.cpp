@@ -5,6 +5,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_module_list {
+
 using reference::lookup;
 namespace ref = reference::layers;
 namespace nn = xg::nn;
@@ -82,3 +85,5 @@ TEST_CASE("ModuleList: a None entry is counted and indexed, and named in errors"
     CHECK_THROWS_WITH_AS(list.push_back(nullptr),
                          "ModuleList.push_back: expected a module (got nullptr)", xg::Error);
 }
+
+}  // namespace nn_test_module_list

@@ -8,6 +8,9 @@
 
 #include "nn/transformer_cases.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_multihead_attention {
+
 namespace nn = xg::nn;
 namespace ref = reference::transformer;
 using namespace transformer_test;
@@ -144,3 +147,5 @@ TEST_CASE("MultiheadAttention: a float64 gradcheck through masks and both paths"
             {test::randn64({2, 2, 4}, 1), test::randn64({2, 3, 4}, 2)}));
     }
 }
+
+}  // namespace nn_test_multihead_attention

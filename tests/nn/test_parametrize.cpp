@@ -15,6 +15,9 @@
 #include "helpers.hpp"
 #include "nn/reference/parametrize_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_parametrize {
+
 using reference::lookup;
 namespace ref = reference::parametrize;
 namespace nn = xg::nn;
@@ -521,3 +524,5 @@ TEST_CASE("gradcheck: the weight_norm and spectral_norm weight functions, in flo
                               {w}));
     }
 }
+
+}  // namespace nn_test_parametrize

@@ -5,6 +5,9 @@
 #include "helpers.hpp"
 #include "nn/reference/layers_reference.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_sequential {
+
 using reference::lookup;
 namespace ref = reference::layers;
 namespace nn = xg::nn;
@@ -126,3 +129,5 @@ TEST_CASE("Sequential clone keeps a module held twice one module, as copy.deepco
     xg::Tensor x = xg::randn({2, 3});
     CHECK_VALUES((*copy)(x), test::values((*seq)(x)));
 }
+
+}  // namespace nn_test_sequential

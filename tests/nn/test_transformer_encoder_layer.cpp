@@ -9,6 +9,9 @@
 
 #include "nn/transformer_cases.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_test_transformer_encoder_layer {
+
 namespace nn = xg::nn;
 namespace ref = reference::transformer;
 using namespace transformer_test;
@@ -129,3 +132,5 @@ TEST_CASE("TransformerEncoder: layers are clones, printed and keyed as PyTorch's
     CHECK(test::values(first) == test::values(second));
     CHECK(test::values(first) == test::values(layer->linear1->weight));
 }
+
+}  // namespace nn_test_transformer_encoder_layer

@@ -7,6 +7,9 @@
 
 #include "optim/problem.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace optim_test_adam {
+
 using namespace xg::optim;
 using xg::Tensor;
 
@@ -72,3 +75,5 @@ TEST_CASE("optim: Adam creates max_exp_avg_sq when amsgrad is switched on mid-ru
     adam.step();
     CHECK(adam.state_dict().state[0].second.contains("max_exp_avg_sq"));
 }
+
+}  // namespace optim_test_adam

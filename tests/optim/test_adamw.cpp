@@ -4,6 +4,9 @@
 
 #include "optim/problem.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace optim_test_adamw {
+
 using namespace xg::optim;
 using xg::Tensor;
 
@@ -56,3 +59,5 @@ TEST_CASE("optim: AdamW decays decoupled: a zero gradient still shrinks the para
     CHECK(v.data<double>()(0) == doctest::Approx(0.9));
     CHECK(v.data<double>()(1) == doctest::Approx(-1.9));
 }
+
+}  // namespace optim_test_adamw

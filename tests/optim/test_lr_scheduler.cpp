@@ -14,6 +14,9 @@
 
 #include "optim/problem.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace optim_test_lr_scheduler {
+
 using namespace xg::optim;
 using xg::Tensor;
 
@@ -245,3 +248,5 @@ TEST_CASE("optim: a loaded step_size or T_max below 1 throws and changes nothing
     multi.load_state_dict(unsorted);
     CHECK(multi.state_dict().lists[2].second == std::vector<double>{1, 5});
 }
+
+}  // namespace optim_test_lr_scheduler

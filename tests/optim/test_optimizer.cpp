@@ -12,6 +12,9 @@
 
 #include "optim/problem.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace optim_test_optimizer {
+
 using namespace xg::optim;
 using test::copy_param;
 using test::identical;
@@ -392,3 +395,5 @@ TEST_CASE(
                          "SGD.load_state_dict: unknown option 'beta1' in group 0", xg::Error);
     CHECK(sgd.state_dict().param_groups[0].options == before.param_groups[0].options);
 }
+
+}  // namespace optim_test_optimizer

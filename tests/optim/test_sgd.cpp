@@ -7,6 +7,9 @@
 
 #include "optim/problem.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace optim_test_sgd {
+
 using namespace xg::optim;
 using xg::Tensor;
 
@@ -79,3 +82,5 @@ TEST_CASE("optim: SGD updates a float32 parameter in place in its own storage") 
         CHECK(p.w.data<float>().flat(i) == before.flat(i) + -0.5f * grad.flat(i));
     }
 }
+
+}  // namespace optim_test_sgd

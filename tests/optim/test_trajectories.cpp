@@ -13,6 +13,9 @@
 
 #include "optim/problem.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace optim_test_trajectories {
+
 using namespace xg::optim;
 using xg::Tensor;
 
@@ -163,3 +166,5 @@ TEST_CASE("optim: trajectories match PyTorch in float32 to 1e-5 of each step's l
         SUBCASE(ref.name) { check_trajectory<float>(ref, it->second, ref.f32, 1e-5, true); }
     }
 }
+
+}  // namespace optim_test_trajectories

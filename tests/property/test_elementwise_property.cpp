@@ -9,6 +9,9 @@
 
 #include "property/property.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace property_test_elementwise_property {
+
 namespace {
 
 using property::Rng;
@@ -141,3 +144,5 @@ TEST_CASE("property: unary and scalar ops match a naive float64 loop") {
         }
     }
 }
+
+}  // namespace property_test_elementwise_property

@@ -9,6 +9,9 @@
 
 #include "property/property.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace property_test_gradcheck_property {
+
 namespace {
 
 using property::Rng;
@@ -102,3 +105,5 @@ TEST_CASE("property: random compositions of ops pass gradcheck in float64") {
         CHECK(xg::autograd::gradcheck(program, {a, b}, 1e-6, 1e-5, 1e-3));
     }
 }
+
+}  // namespace property_test_gradcheck_property

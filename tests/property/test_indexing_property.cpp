@@ -12,6 +12,9 @@
 
 #include "property/property.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace property_test_indexing_property {
+
 using xg::Shape;
 using xg::Tensor;
 
@@ -151,3 +154,5 @@ TEST_CASE("property: slice agrees with Python's rule on random bounds and steps"
         }
     }
 }
+
+}  // namespace property_test_indexing_property

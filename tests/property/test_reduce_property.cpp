@@ -8,6 +8,9 @@
 
 #include "property/property.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace property_test_reduce_property {
+
 namespace {
 
 using property::Rng;
@@ -161,3 +164,5 @@ TEST_CASE("property: softmax and log_softmax over a random dim match a naive loo
         CHECK(all_near(test::values(out), want, dtype));
     }
 }
+
+}  // namespace property_test_reduce_property

@@ -12,6 +12,9 @@
 
 #include "property/property.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace property_test_state_dict_property {
+
 namespace {
 
 using property::Rng;
@@ -158,3 +161,5 @@ TEST_CASE(
     MESSAGE(kCases << " trees, " << tensors << " tensors compared");
     std::filesystem::remove_all(dir);
 }
+
+}  // namespace property_test_state_dict_property

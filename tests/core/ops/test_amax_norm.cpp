@@ -12,6 +12,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_amax_norm {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -191,3 +194,5 @@ TEST_CASE("double backward: the recorded gradients keep the tie and zero rules")
         CHECK_VALUES(recorded, test::values(plain));
     }
 }
+
+}  // namespace core_ops_test_amax_norm

@@ -13,6 +13,9 @@
 #include "core/reference/attention_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_attention {
+
 using xg::Tensor;
 
 namespace {
@@ -177,3 +180,5 @@ TEST_CASE("scaled_dot_product_attention rejects mismatched shapes, dtypes and ma
                          "scaled_dot_product_attention: expected dropout_p in [0, 1] (got 1.5)",
                          xg::Error);
 }
+
+}  // namespace core_ops_test_attention

@@ -12,6 +12,9 @@
 #include "core/reference/reference_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_class_loss {
+
 using xg::Tensor;
 using In = std::vector<Tensor>;
 
@@ -211,3 +214,5 @@ TEST_CASE("cross_entropy options, nll_loss and binary_cross_entropy: errors") {
                          "to [2, 3] (got [2] of dtype float64)",
                          xg::Error);
 }
+
+}  // namespace core_ops_test_class_loss

@@ -9,6 +9,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_compare {
+
 namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -56,3 +59,5 @@ TEST_CASE("logic: nonzero is true (NaN too), isnan / isinf / isfinite, any and a
     CHECK(flags(xg::any(xg::zeros({0})))() == 0.0);
     CHECK_THROWS_WITH_AS(xg::any(m, 2), doctest::Contains("any"), xg::Error);
 }
+
+}  // namespace core_ops_test_compare

@@ -22,6 +22,9 @@
 #include "helpers.hpp"
 #include "internal.hpp"  // TensorImpl: which buffer a tensor holds
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_elementwise {
+
 using xg::Tensor;
 using In = std::vector<Tensor>;
 
@@ -533,3 +536,5 @@ TEST_CASE("clamp, clamp_min, clamp_max, maximum, minimum: PyTorch's values and g
         },
         {test::randn64({3, 4}, 1), test::randn64({4}, 2)}));
 }
+
+}  // namespace core_ops_test_elementwise

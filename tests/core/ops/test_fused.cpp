@@ -21,6 +21,9 @@
 #include "helpers.hpp"
 #include "internal.hpp"  // TensorImpl: which buffer a tensor holds
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_fused {
+
 using xg::Tensor;
 
 namespace {
@@ -302,3 +305,5 @@ TEST_CASE("activation_dropout writes v's gradient over v only when nothing else 
         CHECK(xt::all(xt::equal(fused[1], separate[1])));
     }
 }
+
+}  // namespace core_ops_test_fused

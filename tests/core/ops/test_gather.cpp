@@ -14,6 +14,9 @@
 #include "core/reference/gather_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_gather {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -337,3 +340,5 @@ TEST_CASE("gather op error messages") {
                          "classes to count (got -1)",
                          xg::Error);
 }
+
+}  // namespace core_ops_test_gather

@@ -12,6 +12,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_index {
+
 using xg::Tensor;
 
 namespace {
@@ -167,3 +170,5 @@ TEST_CASE("kBool tensors: one byte each, converted both ways, printed as PyTorch
     printed << flags;
     CHECK(printed.str() == "tensor([ True, False,  True])");
 }
+
+}  // namespace core_ops_test_index

@@ -17,6 +17,9 @@
 #include "core/reference/reference_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_loss {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -316,3 +319,5 @@ TEST_CASE(
         }
     }
 }
+
+}  // namespace core_ops_test_loss

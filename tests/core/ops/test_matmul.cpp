@@ -8,6 +8,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_matmul {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -161,3 +164,5 @@ TEST_CASE("matmul error messages") {
     CHECK_THROWS_AS(xg::matmul(xg::zeros({3}), xg::zeros({4})), xg::Error);
     CHECK_THROWS_AS(xg::matmul(xg::zeros({2, 3}), xg::zeros({3, 2}, xg::kFloat64)), xg::Error);
 }
+
+}  // namespace core_ops_test_matmul

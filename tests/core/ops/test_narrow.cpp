@@ -10,6 +10,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_narrow {
+
 TEST_CASE("narrow and chunk: PyTorch's slices, negative starts, errors and float64 gradchecks") {
     xg::Tensor x = test::arange234();  // [2, 3, 4] of 0..23
     xt::xarray<double> middle = test::values(xg::narrow(x, 1, 1, 2));
@@ -88,3 +91,5 @@ TEST_CASE("double backward: narrow, chunk, split, select and unbind in float64")
         },
         x);
 }
+
+}  // namespace core_ops_test_narrow

@@ -21,6 +21,9 @@
 
 #include "core/reference/nonfinite_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_nonfinite {
+
 using xg::Tensor;
 
 namespace {
@@ -354,3 +357,5 @@ TEST_CASE("a FeedForward fed a NaN in one row returns NaN in that row only") {
         }
     }
 }
+
+}  // namespace core_ops_test_nonfinite

@@ -10,6 +10,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_normalization {
+
 using xg::Tensor;
 
 TEST_CASE("layer_norm normalizes over the trailing dims, then scales and shifts, by hand") {
@@ -120,3 +123,5 @@ TEST_CASE("layer_norm error messages") {
     CHECK_THROWS_WITH_AS(xg::layer_norm(xg::ones({2, 3}, xg::kInt64), {3}),
                          "layer_norm: expected a floating-point tensor (got int64)", xg::Error);
 }
+
+}  // namespace core_ops_test_normalization

@@ -10,6 +10,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_prod_cumsum {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -145,3 +148,5 @@ TEST_CASE("double backward: prod's second derivative with two zeros in a slice")
     // h_k = sum_j w_j d2 prod / dx_j dx_k: only the (1, 2) pair is nonzero (= 2).
     CHECK_VALUES(h, (xt::xarray<double>{0, 200, 20}));
 }
+
+}  // namespace core_ops_test_prod_cumsum

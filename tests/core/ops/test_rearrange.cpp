@@ -11,6 +11,9 @@
 #include "core/reference/gather_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_rearrange {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -237,3 +240,5 @@ TEST_CASE("expand, repeat, flip and roll error messages") {
         xg::roll(xg::zeros({}), {1}, {0}),
         "roll: expected a tensor with at least 1 dimension to roll along dims (got [])", xg::Error);
 }
+
+}  // namespace core_ops_test_rearrange

@@ -18,6 +18,9 @@
 #include "core/reference/reference_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_reduce {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -347,3 +350,5 @@ TEST_CASE("double backward: max's gradient is a recorded scatter of g, with no e
     CHECK_VALUES(second[0], (xt::xarray<double>{10, 1000}));
     CHECK_FALSE(second[1].defined());
 }
+
+}  // namespace core_ops_test_reduce

@@ -12,6 +12,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_shape {
+
 using xg::Shape;
 using xg::Tensor;
 using In = std::vector<Tensor>;
@@ -341,3 +344,5 @@ TEST_CASE("double backward: every shape op, tril and triu") {
         CHECK(test::gradgradcheck(rows[k].fn, rows[k].inputs));
     }
 }
+
+}  // namespace core_ops_test_shape

@@ -10,6 +10,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_similarity_loss {
+
 using xg::Tensor;
 using In = std::vector<Tensor>;
 
@@ -126,3 +129,5 @@ TEST_CASE("kl_div, cosine_similarity and cosine_embedding_loss: errors") {
                          "'avg')",
                          xg::Error);
 }
+
+}  // namespace core_ops_test_similarity_loss

@@ -11,6 +11,9 @@
 #include "core/reference/indexing_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_slice {
+
 using xg::Shape;
 using xg::Tensor;
 using xg::indexing::Ellipsis;
@@ -149,3 +152,5 @@ TEST_CASE("double backward: slice and index in float64") {
     Tensor mask = xg::tensor<bool>(xt::xarray<bool>{true, false, true, true});
     CHECK(test::gradgradcheck([&](const In& in) { return squared(in[0].index({1, mask})); }, {x}));
 }
+
+}  // namespace core_ops_test_slice

@@ -14,6 +14,9 @@
 #include "core/reference/unary_math_values.hpp"
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_ops_test_unary_math {
+
 namespace {
 
 using Op = std::function<xg::Tensor(const xg::Tensor&, const std::vector<double>&)>;
@@ -111,3 +114,5 @@ TEST_CASE("unary math: float64 gradchecks away from kinks, node names, defaults"
     CHECK_THROWS_WITH_AS(xg::hardtanh(x, 1.0, -1.0),
                          "hardtanh: expected min_val <= max_val (got 1 and -1)", xg::Error);
 }
+
+}  // namespace core_ops_test_unary_math

@@ -6,6 +6,9 @@
 #include <unistd.h>
 #include <xgrad/xgrad.hpp>
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_serialize_test_checkpoint {
+
 namespace {
 
 struct Run {
@@ -86,3 +89,5 @@ TEST_CASE("a plain safetensors file is not taken for a checkpoint") {
     CHECK_THROWS_WITH_AS(xg::load_checkpoint(path, *run.model, *run.optimizer),
                          doctest::Contains("is not an xgrad checkpoint"), xg::Error);
 }
+
+}  // namespace core_serialize_test_checkpoint

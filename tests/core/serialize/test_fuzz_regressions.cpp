@@ -12,6 +12,9 @@
 
 #include "fuzz/harness.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_serialize_test_fuzz_regressions {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -102,3 +105,5 @@ TEST_CASE("reader errors say what was wrong") {
         doctest::Contains("load: 'x.pt': zip entry 'archive/data.pkl' claims 4294967280 bytes"),
         xg::Error);
 }
+
+}  // namespace core_serialize_test_fuzz_regressions

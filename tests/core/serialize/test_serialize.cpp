@@ -12,6 +12,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_serialize_test_serialize {
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -250,3 +253,5 @@ TEST_CASE("the .pt reader refuses pickles that reach for anything but tensors") 
     CHECK_THROWS_WITH_AS(xg::load(path.string()),
                          doctest::Contains("refusing pickle global 'posix.system'"), xg::Error);
 }
+
+}  // namespace core_serialize_test_serialize

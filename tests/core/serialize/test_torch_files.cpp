@@ -12,6 +12,9 @@
 
 #include "helpers.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_serialize_test_torch_files {
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -191,3 +194,5 @@ TEST_CASE("a legacy file that is big-endian or cut short is refused clearly") {
     std::string cut = write_bytes("cut.pt", bytes.substr(0, bytes.size() - 1));
     CHECK_THROWS_WITH_AS(xg::load(cut), doctest::Contains("ends before"), xg::Error);
 }
+
+}  // namespace core_serialize_test_torch_files

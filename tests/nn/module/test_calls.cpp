@@ -9,6 +9,9 @@
 
 #include "nn/transformer_cases.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_calls {
+
 namespace nn = xg::nn;
 namespace ref = reference::transformer;
 using namespace transformer_test;
@@ -226,3 +229,5 @@ TEST_CASE("Calls: backward hooks over a tuple output, with wrong arities refused
                          "grad_input, got 1, but expected 3",
                          xg::Error);
 }
+
+}  // namespace nn_module_test_calls

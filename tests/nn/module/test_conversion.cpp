@@ -6,6 +6,9 @@
 
 #include "nn/module/modules.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_conversion {
+
 using mt::names_of;
 using xg::nn::Module;
 
@@ -297,3 +300,5 @@ TEST_CASE("Module clone: a module untied after construction is cloned untied") {
     CHECK(mt::flat(copy->get_parameter("a.weight")) == mt::flat(untied->get_parameter("a.weight")));
     CHECK(mt::flat(copy->get_parameter("b.weight")) == mt::flat(untied->get_parameter("b.weight")));
 }
+
+}  // namespace nn_module_test_conversion

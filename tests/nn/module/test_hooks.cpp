@@ -10,6 +10,9 @@
 #include "nn/module/modules.hpp"
 #include "nn/module/reference/reference_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_hooks {
+
 using Names = std::vector<std::string>;
 using xg::Tensor;
 using xg::nn::Module;
@@ -477,3 +480,5 @@ TEST_CASE("Module hooks: register_backward_hook, PyTorch's legacy hook, points t
         xg::Error);
     CHECK_FALSE(lin->has_hooks());
 }
+
+}  // namespace nn_module_test_hooks

@@ -6,6 +6,9 @@
 #include "nn/module/modules.hpp"
 #include "nn/module/reference/reference_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_modes {
+
 TEST_CASE("Module modes: train and eval reach every descendant") {
     auto deep = std::make_shared<mt::Deep>();
     for (auto& m : deep->modules()) CHECK(m->is_training());
@@ -82,3 +85,5 @@ TEST_CASE("Module modes: apply visits children first, then self, and returns *th
     for (double v : mt::flat(deep->block->fc->weight)) CHECK(v == 0.5);
     for (double v : mt::flat(deep->head->weight)) CHECK(v == 0.5);
 }
+
+}  // namespace nn_module_test_modes

@@ -5,6 +5,9 @@
 
 #include "nn/module/modules.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_paths {
+
 using mt::names_of;
 
 TEST_CASE("Module paths: get_submodule walks dotted paths") {
@@ -101,3 +104,5 @@ TEST_CASE("Module paths: get_parameter and get_buffer walk through modules only"
                          "get_submodule: 'count' is not a Module", xg::Error);
     CHECK(net->get_parameter("a2.weight").impl() == net->a->weight.impl());
 }
+
+}  // namespace nn_module_test_paths

@@ -8,6 +8,9 @@
 #include "nn/module/modules.hpp"
 #include "nn/module/reference/reference_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_printing {
+
 namespace {
 struct Multi : xg::nn::Module {
     std::string extra_repr() const override { return "first=1\nsecond=2"; }
@@ -42,3 +45,5 @@ TEST_CASE("Module printing: operator<< prints the repr; name() is the class name
     CHECK(deep->block->fc->name() == "TinyLinear");
     CHECK(std::make_shared<Bare>()->name() == "Bare");
 }
+
+}  // namespace nn_module_test_printing

@@ -5,6 +5,9 @@
 
 #include "nn/module/modules.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_registration {
+
 using mt::names_of;
 using xg::nn::Module;
 
@@ -131,3 +134,5 @@ TEST_CASE("Module registration: layer members and the registry are the same tens
     CHECK(lin->get_buffer("running_mean").impl() == lin->running_mean.impl());
     CHECK(lin->get_buffer("scratch").impl() == lin->scratch.impl());
 }
+
+}  // namespace nn_module_test_registration

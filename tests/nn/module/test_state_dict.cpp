@@ -6,6 +6,9 @@
 #include "nn/module/modules.hpp"
 #include "nn/module/reference/reference_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_state_dict {
+
 using Names = std::vector<std::string>;
 
 namespace {
@@ -381,3 +384,5 @@ TEST_CASE("Module load_state_dict: a set_extra_state that throws leaves the mode
     }
     CHECK(hook_calls == 0);  // the load failed before its post hooks could run
 }
+
+}  // namespace nn_module_test_state_dict

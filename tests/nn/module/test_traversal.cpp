@@ -6,6 +6,9 @@
 #include "nn/module/modules.hpp"
 #include "nn/module/reference/reference_values.hpp"
 
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace nn_module_test_traversal {
+
 using mt::names_of;
 using Names = std::vector<std::string>;
 
@@ -96,3 +99,5 @@ TEST_CASE("Module traversal: a leaf module walks only itself") {
     CHECK(names_of(lin->named_parameters()) == Names{"weight"});
     CHECK(names_of(lin->named_parameters("lin")) == Names{"lin.weight"});
 }
+
+}  // namespace nn_module_test_traversal
