@@ -49,6 +49,11 @@ while [ "$round" -lt "$rounds" ]; do
   round=$((round + 1))
 done
 
+# Both modes must have reported: a run that failed leaves no line to take a median of.
+for mode in plain checkpoint; do
+  grep -q "mode=$mode " "$results" || { echo "checkpoint.sh: no result for --$mode" >&2; exit 1; }
+done
+
 awk -v rss_target=40 -v time_target=1.4 '
 function med(key,   n, i, j, t, v) {
   n = split(vals[key], v, " ")
