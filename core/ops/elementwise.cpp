@@ -64,6 +64,12 @@ void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
     }
 }
 
+// What the row's backward reads, for the in-place checks (autograd::Reads).
+template <class Rule>
+constexpr autograd::Reads kReads = Rule::kSaves == Saves::Input    ? autograd::Reads::Inputs
+                                   : Rule::kSaves == Saves::Output ? autograd::Reads::Output
+                                                                   : autograd::Reads::Nothing;
+
 // A row with its derivative also written with ops (grad_op), so that its
 // backward can be recorded for double backward.
 template <class Rule>
@@ -145,7 +151,7 @@ Tensor unary(const Tensor& x, const Rule& rule) {
                     if (autograd::creating_graph()) return autograd::Gradients{g};
                     return autograd::Gradients{autograd::pass_on(g)};
                 },
-                autograd::DoubleBackward::Supported);
+                autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
         } else {
             std::shared_ptr<Storage> saved;
             if constexpr (Rule::kSaves != Saves::Nothing)
@@ -165,7 +171,8 @@ Tensor unary(const Tensor& x, const Rule& rule) {
                     return autograd::Gradients{gx};
                 },
                 kHasGradOp<Rule> ? autograd::DoubleBackward::Supported
-                                 : autograd::DoubleBackward::Unsupported);
+                                 : autograd::DoubleBackward::Unsupported,
+                kReads<Rule>);
         }
     });
 }
@@ -308,7 +315,8 @@ Tensor binary(const Tensor& a, const Tensor& b) {
                     return binary_grads_with_ops<Rule>(g, sa, sb, shape_a, shape_b);
                 return binary_grads<Rule, T>(g, sa, sb, shape_a, shape_b, need_a, need_b);
             },
-            autograd::DoubleBackward::Supported);
+            autograd::DoubleBackward::Supported,
+            Rule::kSavesInputs ? autograd::Reads::Inputs : autograd::Reads::Nothing);
     });
 }
 
@@ -467,7 +475,7 @@ Tensor detail::masked_scale(const Tensor& x, const Mask& mask, double scale) {
                     });
                 return autograd::Gradients{gx};
             },
-            autograd::DoubleBackward::Supported);
+            autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
     });
 }
 

@@ -264,7 +264,7 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
                     });
                 return autograd::Gradients{gh, Tensor()};
             },
-            autograd::DoubleBackward::Supported);
+            autograd::DoubleBackward::Supported, autograd::Reads::Output);
     }
     return make_result(
         result, "FfnActBackward", {h, Tensor()},

@@ -70,7 +70,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
                 }
                 return autograd::Gradients{detail::wrap(std::move(d))};
             },
-            autograd::DoubleBackward::Supported);
+            autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
     });
 }
 
@@ -139,7 +139,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
         [condition, x_shape = x.shape()](const Tensor& g) {
             return std::vector<Tensor>{masked_grad(g, condition, false, x_shape)};
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
@@ -158,7 +158,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
             return std::vector<Tensor>{need_a ? masked_grad(g, picked, true, a_shape) : Tensor(),
                                        need_b ? masked_grad(g, picked, false, b_shape) : Tensor()};
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 }  // namespace xg

@@ -79,7 +79,7 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length)
                     return wrap(std::move(grad));
                 })};
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim) {

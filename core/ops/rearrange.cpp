@@ -114,7 +114,7 @@ Tensor tile(const Tensor& x, const Shape& padded, const Shape& reps, const char*
                     return wrap(std::move(summed));
                 })};
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 // a with entry j of the dim laid out by `split` moved to entry to(j): one pass
@@ -192,7 +192,7 @@ Tensor flip(const Tensor& x, const std::vector<int>& dims) {
     return make_result(
         out, "FlipBackward", {x},
         [dims](const Tensor& g) { return autograd::Gradients{flip(g, dims)}; },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
@@ -230,7 +230,7 @@ Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
     return make_result(
         out, "RollBackward", {x},
         [back, dims](const Tensor& g) { return autograd::Gradients{roll(g, back, dims)}; },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 }  // namespace xg

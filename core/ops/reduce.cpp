@@ -85,7 +85,7 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
                 return autograd::Gradients{
                     wrap(detail::spread_axes(g.data<T>(), r.in_shape, r.reduced, T(scale)))};
             },
-            autograd::DoubleBackward::Supported);
+            autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
     });
 }
 
@@ -194,7 +194,7 @@ Tensor softmax_impl(const Tensor& x, int dim, const char* op, const char* node) 
                 if (!last) d = swap_with_last(d, axis);
                 return autograd::Gradients{wrap(std::move(d))};
             },
-            autograd::DoubleBackward::Supported);
+            autograd::DoubleBackward::Supported, autograd::Reads::Output);
     });
 }
 

@@ -34,7 +34,7 @@ Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const cha
         [in_shape = x.shape(), op, node](const Tensor& g) {
             return autograd::Gradients{reshape_to(g, in_shape, op, node)};
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 }  // namespace
@@ -137,7 +137,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
     return make_result(
         out, "PermuteBackward", {x},
         [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 Tensor transpose(const Tensor& x, int dim0, int dim1) {
@@ -155,7 +155,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     return make_result(
         out, "TransposeBackward", {x},
         [dim0, dim1](const Tensor& g) { return autograd::Gradients{transpose(g, dim0, dim1)}; },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 Tensor unsqueeze(const Tensor& x, int dim) {
@@ -266,7 +266,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
             }
             return autograd::Gradients(grads);
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 // ---- derived from the ops above: each gradient comes from theirs ----

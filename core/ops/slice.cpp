@@ -111,7 +111,7 @@ Tensor Tensor::slice(int dim, std::optional<std::int64_t> start, std::optional<s
                     return detail::wrap(std::move(grad));
                 })};
         },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 Tensor Tensor::index(std::initializer_list<indexing::TensorIndex> indices) const {

@@ -52,8 +52,27 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
     return accumulator;
 }
 
+// The versions of what the node's backward reads, as they are now.
+void note_versions(Node& node, const Tensor& value, const Tensor* inputs, std::size_t count,
+                   Reads reads) {
+    node.reads = reads;
+    if (reads == Reads::Output) {
+        const auto& storage = value.impl()->storage;
+        node.saved_versions.push_back({storage, storage->version});
+    } else if (reads == Reads::Inputs) {
+        for (const Tensor* input = inputs; input != inputs + count; ++input) {
+            if (!input->defined()) {
+                node.saved_versions.push_back({});
+                continue;
+            }
+            const auto& storage = input->impl()->storage;
+            node.saved_versions.push_back({storage, storage->version});
+        }
+    }
+}
+
 Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t count,
-              BackwardFn backward, DoubleBackward double_backward) {
+              BackwardFn backward, DoubleBackward double_backward, Reads reads) {
     if (!GradMode::is_enabled()) return value;
     Node::Edges next;
     next.reserve(count);
@@ -66,6 +85,7 @@ Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t 
     if (!any) return value;
     auto node = detail::make_pooled<Node>(name, std::move(next), std::move(backward));
     node->differentiable = double_backward == DoubleBackward::Supported;
+    note_versions(*node, value, inputs, count, reads);
     if (is_anomaly_enabled()) node->creation = creation_point();
     node->output = value.impl_ptr();
     value.impl()->grad_fn = std::move(node);
@@ -76,15 +96,15 @@ Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t 
 }  // namespace
 
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
-                   BackwardFn backward, DoubleBackward double_backward) {
+                   BackwardFn backward, DoubleBackward double_backward, Reads reads) {
     return record(std::move(value), name, inputs.data(), inputs.size(), std::move(backward),
-                  double_backward);
+                  double_backward, reads);
 }
 
 Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
-                   BackwardFn backward, DoubleBackward double_backward) {
+                   BackwardFn backward, DoubleBackward double_backward, Reads reads) {
     return record(std::move(value), name, inputs.begin(), inputs.size(), std::move(backward),
-                  double_backward);
+                  double_backward, reads);
 }
 
 namespace {
@@ -240,11 +260,35 @@ void run_tensor_hooks(Node& node, Tensor& grad, const PassOptions& options) {
     }
 }
 
+// Before step 3b: what the backward reads must be as it was recorded, as
+// PyTorch checks its saved variables' versions (after an in-place op the
+// gradient would be silently wrong).
+void check_versions(const Node& node) {
+    for (std::size_t i = 0; i < node.saved_versions.size(); ++i) {
+        const Node::SavedVersion& saved = node.saved_versions[i];
+        auto storage = saved.storage.lock();
+        if (!storage || storage->version == saved.version) continue;
+        const Tensor values = detail::tensor_of(storage);
+        fail(
+            "backward: one of the variables needed for gradient computation has been modified by "
+            "an inplace operation: [{} {}], {} of {}, is at version {}; expected version {} "
+            "instead. {}",
+            dtype_name(values.dtype()), shape_str(values.shape()),
+            node.reads == Reads::Output ? std::string("the output") : fmt::format("input {}", i),
+            node.name, storage->version, saved.version,
+            node.creation.empty()
+                ? "Hint: anomaly detection (xg::autograd::set_detect_anomaly(true)) names where "
+                  "the op ran."
+                : fmt::format("The op ran {}.", node.creation));
+    }
+}
+
 // Step 3b: the node's backward, one gradient per input edge. Under
 // create_graph a node whose backward computes with raw loops gets its
 // gradients wrapped so that differentiating them again is refused.
 Gradients call_backward(Node& node, const Tensor& grad, const PassOptions& options) {
     if (!grad.defined() || !node.backward) return {};
+    check_versions(node);
     try {
         RunningBackwardScope running(&node, options.create_graph);
         Gradients input_grads;

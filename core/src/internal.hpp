@@ -17,8 +17,18 @@
 namespace xg {
 
 // In Dtype's order: a storage's index is its dtype.
-using Storage =
+using StorageValues =
     std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>, xt::xarray<bool>>;
+
+// A tensor's values and their version, which every in-place op bumps. The
+// version lives with the values, so every handle that shares them (detach(),
+// the saved copies of backward closures) shares it too, as views share
+// PyTorch's version counter; a node records the versions of what its backward
+// reads and refuses to run once they changed (engine.cpp).
+struct Storage : StorageValues {
+    using StorageValues::StorageValues;
+    std::uint64_t version = 0;
+};
 
 struct TensorImpl {
     std::shared_ptr<Storage> storage;  // shared by detach(), so saved values cost nothing

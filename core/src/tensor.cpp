@@ -186,7 +186,7 @@ Tensor Tensor::clone() const {
     });
     return autograd::make_result(
         copy, "CloneBackward", {*this}, [](const Tensor& g) { return std::vector<Tensor>{g}; },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 Tensor Tensor::to(Dtype target) const {
@@ -206,7 +206,7 @@ Tensor Tensor::to(Dtype target) const {
     return autograd::make_result(
         converted, "ToCopyBackward", {*this},
         [source](const Tensor& g) { return std::vector<Tensor>{g.to(source)}; },
-        autograd::DoubleBackward::Supported);
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
 
 std::string Tensor::grad_fn_name() const {

@@ -1,5 +1,6 @@
 // torch.nn.utils.parametrizations (see parametrize.hpp): WeightNorm and
-// SpectralNorm, and the functions that register them.
+// SpectralNorm, and the functions that register them and Orthogonal
+// (orthogonal.cpp).
 #include <xtensor/xnoalias.hpp>
 
 #include "xgrad/autograd.hpp"
@@ -181,6 +182,39 @@ Module& spectral_norm(Module& module, const std::string& name, int n_power_itera
     parametrize::register_parametrization(
         module, name,
         std::make_shared<SpectralNorm>(weight, n_power_iterations, dim.value_or(0), eps));
+    return module;
+}
+
+Module& orthogonal(Module& module, const std::string& name,
+                   const std::optional<std::string>& orthogonal_map, bool use_trivialization) {
+    const Tensor weight = current_tensor(module, name);
+    check(weight.defined(),
+          "orthogonal: expected a parameter or buffer named '{}' in {} (got none)", name,
+          module.name());
+    check(weight.dim() == 2, "orthogonal: expected a matrix (got a tensor of shape {})",
+          shape_str(weight.shape()));
+    // Appended to other parametrizations, right_inverse never runs to set the
+    // base (PyTorch then fails at the first use of the tensor).
+    check(!use_trivialization || !parametrize::is_parametrized(module, name),
+          "orthogonal: expected use_trivialization=false for the already parametrized {}.{} "
+          "(got true)",
+          module.name(), name);
+    const Shape shape = weight.shape();
+    const std::string map =
+        orthogonal_map.value_or(shape[0] == shape[1] ? "matrix_exp" : "householder");
+    OrthogonalMap kind = OrthogonalMap::matrix_exp;
+    if (map == "cayley")
+        kind = OrthogonalMap::cayley;
+    else if (map == "householder")
+        kind = OrthogonalMap::householder;
+    else
+        check(map == "matrix_exp",
+              "orthogonal: expected orthogonal_map \"matrix_exp\", \"cayley\" or "
+              "\"householder\" (got \"{}\")",
+              map);
+    parametrize::register_parametrization(
+        module, name, std::make_shared<Orthogonal>(shape, kind, use_trivialization),
+        /*unsafe=*/true);
     return module;
 }
 

@@ -2,7 +2,8 @@
 // (gen_parametrize.py: state_dict keys and values, outputs, gradients, _u and
 // _v along training steps), strict loads of PyTorch's state_dicts, round trips,
 // custom parametrizations with and without right_inverse, chains,
-// remove_parametrizations both ways, cached(), errors and gradchecks.
+// remove_parametrizations both ways, cached(), errors and gradchecks;
+// orthogonal's maps against PyTorch's values, strict loads and a gradcheck.
 #include <memory>
 #include <optional>
 #include <string>
@@ -522,6 +523,141 @@ TEST_CASE("gradcheck: the weight_norm and spectral_norm weight functions, in flo
         sn->eval();  // fixed u and v: a function of the weight alone
         CHECK(test::gradcheck([sn](const std::vector<Tensor>& in) { return sn->forward(in[0]); },
                               {w}));
+    }
+}
+
+namespace {
+
+std::shared_ptr<nn::Linear> orthogonal_linear(const ref::OrthogonalCase& c, xg::Dtype dtype) {
+    auto lin = std::make_shared<nn::Linear>(c.in, c.out);
+    lin->to(dtype);
+    lin->load_state_dict({{"weight", c.weight.tensor(dtype)}, {"bias", c.bias.tensor(dtype)}});
+    const std::optional<std::string> map =
+        c.map.empty() ? std::nullopt : std::optional<std::string>(c.map);
+    return pzs::orthogonal(lin, "weight", map, c.use_trivialization);
+}
+
+// W^T W = I for a tall (or square) W, W W^T = I for a wide one.
+void check_orthogonal(const Tensor& w, double atol) {
+    const Tensor t = xg::transpose(w, 0, 1);
+    const Tensor gram = w.shape()[0] >= w.shape()[1] ? xg::matmul(t, w) : xg::matmul(w, t);
+    const auto n = static_cast<std::int64_t>(gram.shape()[0]);
+    CHECK_VALUES_TOL(gram, test::values(xg::eye(n, -1, xg::kFloat64)), 0.0, atol);
+}
+
+}  // namespace
+
+TEST_CASE("orthogonal: registration, outputs and gradients match PyTorch's") {
+    for (const ref::OrthogonalCase& c : ref::orthogonal_cases()) {
+        INFO(c.name);
+        auto lin = orthogonal_linear(c, xg::kFloat64);
+        const StateDict sd = lin->state_dict();
+        CHECK(sd.keys() == keys_of(c.registered));
+        for (const auto& entry : c.registered) {
+            INFO(entry.first);
+            // Where PyTorch completes a non-square base with random columns, xgrad draws its own.
+            if (c.in != c.out && entry.first == "parametrizations.weight.0.base") continue;
+            check_close(sd.at(entry.first), entry.second);
+        }
+        check_close(lin->weight, c.registered_weight);
+        check_orthogonal(lin->weight, 1e-12);
+
+        const nn::IncompatibleKeys keys = lin->load_state_dict(state_of(c.state));
+        CHECK(keys.missing_keys.empty());
+        CHECK(keys.unexpected_keys.empty());
+        Tensor x = c.input.tensor(xg::kFloat64, true);
+        Tensor y = (*lin)(x);
+        check_close(y, c.output);
+        check_orthogonal(lin->weight, 1e-12);
+        xg::sum(y * c.upstream.tensor()).backward();
+        check_close(x.grad(), c.grad_input);
+        check_grads(*lin, c.grads);
+    }
+}
+
+TEST_CASE("orthogonal: PyTorch's state_dict loads into a fresh module; assignment; float32") {
+    for (const ref::OrthogonalCase& c : ref::orthogonal_cases()) {
+        INFO(c.name);
+        auto fresh = std::make_shared<nn::Linear>(c.in, c.out);  // other values
+        fresh->to(xg::kFloat64);
+        pzs::orthogonal(*fresh, "weight", c.map.empty() ? std::nullopt : std::optional(c.map),
+                        c.use_trivialization);
+        fresh->load_state_dict(state_of(c.state));
+        check_close((*fresh)(c.input.tensor()), c.output);
+
+        // float32: PyTorch's float64 weight to float32 precision.
+        auto lin32 = orthogonal_linear(c, xg::kFloat32);
+        CHECK(lin32->weight.dtype() == xg::kFloat32);
+        CHECK_VALUES_TOL(lin32->weight, c.registered_weight.array(), 0.0, 1e-5);
+    }
+    // Assigning an orthogonal matrix makes it the base, the original -I again.
+    const ref::OrthogonalCase& square = ref::orthogonal_cases()[0];
+    auto lin = orthogonal_linear(square, xg::kFloat64);
+    lin->load_state_dict(state_of(square.state));
+    const Tensor q = list_of(*lin, "weight")->forward().detach();
+    list_of(*lin, "weight")->right_inverse(q);
+    CHECK(test::identical(lin->get_buffer("parametrizations.weight.0.base"), q));
+    CHECK_VALUES(list_of(*lin, "weight")->originals()[0],
+                 test::values(xg::eye(4, -1, xg::kFloat64) * -1.0));
+    (*lin)(square.input.tensor());
+    CHECK_VALUES_TOL(lin->weight, test::values(q), 0.0, 1e-15);
+    // Without use_trivialization, matrix_exp has no right_inverse to assign with.
+    const ref::OrthogonalCase& plain = ref::orthogonal_cases()[6];
+    REQUIRE(plain.name == "square_plain");
+    auto exp_plain = orthogonal_linear(plain, xg::kFloat64);
+    CHECK_THROWS_WITH_AS(list_of(*exp_plain, "weight")->right_inverse(q),
+                         "Orthogonal: it is not possible to assign to the matrix_exp or cayley "
+                         "parametrizations when use_trivialization=false (got an assignment)",
+                         xg::Error);
+}
+
+TEST_CASE("orthogonal: errors name what was expected") {
+    CHECK_THROWS_WITH_AS(pzs::orthogonal(*reference_linear(), "bias"),
+                         "orthogonal: expected a matrix (got a tensor of shape [3])", xg::Error);
+    CHECK_THROWS_WITH_AS(pzs::orthogonal(*reference_linear(), "weight", "qr"),
+                         "orthogonal: expected orthogonal_map \"matrix_exp\", \"cayley\" or "
+                         "\"householder\" (got \"qr\")",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(pzs::orthogonal(*reference_linear(), "weights"),
+                         "orthogonal: expected a parameter or buffer named 'weights' in Linear "
+                         "(got none)",
+                         xg::Error);
+    auto lin = pzs::orthogonal(reference_linear());
+    CHECK_THROWS_WITH_AS(pzs::orthogonal(*lin),
+                         "orthogonal: expected use_trivialization=false for the already "
+                         "parametrized Linear.weight (got true)",
+                         xg::Error);
+    CHECK(list_of(*lin, "weight")->size() == 1);
+    CHECK_THROWS_WITH_AS(list_of(*lin, "weight")->right_inverse(ref::inputs[0].tensor()),
+                         "Orthogonal: expected a matrix of shape [3, 4] (got [5, 4])", xg::Error);
+}
+
+TEST_CASE("gradcheck: orthogonal's three maps, with and without the base, in float64") {
+    const std::vector<std::pair<std::string, pzs::OrthogonalMap>> maps{
+        {"matrix_exp", pzs::OrthogonalMap::matrix_exp},
+        {"cayley", pzs::OrthogonalMap::cayley},
+        {"householder", pzs::OrthogonalMap::householder}};
+    const std::vector<xg::Shape> shapes{{4, 4}, {5, 3}, {3, 5}};
+    for (const auto& map : maps) {
+        for (const xg::Shape& shape : shapes) {
+            for (bool trivialization : {true, false}) {
+                INFO(map.first, " ", xg::shape_str(shape), " base ", trivialization);
+                xg::manual_seed(21);
+                auto p = std::make_shared<pzs::Orthogonal>(shape, map.second, trivialization);
+                const auto n = static_cast<std::int64_t>(shape[0]);
+                const auto k = static_cast<std::int64_t>(shape[1]);
+                const Tensor eye = xg::eye(n, k, xg::kFloat64);
+                p->right_inverse(test::randn64(shape, 22));  // base, or nothing
+                // Off-diagonal entries large enough for matrix_exp to scale and
+                // square; a diagonal of -1.5, whose integer part (-1) householder
+                // multiplies by: -1 itself would sit where truncation jumps.
+                const Tensor x =
+                    (test::randn64(shape, 23) * 1.5 * (1.0 - eye) - 1.5 * eye).detach();
+                check_orthogonal(p->forward(x), 1e-12);
+                CHECK(test::gradcheck(
+                    [p](const std::vector<Tensor>& in) { return p->forward(in[0]); }, {x}));
+            }
+        }
     }
 }
 

@@ -116,6 +116,12 @@ private:
     const Ops* ops_ = nullptr;
 };
 
+// What a node's backward reads of its values (make_result's last argument), for
+// the in-place checks: its inputs (the default, and right for any op whose
+// backward reads some of them), nothing of them (add, sum, reshape: the
+// gradient follows from grad_output alone), or its own output (exp, softmax).
+enum class Reads { Inputs, Nothing, Output };
+
 using NodeHook = std::function<void(const Tensor& grad_output)>;
 
 // One recorded op. A node owns the nodes of its inputs (edges point towards the
@@ -134,6 +140,15 @@ struct Node : std::enable_shared_from_this<Node> {
     std::uint64_t sequence_nr;         // later nodes run first, as in PyTorch
     bool is_accumulator = false;       // a leaf's AccumulateGrad: hands its gradient to .grad
     bool differentiable = false;       // its backward records a graph under create_graph
+    // The values its backward reads, at the versions they had when it was
+    // recorded (one per input, or the output alone, as `reads` says): an
+    // in-place op on them since is an error.
+    struct SavedVersion {
+        std::weak_ptr<xg::Storage> storage;  // expired, or null for an undefined input
+        std::uint64_t version = 0;
+    };
+    detail::SmallVector<SavedVersion, 3> saved_versions;
+    Reads reads = Reads::Inputs;
     bool released = false;
     std::string creation;  // anomaly mode only: "in module <path>" where the op ran, else empty
 
@@ -208,11 +223,13 @@ enum class DoubleBackward { Unsupported, Supported };
 // node when grad mode is on and some input requires grad.
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
                    BackwardFn backward,
-                   DoubleBackward double_backward = DoubleBackward::Unsupported);
+                   DoubleBackward double_backward = DoubleBackward::Unsupported,
+                   Reads reads = Reads::Inputs);
 // The same for a braced list of inputs, without building a vector.
 Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
                    BackwardFn backward,
-                   DoubleBackward double_backward = DoubleBackward::Unsupported);
+                   DoubleBackward double_backward = DoubleBackward::Unsupported,
+                   Reads reads = Reads::Inputs);
 
 // For the backward closure of a DoubleBackward::Supported node. True while the
 // engine runs it with create_graph: it must then compute with ops (which record

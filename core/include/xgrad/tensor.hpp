@@ -34,6 +34,7 @@ using Shape = std::vector<std::size_t>;
 
 class Tensor;
 struct TensorImpl;
+struct Storage;  // a tensor's values and their version (internal)
 namespace indexing {
 class TensorIndex;
 }
@@ -101,6 +102,29 @@ public:
     // U(from, to) or N(mean, std), keeping shape and dtype; floating tensors only.
     Tensor& uniform_(double from = 0.0, double to = 1.0);
     Tensor& normal_(double mean = 0.0, double std = 1.0);
+    // In place, as PyTorch's: the op's result replaces this tensor's values
+    // (every handle sharing them sees it) and, when grad mode records it, its
+    // history. Each bumps the values' version. A leaf that requires grad
+    // refuses outside NoGradGuard; a backward that read the old values refuses
+    // to run (core/src/in_place.cpp). The tensor keeps its shape and dtype:
+    // `other` broadcasts to it, and a float result cannot go into an integer tensor.
+    Tensor& add_(const Tensor& other);
+    Tensor& add_(double other);
+    Tensor& sub_(const Tensor& other);
+    Tensor& sub_(double other);
+    Tensor& mul_(const Tensor& other);
+    Tensor& mul_(double other);
+    Tensor& div_(const Tensor& other);
+    Tensor& div_(double other);
+    Tensor& clamp_(std::optional<double> min, std::optional<double> max = std::nullopt);
+    Tensor& relu_();
+    Tensor& exp_();
+    Tensor& masked_fill_(const Tensor& mask, double value);
+    Tensor& zero_();
+    Tensor& fill_(double value);
+    Tensor& copy_(const Tensor& src);
+    // How many in-place changes its values have seen (PyTorch's _version).
+    std::uint64_t version() const;
     std::string grad_fn_name() const;  // "MatmulBackward", "" for leaves
     const std::shared_ptr<autograd::Node>& grad_fn() const;
 

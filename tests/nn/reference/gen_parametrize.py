@@ -11,6 +11,12 @@ modules, for tests/nn/test_parametrize.cpp.
   parameters (p -= LR * grad), recording the output, the gradients and the
   buffers _u and _v after the forward; then one eval-mode forward, and the
   weight left by remove_parametrizations after it.
+- orthogonal on float64 Linear layers, square (matrix_exp, cayley) and not
+  (householder, matrix_exp, cayley; weights [n, k] with n > k and n < k), with
+  and without use_trivialization: the state_dict and the weight right after
+  registration; then a state whose original is moved off -I (or off the
+  reflectors) below and above the diagonal, its output and the gradients of
+  sum(output * upstream) w.r.t. the input, the bias and the original.
 
 torch 1.13 has no torch.nn.utils.parametrizations.weight_norm: WeightNorm
 below is PyTorch 2.1's _WeightNorm, registered the way 2.1 registers it, so
@@ -117,6 +123,45 @@ def spectral_case(name, m, upstream):
         name, named(state), ",\n      ".join(steps), cpp_array(y_eval), cpp_array(m.weight.detach()))
 
 
+ORTHOGONAL = [  # name, in_features, out_features, orthogonal_map, use_trivialization
+    ("square", 4, 4, None, True),
+    ("square_cayley", 4, 4, "cayley", True),
+    ("tall", 3, 5, None, True),
+    ("wide", 5, 3, None, True),
+    ("tall_exp", 3, 5, "matrix_exp", True),
+    ("wide_cayley", 5, 3, "cayley", True),
+    ("square_plain", 4, 4, None, False),
+    ("tall_householder_plain", 3, 5, "householder", False),
+    ("wide_householder_plain", 5, 3, "householder", False),
+]
+
+
+def orthogonal_case(name, n_in, n_out, orthogonal_map, use_trivialization):
+    weight = torch.randn(n_out, n_in, dtype=f64) * 0.5
+    bias = torch.randn(n_out, dtype=f64) * 0.5
+    x = torch.randn(BATCH, n_in, dtype=f64, requires_grad=True)
+    upstream = torch.randn(BATCH, n_out, dtype=f64)
+    m = nn.Linear(n_in, n_out).double()
+    m.load_state_dict({"weight": weight, "bias": bias})
+    parametrizations.orthogonal(m, orthogonal_map=orthogonal_map,
+                                use_trivialization=use_trivialization)
+    registered = [(k, t.clone()) for k, t in m.state_dict().items()]
+    registered_weight = m.weight.detach().clone()
+    off_diagonal = 1.0 - torch.eye(n_out, n_in, dtype=f64)
+    with torch.no_grad():
+        original = m.parametrizations.weight.original
+        original += 0.4 * torch.randn(n_out, n_in, dtype=f64) * off_diagonal
+    state = [(k, t.clone()) for k, t in m.state_dict().items()]
+    y = m(x)
+    (y * upstream).sum().backward()
+    grads = [(k, p.grad) for k, p in m.named_parameters()]
+    return "    {\"%s\", \"%s\", %s, %d, %d,\n     %s, %s,\n     %s, %s,\n     %s,\n     %s, %s, %s, %s, %s}," % (
+        name, orthogonal_map or "", "true" if use_trivialization else "false", n_in, n_out,
+        cpp_array(weight), cpp_array(bias), named(registered), cpp_array(registered_weight),
+        named(state), cpp_array(x.detach()), cpp_array(upstream), cpp_array(y.detach()),
+        cpp_array(x.grad), named(grads))
+
+
 def main():
     wn = [weight_norm_case("dim0", 0), weight_norm_case("dim1", 1),
           weight_norm_case("none", None)]
@@ -124,6 +169,8 @@ def main():
     sn_linear = parametrizations.spectral_norm(linear())
     sn_holder = parametrizations.spectral_norm(Holder(), dim=1)
     sn = [spectral_case("linear", sn_linear, UPSTREAM), spectral_case("holder", sn_holder, UPSTREAM3)]
+    torch.manual_seed(31)
+    orth = [orthogonal_case(*case) for case in ORTHOGONAL]
     body = [
         "",
         "using Named = std::vector<std::pair<std::string, Array>>;",
@@ -174,13 +221,33 @@ def main():
         "    return all;",
         "}",
         "",
+        "// orthogonal on Linear(in, out), weight [out, in]: map \"\" is the default.",
+        "struct OrthogonalCase {",
+        "    std::string name, map;",
+        "    bool use_trivialization;",
+        "    std::size_t in, out;",
+        "    Array weight, bias;  // before registration",
+        "    Named registered;  // state_dict() right after registration",
+        "    Array registered_weight;",
+        "    Named state;  // the original moved off its registration value",
+        "    Array input, upstream, output, grad_input;",
+        "    Named grads;  // for state, in named_parameters() order",
+        "};",
+        "inline const std::vector<OrthogonalCase>& orthogonal_cases() {",
+        "    static const std::vector<OrthogonalCase> all = {",
+    ] + orth + [
+        "    };",
+        "    return all;",
+        "}",
+        "",
     ]
     write_header(
         os.path.join(HERE, "parametrize_values.hpp"),
         "gen_parametrize.py",
         [
             "weight_norm and spectral_norm on float64 modules: state_dicts, outputs, gradients",
-            "of sum(output * upstream), spectral norm's _u and _v along training steps.",
+            "of sum(output * upstream), spectral norm's _u and _v along training steps;",
+            "orthogonal on float64 Linear layers.",
         ],
         "reference::parametrize",
         body,

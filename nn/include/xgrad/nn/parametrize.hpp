@@ -193,6 +193,44 @@ private:
     void power_method(const Tensor& weight_mat, int iterations);
 };
 
+// PyTorch's orthogonal_map: how Orthogonal turns its original into an orthogonal matrix.
+enum class OrthogonalMap { matrix_exp, cayley, householder };
+
+// An orthogonal [n, k] matrix Q (orthonormal columns when n >= k, rows
+// otherwise) computed from an original X of the same shape, PyTorch 1.13's
+// _Orthogonal for real 2-D weights. X is transposed first when n < k; then
+//  - matrix_exp: Q = exp(A), cayley: Q = (I - A/2)^{-1} (I + A/2), A the skew
+//    part X.tril() - X.tril()^T (X padded with zero columns to [n, n]), Q its first k columns;
+//  - householder: Q = H_1 ... H_k [I; 0], H_i = I - tau_i v_i v_i^T, v_i column i
+//    of X.tril(-1) with a unit diagonal, tau_i = 2 / (1 + |v_i|^2); column i
+//    is multiplied by X's diagonal entry i truncated to an integer (no gradient).
+// With use_trivialization, Q = base @ Q, base the buffer "base" [n, n] that
+// right_inverse sets (the value's Q factor, completed with random columns when
+// n != k; xgrad's generator draws them) while the original becomes -I.
+// Without it, right_inverse is the householder map's inverse (the reflectors
+// of a QR decomposition); matrix_exp and cayley have none (the first call,
+// register_parametrization's, keeps the value as the original, as PyTorch's
+// caught NotImplementedError; later assignments throw).
+class Orthogonal : public Module, public parametrize::RightInverse {
+public:
+    Orthogonal(Shape shape, OrthogonalMap orthogonal_map, bool use_trivialization = true);
+
+    Tensor forward(const Tensor& x) override;
+    Value right_inverse(const Tensor& q) override;
+
+    Shape shape;  // the parametrized tensor's, [n, k]
+    OrthogonalMap orthogonal_map;
+    bool use_trivialization;
+    Tensor base;  // the buffer "base"; undefined without use_trivialization
+
+protected:
+    std::shared_ptr<Module> make_fresh() const override;
+    void on_tensor_set(const std::string& member, const Tensor& value) override;
+
+private:
+    bool registered_ = false;  // whether right_inverse has run once
+};
+
 // torch.nn.utils.parametrizations.weight_norm: registers WeightNorm(dim) on
 // `name` (unsafe, as PyTorch), so the module gains parameters
 // parametrizations.<name>.original0 (g) and original1 (v). dim = nullopt is
@@ -207,6 +245,16 @@ Module& spectral_norm(Module& module, const std::string& name = "weight",
                       int n_power_iterations = 1, double eps = 1e-12,
                       std::optional<int> dim = std::nullopt);
 
+// torch.nn.utils.parametrizations.orthogonal: registers Orthogonal on the 2-D
+// tensor `name` (unsafe, as PyTorch). orthogonal_map is "matrix_exp", "cayley"
+// or "householder"; nullopt picks matrix_exp for a square matrix, householder
+// otherwise. The module gains parametrizations.<name>.original and, with
+// use_trivialization, the buffer parametrizations.<name>.0.base. Batches of
+// matrices (more than 2 dims) and complex tensors are not supported.
+Module& orthogonal(Module& module, const std::string& name = "weight",
+                   const std::optional<std::string>& orthogonal_map = std::nullopt,
+                   bool use_trivialization = true);
+
 template <class M>
 std::shared_ptr<M> weight_norm(std::shared_ptr<M> module, const std::string& name = "weight",
                                std::optional<int> dim = 0) {
@@ -218,6 +266,14 @@ std::shared_ptr<M> spectral_norm(std::shared_ptr<M> module, const std::string& n
                                  int n_power_iterations = 1, double eps = 1e-12,
                                  std::optional<int> dim = std::nullopt) {
     spectral_norm(*module, name, n_power_iterations, eps, dim);
+    return module;
+}
+
+template <class M>
+std::shared_ptr<M> orthogonal(std::shared_ptr<M> module, const std::string& name = "weight",
+                              const std::optional<std::string>& orthogonal_map = std::nullopt,
+                              bool use_trivialization = true) {
+    orthogonal(*module, name, orthogonal_map, use_trivialization);
     return module;
 }
 
