@@ -55,6 +55,7 @@ long Node::live_count() { return live_nodes.load(); }
 void Node::release() {
     backward = nullptr;  // frees what the closure saved
     next.clear();
+    saved_versions.clear();  // and the weak references that kept its control blocks
     released = true;
 }
 
