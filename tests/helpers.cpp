@@ -13,8 +13,8 @@ xt::xarray<double> values(const xg::Tensor& t) {
         case xg::kFloat64: return t.data<double>();
         case xg::kInt64: return xt::cast<double>(t.data<std::int64_t>());
         case xg::kBool: return xt::cast<double>(t.data<bool>());
+        default: return t.to(xg::kFloat64).data<double>();  // storage dtypes: exact in float64
     }
-    return {};
 }
 
 xg::Shape shape_of(const xt::xarray<double>& a) {

@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "xgrad/error.hpp"
-#include "xgrad/tensor.hpp"
 #include "xgrad/nn/module.hpp"
 #include "xgrad/optim/optimizer.hpp"
 #include "xgrad/serialize.hpp"
+#include "xgrad/tensor.hpp"
 
 namespace xg {
 
@@ -35,7 +35,8 @@ void save_checkpoint(const std::string& path, nn::Module& module, const optim::O
         for (const auto& [name, value] : group.options) options[name] = value;
         groups.push_back({{"options", options}, {"params", group.params}});
     }
-    save(file, path,
+    // Always safetensors, whatever the name: the metadata carries the step and RNG state.
+    save(file, path, SaveFormat::Safetensors,
          {{"format", kFormat},
           {"step", std::to_string(step)},
           {"rng", get_rng_state()},

@@ -176,9 +176,13 @@ Tensor extreme(const Tensor& x, const std::vector<int>& dims, bool keepdim, cons
 }  // namespace
 
 Tensor amax(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(amax(detail::computable(x), dims, keepdim), *to);
     return extreme<true>(x, dims, keepdim, "amax");
 }
 Tensor amin(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(amin(detail::computable(x), dims, keepdim), *to);
     return extreme<false>(x, dims, keepdim, "amin");
 }
 
@@ -187,6 +191,8 @@ Tensor amin(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
 Tensor norm(const Tensor& x, double p, const std::vector<int>& dims, bool keepdim) {
     check(x.defined(), "norm: expected a defined tensor (got an undefined one)");
     check(p > 0, "norm: expected p = 1, 2, any other p > 0, or inf (got {})", p);
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(norm(detail::computable(x), p, dims, keepdim), *to);
     const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), "norm"), keepdim);
     const bool inf = std::isinf(p);
     if (inf) check_nonempty(r, "norm", " for p = inf");  // max |x| has no identity

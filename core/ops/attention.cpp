@@ -206,6 +206,15 @@ T* data_if(std::optional<xt::xarray<T>>& a) {
 
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const Tensor& attn_mask, double dropout_p, bool is_causal) {
+    if (auto to = detail::storage_dtype(query, key, value)) {
+        const Tensor mask = attn_mask.defined() && attn_mask.dtype() != kBool
+                                ? detail::computable(attn_mask)
+                                : attn_mask;
+        return detail::rounded(
+            scaled_dot_product_attention(detail::computable(query), detail::computable(key),
+                                         detail::computable(value), mask, dropout_p, is_causal),
+            *to);
+    }
     const Dims d = check_inputs(query, key, value, attn_mask, dropout_p, is_causal);
     const bool dropout = dropout_p > 0.0;
     const detail::Mask mask{dropout, dropout ? next_random_key() : 0,

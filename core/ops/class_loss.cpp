@@ -232,6 +232,14 @@ Tensor cross_entropy_probs(const Tensor& input, const Tensor& target, Reduction 
 Tensor cross_entropy(const Tensor& input, const Tensor& target, const std::string& reduction,
                      const Tensor& weight, std::int64_t ignore_index, double label_smoothing) {
     const Reduction mode = parse_reduction(reduction, "cross_entropy");
+    if (auto to = detail::storage_dtype(input, weight)) {
+        const Tensor wide_target =
+            is_floating_point(target.dtype()) ? detail::computable(target) : target;
+        return detail::rounded(
+            cross_entropy(detail::computable(input), wide_target, reduction,
+                          detail::computable(weight), ignore_index, label_smoothing),
+            *to);
+    }
     check(label_smoothing >= 0 && label_smoothing <= 1,
           "cross_entropy: expected label_smoothing in [0, 1] (got {})", label_smoothing);
     check(input.defined() && target.defined(),
@@ -252,6 +260,11 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const std::strin
 Tensor nll_loss(const Tensor& input, const Tensor& target, const std::string& reduction,
                 const Tensor& weight, std::int64_t ignore_index) {
     const Reduction mode = parse_reduction(reduction, "nll_loss");
+    if (auto to = detail::storage_dtype(input, weight)) {
+        return detail::rounded(nll_loss(detail::computable(input), target, reduction,
+                                        detail::computable(weight), ignore_index),
+                               *to);
+    }
     const ClassLayout l = class_layout(input, target, weight, ignore_index, "nll_loss");
     return weighted_nll(input, target, weight, l, mode, ignore_index, 0.0);
 }
@@ -339,6 +352,12 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const std
                             const Tensor& weight) {
     const char* op = "binary_cross_entropy";
     const Reduction mode = parse_reduction(reduction, op);
+    if (auto to = detail::storage_dtype(input, target, weight)) {
+        return detail::rounded(
+            binary_cross_entropy(detail::computable(input), detail::computable(target), reduction,
+                                 detail::computable(weight)),
+            *to);
+    }
     check_floating_pair(input, target, op);
     const Shape shape = input.shape();
     if (weight.defined() &&

@@ -24,6 +24,8 @@ template <class F>
 Tensor on_common(const Tensor& a, const Tensor& b, const char* op, F f) {
     check(a.defined() && b.defined(), "{}: expected defined tensors (got an undefined one)", op);
     detail::broadcast_shapes(a.shape(), b.shape(), op);  // throws, naming both shapes
+    if (detail::storage_dtype(a, b))
+        return on_common(detail::computable(a), detail::computable(b), op, f);
     const bool same = a.dtype() == b.dtype();
     const Tensor x = same ? a : a.to(kFloat64), y = same ? b : b.to(kFloat64);
     return detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& u) {
@@ -100,6 +102,7 @@ namespace {
 // A floating test per element; integers and bools are never NaN or inf.
 template <class F>
 Tensor classify(const Tensor& x, const char* op, bool integer_answer, F test) {
+    if (detail::storage_dtype(x)) return classify(detail::computable(x), op, integer_answer, test);
     return detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& a) {
         xt::xarray<bool> out = xt::xarray<bool>::from_shape(a.shape());
         auto o = out.begin();
@@ -129,6 +132,8 @@ namespace {
 Tensor reduce_truth(const Tensor& x, std::optional<int> dim, bool keepdim, bool want_all,
                     const char* op) {
     check(x.defined(), "{}: expected a defined tensor (got an undefined one)", op);
+    if (detail::storage_dtype(x))
+        return reduce_truth(detail::computable(x), dim, keepdim, want_all, op);
     const Shape shape = x.shape();
     const std::size_t axis =
         dim ? detail::normalize_dim(*dim, std::max<std::size_t>(shape.size(), 1), op) : 0;

@@ -139,6 +139,8 @@ Tensor integer_unary(const Tensor& x, const Rule& rule) {
 // y = rule(x), saving for backward only the value the row's gradient reads.
 template <class Rule>
 Tensor unary(const Tensor& x, const Rule& rule) {
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(unary(detail::computable(x), rule), *to);
     if (x.defined() && !is_floating_point(x.dtype())) return integer_unary(x, rule);
     return detail::visit_floating(x, rule.kName, [&]<class T>(xt::xarray<T>& a) {
         auto y = detail::empty_array<T>(a.shape());
@@ -298,6 +300,10 @@ Tensor binary(const Tensor& a, const Tensor& b) {
     check(a.defined() && b.defined(), "{}: expected defined tensors (got an undefined one)",
           Rule::kName);
     const Dtype dtype = result_type(a, b);
+    if (compute_dtype(dtype) != dtype) {  // float16, int8, ...: computed wider, rounded once
+        const Dtype wide = compute_dtype(dtype);
+        return detail::rounded(binary<Rule>(a.to(wide), b.to(wide)), dtype);
+    }
     if (a.dtype() != dtype || b.dtype() != dtype) return binary<Rule>(a.to(dtype), b.to(dtype));
     if (!is_floating_point(dtype)) return integer_binary<Rule>(a, b);
     Shape shape_a = a.shape(), shape_b = b.shape();
@@ -422,6 +428,8 @@ bool whole(std::optional<double> bound) {
 
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
     check(min || max, "clamp: expected at least one of min and max (got neither)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(clamp(detail::computable(x), min, max), *to);
     if (x.defined() && x.dtype() == kBool && whole(min) && whole(max))
         return clamp(x.to(kInt64), min, max);  // bool meets int bounds at int64
     if (x.defined() && x.dtype() == kInt64 && whole(min) && whole(max)) {
@@ -455,6 +463,8 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
 Tensor dropout(const Tensor& x, double p, bool training) {
     check(p >= 0.0 && p <= 1.0, "dropout: expected p in [0, 1] (got {})", p);
     if (!training || p == 0.0) return x;
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(dropout(detail::computable(x), p, training), *to);
     const detail::Mask mask{true, next_random_key(), detail::dropout_threshold(p)};
     return detail::masked_scale(x, mask, p == 1.0 ? 0.0 : 1.0 / (1.0 - p));
 }

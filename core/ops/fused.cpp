@@ -315,6 +315,11 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
                           bool training) {
     const char* op = "activation_dropout";
     check(p >= 0.0 && p <= 1.0, "{}: expected p in [0, 1] (got {})", op, p);
+    if (auto to = detail::storage_dtype(h, v)) {
+        return detail::rounded(activation_dropout(detail::computable(h), detail::computable(v),
+                                                  activation, p, training),
+                               *to);
+    }
     const bool gated = v.defined();
     if (gated) {
         detail::check_same_dtype(h, v, op);

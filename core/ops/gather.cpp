@@ -179,6 +179,8 @@ Tensor src_grad_op(const Tensor& g, std::size_t dim, const Tensor& index, const 
 
 Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
     check(x.defined(), "index_select: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(index_select(detail::computable(x), dim, index), *to);
     check_index(index, "index_select");
     check(index.dim() <= 1, "index_select: expected a 1-d or 0-d index (got {})",
           shape_str(index.shape()));
@@ -213,6 +215,8 @@ Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
 
 Tensor gather(const Tensor& x, int dim, const Tensor& index) {
     check(x.defined(), "gather: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(gather(detail::computable(x), dim, index), *to);
     check_index(index, "gather");
     const std::size_t d = detail::normalize_dim(dim, x.dim(), "gather");
     const Shape x_walk = walk_shape(x);
@@ -240,6 +244,10 @@ Tensor scatter_add(const Tensor& x, int dim, const Tensor& index, const Tensor& 
           "scatter_add: expected a defined x and src (got an undefined tensor)");
     check_index(index, "scatter_add");
     detail::check_same_dtype(x, src, "scatter_add");
+    if (auto to = detail::storage_dtype(x, src)) {
+        return detail::rounded(
+            scatter_add(detail::computable(x), dim, index, detail::computable(src)), *to);
+    }
     const std::size_t d = detail::normalize_dim(dim, x.dim(), "scatter_add");
     const Shape x_walk = walk_shape(x), index_walk = walk_shape(index), src_walk = walk_shape(src);
     // As PyTorch: an empty index adds nothing, whatever its shape.
@@ -281,6 +289,10 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
     check(index.dim() <= 1, "index_add: expected a 1-d or 0-d index (got {})",
           shape_str(index.shape()));
     detail::check_same_dtype(x, source, "index_add");
+    if (auto to = detail::storage_dtype(x, source)) {
+        return detail::rounded(
+            index_add(detail::computable(x), dim, index, detail::computable(source), alpha), *to);
+    }
     const std::size_t d = detail::normalize_dim(dim, x.dim(), "index_add");
     const std::size_t n = index.numel();
     // source is x with index.numel() entries in dim (0-d tensors as [1]); PyTorch

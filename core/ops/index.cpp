@@ -35,6 +35,8 @@ Tensor embedding_grad_op(const Tensor& grad, const std::vector<std::size_t>& row
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
     check(weight.defined() && indices.defined(),
           "embedding: expected a defined weight and defined indices (got an undefined tensor)");
+    if (auto to = detail::storage_dtype(weight))
+        return detail::rounded(embedding(detail::computable(weight), indices), *to);
     check(indices.dtype() == kInt64, "embedding: expected int64 indices (got {})",
           dtype_name(indices.dtype()));
     Shape sw = weight.shape();
@@ -128,6 +130,8 @@ xt::xarray<T> select_values(const xt::xarray<bool>& c, const Tensor& a, const Te
 }  // namespace
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(masked_fill(detail::computable(x), mask, value), *to);
     const Shape shape = masked_shape(mask, x, nullptr, "masked_fill");
     xt::xarray<bool> condition = mask_at(mask, shape);
     Tensor out = detail::visit_any(x, "masked_fill", [&]<class T>(xt::xarray<T>& a) {
@@ -145,6 +149,10 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     const Shape shape = masked_shape(condition, a, &b, "where");
     const Dtype dtype = result_type(a, b);  // PyTorch promotes a and b
+    if (compute_dtype(dtype) != dtype) {
+        const Dtype wide = compute_dtype(dtype);
+        return detail::rounded(where(condition, a.to(wide), b.to(wide)), dtype);
+    }
     if (a.dtype() != dtype || b.dtype() != dtype) return where(condition, a.to(dtype), b.to(dtype));
     xt::xarray<bool> picked = mask_at(condition, shape);
     Tensor out = detail::visit_any(a, "where", [&]<class T>(xt::xarray<T>&) {

@@ -26,6 +26,10 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
     check(input.defined() && target.defined(),
           "mse_loss: expected defined tensors (got an undefined one)");
     const Dtype dtype = result_type(input, target);  // PyTorch promotes the two
+    if (compute_dtype(dtype) != dtype) {
+        const Dtype wide = compute_dtype(dtype);
+        return detail::rounded(mse_loss(input.to(wide), target.to(wide), reduction), dtype);
+    }
     if (input.dtype() != dtype || target.dtype() != dtype)
         return mse_loss(input.to(dtype), target.to(dtype), reduction);
     if (!detail::same_shape(input, target)) {
@@ -109,6 +113,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
     Reduction mode = parse_reduction(reduction, "cross_entropy");
     check(logits.defined() && targets.defined(),
           "cross_entropy: expected defined tensors (got an undefined one)");
+    if (auto to = detail::storage_dtype(logits))
+        return detail::rounded(cross_entropy(detail::computable(logits), targets, reduction), *to);
     Shape ls = logits.shape(), ts = targets.shape();
     check(targets.dtype() == kInt64, "cross_entropy: expected int64 targets (got {})",
           dtype_name(targets.dtype()));

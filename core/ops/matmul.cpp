@@ -86,6 +86,8 @@ autograd::Gradients linear_grads_with_ops(const Tensor& grad, const Tensor& x, c
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
     detail::check_same_dtype(a, b, "matmul");
+    if (auto to = detail::storage_dtype(a, b))
+        return detail::rounded(matmul(detail::computable(a), detail::computable(b)), *to);
     Shape sa = a.shape(), sb = b.shape();
     check(!sa.empty() && !sb.empty(),
           "matmul: expected tensors with at least 1 dimension (got {} and {})", shape_str(sa),
@@ -169,6 +171,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
     detail::check_same_dtype(input, weight, "linear");
     if (bias.defined()) detail::check_same_dtype(input, bias, "linear");
+    if (auto to = detail::storage_dtype(input, weight, bias)) {
+        return detail::rounded(
+            linear(detail::computable(input), detail::computable(weight), detail::computable(bias)),
+            *to);
+    }
     return detail::visit_floating(input, "linear", [&]<class T>(xt::xarray<T>& x) {
         // The arrays' own shapes: building Shapes for the checks would allocate every call.
         const auto& si = x.shape();

@@ -47,6 +47,8 @@ Tensor pasted_op(const Tensor& g, const Shape& shape, std::size_t axis, std::siz
 
 Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length) {
     check(x.defined(), "narrow: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(narrow(detail::computable(x), dim, start, length), *to);
     const Shape shape = x.shape();
     check(!shape.empty(), "narrow: expected a tensor with at least 1 dimension (got {})",
           shape_str(shape));

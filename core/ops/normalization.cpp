@@ -140,6 +140,12 @@ Tensor layer_norm_composite(const Tensor& x, std::size_t k, const Tensor& weight
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight,
                   const Tensor& bias, double eps) {
+    if (auto to = detail::storage_dtype(input, weight, bias)) {
+        return detail::rounded(
+            layer_norm(detail::computable(input), normalized_shape, detail::computable(weight),
+                       detail::computable(bias), eps),
+            *to);
+    }
     Shape shape = input.shape();
     const std::size_t k = normalized_shape.size();
     check(k > 0 && shape.size() >= k &&

@@ -28,8 +28,10 @@ Tensor visit_numeric(const Tensor& t, const char* op, F&& f) {
         case Dtype::Float64: return f(t.data<double>());
         case Dtype::Int64: return f(t.data<std::int64_t>());
         case Dtype::Bool: return f(t.to(kInt64).data<std::int64_t>());
+        default: break;  // storage dtypes are converted before (prod, cumsum)
     }
-    throw Error(fmt::format("{}: unknown dtype", op));
+    throw Error(fmt::format("{}: expected a float32, float64, int64 or bool tensor (got {})", op,
+                            dtype_name(t.dtype())));
 }
 
 // a * b; int64 wraps around as in PyTorch instead of overflowing (undefined in C++).
@@ -130,6 +132,10 @@ Tensor prod(const Tensor& x) {
 // gradient. The gradient is exact with zeros (products_of_others).
 Tensor prod(const Tensor& x, int dim, bool keepdim) {
     check(x.defined(), "prod: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x)) {  // integers multiply in int64, as PyTorch's
+        Tensor product = prod(detail::computable(x), dim, keepdim);
+        return is_floating_point(*to) ? detail::rounded(product, *to) : product;
+    }
     const Shape shape = x.shape();
     const std::size_t axis = detail::normalize_dim(dim, shape.size(), "prod");
     const auto s = shape.empty() ? detail::DimSplit{} : detail::split_at(shape, axis);
@@ -171,6 +177,10 @@ Tensor prod(const Tensor& x, int dim, bool keepdim) {
 // Running sums along dim; the gradient of entry j sums g over the entries from j on.
 Tensor cumsum(const Tensor& x, int dim) {
     check(x.defined(), "cumsum: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x)) {  // integers sum to int64, as PyTorch's
+        Tensor sums = cumsum(detail::computable(x), dim);
+        return is_floating_point(*to) ? detail::rounded(sums, *to) : sums;
+    }
     const Shape shape = x.shape();
     const std::size_t axis = detail::normalize_dim(dim, shape.size(), "cumsum");
     const auto s = shape.empty() ? detail::DimSplit{} : detail::split_at(shape, axis);

@@ -100,6 +100,8 @@ Tensor summed_tiles_op(const Tensor& g, const Shape& padded, const Shape& reps,
 // repeat and expand: x as `padded` tiled by reps; the gradient sums the tiles.
 Tensor tile(const Tensor& x, const Shape& padded, const Shape& reps, const char* op,
             const char* node) {
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(tile(detail::computable(x), padded, reps, op, node), *to);
     Tensor out = detail::visit_any(
         x, op, [&]<class T>(xt::xarray<T>& a) { return wrap(tiled(a, padded, reps)); });
     return make_result(
@@ -135,6 +137,8 @@ xt::xarray<T> moved(const xt::xarray<T>& a, const detail::DimSplit& split, To to
 
 Tensor expand(const Tensor& x, const std::vector<std::int64_t>& sizes) {
     check(x.defined(), "expand: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(expand(detail::computable(x), sizes), *to);
     const Shape shape = x.shape();
     check(sizes.size() >= shape.size(),
           "expand: expected at least {} sizes for a tensor of shape {} (got [{}])", shape.size(),
@@ -171,6 +175,8 @@ Tensor repeat(const Tensor& x, const std::vector<std::int64_t>& repeats) {
 
 Tensor flip(const Tensor& x, const std::vector<int>& dims) {
     check(x.defined(), "flip: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(flip(detail::computable(x), dims), *to);
     const Shape shape = x.shape();
     std::vector<bool> seen(std::max<std::size_t>(shape.size(), 1), false);
     std::vector<detail::DimSplit> splits;
@@ -198,6 +204,8 @@ Tensor flip(const Tensor& x, const std::vector<int>& dims) {
 Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
             const std::vector<int>& dims) {
     check(x.defined(), "roll: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(roll(detail::computable(x), shifts, dims), *to);
     check(!shifts.empty() && shifts.size() == std::max<std::size_t>(dims.size(), 1),
           "roll: expected one shift per dim, or one shift and no dims (got {} shifts and {} dims)",
           shifts.size(), dims.size());

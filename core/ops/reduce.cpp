@@ -241,16 +241,26 @@ Tensor mean(const Tensor& x) { return mean(x, {}, false); }
 
 Tensor sum(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
     check(x.defined(), "sum: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x)) {  // integers sum to int64, as PyTorch's
+        Tensor total = sum(detail::computable(x), dims, keepdim);
+        return is_floating_point(*to) ? detail::rounded(total, *to) : total;
+    }
     return reduce_sum(x, normalize_dims(dims, x.dim(), "sum"), keepdim, false, "sum");
 }
 
 Tensor mean(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
     check(x.defined(), "mean: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(mean(detail::computable(x), dims, keepdim), *to);
     return reduce_sum(x, normalize_dims(dims, x.dim(), "mean"), keepdim, true, "mean");
 }
 
 std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
     check(x.defined(), "max: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x)) {
+        auto [values, indices] = max(detail::computable(x), dim, keepdim);
+        return {detail::rounded(values, *to), indices};
+    }
     Shape shape = x.shape();
     std::size_t axis = detail::normalize_dim(dim, shape.size(), "max");
     Shape out_shape = shape;
@@ -308,11 +318,15 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
 
 Tensor softmax(const Tensor& x, int dim) {
     check(x.defined(), "softmax: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(softmax(detail::computable(x), dim), *to);
     return softmax_impl<false>(x, dim, "softmax", "SoftmaxBackward");
 }
 
 Tensor log_softmax(const Tensor& x, int dim) {
     check(x.defined(), "log_softmax: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(log_softmax(detail::computable(x), dim), *to);
     return softmax_impl<true>(x, dim, "log_softmax", "LogSoftmaxBackward");
 }
 
@@ -371,6 +385,8 @@ Tensor rows_to_shape(const Tensor& rows, const Shape& shape, std::size_t reduced
 
 Tensor var(const Tensor& x, const std::vector<int>& dims, double correction, bool keepdim) {
     check(x.defined(), "var: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(var(detail::computable(x), dims, correction, keepdim), *to);
     const std::vector<std::size_t> axes = normalize_dims(dims, x.dim(), "var");
     if (const std::size_t n = trailing_row_length(x, axes))
         return rows_to_shape(detail::var_rows(x, n, correction), x.shape(), axes.size(), keepdim);
@@ -391,6 +407,8 @@ Tensor std(const Tensor& x, const std::vector<int>& dims, double correction, boo
 // overflow; an infinite m is taken as 0, as PyTorch does, so all -inf gives -inf.
 Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
     check(x.defined(), "logsumexp: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(logsumexp(detail::computable(x), dims, keepdim), *to);
     const std::vector<std::size_t> trailing = normalize_dims(dims, x.dim(), "logsumexp");
     if (const std::size_t n = trailing_row_length(x, trailing))
         return rows_to_shape(detail::logsumexp_rows(x, n), x.shape(), trailing.size(), keepdim);

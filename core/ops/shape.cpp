@@ -23,7 +23,8 @@ namespace {
 
 // Same values, new shape: reshape, unsqueeze and squeeze are all this.
 Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const char* node) {
-    Tensor out = detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& a) {
+    // A copy under a new shape: any dtype, storage ones too, exactly.
+    Tensor out = detail::visit_storage(x, [&]<class T>(xt::xarray<T>& a) {
         xt::xarray<T> copy = a;
         copy.reshape(shape);
         return wrap(std::move(copy));
@@ -120,6 +121,8 @@ Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
 
 Tensor permute(const Tensor& x, const std::vector<int>& dims) {
     check(x.defined(), "permute: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(permute(detail::computable(x), dims), *to);
     std::size_t n = x.dim();
     check(dims.size() == n, "permute: expected {} dims for a tensor of shape {} (got [{}])", n,
           shape_str(x.shape()), fmt::join(dims, ", "));
@@ -142,6 +145,8 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
 
 Tensor transpose(const Tensor& x, int dim0, int dim1) {
     check(x.defined(), "transpose: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(x))
+        return detail::rounded(transpose(detail::computable(x), dim0, dim1), *to);
     std::size_t n = x.dim();
     std::size_t a = detail::normalize_dim(dim0, n, "transpose");
     std::size_t b = detail::normalize_dim(dim1, n, "transpose");
@@ -194,10 +199,10 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
         dtype = promote_types(dtype, t.dtype());
     }
     for (const Tensor& t : tensors) {
-        if (t.dtype() == dtype) continue;
+        if (t.dtype() == dtype && compute_dtype(dtype) == dtype) continue;
         std::vector<Tensor> promoted;
-        for (const Tensor& part : tensors) promoted.push_back(part.to(dtype));
-        return cat(promoted, dim);
+        for (const Tensor& part : tensors) promoted.push_back(part.to(compute_dtype(dtype)));
+        return detail::rounded(cat(promoted, dim), dtype);
     }
     const Tensor& first = tensors.front();
     check(first.defined(), "cat: expected defined tensors (got an undefined one)");

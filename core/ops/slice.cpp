@@ -78,6 +78,8 @@ Tensor strided_paste_op(const Tensor& g, const Shape& in_shape, std::size_t axis
 Tensor Tensor::slice(int dim, std::optional<std::int64_t> start, std::optional<std::int64_t> end,
                      std::int64_t step) const {
     check(defined(), "slice: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(*this))
+        return detail::rounded(detail::computable(*this).slice(dim, start, end, step), *to);
     const Shape in_shape = shape();
     check(!in_shape.empty(), "slice: expected a tensor with at least 1 dimension (got {})",
           shape_str(in_shape));
@@ -193,6 +195,8 @@ Tensor take_masked(const Tensor& x, std::size_t d, const Tensor& mask) {
 
 Tensor Tensor::index(const std::vector<indexing::TensorIndex>& indices) const {
     check(defined(), "index: expected a defined tensor (got an undefined one)");
+    if (auto to = detail::storage_dtype(*this))
+        return detail::rounded(detail::computable(*this).index(indices), *to);
     std::size_t used = 0, ellipses = 0, tensors = 0;
     for (const TensorIndex& i : indices) {
         used += dims_used(i);

@@ -20,7 +20,9 @@ void accumulate(Tensor& sum, Tensor g, bool in_place_allowed) {
         fail("backward: gradient of shape {} does not match shape {}", shape_str(g.shape()),
              shape_str(sum.shape()));
     }
-    if (!in_place_allowed && !detail::sole_owner(sum)) {
+    // A float16 or bfloat16 sum is rounded once per addition, as PyTorch's.
+    if ((!in_place_allowed && !detail::sole_owner(sum)) ||
+        compute_dtype(sum.dtype()) != sum.dtype()) {
         sum = add(sum, g);
         return;
     }

@@ -133,6 +133,12 @@ template xt::xarray<float> small_cached_array<float>(const ArrayShape&);
 template xt::xarray<double> small_cached_array<double>(const ArrayShape&);
 template xt::xarray<std::int64_t> small_cached_array<std::int64_t>(const ArrayShape&);
 template xt::xarray<bool> small_cached_array<bool>(const ArrayShape&);
+template xt::xarray<Half> small_cached_array<Half>(const ArrayShape&);
+template xt::xarray<BFloat16> small_cached_array<BFloat16>(const ArrayShape&);
+template xt::xarray<std::int32_t> small_cached_array<std::int32_t>(const ArrayShape&);
+template xt::xarray<std::int16_t> small_cached_array<std::int16_t>(const ArrayShape&);
+template xt::xarray<std::int8_t> small_cached_array<std::int8_t>(const ArrayShape&);
+template xt::xarray<std::uint8_t> small_cached_array<std::uint8_t>(const ArrayShape&);
 
 template <class T>
 xt::xarray<T> cached_array(const ArrayShape& shape) {
@@ -149,6 +155,12 @@ template xt::xarray<float> cached_array<float>(const ArrayShape&);
 template xt::xarray<double> cached_array<double>(const ArrayShape&);
 template xt::xarray<std::int64_t> cached_array<std::int64_t>(const ArrayShape&);
 template xt::xarray<bool> cached_array<bool>(const ArrayShape&);
+template xt::xarray<Half> cached_array<Half>(const ArrayShape&);
+template xt::xarray<BFloat16> cached_array<BFloat16>(const ArrayShape&);
+template xt::xarray<std::int32_t> cached_array<std::int32_t>(const ArrayShape&);
+template xt::xarray<std::int16_t> cached_array<std::int16_t>(const ArrayShape&);
+template xt::xarray<std::int8_t> cached_array<std::int8_t>(const ArrayShape&);
+template xt::xarray<std::uint8_t> cached_array<std::uint8_t>(const ArrayShape&);
 
 std::size_t buffer_cache_bytes() {
     Cache& c = cache();

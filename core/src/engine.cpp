@@ -134,6 +134,7 @@ void add_gradient(Tensor& pending, Tensor g, bool create_graph, bool into_leaf) 
 
 // A tensor of ones shaped like the one-element `root`, its implicit seed.
 Tensor ones_seed(const Tensor& root) {
+    if (compute_dtype(root.dtype()) != root.dtype()) return ones(root.shape(), root.dtype());
     return detail::visit_floating(root, "backward", [&]<class T>(xt::xarray<T>& a) {
         auto ones = detail::empty_array<T>(a.shape());
         std::fill(ones.begin(), ones.end(), T(1));

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -18,7 +20,21 @@ namespace xg {
 
 // In Dtype's order: a storage's index is its dtype.
 using StorageValues =
-    std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>, xt::xarray<bool>>;
+    std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>, xt::xarray<bool>,
+                 xt::xarray<Half>, xt::xarray<BFloat16>, xt::xarray<std::int32_t>,
+                 xt::xarray<std::int16_t>, xt::xarray<std::int8_t>, xt::xarray<std::uint8_t>>;
+
+// The dtype of an element type: its array's place in StorageValues.
+template <class T, class... A>
+constexpr Dtype dtype_in(const std::variant<A...>*) {
+    std::size_t index = 0;
+    (void)((std::is_same_v<xt::xarray<T>, A> || (++index, false)) || ...);
+    return static_cast<Dtype>(index);
+}
+template <class T>
+constexpr Dtype dtype_of() {
+    return dtype_in<T>(static_cast<const StorageValues*>(nullptr));
+}
 
 // A tensor's values and their version, which every in-place op bumps. The
 // version lives with the values, so every handle that shares them (detach(),
@@ -73,7 +89,8 @@ Tensor visit_floating(const Tensor& t, const char* op, F&& f) {
         fmt::format("{}: expected a floating-point tensor (got {})", op, dtype_name(t.dtype())));
 }
 
-// Calls f(xt::xarray<T>&) for any dtype.
+// Calls f(xt::xarray<T>&) for any of the four compute dtypes; a storage dtype
+// (float16, int8, ...) is an error: ops convert those first (storage_dtype).
 template <class F>
 Tensor visit_any(const Tensor& t, const char* op, F&& f) {
     check(t.defined(), "{}: expected a defined tensor (got an undefined one)", op);
@@ -82,9 +99,61 @@ Tensor visit_any(const Tensor& t, const char* op, F&& f) {
         case Dtype::Float64: return f(t.data<double>());
         case Dtype::Int64: return f(t.data<std::int64_t>());
         case Dtype::Bool: return f(t.data<bool>());
+        default: break;
     }
-    throw Error(fmt::format("{}: unknown dtype", op));
+    throw Error(
+        fmt::format("{}: expected a tensor of dtype float32, float64, int64 or bool (got {})", op,
+                    dtype_name(t.dtype())));
 }
+
+template <class T>
+struct TypeTag {
+    using type = T;
+};
+
+// Calls f(TypeTag<T>{}) with the element type of `dtype`.
+template <class F>
+decltype(auto) visit_dtype(Dtype dtype, F&& f) {
+    switch (dtype) {
+        case Dtype::Float32: return f(TypeTag<float>{});
+        case Dtype::Float64: return f(TypeTag<double>{});
+        case Dtype::Int64: return f(TypeTag<std::int64_t>{});
+        case Dtype::Bool: return f(TypeTag<bool>{});
+        case Dtype::Float16: return f(TypeTag<Half>{});
+        case Dtype::BFloat16: return f(TypeTag<BFloat16>{});
+        case Dtype::Int32: return f(TypeTag<std::int32_t>{});
+        case Dtype::Int16: return f(TypeTag<std::int16_t>{});
+        case Dtype::Int8: return f(TypeTag<std::int8_t>{});
+        case Dtype::UInt8: return f(TypeTag<std::uint8_t>{});
+    }
+    throw Error("unknown dtype");
+}
+
+// Calls f(xt::xarray<T>&) for every dtype, storage ones included.
+template <class F>
+decltype(auto) visit_storage(const Tensor& t, F&& f) {
+    return std::visit(std::forward<F>(f), static_cast<StorageValues&>(*t.impl()->storage));
+}
+
+// When a tensor of a storage dtype takes part in an op: the dtype the op's
+// result is rounded to, having computed in compute_dtype of it. nullopt when
+// every operand is of a compute dtype (or undefined), as on the usual path.
+// Each public op starts with
+//   if (auto to = detail::storage_dtype(a, b)) return op(a.to(c), b.to(c)).to(*to);
+// through in_compute_dtype, so its rule stays in one place and its gradient
+// comes through the conversions' own.
+std::optional<Dtype> storage_dtype(std::initializer_list<const Tensor*> operands);
+template <class... T>
+std::optional<Dtype> storage_dtype(const T&... operands) {
+    return storage_dtype({&operands...});
+}
+
+// t converted to compute_dtype(t.dtype()) (undefined stays undefined).
+Tensor computable(const Tensor& t);
+// The result of an op computed in compute_dtype(dtype), rounded to `dtype`
+// with PyTorch's in-kernel rounding (a NaN becomes bfloat16's 0x7FC0), as a
+// differentiable conversion; a result of another dtype comes back as it is.
+Tensor rounded(const Tensor& result, Dtype dtype);
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 

@@ -190,13 +190,14 @@ std::string size_tuple(const Shape& shape) {
     return out + (shape.size() == 1 ? ",)" : ")");
 }
 
-// torch's suffix order. float32 and int64 are the default dtypes and go unnamed, except
-// that an empty tensor has no values to tell an int64 tensor by.
+// torch's suffix order. float32, int64 and bool go unnamed (their values tell them apart),
+// except that an empty tensor has no values to tell an int64 or bool tensor by.
 std::vector<std::string> suffixes(const Tensor& t) {
     std::vector<std::string> out;
     bool empty = t.numel() == 0;
     if (empty && t.dim() != 1) out.push_back("size=" + size_tuple(t.shape()));
-    if (t.dtype() == kFloat64 || (empty && t.dtype() != kFloat32))
+    const bool named = t.dtype() != kFloat32 && t.dtype() != kInt64 && t.dtype() != kBool;
+    if (named || (empty && t.dtype() != kFloat32))
         out.push_back("dtype=torch." + dtype_name(t.dtype()));
     if (t.grad_fn())
         out.push_back("grad_fn=<" + t.grad_fn_name() + ">");

@@ -7,14 +7,17 @@
 //
 // load() and load_from_bytes() also tell torch.save files apart by content
 // (torch_zip.cpp reads them), and share one reader through ByteSource.
+#include <array>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <set>
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "atomic_file.hpp"
 #include "internal.hpp"
 #include "serialize_io.hpp"
 #include "xgrad/serialize.hpp"
@@ -28,19 +31,13 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-const char* dtype_code(Dtype dtype) {
-    switch (dtype) {
-        case Dtype::Float32: return "F32";
-        case Dtype::Float64: return "F64";
-        case Dtype::Int64: return "I64";
-        case Dtype::Bool: return "BOOL";
-    }
-    return "?";
-}
+// safetensors' dtype codes, in Dtype's order.
+constexpr std::array<const char*, kNumDtypes> kCodes = {"F32",  "F64", "I64", "BOOL", "F16",
+                                                        "BF16", "I32", "I16", "I8",   "U8"};
 
-std::size_t item_size(Dtype dtype) {
-    return dtype == Dtype::Bool ? 1 : dtype == Dtype::Float32 ? 4 : 8;
-}
+const char* dtype_code(Dtype dtype) { return kCodes[static_cast<std::size_t>(dtype)]; }
+
+std::size_t item_size(Dtype dtype) { return element_size(dtype); }
 
 struct Parsed {
     Json header;
@@ -95,12 +92,10 @@ struct Spec {
 Dtype parse_dtype(const std::string& path, const std::string& key, const Json& entry) {
     check(entry["dtype"].is_string(), "load: '{}': tensor '{}' has a non-string dtype", path, key);
     std::string code = entry["dtype"].get<std::string>();
-    if (code == "F32") return kFloat32;
-    if (code == "F64") return kFloat64;
-    if (code == "I64") return kInt64;
-    if (code == "BOOL") return kBool;
-    fail("load: '{}': tensor '{}' has unsupported dtype '{}' (expected F32, F64, I64 or BOOL)",
-         path, key, code);
+    auto known = std::find(kCodes.begin(), kCodes.end(), code);
+    if (known != kCodes.end()) return static_cast<Dtype>(known - kCodes.begin());
+    fail("load: '{}': tensor '{}' has unsupported dtype '{}' (expected one of {})", path, key, code,
+         fmt::join(kCodes, ", "));
 }
 
 Spec parse_spec(const std::string& path, const std::string& key, const Json& entry,
@@ -159,6 +154,18 @@ void check_tiling(const std::string& path, std::vector<const Spec*> specs,
           path, data_size, data_size - at);
 }
 
+// A bool is one byte, 0 or 1; any other byte is not a bool (and reading it as
+// one would be undefined), so the file is corrupt.
+void check_bools(const std::string& path, const std::string& key, const Tensor& t) {
+    const auto* raw = reinterpret_cast<const unsigned char*>(t.data<bool>().data());
+    const std::size_t n = t.numel();
+    for (std::size_t i = 0; i < n; ++i) {
+        check(raw[i] <= 1,
+              "load: '{}': tensor '{}' of dtype BOOL has byte {} at element {} (expected 0 or 1)",
+              path, key, raw[i], i);
+    }
+}
+
 StateDict load_safetensors(const ByteSource& source) {
     const std::string& path = source.path();
     Parsed parsed = parse_header(source);
@@ -171,14 +178,19 @@ StateDict load_safetensors(const ByteSource& source) {
     for (const Spec& spec : specs) order.push_back(&spec);
     check_tiling(path, order, data_size);
     StateDict out;
+    const char* bytes = source.mapped();
     for (const Spec& spec : specs) {
         Tensor t = empty(spec.shape, spec.dtype);
-        std::visit(
-            [&](auto& a) {
-                source.read(parsed.data_start + spec.begin, a.data(), spec.end - spec.begin,
-                            "the data of tensor '" + spec.key + "'");
-            },
-            *t.impl()->storage);
+        detail::visit_storage(t, [&](auto& a) {
+            const std::uint64_t at = parsed.data_start + spec.begin, n = spec.end - spec.begin;
+            if (bytes == nullptr) {
+                source.read(at, a.data(), n, "the data of tensor '" + spec.key + "'");
+            } else {
+                std::memcpy(static_cast<void*>(a.data()), bytes + at, n);
+                source.release(at, n);
+            }
+        });
+        if (spec.dtype == kBool) check_bools(path, spec.key, t);
         out.insert_or_assign(spec.key, t);
     }
     return out;
@@ -199,8 +211,10 @@ StateDict load_source(const ByteSource& source, const LoadOptions& options) {
 
 }  // namespace
 
-void save(const StateDict& state_dict, const std::string& path,
-          const std::map<std::string, std::string>& metadata) {
+namespace {
+
+void save_safetensors(const StateDict& state_dict, const std::string& path,
+                      const std::map<std::string, std::string>& metadata) {
     Json header = Json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
     std::uint64_t offset = 0;
@@ -215,31 +229,45 @@ void save(const StateDict& state_dict, const std::string& path,
     }
     std::string text = header.dump();
     text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
-    std::string temp = path + ".tmp.XXXXXX";
-    int fd = mkstemp(temp.data());
-    check(fd >= 0, "save: cannot create a temporary file next to '{}' ({})", path,
-          std::strerror(errno));
-    FILE* file = fdopen(fd, "wb");
-    bool ok = file != nullptr;
-    auto write = [&](const void* data, std::size_t n) {
-        ok = ok && (n == 0 || std::fwrite(data, 1, n, file) == n);
-    };
-    unsigned char length[8];
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(text.size() >> (8 * i));
-    write(length, 8);
-    write(text.data(), text.size());
-    for (const auto& [key, t] : state_dict) {
-        std::visit([&](const auto& a) { write(a.data(), a.size() * sizeof(*a.data())); },
-                   *t.impl()->storage);
-    }
-    ok = ok && std::fflush(file) == 0 && fsync(fileno(file)) == 0;
-    ok = (file ? std::fclose(file) == 0 : (close(fd), false)) && ok;
-    if (!ok || std::rename(temp.c_str(), path.c_str()) != 0) {
-        int error = errno;
-        std::remove(temp.c_str());
-        throw Error(fmt::format("save: cannot write '{}' ({}); the old file is unchanged", path,
-                                std::strerror(error)));
-    }
+    detail::write_atomically(path, "save", [&](std::FILE* file) {
+        bool ok = true;
+        auto write = [&](const void* data, std::size_t n) {
+            ok = ok && (n == 0 || std::fwrite(data, 1, n, file) == n);
+        };
+        unsigned char length[8];
+        for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(text.size() >> (8 * i));
+        write(length, 8);
+        write(text.data(), text.size());
+        for (const auto& [key, t] : state_dict) {
+            detail::visit_storage(
+                t, [&](const auto& a) { write(a.data(), a.size() * sizeof(*a.data())); });
+        }
+        return ok;
+    });
+}
+
+bool torch_extension(const std::string& path) {
+    const std::string extension = std::filesystem::path(path).extension().string();
+    return extension == ".pt" || extension == ".pth" || extension == ".bin";
+}
+
+}  // namespace
+
+void save(const StateDict& state_dict, const std::string& path, SaveFormat format,
+          const std::map<std::string, std::string>& metadata) {
+    if (format == SaveFormat::ByExtension)
+        format = torch_extension(path) ? SaveFormat::Torch : SaveFormat::Safetensors;
+    if (format == SaveFormat::Safetensors) return save_safetensors(state_dict, path, metadata);
+    check(metadata.empty(),
+          "save: '{}': metadata is a safetensors feature; a torch.save file has none (got {} "
+          "entries)",
+          path, metadata.size());
+    save_torch(state_dict, path);
+}
+
+void save(const StateDict& state_dict, const std::string& path,
+          const std::map<std::string, std::string>& metadata) {
+    save(state_dict, path, SaveFormat::ByExtension, metadata);
 }
 
 StateDict load_from_bytes(const std::string& path, const std::vector<char>& bytes) {
@@ -247,6 +275,12 @@ StateDict load_from_bytes(const std::string& path, const std::vector<char>& byte
 }
 
 StateDict load(const std::string& path, const LoadOptions& options) {
+    if (is_sharded_path(path)) {
+        check(options.key.empty(),
+              "load: '{}': expected no .key for a sharded checkpoint (got .key = \"{}\")", path,
+              options.key);
+        return load_sharded(path);
+    }
     return load_source(ByteSource(path), options);
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@ public:
     ByteSource(std::string path, const char* data, std::size_t size)
         : path_(std::move(path)), data_(data), size_(size) {}
     ~ByteSource() {
+        if (mapping_ != nullptr) ::munmap(mapping_, size_);
         if (fd_ >= 0) ::close(fd_);
     }
     ByteSource(const ByteSource&) = delete;
@@ -73,8 +75,34 @@ public:
             fail("load: cannot read '{}' ({})", path_, std::strerror(errno));
     }
 
+    // All the bytes at once: a file is memory-mapped (read-only; nullptr for
+    // an empty file or when mapping fails, and read() is the way then).
+    const char* mapped() const {
+        if (data_ != nullptr || size_ == 0) return data_;
+        if (mapping_ == nullptr) {
+            void* at = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+            if (at == MAP_FAILED) return nullptr;
+            ::madvise(at, size_, MADV_SEQUENTIAL);
+            mapping_ = at;
+        }
+        return static_cast<const char*>(mapping_);
+    }
+
+    // Done with bytes [offset, offset + n) of a mapping: the whole pages among
+    // them leave the process's resident set, so a load holds each tensor's
+    // bytes twice only while it copies them, not the whole file until the end.
+    void release(std::uint64_t offset, std::uint64_t n) const {
+        if (mapping_ == nullptr) return;
+        const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+        const std::uint64_t first = (offset + page - 1) / page * page,
+                            last = (offset + n) / page * page;
+        if (first < last)
+            ::madvise(static_cast<char*>(mapping_) + first, last - first, MADV_DONTNEED);
+    }
+
 private:
     std::string path_;
+    mutable void* mapping_ = nullptr;
     int fd_ = -1;
     const char* data_ = nullptr;
     std::uint64_t size_ = 0;
@@ -100,6 +128,11 @@ inline std::uint64_t checked_nbytes(const std::string& path, const std::string& 
     }
     return numel == 0 ? 0 : nonzero;
 }
+
+// Writers and readers beside the safetensors ones (safetensors.cpp routes to them).
+void save_torch(const StateDict& state_dict, const std::string& path);  // torch_write.cpp
+StateDict load_sharded(const std::string& path);  // sharded.cpp: an index file or a folder
+bool is_sharded_path(const std::string& path);    // sharded.cpp: a folder or "*.index.json"
 
 StateDict load_torch_zip(const ByteSource& source, const LoadOptions& options);     // torch_zip.cpp
 StateDict load_torch_legacy(const ByteSource& source, const LoadOptions& options);  // torch_zip.cpp

@@ -8,6 +8,7 @@
 #include <xtensor/xreducer.hpp>
 
 #include "buffer_cache.hpp"
+#include "convert.hpp"
 #include "internal.hpp"
 #include "object_pool.hpp"
 #include "row_kernels.hpp"
@@ -17,45 +18,6 @@ namespace xg {
 
 std::string shape_str(const std::vector<std::size_t>& shape) {
     return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
-std::string dtype_name(Dtype dtype) {
-    switch (dtype) {
-        case Dtype::Float32: return "float32";
-        case Dtype::Float64: return "float64";
-        case Dtype::Int64: return "int64";
-        case Dtype::Bool: return "bool";
-    }
-    return "unknown";
-}
-
-bool is_floating_point(Dtype dtype) { return dtype == Dtype::Float32 || dtype == Dtype::Float64; }
-
-namespace {
-// The order promote_types climbs; a dtype's category is bool, integer or floating.
-int rank(Dtype dtype) {
-    switch (dtype) {
-        case Dtype::Bool: return 0;
-        case Dtype::Int64: return 1;
-        case Dtype::Float32: return 2;
-        case Dtype::Float64: return 3;
-    }
-    return 0;
-}
-int category(Dtype dtype) { return std::min(rank(dtype), 2); }
-}  // namespace
-
-Dtype promote_types(Dtype a, Dtype b) { return rank(a) >= rank(b) ? a : b; }
-
-Dtype result_type(const Tensor& a, const Tensor& b) {
-    check(a.defined() && b.defined(),
-          "result_type: expected defined tensors (got an undefined one)");
-    const Dtype x = a.dtype(), y = b.dtype();
-    if (x == y) return x;
-    const bool a_scalar = a.dim() == 0, b_scalar = b.dim() == 0;
-    if (a_scalar == b_scalar) return promote_types(x, y);
-    const Dtype with_dims = a_scalar ? y : x, scalar = a_scalar ? x : y;
-    return category(scalar) > category(with_dims) ? scalar : with_dims;
 }
 
 Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
@@ -107,27 +69,43 @@ template <class T>
 xt::xarray<T>& Tensor::data() const {
     auto* values = std::get_if<xt::xarray<T>>(checked_impl("data").storage.get());
     if (values == nullptr) {
-        Dtype wanted = std::is_same_v<T, float>    ? kFloat32
-                       : std::is_same_v<T, double> ? kFloat64
-                       : std::is_same_v<T, bool>   ? kBool
-                                                   : kInt64;
+        constexpr Dtype wanted = dtype_of<T>();
         throw Error(fmt::format("data: expected dtype {} (got {})", dtype_name(wanted),
                                 dtype_name(dtype())));
     }
     return *values;
 }
 
+void* Tensor::data_ptr() const {
+    checked_impl("data_ptr");
+    return detail::visit_storage(*this, [](auto& a) { return static_cast<void*>(a.data()); });
+}
+
+std::size_t Tensor::nbytes() const { return numel() * element_size(dtype()); }
+
 template <class T>
 T Tensor::item() const {
     if (numel() != 1)
         fail("item: expected a tensor with one element (got shape {})", shape_str(shape()));
-    return std::visit([](const auto& a) { return static_cast<T>(a.data()[0]); }, *impl_->storage);
+    return detail::visit_storage(*this, []<class E>(const xt::xarray<E>& a) {
+        if constexpr (std::is_same_v<E, Half> || std::is_same_v<E, BFloat16>) {
+            return static_cast<T>(static_cast<float>(a.data()[0]));
+        } else {
+            return static_cast<T>(a.data()[0]);
+        }
+    });
 }
 
 template xt::xarray<float>& Tensor::data<float>() const;
 template xt::xarray<double>& Tensor::data<double>() const;
 template xt::xarray<std::int64_t>& Tensor::data<std::int64_t>() const;
 template xt::xarray<bool>& Tensor::data<bool>() const;
+template xt::xarray<Half>& Tensor::data<Half>() const;
+template xt::xarray<BFloat16>& Tensor::data<BFloat16>() const;
+template xt::xarray<std::int32_t>& Tensor::data<std::int32_t>() const;
+template xt::xarray<std::int16_t>& Tensor::data<std::int16_t>() const;
+template xt::xarray<std::int8_t>& Tensor::data<std::int8_t>() const;
+template xt::xarray<std::uint8_t>& Tensor::data<std::uint8_t>() const;
 template float Tensor::item<float>() const;
 template double Tensor::item<double>() const;
 template std::int64_t Tensor::item<std::int64_t>() const;
@@ -179,7 +157,8 @@ Tensor Tensor::detach() const {
 }
 
 Tensor Tensor::clone() const {
-    Tensor copy = detail::visit_any(*this, "clone", []<class T>(xt::xarray<T>& a) {
+    checked_impl("clone");
+    Tensor copy = detail::visit_storage(*this, []<class T>(xt::xarray<T>& a) {
         auto values = detail::empty_array<T>(a.shape());
         std::copy(a.begin(), a.end(), values.begin());
         return detail::wrap(std::move(values));
@@ -190,23 +169,7 @@ Tensor Tensor::clone() const {
 }
 
 Tensor Tensor::to(Dtype target) const {
-    Dtype source = dtype();
-    if (source == target) return *this;
-    Tensor converted = detail::visit_any(*this, "to", [&](auto& a) -> Tensor {
-        switch (target) {
-            case Dtype::Float32: return detail::wrap(xt::xarray<float>(xt::cast<float>(a)));
-            case Dtype::Float64: return detail::wrap(xt::xarray<double>(xt::cast<double>(a)));
-            case Dtype::Int64:
-                return detail::wrap(xt::xarray<std::int64_t>(xt::cast<std::int64_t>(a)));
-            case Dtype::Bool: return detail::wrap(xt::xarray<bool>(xt::cast<bool>(a)));
-        }
-        throw Error("to: unknown dtype");
-    });
-    if (!is_floating_point(target) || !is_floating_point(source)) return converted;
-    return autograd::make_result(
-        converted, "ToCopyBackward", {*this},
-        [source](const Tensor& g) { return std::vector<Tensor>{g.to(source)}; },
-        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
+    return detail::converted(*this, target, detail::NanRounding::Vectorised);
 }
 
 std::string Tensor::grad_fn_name() const {
@@ -252,36 +215,28 @@ template Tensor tensor<float>(xt::xarray<float>, bool);
 template Tensor tensor<double>(xt::xarray<double>, bool);
 template Tensor tensor<std::int64_t>(xt::xarray<std::int64_t>, bool);
 template Tensor tensor<bool>(xt::xarray<bool>, bool);
+template Tensor tensor<Half>(xt::xarray<Half>, bool);
+template Tensor tensor<BFloat16>(xt::xarray<BFloat16>, bool);
+template Tensor tensor<std::int32_t>(xt::xarray<std::int32_t>, bool);
+template Tensor tensor<std::int16_t>(xt::xarray<std::int16_t>, bool);
+template Tensor tensor<std::int8_t>(xt::xarray<std::int8_t>, bool);
+template Tensor tensor<std::uint8_t>(xt::xarray<std::uint8_t>, bool);
 
 Tensor full(const Shape& shape, double value, Dtype dtype) {
-    switch (dtype) {
-        case Dtype::Float32:
-            return detail::wrap(xt::xarray<float>(
-                xt::full_like(xt::xarray<float>::from_shape(shape), static_cast<float>(value))));
-        case Dtype::Float64:
-            return detail::wrap(
-                xt::xarray<double>(xt::full_like(xt::xarray<double>::from_shape(shape), value)));
-        case Dtype::Int64:
-            return detail::wrap(xt::xarray<std::int64_t>(xt::full_like(
-                xt::xarray<std::int64_t>::from_shape(shape), static_cast<std::int64_t>(value))));
-        case Dtype::Bool:
-            return detail::wrap(
-                xt::xarray<bool>(xt::full_like(xt::xarray<bool>::from_shape(shape), value != 0)));
-    }
-    throw Error("full: unknown dtype");
+    Tensor out = empty(shape, dtype);
+    detail::visit_storage(out, [&]<class T>(xt::xarray<T>& a) {
+        std::fill(a.begin(), a.end(), detail::convert_element<T>(value));
+    });
+    return out;
 }
 
 Tensor zeros(const Shape& shape, Dtype dtype) { return full(shape, 0.0, dtype); }
 Tensor ones(const Shape& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
 
 Tensor empty(const Shape& shape, Dtype dtype) {
-    switch (dtype) {
-        case Dtype::Float32: return detail::wrap(xt::xarray<float>::from_shape(shape));
-        case Dtype::Float64: return detail::wrap(xt::xarray<double>::from_shape(shape));
-        case Dtype::Int64: return detail::wrap(xt::xarray<std::int64_t>::from_shape(shape));
-        case Dtype::Bool: return detail::wrap(xt::xarray<bool>::from_shape(shape));
-    }
-    throw Error("empty: unknown dtype");
+    return detail::visit_dtype(dtype, [&]<class T>(detail::TypeTag<T>) {
+        return detail::wrap(xt::xarray<T>::from_shape(shape));
+    });
 }
 
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }

@@ -8,9 +8,10 @@ namespace xg {
 
 namespace {
 
-// The storage types torch.save names. Only three hold dtypes xgrad has; the
-// others are known so that a checkpoint part nobody loads (an AMP scaler, an
-// RNG state) does not stop the part that is loaded.
+// The storage types torch.save names, each with its element size and the
+// dtype it holds. xgrad has no complex dtypes: those two are known so that a
+// complex tensor in a checkpoint part nobody loads does not stop the part
+// that is loaded.
 struct StorageType {
     const char* name;
     std::size_t item_size;
@@ -21,13 +22,13 @@ constexpr StorageType kStorageTypes[] = {
     {"torch.FloatStorage", 4, true, Dtype::Float32},
     {"torch.DoubleStorage", 8, true, Dtype::Float64},
     {"torch.LongStorage", 8, true, Dtype::Int64},
-    {"torch.HalfStorage", 2, false, Dtype::Float32},
-    {"torch.BFloat16Storage", 2, false, Dtype::Float32},
-    {"torch.IntStorage", 4, false, Dtype::Float32},
-    {"torch.ShortStorage", 2, false, Dtype::Float32},
-    {"torch.CharStorage", 1, false, Dtype::Float32},
-    {"torch.ByteStorage", 1, false, Dtype::Float32},
-    {"torch.BoolStorage", 1, false, Dtype::Float32},
+    {"torch.HalfStorage", 2, true, Dtype::Float16},
+    {"torch.BFloat16Storage", 2, true, Dtype::BFloat16},
+    {"torch.IntStorage", 4, true, Dtype::Int32},
+    {"torch.ShortStorage", 2, true, Dtype::Int16},
+    {"torch.CharStorage", 1, true, Dtype::Int8},
+    {"torch.ByteStorage", 1, true, Dtype::UInt8},
+    {"torch.BoolStorage", 1, true, Dtype::Bool},
     {"torch.ComplexFloatStorage", 8, false, Dtype::Float32},
     {"torch.ComplexDoubleStorage", 16, false, Dtype::Float32},
 };

@@ -21,6 +21,7 @@ namespace {
 
 // One tensor of the pickle: a view of a storage, and the tensor it becomes.
 struct View {
+    std::string key;  // the first entry that names it
     std::string storage;
     Dtype dtype = kFloat32;
     std::size_t item = 4;
@@ -66,11 +67,13 @@ View parse_view(const std::string& path, const std::string& key, const Value& sp
                 std::uint64_t storage_nbytes) {
     const Value& storage = *spec.items[0];
     check(storage.supported,
-          "load: '{}': tensor '{}' is a {} (expected float32, float64 or int64 tensors)", path, key,
-          storage.storage_type);
+          "load: '{}': tensor '{}' is a {} (expected float32, float64, float16, bfloat16, int64, "
+          "int32, int16, int8, uint8 or bool tensors)",
+          path, key, storage.storage_type);
     check(spec.items[1]->kind == Value::Kind::Int,
           "load: '{}': tensor '{}' has a malformed storage offset", path, key);
     View view;
+    view.key = key;
     view.storage = storage.text;
     view.dtype = storage.dtype;
     view.item = storage.item_size;
@@ -131,9 +134,30 @@ void gather(const View& v, const char* raw, char* out) {
     });
 }
 
+void gather_items(const View& v, const char* raw, char* out) {
+    switch (v.item) {
+        case 1: return gather<1>(v, raw, out);
+        case 2: return gather<2>(v, raw, out);
+        case 4: return gather<4>(v, raw, out);
+        default: return gather<8>(v, raw, out);
+    }
+}
+
+// A bool is one byte, 0 or 1; any other byte is not a bool (and reading it as
+// one would be undefined), so the file is corrupt.
+void check_bools(const std::string& path, const View& v) {
+    if (v.dtype != kBool) return;
+    const auto* raw = reinterpret_cast<const unsigned char*>(v.tensor.data<bool>().data());
+    for (std::size_t i = 0, n = v.tensor.numel(); i < n; ++i) {
+        check(raw[i] <= 1,
+              "load: '{}': tensor '{}' of dtype bool has byte {} at element {} (expected 0 or 1)",
+              path, v.key, raw[i], i);
+    }
+}
+
 // Reads a storage once and makes its views' tensors: the storage goes straight
 // into a view that is all of it, or else into a temporary freed once gathered.
-void materialize(const Record& record, const std::vector<View*>& views) {
+void materialize(const std::string& path, const Record& record, const std::vector<View*>& views) {
     View* whole = nullptr;
     for (View* v : views) {
         if (v->whole(record.nbytes)) whole = v;
@@ -150,13 +174,11 @@ void materialize(const Record& record, const std::vector<View*>& views) {
         raw = temporary.get();
     }
     for (View* v : views) {
-        if (v == whole) continue;
-        v->tensor = empty(v->shape, v->dtype);
-        if (v->item == 4) {
-            gather<4>(*v, raw, bytes_of(v->tensor));
-        } else {
-            gather<8>(*v, raw, bytes_of(v->tensor));
+        if (v != whole) {
+            v->tensor = empty(v->shape, v->dtype);
+            gather_items(*v, raw, bytes_of(v->tensor));
         }
+        check_bools(path, *v);
     }
 }
 
@@ -259,7 +281,7 @@ StateDict build_state_dict(const ByteSource& source, const Value& top, const Loa
         view_of.push_back(at->second);
     }
     for (const std::string& storage : storage_order) {
-        materialize(records.at(storage), views_of[storage]);
+        materialize(path, records.at(storage), views_of[storage]);
     }
     StateDict out;
     for (std::size_t i = 0; i < entries.size(); ++i)

@@ -60,23 +60,21 @@ MPI_Datatype mpi_type(Dtype dtype) {
         case Dtype::Float64: return MPI_DOUBLE;
         case Dtype::Int64: return MPI_INT64_T;
         case Dtype::Bool: return MPI_C_BOOL;
+        case Dtype::Int32: return MPI_INT32_T;
+        case Dtype::Int16: return MPI_INT16_T;
+        case Dtype::Int8: return MPI_INT8_T;
+        case Dtype::UInt8: return MPI_UINT8_T;
+        // MPI has no 16-bit floats: their bits travel as integers, which a
+        // broadcast copies exactly; all_reduce refuses them.
+        case Dtype::Float16:
+        case Dtype::BFloat16: return MPI_UINT16_T;
     }
     throw Error("distributed: unknown dtype");
 }
 
-std::size_t element_size(Dtype dtype) {
-    return dtype == Dtype::Bool ? 1 : dtype == Dtype::Float32 ? 4 : 8;
-}
+std::size_t element_size(Dtype dtype) { return xg::element_size(dtype); }
 
-void* raw_data(const Tensor& tensor) {
-    switch (tensor.dtype()) {
-        case Dtype::Float32: return tensor.data<float>().data();
-        case Dtype::Float64: return tensor.data<double>().data();
-        case Dtype::Int64: return tensor.data<std::int64_t>().data();
-        case Dtype::Bool: return tensor.data<bool>().data();
-    }
-    throw Error("distributed: unknown dtype");
-}
+void* raw_data(const Tensor& tensor) { return tensor.data_ptr(); }
 
 }  // namespace detail
 
@@ -152,6 +150,10 @@ void in_chunks(const Tensor& tensor, F&& f) {
 Tensor& all_reduce(Tensor& tensor, ReduceOp op) {
     MPI_Comm comm = communicator("all_reduce");
     check(tensor.defined(), "all_reduce: expected a defined tensor (got an undefined one)");
+    check(compute_dtype(tensor.dtype()) == tensor.dtype() || !is_floating_point(tensor.dtype()),
+          "all_reduce: expected a float32 or float64 tensor, which MPI can add (got {}; reduce "
+          "it in float32 with .to(xg::kFloat32))",
+          dtype_name(tensor.dtype()));
     check(op != ReduceOp::Avg || is_floating_point(tensor.dtype()),
           "all_reduce: expected a floating-point tensor for ReduceOp::Avg (got {})",
           dtype_name(tensor.dtype()));

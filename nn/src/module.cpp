@@ -4,6 +4,7 @@
 #include "xgrad/nn/module.hpp"
 
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <set>
 #include <sstream>
@@ -268,13 +269,8 @@ void Module::zero_grad(bool set_to_none) {
         if (set_to_none) {
             grad = Tensor();
         } else {
-            grad = grad.detach();  // drop any history, then zero in place
-            switch (grad.dtype()) {
-                case Dtype::Float32: grad.data<float>().fill(0); break;
-                case Dtype::Float64: grad.data<double>().fill(0); break;
-                case Dtype::Int64: grad.data<std::int64_t>().fill(0); break;
-                case Dtype::Bool: grad.data<bool>().fill(false); break;
-            }
+            grad = grad.detach();                            // drop any history, then zero in place
+            std::memset(grad.data_ptr(), 0, grad.nbytes());  // zero is all-zero bits in every dtype
         }
     }
 }

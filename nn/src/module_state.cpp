@@ -9,6 +9,7 @@
 //   rollback_load  puts those back when the load fails after being applied (a
 //                  load post hook throws, or strict keys the hooks did not forgive).
 #include <cstdint>
+#include <cstring>
 
 #include <xtensor/xnoalias.hpp>
 
@@ -28,18 +29,8 @@ std::string quoted_list(const std::vector<std::string>& keys) {
 
 // Overwrites target's values with `converted`, already of target's dtype and
 // shape: no allocation, so nothing can fail half way.
-template <class T>
-void copy_values_as(const Tensor& target, const Tensor& converted) {
-    xt::noalias(target.data<T>()) = converted.data<T>();
-}
-
 void copy_values_into(const Tensor& target, const Tensor& converted) {
-    switch (target.dtype()) {
-        case Dtype::Float32: return copy_values_as<float>(target, converted);
-        case Dtype::Float64: return copy_values_as<double>(target, converted);
-        case Dtype::Int64: return copy_values_as<std::int64_t>(target, converted);
-        case Dtype::Bool: return copy_values_as<bool>(target, converted);
-    }
+    std::memcpy(target.data_ptr(), converted.data_ptr(), target.nbytes());
 }
 
 // One tensor write of a load: `value` into the model's `target`, either by

@@ -117,16 +117,8 @@ std::shared_ptr<Module> build(std::uint64_t structure_seed, std::uint64_t value_
 
 bool same_bits(const xg::Tensor& a, const xg::Tensor& b) {
     if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-    std::size_t bytes = a.numel() * (a.dtype() == xg::kFloat32 ? 4 : 8);
-    auto raw = [](const xg::Tensor& t) -> const void* {
-        switch (t.dtype()) {
-            case xg::kFloat32: return t.data<float>().data();
-            case xg::kFloat64: return t.data<double>().data();
-            case xg::kInt64: return t.data<std::int64_t>().data();
-            case xg::kBool: return t.data<bool>().data();
-        }
-        return nullptr;
-    };
+    const std::size_t bytes = a.nbytes();
+    auto raw = [](const xg::Tensor& t) -> const void* { return t.data_ptr(); };
     return bytes == 0 || std::memcmp(raw(a), raw(b), bytes) == 0;
 }
 

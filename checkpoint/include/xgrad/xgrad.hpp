@@ -6,6 +6,7 @@
 #include "xgrad/autograd.hpp"
 #include "xgrad/checkpoint.hpp"
 #include "xgrad/error.hpp"
+#include "xgrad/key_map.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/optim.hpp"

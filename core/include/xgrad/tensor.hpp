@@ -16,19 +16,37 @@
 #include <xtensor/xarray.hpp>
 
 #include "xgrad/error.hpp"
+#include "xgrad/half.hpp"
 #include "xgrad/removable_handle.hpp"
 
 namespace xg {
 
-enum class Dtype { Float32, Float64, Int64, Bool };
+// Float32, Float64, Int64 and Bool are the dtypes kernels compute in. The
+// others are storage dtypes, as checkpoints hold them: ops on float16 and
+// bfloat16 compute in float32 and round the result once (as PyTorch's CPU
+// kernels do), ops on the small integer types compute in int64 and wrap back.
+enum class Dtype { Float32, Float64, Int64, Bool, Float16, BFloat16, Int32, Int16, Int8, UInt8 };
 inline constexpr Dtype kFloat32 = Dtype::Float32;
 inline constexpr Dtype kFloat64 = Dtype::Float64;
 inline constexpr Dtype kInt64 = Dtype::Int64;
 inline constexpr Dtype kBool = Dtype::Bool;  // one byte per element: masks, comparisons
+inline constexpr Dtype kFloat16 = Dtype::Float16;
+inline constexpr Dtype kHalf = Dtype::Float16;
+inline constexpr Dtype kBFloat16 = Dtype::BFloat16;
+inline constexpr Dtype kInt32 = Dtype::Int32;
+inline constexpr Dtype kInt16 = Dtype::Int16;
+inline constexpr Dtype kInt8 = Dtype::Int8;
+inline constexpr Dtype kUInt8 = Dtype::UInt8;
+inline constexpr int kNumDtypes = 10;
 
-// "float32", "float64", "int64": the spelling used in every message.
+// "float32", "bfloat16", "uint8": torch's spelling, used in every message.
 std::string dtype_name(Dtype dtype);
 bool is_floating_point(Dtype dtype);
+// Bytes per element (bool: 1).
+std::size_t element_size(Dtype dtype);
+// The dtype a storage dtype computes in: float32 for float16 and bfloat16,
+// int64 for the small integers, itself for the four compute dtypes.
+Dtype compute_dtype(Dtype dtype);
 
 using Shape = std::vector<std::size_t>;
 
@@ -65,6 +83,10 @@ public:
     xt::xarray<T>& data() const;  // the live values; throws on a dtype mismatch
     template <class T>
     T item() const;  // the single value, converted to T
+    // The first byte of the live values (contiguous, row-major) and their
+    // size, element_size(dtype()) * numel(), as torch's data_ptr and nbytes.
+    void* data_ptr() const;
+    std::size_t nbytes() const;
 
     // Autograd.
     bool requires_grad() const;

@@ -145,8 +145,8 @@ TEST_CASE("the reader turns each kind of corruption into an xg::Error naming the
     check_load_fails(std::string(5, '\0'), "expected at least 8 bytes");
     check_load_fails(safetensors_bytes("{}", "").substr(0, 8) + "{", "runs past the end");
     check_load_fails(safetensors_bytes("{\"a\":", data), "not valid JSON");
-    check_load_fails(safetensors_bytes("{\"a\":{" + entry("BF16", "[2]", "[0,4]") + "}}", data),
-                     "unsupported dtype 'BF16'");
+    check_load_fails(safetensors_bytes("{\"a\":{" + entry("F8_E4M3", "[2]", "[0,2]") + "}}", data),
+                     "unsupported dtype 'F8_E4M3' (expected one of F32, F64, I64, BOOL, F16, BF16");
     check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[3]", "[0,8]") + "}}", data),
                      "needs 12 bytes (got 8)");
     check_load_fails(safetensors_bytes("{\"a\":{" + entry("F32", "[2]", "[12,20]") + "}}", data),

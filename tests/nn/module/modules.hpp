@@ -43,6 +43,9 @@ inline std::vector<double> flat(const xg::Tensor& t) {
         case xg::kBool:
             for (bool v : t.data<bool>()) out.push_back(v ? 1.0 : 0.0);
             break;
+        default:  // storage dtypes: exact in float64
+            for (double v : t.to(xg::kFloat64).data<double>()) out.push_back(v);
+            break;
     }
     return out;
 }

@@ -211,6 +211,11 @@ public:
     // Module.float() and Module.double(), whose names are C++ keywords.
     Module& float_() { return to(kFloat32); }
     Module& double_() { return to(kFloat64); }
+    // Module.half() and Module.bfloat16(): floating-point parameters, buffers
+    // and gradients to 16 bits; the forward then computes in float32 inside
+    // each op and rounds its results, as PyTorch's CPU kernels do.
+    Module& half() { return to(kFloat16); }
+    Module& bfloat16() { return to(kBFloat16); }
     Module& cpu() { return to(std::string("cpu")); }
     Module& cuda() { return to(std::string("cuda")); }
     Module& xpu() { return to(std::string("xpu")); }
