@@ -1,5 +1,6 @@
-// Peak memory of xg::load: writes a ~300 MB file of each kind (safetensors with
-// xg::save; torch.save zip and legacy formats with bench/load_memory.py and
+// Peak memory of xg::load: writes a ~300 MB file of each kind (safetensors in
+// float32 and bfloat16 with xg::save, which load through a memory map;
+// torch.save zip and legacy formats with bench/load_memory.py and
 // /usr/bin/python3), then loads each in a fresh process of its own and reports
 // the process's resident set before loading and its peak (VmHWM) after, as
 // a ratio to the file's size.
@@ -59,10 +60,14 @@ int run_self(const std::string& self, const std::string& path) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
-void write_safetensors(const std::string& path, long megabytes) {
+// About `megabytes` MB of [1000, 1000] tensors of `dtype`.
+void write_safetensors(const std::string& path, long megabytes, xg::Dtype dtype) {
     xg::StateDict state;
-    for (long i = 0; i < std::max(1L, megabytes / 4); ++i)
-        state.insert_or_assign("layer" + std::to_string(i) + ".weight", xg::randn({1000, 1000}));
+    const long per_tensor = static_cast<long>(xg::element_size(dtype));  // MB per tensor
+    for (long i = 0; i < std::max(1L, megabytes / per_tensor); ++i) {
+        state.insert_or_assign("layer" + std::to_string(i) + ".weight",
+                               xg::randn({1000, 1000}).to(dtype));
+    }
     xg::save(state, path);
 }
 
@@ -83,8 +88,10 @@ int main(int argc, char** argv) {
     std::string script = (fs::path(XGRAD_SOURCE_DIR) / "bench" / "load_memory.py").string();
 
     fs::path safetensors = folder / "load_memory.safetensors";
-    write_safetensors(safetensors, megabytes);
-    std::vector<fs::path> files{safetensors};
+    write_safetensors(safetensors, megabytes, xg::kFloat32);
+    fs::path bf16 = folder / "load_memory_bf16.safetensors";  // a Hugging Face checkpoint's dtype
+    write_safetensors(bf16, megabytes, xg::kBFloat16);
+    std::vector<fs::path> files{safetensors, bf16};
     for (const char* kind : {"zip", "legacy"}) {
         fs::path pt = folder / (std::string("load_memory_") + kind + ".pt");
         std::string command = "/usr/bin/python3 " + script + " " + pt.string() + " " +
