@@ -3,6 +3,8 @@
 // code they use (about 1.5 s of each file's compile time).
 #include "helpers.hpp"
 
+#include <cstdio>
+
 #include <xtensor/xbuilder.hpp>
 
 namespace test {
@@ -128,6 +130,38 @@ xg::Tensor away_from_kinks(const xg::Shape& shape, std::uint64_t seed) {
     xt::xarray<double> v = positive64(shape, 0.5, seed).data<double>();
     for (std::size_t i = 0; i < v.size(); i += 2) v.data()[i] = -v.data()[i];
     return f64(v);
+}
+
+CommandResult run_command(const std::string& command) {
+    const std::string merged = command + " 2>&1";
+    std::FILE* pipe = ::popen(merged.c_str(), "r");
+    if (pipe == nullptr) return {-1, "popen failed: " + command};
+    std::string output;
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+        output.append(buffer, n);
+    return {::pclose(pipe), output};
+}
+
+namespace {
+std::string hex_bytes(const xg::Tensor& t) {
+    const auto* bytes = static_cast<const unsigned char*>(t.data_ptr());
+    std::string out;
+    for (std::size_t i = 0; i < t.nbytes(); ++i) out += fmt::format("{:02x}", bytes[i]);
+    return out;
+}
+}  // namespace
+
+void check_same_bits(const xg::StateDict& got, const xg::StateDict& expected) {
+    REQUIRE(got.keys() == expected.keys());
+    for (const auto& [name, e] : expected) {
+        const std::string& key = name;  // CAPTURE's lambda cannot capture a structured binding
+        CAPTURE(key);
+        const xg::Tensor& t = got.at(key);
+        CHECK(xg::dtype_name(t.dtype()) == xg::dtype_name(e.dtype()));
+        CHECK(t.shape() == e.shape());
+        CHECK(hex_bytes(t) == hex_bytes(e));
+    }
 }
 
 }  // namespace test

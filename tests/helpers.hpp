@@ -51,6 +51,18 @@ bool identical(const xg::Tensor& a, const xg::Tensor& b);
 // How many elements of t are exactly zero.
 std::size_t count_zeros(const xg::Tensor& t);
 
+// Runs a shell command (a Python checker), returning its exit status and its
+// output, stderr included, for the failure message.
+struct CommandResult {
+    int status;
+    std::string output;
+};
+CommandResult run_command(const std::string& command);
+
+// CHECKs that `got` has `expected`'s keys in order, each tensor with the same
+// dtype, shape and bytes (shown in hex when they differ).
+void check_same_bits(const xg::StateDict& got, const xg::StateDict& expected);
+
 // ---- Building tensors ----
 
 // A float64 tensor from nested braces: test::f64({{1, 2}, {3, 4}}).

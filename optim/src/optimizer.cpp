@@ -3,6 +3,7 @@
 #include "xgrad/optim/optimizer.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <ostream>
 #include <typeinfo>
 #include <unordered_set>
@@ -115,6 +116,7 @@ void Optimizer::add_group(OptimizerParamGroup group) {
         check(is_floating_point(p.dtype()),
               "{}: expected floating-point parameters (got {} at {} of group {})", name_,
               dtype_name(p.dtype()), i, index);
+        check_updatable(p, "", i, index);
         check(p.is_leaf(), "{}: expected leaf tensors (got a non-leaf at {} of group {})", name_, i,
               index);
         check(seen.insert(p.impl()).second,
@@ -142,18 +144,33 @@ void Optimizer::zero_grad(bool set_to_none) {
                 grad = Tensor();
                 continue;
             }
-            grad = grad.detach();  // drop any history, then zero in place
-            if (grad.dtype() == kFloat32)
-                grad.data<float>().fill(0.0f);
-            else
-                grad.data<double>().fill(0.0);
+            grad = grad.detach();                            // drop any history, then zero in place
+            std::memset(grad.data_ptr(), 0, grad.nbytes());  // zero is all-zero bits in every dtype
         }
     }
+}
+
+// The update kernels run on float32 and float64 values. A float16 or bfloat16
+// parameter would need every step rounded as PyTorch rounds each of its ops;
+// mixed-precision training keeps float32 weights and converts them to save.
+void Optimizer::check_updatable(const Tensor& p, const char* when, std::size_t i,
+                                std::size_t group) const {
+    check(compute_dtype(p.dtype()) == p.dtype(),
+          "{}{}: expected float32 or float64 parameters (got {} at {} of group {}); train in "
+          "float32 and convert to save (Module::bfloat16(), Tensor::to)",
+          name_, when, dtype_name(p.dtype()), i, group);
 }
 
 Tensor Optimizer::checked_grad(const Tensor& param) const {
     Tensor grad = param.grad();
     if (!grad.defined()) return grad;
+    if (compute_dtype(param.dtype()) != param.dtype()) {
+        for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+            const auto& params = param_groups_[g].params();
+            for (std::size_t i = 0; i < params.size(); ++i)
+                if (params[i].impl() == param.impl()) check_updatable(param, ".step", i, g);
+        }
+    }
     if (grad.dtype() != param.dtype() || !std::ranges::equal(grad.sizes(), param.sizes())) {
         fail("{}.step: expected a gradient of dtype {} and shape {} (got {} and {})", name_,
              dtype_name(param.dtype()), shape_str(param.shape()), dtype_name(grad.dtype()),

@@ -10,11 +10,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 #include <xgrad/xgrad.hpp>
 #include <zip.h>
 
@@ -184,6 +187,55 @@ inline void load_state_dict(const std::uint8_t* data, std::size_t size) {
             model->load_state_dict(original);  // back to the start for the next mode
             require(same_state(*model, original), "restoring the model failed");
         }
+    }
+}
+
+// The folder the sharded_index target loads, made at its first input: this
+// process's own, so fuzzers running side by side never share one. It holds the
+// two shards whose keys the seeds in tests/fuzz/corpus/sharded_index/ name, and
+// is removed when the process exits normally.
+class ShardFolder {
+public:
+    ShardFolder()
+        : path_(std::filesystem::temp_directory_path() /
+                ("xgrad-fuzz-sharded-" + std::to_string(::getpid()))) {
+        std::filesystem::create_directories(path_);
+        const xg::StateDict first{{"a.weight", xg::full({2, 3}, -1.5, xg::kFloat16)},
+                                  {"a.bias", xg::arange(-1, 2, 1, xg::kInt8)}};
+        const xg::StateDict second{{"b.weight", xg::full({3}, 0.25, xg::kBFloat16)},
+                                   {"b.mask", xg::ones({2}, xg::kBool)}};
+        xg::save(first, (path_ / "model-00001-of-00002.safetensors").string());
+        xg::save(second, (path_ / "model-00002-of-00002.safetensors").string());
+    }
+    ~ShardFolder() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    ShardFolder(const ShardFolder&) = delete;
+    ShardFolder& operator=(const ShardFolder&) = delete;
+
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// Target "sharded_index": the input is "model.safetensors.index.json", written
+// beside the shards model-00001-of-00002.safetensors ("a.weight" float16 [2, 3],
+// "a.bias" int8 [3]) and model-00002-of-00002.safetensors ("b.weight" bfloat16
+// [3], "b.mask" bool [2]); then the folder is loaded, as xg::load(dir) loads a
+// Hugging Face checkpoint.
+inline void sharded_index(const std::uint8_t* data, std::size_t size) {
+    static const ShardFolder folder;
+    {
+        std::ofstream out(folder.path() / "model.safetensors.index.json",
+                          std::ios::binary | std::ios::trunc);
+        out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+        require(out.good(), "writing the index");
+    }
+    try {
+        check_loaded(xg::load(folder.path().string()));
+    } catch (const xg::Error&) {
     }
 }
 

@@ -43,7 +43,7 @@ fuzz_one() {
 
 failed=0
 running=0
-for target in safetensors torch_pt load_state_dict; do
+for target in safetensors torch_pt load_state_dict sharded_index; do
     if [ "$running" -ge "$cores" ]; then
         wait -n || failed=1
         running=$((running - 1))

@@ -49,8 +49,9 @@ TEST_CASE("fuzz regressions and seeds load or throw xg::Error, never crash") {
         total += replay(folder, "safetensors", fuzz::safetensors);
         total += replay(folder, "torch_pt", fuzz::torch_pt);
         total += replay(folder, "load_state_dict", fuzz::load_state_dict);
+        total += replay(folder, "sharded_index", fuzz::sharded_index);
     }
-    CHECK(total >= 20);  // the committed seeds alone are 16 files
+    CHECK(total >= 45);  // the committed seeds and regressions are 49 files
 }
 
 TEST_CASE("the fuzz seeds are valid files, so fuzzing starts deep in the readers") {

@@ -135,19 +135,6 @@ xg::StateDict every_dtype() {
     return sd;
 }
 
-// Every key of `expected` is in `got`, in order, with the same dtype, shape and bits.
-void check_bits(const xg::StateDict& got, const xg::StateDict& expected) {
-    REQUIRE(got.keys() == expected.keys());
-    for (const auto& [name, e] : expected) {
-        const std::string& key = name;  // CAPTURE's lambda cannot capture a structured binding
-        CAPTURE(key);
-        const xg::Tensor& t = got.at(key);
-        CHECK(xg::dtype_name(t.dtype()) == xg::dtype_name(e.dtype()));
-        CHECK(t.shape() == e.shape());
-        CHECK(hex_of(t) == hex_of(e));
-    }
-}
-
 std::uint64_t le(const std::string& bytes, std::uint64_t at, int n) {
     REQUIRE(at + n <= bytes.size());
     std::uint64_t v = 0;
@@ -233,15 +220,9 @@ void check_with_python(const fs::path& file, const xg::StateDict& sd, const std:
     std::ofstream(json) << manifest(sd);
     const std::string command = "/usr/bin/python3 " +
                                 (kSerialize / "check_pt_with_torch.py").string() + " " +
-                                file.string() + " " + json.string() + " " + mode + " 2>&1";
-    std::FILE* pipe = ::popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string output;
-    char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-        output.append(buffer, n);
-    const int status = ::pclose(pipe);
-    CHECK_MESSAGE(status == 0, command << "\n" << output);
+                                file.string() + " " + json.string() + " " + mode;
+    const test::CommandResult result = test::run_command(command);
+    CHECK_MESSAGE(result.status == 0, command << "\n" << result.output);
 }
 
 }  // namespace
@@ -251,7 +232,7 @@ TEST_CASE("every dtype round-trips bit for bit through a .pt, 0-d and empty tens
     const std::string path = scratch("every_dtype.pt").string();
     xg::save(sd, path);
     const xg::StateDict loaded = xg::load(path);
-    check_bits(loaded, sd);
+    test::check_same_bits(loaded, sd);
     CHECK(loaded.at("tied.weight").impl() == loaded.at("tied.head").impl());
 }
 
@@ -275,7 +256,7 @@ TEST_CASE("tensors sharing a storage are written once and load as one tensor") {
     CHECK(names == std::vector<std::string>{"archive/data.pkl", "archive/data/0", "archive/data/1",
                                             "archive/version"});
     const xg::StateDict loaded = xg::load(path.string());
-    check_bits(loaded, sd);
+    test::check_same_bits(loaded, sd);
     CHECK(loaded.at("a").impl() == loaded.at("b").impl());
     CHECK(loaded.at("a").impl() == loaded.at("c").impl());
     CHECK(loaded.at("a").impl() != loaded.at("d").impl());
@@ -322,7 +303,7 @@ TEST_CASE("PyTorch 1.13 loads xg::save's .pt bit for bit, and torch.save writes 
     const fs::path path = scratch("for_torch.pt");
     xg::save(sd, path.string());
     check_with_python(path, sd, "--same-bytes-as-torch-save");
-    check_bits(xg::load(path.string()), sd);
+    test::check_same_bits(xg::load(path.string()), sd);
 }
 
 TEST_CASE("zip64 fields (from byte 64 on) are read back by xgrad and by Python's zipfile") {
@@ -338,7 +319,7 @@ TEST_CASE("zip64 fields (from byte 64 on) are read back by xgrad and by Python's
     }
     CHECK(le(zip, zip.size() - 6, 4) == 0xFFFFFFFF);  // the classic end record defers
     CHECK(zip.substr(entries.back().data, entries.back().size) == "3\n");
-    check_bits(xg::load(path.string()), sd);
+    test::check_same_bits(xg::load(path.string()), sd);
     // PyTorch's own reader (miniz) takes a 32-bit field of 0xFFFFFFFF for the
     // offset itself in a bounds check, so only files past 4 GiB reach it.
     check_with_python(path, sd, "--zip-only");
@@ -349,7 +330,7 @@ TEST_CASE("torch.save files of every dtype load bit for bit: zip, legacy and vie
     for (const char* name : {"torch_dtypes.pt", "torch_dtypes_legacy.pt"}) {
         CAPTURE(name);
         const xg::StateDict sd = xg::load((kReference / name).string());
-        check_bits(sd, expected);
+        test::check_same_bits(sd, expected);
         CHECK(sd.at("tied.weight").impl() == sd.at("tied.head").impl());
     }
     // Views of the [3, 4] specials: the transpose, row 2 and column 1.
@@ -361,7 +342,7 @@ TEST_CASE("torch.save files of every dtype load bit for bit: zip, legacy and vie
         views.insert_or_assign(name + ".row", specials(s.dtype, {4}, {8, 9, 10, 11}));
         views.insert_or_assign(name + ".col", specials(s.dtype, {3}, {1, 5, 9}));
     }
-    check_bits(xg::load((kReference / "torch_dtypes_views.pt").string()), views);
+    test::check_same_bits(xg::load((kReference / "torch_dtypes_views.pt").string()), views);
 }
 
 TEST_CASE("a .pt save refuses an undefined tensor before making a file") {

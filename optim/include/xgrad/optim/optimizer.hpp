@@ -107,6 +107,8 @@ protected:
 
     // The gradient `update` should use, or undefined to skip: checks dtype and shape.
     Tensor checked_grad(const Tensor& param) const;
+    // An error unless p is float32 or float64, naming its place (`when`: "" or ".step").
+    void check_updatable(const Tensor& p, const char* when, std::size_t i, std::size_t group) const;
 
 private:
     void add_group(OptimizerParamGroup group);
