@@ -186,7 +186,9 @@ StateDict load_safetensors(const ByteSource& source) {
             if (bytes == nullptr) {
                 source.read(at, a.data(), n, "the data of tensor '" + spec.key + "'");
             } else {
-                std::memcpy(static_cast<void*>(a.data()), bytes + at, n);
+                if (n > 0)
+                    std::memcpy(static_cast<void*>(a.data()), bytes + at,
+                                n);  // an empty one has no data()
                 source.release(at, n);
             }
         });

@@ -10,8 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -183,13 +183,16 @@ std::vector<StateDict> plan_shards(const StateDict& state_dict, std::uint64_t ma
     return shards;
 }
 
-// As transformers writes it: keys sorted at every level (nlohmann::json's
-// objects are sorted maps), two-space indent, ASCII only, a final newline.
+// As transformers writes it: keys sorted at every level, two-space indent,
+// ASCII only, a final newline.
 void write_index(const fs::path& path, std::uint64_t total_bytes,
-                 const std::vector<std::pair<std::string, std::string>>& weight_map) {
-    nlohmann::json index;
+                 std::vector<std::pair<std::string, std::string>> weight_map) {
+    // ordered_json keeps insertion order, so the keys go in sorted (the one
+    // JSON type the library instantiates: each costs seconds of compile time).
+    std::sort(weight_map.begin(), weight_map.end());
+    nlohmann::ordered_json index;
     index["metadata"]["total_size"] = total_bytes;
-    index["weight_map"] = nlohmann::json::object();
+    index["weight_map"] = nlohmann::ordered_json::object();
     for (const auto& [key, shard] : weight_map) index["weight_map"][key] = shard;
     const std::string text = index.dump(2, ' ', true) + "\n";
     detail::write_atomically(path.string(), "save_sharded", [&](std::FILE* file) {
@@ -201,15 +204,27 @@ void write_index(const fs::path& path, std::uint64_t total_bytes,
 // that it does not name. Both layouts never stay side by side, since readers
 // disagree on which wins (transformers takes model.safetensors, xgrad the
 // index). Best effort: a file left behind is one no index names.
+// "model-<5 or more digits>-of-<5 or more digits>.safetensors", as huggingface_hub names shards.
+bool is_shard_name(std::string_view name) {
+    auto digits = [&](std::size_t at) {
+        std::size_t end = at;
+        while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
+        return end - at >= 5 ? end : std::string_view::npos;
+    };
+    if (!name.starts_with("model-")) return false;
+    const std::size_t first = digits(6);
+    if (first == std::string_view::npos || name.substr(first, 4) != "-of-") return false;
+    const std::size_t second = digits(first + 4);
+    return second != std::string_view::npos && name.substr(second) == ".safetensors";
+}
+
 void remove_stale_files(const fs::path& folder, const std::set<std::string>& shards) {
-    static const std::regex kShardName(R"(model-\d{5,}-of-\d{5,}\.safetensors)");
     std::error_code error;
     fs::remove(folder / (shards.empty() ? kIndexName : kSingleName), error);
     std::vector<fs::path> stale;
     for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error)) {
         const std::string name = it->path().filename().string();
-        if (std::regex_match(name, kShardName) && shards.count(name) == 0)
-            stale.push_back(it->path());
+        if (is_shard_name(name) && shards.count(name) == 0) stale.push_back(it->path());
     }
     for (const fs::path& path : stale) fs::remove(path, error);
 }
