@@ -64,7 +64,8 @@ struct Forecaster : nn::Module {
 };
 
 struct Options {
-    std::string variant = "relu", optimizer = "adam", schedule = "cosine", save, resume, plot;
+    std::string variant = "relu", optimizer = "adam", schedule = "cosine", save, resume, plot,
+                report;
     std::size_t d_model = 64, d_ff = 256, blocks = 2, epochs = 40, batch = 64, mc_samples = 0;
     double dropout = 0.1, lr = 3e-3, clip = 1.0, max_ratio = 0;
     std::uint64_t seed = 0;
@@ -145,6 +146,9 @@ int main(int argc, char** argv) {
     app.add_option("--save", o.save, "write a safetensors checkpoint here at the end");
     app.add_option("--resume", o.resume, "continue from this checkpoint");
     app.add_option("--plot", o.plot, "write an SVG with the loss curves and a forecast");
+    app.add_option("--report", o.report,
+                   "watch training with xg::inspect::GradientMonitor (every 10th step) and write "
+                   "its HTML report here");
     app.add_option("--mc-samples", o.mc_samples,
                    "Monte Carlo dropout samples for the plotted forecast");
     app.add_flag("--quiet", o.quiet, "print only the final summary");
@@ -199,6 +203,10 @@ int main(int argc, char** argv) {
         fmt::print("{}\n{} parameters, {} training windows\n", model->repr(), n_params,
                    data.train_x.shape()[0]);
 
+    // Gradient telemetry every 10th step: the monitor hooks the model only then.
+    std::optional<inspect::GradientMonitor> monitor;
+    if (!o.report.empty() && rank == 0)
+        monitor.emplace(*model, inspect::MonitorOptions{.every = 10});
     // Each rank takes an equal share of the global batch from its own shard.
     std::size_t batch = (o.batch + static_cast<std::size_t>(world) - 1) / world;
     std::vector<double> epochs_x, train_curve, val_curve;
@@ -212,12 +220,16 @@ int main(int argc, char** argv) {
             std::vector<std::size_t> rows(
                 order.begin() + static_cast<std::ptrdiff_t>(s * batch),
                 order.begin() + static_cast<std::ptrdiff_t>(std::min(n, (s + 1) * batch)));
+            if (monitor) monitor->begin_step();
             Tensor loss = mse_loss((*net)(ex::take_rows(data.train_x, rows)),
                                    ex::take_rows(data.train_y, rows));
             optimizer->zero_grad();
             loss.backward();
             if (o.clip > 0) nn::utils::clip_grad_norm_(model->parameters(), o.clip);
-            optimizer->step();
+            if (monitor)
+                monitor->step(*optimizer, loss);  // optimizer->step() between its records
+            else
+                optimizer->step();
             total += loss.item<double>() * static_cast<double>(rows.size());
             bar.update(s + 1, loss.item<double>());
         }
@@ -242,6 +254,12 @@ int main(int argc, char** argv) {
     }
     if (!o.save.empty() && rank == 0)
         save_checkpoint(o.save, *model, *optimizer, static_cast<std::int64_t>(o.epochs));
+    if (monitor) {
+        const std::vector<std::size_t> first_rows{0, 1, 2, 3};
+        inspect::write_report(
+            *monitor, inspect::summary(*model, ex::take_rows(data.train_x, first_rows)), o.report);
+        fmt::print("wrote {} ({} flagged)\n", o.report, monitor->flags().size());
+    }
 
     double val = evaluate(*model, data.val_x, data.val_y);
     double best_naive = std::min(data.naive_last_mse, data.naive_season_mse);

@@ -12,6 +12,7 @@ packages=(
     clang libclang-rt-14-dev  # CI: the sanitizer stage and libFuzzer (tests/fuzz/) use clang and its runtimes
     doctest-dev python3 python3-numpy  # tests (serialize tests read files back with numpy)
     python3-torch  # tests only: PyTorch 1.13 reads the .pt files xgrad writes, as users' will
+    chromium graphviz  # tests only: the HTML report in a real browser, graph pictures by dot
 )
 
 missing=()

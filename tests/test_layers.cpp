@@ -1,4 +1,4 @@
-// The layers (core <- nn, optim <- checkpoint; docs/internals.md): no file in a
+// The layers (core <- nn, optim <- inspect <- checkpoint; docs/internals.md): no file in a
 // layer includes a header of a layer above it or beside it, and no layer
 // includes another layer's private headers (its src/ folder). The build
 // enforces most of this through per-layer targets; this test also catches an
@@ -24,10 +24,11 @@ const fs::path kRoot = XGRAD_SOURCE_DIR;
 // Public header prefixes (after "xgrad/") of each layer.
 const std::map<std::string, std::vector<std::string>> kPublic = {
     {"core",
-     {"activation_checkpoint", "autograd", "error", "ops", "removable_handle", "serialize",
-      "small_vector", "state_dict", "tensor"}},
+     {"activation_checkpoint", "autograd", "error", "half", "key_map", "ops", "removable_handle",
+      "serialize", "small_vector", "state_dict", "tensor", "to_dot"}},
     {"nn", {"nn"}},
     {"optim", {"optim"}},
+    {"inspect", {"inspect"}},
     {"checkpoint", {"checkpoint", "xgrad.hpp"}},
 };
 // What each layer may use besides itself.
@@ -35,7 +36,8 @@ const std::map<std::string, std::set<std::string>> kBelow = {
     {"core", {}},
     {"nn", {"core"}},
     {"optim", {"core"}},
-    {"checkpoint", {"core", "nn", "optim"}},
+    {"inspect", {"core", "nn", "optim"}},
+    {"checkpoint", {"core", "nn", "optim", "inspect"}},
 };
 
 std::string owner_of_public(const std::string& header) {

@@ -6,6 +6,8 @@
 #include "xgrad/autograd.hpp"
 #include "xgrad/checkpoint.hpp"
 #include "xgrad/error.hpp"
+#include "xgrad/half.hpp"
+#include "xgrad/inspect.hpp"
 #include "xgrad/key_map.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/ops.hpp"
@@ -14,3 +16,4 @@
 #include "xgrad/serialize.hpp"
 #include "xgrad/state_dict.hpp"
 #include "xgrad/tensor.hpp"
+#include "xgrad/to_dot.hpp"
