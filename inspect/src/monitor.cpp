@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -34,18 +35,50 @@ void with_values(const Tensor& t, F&& f) {
     call(t.detach().to(kFloat64), double{});
 }
 
+// The sum of term(i) for i in [0, n): in blocks of 4096 terms, each summed in
+// T over 16 lanes (independent partial sums, so the loop vectorises where one
+// running sum could not; float lanes go twice as wide as double ones), the
+// blocks summed in double.
+template <class T, class Term>
+double lane_sum(std::size_t n, Term term) {
+    constexpr std::size_t kLanes = 16, kBlock = 4096;
+    double sum = 0;
+    for (std::size_t start = 0; start < n; start += kBlock) {
+        const std::size_t end = std::min(n, start + kBlock);
+        T lanes[kLanes] = {};
+        std::size_t i = start;
+        for (; i + kLanes <= end; i += kLanes) {
+            for (std::size_t k = 0; k < kLanes; ++k) lanes[k] += term(i + k);
+        }
+        for (; i < end; ++i) lanes[0] += term(i);
+        for (T lane : lanes) sum += static_cast<double>(lane);
+    }
+    return sum;
+}
+
 double sum_of_squares(const Tensor& t) {
     double sum = 0;
     with_values(t, [&](const auto* v, std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(v[i]) * v[i];
+        using T = std::remove_cv_t<std::remove_pointer_t<decltype(v)>>;
+        sum = lane_sum<T>(n, [v](std::size_t i) { return v[i] * v[i]; });
     });
     return sum;
 }
 
-std::vector<double> values_of(const Tensor& t) {
-    std::vector<double> out;
-    with_values(t, [&](const auto* v, std::size_t n) { out.assign(v, v + n); });
-    return out;
+// The sum of (a - b)^2 over two tensors of one dtype and size.
+double squared_distance(const Tensor& a, const Tensor& b) {
+    double sum = 0;
+    with_values(a, [&](const auto* va, std::size_t n) {
+        with_values(b, [&](const auto* vb, std::size_t m) {
+            check(n == m, "GradientMonitor: expected a parameter to keep its {} values (got {})", m,
+                  n);
+            sum = lane_sum<double>(n, [va, vb](std::size_t i) {
+                const double d = static_cast<double>(va[i]) - static_cast<double>(vb[i]);
+                return d * d;
+            });
+        });
+    });
+    return sum;
 }
 
 // Which bin of h a value falls in; values outside its edges go to the end bins.
@@ -110,19 +143,30 @@ Moments moments(const T* v, std::size_t n) {
     return m;
 }
 
-// Squared deviations from `mean` and the histogram, in one pass. Four count
-// arrays take turns, so consecutive values in one bin do not wait on each
-// other's increment.
+// Squared deviations from `mean` and the histogram, a block of 4096 values at
+// a time: first the bin of each value and the squared deviations, in lanes
+// (both loops vectorise; the bins are Binner's arithmetic exactly), then the
+// counts, from four arrays in turn so that consecutive values in one bin do
+// not wait on each other's increment.
 template <class T>
 double deviations_and_histogram(const T* v, std::size_t n, double mean, Histogram& h) {
+    constexpr std::size_t kBlock = 4096;
     const Binner bin(h);
     const std::size_t bins = h.counts.size();
     std::vector<std::int64_t> counts(4 * bins, 0);
+    std::vector<std::int32_t> index(kBlock);
     double m2 = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const double x = v[i];
-        m2 += (x - mean) * (x - mean);
-        ++counts[(i & 3) * bins + bin(x)];
+    for (std::size_t start = 0; start < n; start += kBlock) {
+        const std::size_t size = std::min(kBlock, n - start);
+        const T* x = v + start;
+        for (std::size_t i = 0; i < size; ++i) {
+            const double t = (static_cast<double>(x[i]) - bin.lo) * bin.scale;
+            index[i] = static_cast<std::int32_t>(t <= 0 ? 0 : t >= bin.last ? bin.last : t);
+        }
+        const T mu = static_cast<T>(mean);
+        m2 += lane_sum<T>(size, [x, mu](std::size_t i) { return (x[i] - mu) * (x[i] - mu); });
+        for (std::size_t i = 0; i < size; ++i)
+            ++counts[(i & 3) * bins + static_cast<std::size_t>(index[i])];
     }
     for (std::size_t b = 0; b < bins; ++b)
         h.counts[b] = counts[b] + counts[bins + b] + counts[2 * bins + b] + counts[3 * bins + b];
@@ -302,26 +346,20 @@ struct GradientMonitor::State {
     StepRecord record(const std::function<void()>& update, double loss,
                       std::vector<ModuleStats> modules) {
         StepRecord r{step, loss, {}, {}};
-        std::vector<std::pair<Tensor, std::vector<double>>> before;
+        std::vector<Tensor> before;  // copies in the parameter's own dtype
         for (const auto& [name, p] : model->named_parameters()) {
             ParamStats s{name, p.shape(), std::nullopt, 0, std::nullopt};
             if (const Tensor g = p.grad(); g.defined()) s.grad_norm = std::sqrt(sum_of_squares(g));
             s.param_norm = std::sqrt(sum_of_squares(p));
-            before.emplace_back(p, values_of(p));
+            before.push_back(p.detach().clone());
             r.params.push_back(std::move(s));
         }
+        const auto params = model->parameters();
         update();
         for (std::size_t i = 0; i < before.size(); ++i) {
-            const std::vector<double>& old = before[i].second;
             if (r.params[i].param_norm == 0) continue;
-            double sum = 0;
-            with_values(before[i].first, [&](const auto* v, std::size_t n) {
-                check(n == old.size(),
-                      "GradientMonitor: expected {} to keep its {} values (got {})",
-                      r.params[i].name, old.size(), n);
-                for (std::size_t j = 0; j < n; ++j) sum += (v[j] - old[j]) * (v[j] - old[j]);
-            });
-            r.params[i].update_ratio = std::sqrt(sum) / r.params[i].param_norm;
+            r.params[i].update_ratio =
+                std::sqrt(squared_distance(params[i], before[i])) / r.params[i].param_norm;
         }
         for (ModuleStats& m : modules)
             if (m.calls > 0) r.modules.push_back(std::move(m));
