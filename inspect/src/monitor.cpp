@@ -15,6 +15,19 @@
 #include "xgrad/autograd.hpp"
 #include "xgrad/error.hpp"
 
+// The statistics loops run over millions of values on a sampled step: they are
+// compiled for AVX-512, AVX2 and baseline x86-64 and the loader picks one, as
+// core/src/cpu_dispatch.hpp does for the kernels (flatten: the templates they
+// call are compiled for each target too). Not under ThreadSanitizer (the
+// resolver runs before its runtime) nor with clang (the fuzzing build only,
+// which refuses flatten on clones).
+#if defined(__SANITIZE_THREAD__) || defined(__clang__)
+#define XG_STATS_CLONES
+#else
+#define XG_STATS_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+#endif
+
 namespace xg::inspect {
 
 namespace {
@@ -56,12 +69,22 @@ double lane_sum(std::size_t n, Term term) {
     return sum;
 }
 
+}  // namespace
+
+namespace detail {
+XG_STATS_CLONES double squares(const float* v, std::size_t n) {
+    return lane_sum<float>(n, [v](std::size_t i) { return v[i] * v[i]; });
+}
+XG_STATS_CLONES double squares(const double* v, std::size_t n) {
+    return lane_sum<double>(n, [v](std::size_t i) { return v[i] * v[i]; });
+}
+}  // namespace detail
+
+namespace {
+
 double sum_of_squares(const Tensor& t) {
     double sum = 0;
-    with_values(t, [&](const auto* v, std::size_t n) {
-        using T = std::remove_cv_t<std::remove_pointer_t<decltype(v)>>;
-        sum = lane_sum<T>(n, [v](std::size_t i) { return v[i] * v[i]; });
-    });
+    with_values(t, [&](const auto* v, std::size_t n) { sum = detail::squares(v, n); });
     return sum;
 }
 
@@ -173,6 +196,21 @@ double deviations_and_histogram(const T* v, std::size_t n, double mean, Histogra
     return m2;
 }
 
+}  // namespace
+
+namespace detail {
+XG_STATS_CLONES Moments fast_moments(const float* v, std::size_t n) { return moments(v, n); }
+XG_STATS_CLONES Moments fast_moments(const double* v, std::size_t n) { return moments(v, n); }
+XG_STATS_CLONES double fast_deviations(const float* v, std::size_t n, double mean, Histogram& h) {
+    return deviations_and_histogram(v, n, mean, h);
+}
+XG_STATS_CLONES double fast_deviations(const double* v, std::size_t n, double mean, Histogram& h) {
+    return deviations_and_histogram(v, n, mean, h);
+}
+}  // namespace detail
+
+namespace {
+
 // The statistics of values that may include Inf and NaN, which are counted
 // and left out: two plain passes (sums and extremes, then deviations and the
 // histogram).
@@ -212,12 +250,12 @@ ActivationStats activation_stats(const Tensor& t, std::size_t bins) {
     s.mean = s.std = s.min = s.max = kNaN;
     with_values(t, [&](const auto* v, std::size_t n) {
         if (n == 0) return;
-        const Moments m = moments(v, n);
+        const Moments m = detail::fast_moments(v, n);
         if (!std::isfinite(m.sum) || !std::isfinite(m.lo) || !std::isfinite(m.hi))
             return nonfinite_stats(v, n, bins, s);
         s.zeros = m.zeros, s.mean = m.sum / static_cast<double>(n), s.min = m.lo, s.max = m.hi;
         s.histogram = empty_histogram(m.lo, m.hi, bins);
-        const double m2 = deviations_and_histogram(v, n, s.mean, s.histogram);
+        const double m2 = detail::fast_deviations(v, n, s.mean, s.histogram);
         s.std = n > 1 ? std::sqrt(m2 / static_cast<double>(n - 1)) : 0.0;
     });
     return s;
