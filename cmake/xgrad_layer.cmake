@@ -1,11 +1,13 @@
-# xgrad_add_layer(<layer> SOURCES ... [FUZZED <sources>...] [DEPENDS <targets>...]
-#                 [PRECOMPILE <headers>...])
+# xgrad_add_layer(<layer> SOURCES ... [FUZZED <sources>...] [COLD <sources>...]
+#                 [DEPENDS <targets>...] [PRECOMPILE <headers>...])
 #
 # One library per layer folder (core, nn, optim, checkpoint): the target
 # xgrad_<layer> (alias xgrad::<layer>), its public headers in <folder>/include,
 # its private ones in <folder>/src, visible to no other layer. A layer links
 # only the layers it DEPENDS on, so including a higher layer's header fails to
 # compile, and tests/test_layers.cpp checks the folders' #includes as well.
+# COLD: sources off the training step's path (files, printing, reports), which
+# a Release build compiles at -O1.
 # xgrad_precompile(<target> <header>...): the headers as a precompiled header of
 # <target>, unless XGRAD_PRECOMPILE_HEADERS is off. Private: nothing of it
 # reaches a project that links the target. Used for the tests, not the layers:
@@ -19,7 +21,7 @@ function(xgrad_precompile target)
 endfunction()
 
 function(xgrad_add_layer layer)
-  cmake_parse_arguments(arg "" "" "SOURCES;FUZZED;DEPENDS;PRECOMPILE" ${ARGN})
+  cmake_parse_arguments(arg "" "" "SOURCES;FUZZED;COLD;DEPENDS;PRECOMPILE" ${ARGN})
   set(target xgrad_${layer})
   add_library(${target} ${arg_SOURCES})
   add_library(xgrad::${layer} ALIAS ${target})
@@ -45,7 +47,14 @@ function(xgrad_add_layer layer)
     # the fuzz targets feed (tests/fuzz/). Elsewhere it would only slow the
     # sanitizer build (a file compiles 60 % slower with it) and its tests. The
     # sanitizer runtimes that every other executable links answer its callbacks.
-    set_source_files_properties(${arg_FUZZED} PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
+    set_property(SOURCE ${arg_FUZZED} APPEND PROPERTY COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
+  endif()
+  if(arg_COLD)
+    # Their time goes to parsing and system calls, not to loops that -O3 would
+    # vectorise, and -O1 compiles them in 2/3 of -O3's time (GCC 12: safetensors,
+    # key_map and print took 24.8 s at -O3, 15.8 s at -O1). Last on the command
+    # line, so it overrides CMAKE_CXX_FLAGS_RELEASE's -O3.
+    set_property(SOURCE ${arg_COLD} APPEND PROPERTY COMPILE_OPTIONS $<$<CONFIG:Release>:-O1>)
   endif()
   if(XGRAD_PRECOMPILE_LAYERS AND arg_PRECOMPILE)
     xgrad_precompile(${target} ${arg_PRECOMPILE})

@@ -7,15 +7,31 @@
 #   3. Sanitizer build in build-asan/ (clang, RelWithDebInfo at -O1 -g1,
 #      XGRAD_SANITIZE=ON: ASan, UBSan, LeakSanitizer, with the libFuzzer
 #      targets of tests/fuzz): every fuzz target for XGRAD_FUZZ_SECONDS (default
-#      20) seconds, then every test again, any report failing the test it is in.
-# The sanitizer builds precompile each layer's common headers
-# (XGRAD_PRECOMPILE_LAYERS; cmake/xgrad_layer.cmake says why not the first).
+#      10) seconds, then every test again, any report failing the test it is in.
+# The sanitizer build precompiles each layer's common headers
+# (XGRAD_PRECOMPILE_LAYERS; cmake/xgrad_layer.cmake says why not the first), the
+# ThreadSanitizer build compiles six files to a unit (tests/tsan/CMakeLists.txt).
 # Every build treats warnings as errors: the code is warning-free under
 # -Wall -Wextra with GCC and clang, and stays so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+# The packages only tests run (PyTorch, Chromium, dot: most of a fresh machine's
+# download) arrive in the background while the first build compiles; the first
+# ctest waits for them.
+scripts/install-deps.sh build
+test_deps_log=$(mktemp)
+scripts/install-deps.sh test >"$test_deps_log" 2>&1 &
+test_deps=$!
+wait_for_test_deps() {
+    if ! wait "$test_deps"; then
+        cat "$test_deps_log" >&2
+        echo "test.sh: installing the test-only packages failed" >&2
+        exit 1
+    fi
+    cat "$test_deps_log"
+    rm -f "$test_deps_log"
+}
 
 # Ninja keeps both cores busy across targets, where Make waits for a library
 # to be linked before it compiles what links it. A build folder configured
@@ -38,10 +54,11 @@ export OPENBLAS_NUM_THREADS=1
 echo "== 1/3 Release build and tests"
 configure build -S . -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
 cmake --build build -j2
+wait_for_test_deps
 ctest --test-dir build --output-on-failure -j2
 
 echo "== 2/3 ThreadSanitizer build and thread tests"
-configure build-tsan -S tests/tsan -DCMAKE_COMPILE_WARNING_AS_ERROR=ON -DXGRAD_PRECOMPILE_LAYERS=ON
+configure build-tsan -S tests/tsan -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
 cmake --build build-tsan -j2
 ctest --test-dir build-tsan --output-on-failure -j2
 
@@ -57,7 +74,7 @@ configure build-asan -S . -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWit
     -DXGRAD_SANITIZE=ON -DXGRAD_BUILD_FUZZERS=ON -DCMAKE_COMPILE_WARNING_AS_ERROR=ON -DXGRAD_PRECOMPILE_LAYERS=ON \
     -DCMAKE_CXX_FLAGS="-fno-sanitize-recover=all" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
 cmake --build build-asan -j2
-tests/fuzz/run.sh build-asan/tests/fuzz "${XGRAD_FUZZ_SECONDS:-20}"
+tests/fuzz/run.sh build-asan/tests/fuzz "${XGRAD_FUZZ_SECONDS:-10}"
 # packaging.* only rebuild xgrad as an outside project: they check packaging,
 # which stage 1 did, not memory, and would double this stage's build time.
 # ctest's summary of the whole suite under the sanitizers is the last thing printed.

@@ -18,13 +18,12 @@ namespace xg {
 using autograd::make_result;
 using detail::make_reduction;
 using detail::normalize_dims;
-using detail::Reduction;
 using detail::wrap;
 
 namespace {
 
 // amax, amin and norm(p = inf) have no identity, so no reduced dim may be empty.
-void check_nonempty(const Reduction& r, const char* op, const char* context) {
+void check_nonempty(const detail::Reduction& r, const char* op, const char* context) {
     for (std::size_t d = 0; d < r.in_shape.size(); ++d) {
         check(!r.reduced[d] || r.in_shape[d] > 0,
               "{}: expected a non-empty reduced dim {}{} (got shape {})", op, d, context,
@@ -36,7 +35,7 @@ void check_nonempty(const Reduction& r, const char* op, const char* context) {
 // `hit` marks (those equal to their slice's extreme), 0 elsewhere. A slice with
 // no hit (a NaN extreme) gets 0 / 0, NaN, as in PyTorch.
 template <class T, class Hit>
-xt::xarray<T> share_among_ties(const Reduction& r, const T* g, Hit hit) {
+xt::xarray<T> share_among_ties(const detail::Reduction& r, const T* g, Hit hit) {
     std::vector<T> count(r.out_numel, T(0));
     r.for_each([&](std::size_t i, std::size_t o) { count[o] += T(hit(i, o)); });
     auto d = detail::empty_array<T>(r.in_shape);
@@ -45,8 +44,8 @@ xt::xarray<T> share_among_ties(const Reduction& r, const T* g, Hit hit) {
 }
 
 // The reduction's output with its reduced dims back as size 1: the layout the
-// `o` of Reduction::for_each indexes, which broadcasts against the input.
-Shape kept_shape(const Reduction& r) {
+// `o` of detail::Reduction::for_each indexes, which broadcasts against the input.
+Shape kept_shape(const detail::Reduction& r) {
     Shape kept = r.in_shape;
     for (std::size_t d = 0; d < kept.size(); ++d) {
         if (r.reduced[d]) kept[d] = 1;
@@ -58,7 +57,7 @@ Shape kept_shape(const Reduction& r) {
 // (g / count) * mask. The mask and the count are constants (PyTorch takes them
 // from a comparison), so the result depends on g only.
 template <class T, class Hit>
-Tensor share_among_ties_op(const Reduction& r, const Tensor& g, Hit hit) {
+Tensor share_among_ties_op(const detail::Reduction& r, const Tensor& g, Hit hit) {
     const Shape kept = kept_shape(r);
     auto mask = detail::empty_array<T>(r.in_shape);
     xt::xarray<T> count = xt::xarray<T>::from_shape(kept);
@@ -79,7 +78,8 @@ T sgn(T v) {
 // PyTorch's norm_backward entry by entry: g times d||x||_p / dx_i, taken as 0
 // where that is 0 / 0 (the norm is 0; for p < 1, x_i is 0) instead of NaN.
 template <class T>
-xt::xarray<T> norm_grad(const Reduction& r, double p, const T* x, const T* norm, const T* g) {
+xt::xarray<T> norm_grad(const detail::Reduction& r, double p, const T* x, const T* norm,
+                        const T* g) {
     if (std::isinf(p)) {
         auto d = share_among_ties<T>(r, g, [&](std::size_t i, std::size_t o) {
             return std::abs(x[i]) == norm[o] || std::isnan(x[i]);
@@ -111,7 +111,7 @@ xt::xarray<T> norm_grad(const Reduction& r, double p, const T* x, const T* norm,
 // norm the node's own output (so its dependence on x is differentiated too) and
 // the masks of zeros (0 / 0 taken as 0) constants of the saved values.
 template <class T>
-Tensor norm_grad_op(const Reduction& r, double p, const Tensor& saved, const Tensor& top,
+Tensor norm_grad_op(const detail::Reduction& r, double p, const Tensor& saved, const Tensor& top,
                     const Tensor& g) {
     const Tensor x = autograd::saved_input(0, saved);
     if (std::isinf(p)) {
@@ -137,7 +137,8 @@ Tensor norm_grad_op(const Reduction& r, double p, const Tensor& saved, const Ten
 template <bool Max>
 Tensor extreme(const Tensor& x, const std::vector<int>& dims, bool keepdim, const char* op) {
     check(x.defined(), "{}: expected a defined tensor (got an undefined one)", op);
-    const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), op), keepdim);
+    const detail::Reduction r =
+        make_reduction(x.shape(), normalize_dims(dims, x.dim(), op), keepdim);
     check_nonempty(r, op, "");
     return detail::visit_any(x, op, [&]<class T>(xt::xarray<T>& a) {
         // Start from the comparison's identity; every slice has an entry to replace it.
@@ -193,7 +194,8 @@ Tensor norm(const Tensor& x, double p, const std::vector<int>& dims, bool keepdi
     check(p > 0, "norm: expected p = 1, 2, any other p > 0, or inf (got {})", p);
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(norm(detail::computable(x), p, dims, keepdim), *to);
-    const Reduction r = make_reduction(x.shape(), normalize_dims(dims, x.dim(), "norm"), keepdim);
+    const detail::Reduction r =
+        make_reduction(x.shape(), normalize_dims(dims, x.dim(), "norm"), keepdim);
     const bool inf = std::isinf(p);
     if (inf) check_nonempty(r, "norm", " for p = inf");  // max |x| has no identity
     return detail::visit_floating(x, "norm", [&]<class T>(xt::xarray<T>& a) {

@@ -28,13 +28,13 @@ namespace xg {
 namespace {
 
 // The storage class of each dtype, in Dtype's order.
-constexpr const char* kStorageTypes[] = {
+constexpr const char* kStorageClasses[] = {
     "FloatStorage",    "DoubleStorage", "LongStorage",  "BoolStorage", "HalfStorage",
     "BFloat16Storage", "IntStorage",    "ShortStorage", "CharStorage", "ByteStorage"};
-static_assert(std::size(kStorageTypes) == kNumDtypes);
+static_assert(std::size(kStorageClasses) == kNumDtypes);
 
 // One storage to write: its key in the pickle and its bytes.
-struct Record {
+struct StorageRecord {
     std::string key;
     const void* data = nullptr;
     std::uint64_t nbytes = 0;
@@ -149,14 +149,14 @@ void ordered_dict(Pickler& p) {
 // _rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict()), the
 // storage a persistent id ('storage', <type>, key, 'cpu', numel). A tensor
 // pickled before (the same Tensor twice) is referred to, as Python's memo does.
-void pickle_tensor(Pickler& p, const Tensor& t, const Record& record) {
+void pickle_tensor(Pickler& p, const Tensor& t, const StorageRecord& record) {
     const std::string tag = fmt::format("tensor {}", static_cast<const void*>(t.impl()));
     if (p.get(tag)) return;
     p.global("torch._utils", "_rebuild_tensor_v2");
     p.op('(');
     p.op('(');
     p.string("storage", "'storage'");
-    p.global("torch", kStorageTypes[static_cast<int>(t.dtype())]);
+    p.global("torch", kStorageClasses[static_cast<int>(t.dtype())]);
     p.string(record.key, "key " + record.key);
     p.string("cpu", "'cpu'");
     p.integer(t.numel());
@@ -177,7 +177,7 @@ void pickle_tensor(Pickler& p, const Tensor& t, const Record& record) {
 
 // The pickle of `state_dict`, and in `records` each storage it names, in the
 // order named: the key of a storage is its place in that order.
-std::string pickle_state_dict(const StateDict& state_dict, std::vector<Record>& records) {
+std::string pickle_state_dict(const StateDict& state_dict, std::vector<StorageRecord>& records) {
     constexpr std::size_t kBatch = 1000;                     // the pickler's SETITEMS batch size
     std::unordered_map<const void*, std::size_t> record_of;  // by storage
     std::vector<const StateDict::Entry*> entries;
@@ -196,7 +196,7 @@ std::string pickle_state_dict(const StateDict& state_dict, std::vector<Record>& 
             const auto& [key, t] = *entries[i];
             auto [at, added] = record_of.emplace(t.impl()->storage.get(), records.size());
             if (added) {
-                Record record{std::to_string(records.size())};
+                StorageRecord record{std::to_string(records.size())};
                 detail::visit_storage(t, [&](const auto& values) {
                     record.data = values.data();
                     record.nbytes = values.size() * sizeof(*values.data());
@@ -217,17 +217,17 @@ std::string pickle_state_dict(const StateDict& state_dict, std::vector<Record>& 
 namespace detail {
 
 void save_torch(const StateDict& state_dict, const std::string& path, std::uint64_t zip64_from) {
-    std::vector<Record> records;
+    std::vector<StorageRecord> records;
     const std::string pickle = pickle_state_dict(state_dict, records);
-    std::vector<const Record*> order;
-    for (const Record& r : records) order.push_back(&r);
+    std::vector<const StorageRecord*> order;
+    for (const StorageRecord& r : records) order.push_back(&r);
     std::sort(order.begin(), order.end(),
-              [](const Record* a, const Record* b) { return a->key < b->key; });
+              [](const StorageRecord* a, const StorageRecord* b) { return a->key < b->key; });
     const std::string root = "archive/";
     write_atomically(path, "save", [&](std::FILE* file) {
         ZipWriter zip(file, zip64_from);
         bool ok = zip.add(root + "data.pkl", pickle.data(), pickle.size());
-        for (const Record* r : order)
+        for (const StorageRecord* r : order)
             ok = ok && zip.add(root + "data/" + r->key, r->data, r->nbytes);
         return ok && zip.add(root + "version", "3\n", 2) && zip.finish();
     });
