@@ -18,6 +18,7 @@
 
 #include "common/progress.hpp"
 #include "common/series.hpp"
+#include "common/step_clock.hpp"
 #include "common/svg.hpp"
 #ifdef XGRAD_WITH_MPI
 #include <xgrad/distributed.hpp>
@@ -70,8 +71,17 @@ struct Options {
     double dropout = 0.1, lr = 3e-3, clip = 1.0, max_ratio = 0;
     std::uint64_t seed = 0;
     int threads = 1;
-    bool quiet = false, distributed = false;
+    bool quiet = false, distributed = false, bench_line = false;
 };
+
+// The last line, key=value, in the form bench/compare_python.sh parses from both programs.
+void print_bench_line(const Options& o, const ex::StepClock& timer) {
+    fmt::print(
+        "impl=xgrad example=train_ffn variant={} d_model={} d_ff={} blocks={} batch={} threads={} "
+        "steps={} step_ms={:.4f} train_s={:.3f}\n",
+        o.variant, o.d_model, o.d_ff, o.blocks, o.batch, o.threads, timer.step_ms.size(),
+        timer.median_ms(), timer.train_s);
+}
 
 std::shared_ptr<optim::Optimizer> make_optimizer(const Options& o,
                                                  const std::vector<Tensor>& params) {
@@ -152,6 +162,9 @@ int main(int argc, char** argv) {
     app.add_option("--mc-samples", o.mc_samples,
                    "Monte Carlo dropout samples for the plotted forecast");
     app.add_flag("--quiet", o.quiet, "print only the final summary");
+    app.add_flag("--bench-line", o.bench_line,
+                 "end with one key=value line: median train-step ms and training seconds "
+                 "(bench/compare_python.sh)");
     app.add_flag("--distributed", o.distributed,
                  "data-parallel over MPI, under mpirun -np N: --batch stays the global batch, "
                  "rank 0 prints, saves and plots");
@@ -210,6 +223,7 @@ int main(int argc, char** argv) {
     // Each rank takes an equal share of the global batch from its own shard.
     std::size_t batch = (o.batch + static_cast<std::size_t>(world) - 1) / world;
     std::vector<double> epochs_x, train_curve, val_curve;
+    ex::StepClock timer;
     for (std::int64_t epoch = first_epoch; epoch < static_cast<std::int64_t>(o.epochs); ++epoch) {
         std::vector<std::size_t> order =
             epoch_order(o, data.train_x.shape()[0], epoch, rank, world);
@@ -221,8 +235,9 @@ int main(int argc, char** argv) {
                 order.begin() + static_cast<std::ptrdiff_t>(s * batch),
                 order.begin() + static_cast<std::ptrdiff_t>(std::min(n, (s + 1) * batch)));
             if (monitor) monitor->begin_step();
-            Tensor loss = mse_loss((*net)(ex::take_rows(data.train_x, rows)),
-                                   ex::take_rows(data.train_y, rows));
+            Tensor x = ex::take_rows(data.train_x, rows), y = ex::take_rows(data.train_y, rows);
+            timer.start_step();
+            Tensor loss = mse_loss((*net)(x), y);
             optimizer->zero_grad();
             loss.backward();
             if (o.clip > 0) nn::utils::clip_grad_norm_(model->parameters(), o.clip);
@@ -230,6 +245,7 @@ int main(int argc, char** argv) {
                 monitor->step(*optimizer, loss);  // optimizer->step() between its records
             else
                 optimizer->step();
+            timer.end_step();
             total += loss.item<double>() * static_cast<double>(rows.size());
             bar.update(s + 1, loss.item<double>());
         }
@@ -252,6 +268,7 @@ int main(int argc, char** argv) {
                        train_loss, val_loss, optimizer->param_groups()[0].options().get_lr(),
                        bar.seconds());
     }
+    timer.end_run();
     if (!o.save.empty() && rank == 0)
         save_checkpoint(o.save, *model, *optimizer, static_cast<std::int64_t>(o.epochs));
     if (monitor) {
@@ -323,5 +340,6 @@ int main(int argc, char** argv) {
         chart.write(o.plot);
         fmt::print("wrote {}\n", o.plot);
     }
+    if (o.bench_line && rank == 0) print_bench_line(o, timer);
     return o.max_ratio > 0 && val / best_naive > o.max_ratio ? 1 : 0;
 }

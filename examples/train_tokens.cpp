@@ -5,6 +5,7 @@
 //
 // The best possible accuracy is set by the noise: a corrupted token is
 // unpredictable, so accuracy / best_possible is what we report.
+#include <algorithm>
 #include <random>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,7 @@
 #include <xgrad/xgrad.hpp>
 
 #include "common/progress.hpp"
+#include "common/step_clock.hpp"
 
 using namespace xg;
 
@@ -40,11 +42,34 @@ struct TokenModel : nn::Module {
     }
 };
 
+// The sequence: a rule on the last two tokens, corrupted with probability `noise`.
+std::vector<std::int64_t> make_tokens(std::size_t vocab, std::size_t length, double noise,
+                                      std::mt19937_64& rng) {
+    std::uniform_int_distribution<std::size_t> any(0, vocab - 1);
+    std::bernoulli_distribution corrupt(noise);
+    std::vector<std::int64_t> tokens{1, 2};
+    while (tokens.size() < length) {
+        auto t = static_cast<std::size_t>(tokens.back()),
+             t1 = static_cast<std::size_t>(tokens[tokens.size() - 2]);
+        std::size_t next = (3 * t + 5 * t1 + 1) % vocab;
+        tokens.push_back(static_cast<std::int64_t>(corrupt(rng) ? any(rng) : next));
+    }
+    return tokens;
+}
+
+double accuracy(const Tensor& logits, const Tensor& y) {
+    auto predicted = max(logits, 1).second;
+    double hits = 0;
+    for (std::size_t i = 0; i < y.numel(); ++i)
+        hits += predicted.data<std::int64_t>()(i) == y.data<std::int64_t>()(i);
+    return hits / static_cast<double>(y.numel());
+}
+
 int main(int argc, char** argv) {
     std::size_t vocab = 12, context = 3, length = 6000, epochs = 25, batch = 128;
     double noise = 0.1, lr = 1e-2, min_ratio = 0;
     std::uint64_t seed = 0;
-    bool quiet = false;
+    bool quiet = false, bench_line = false;
     CLI::App app{
         "Next-token prediction with Embedding + FeedForward on a toy rule-based sequence."};
     app.add_option("--vocab", vocab, "vocabulary size");
@@ -55,22 +80,16 @@ int main(int argc, char** argv) {
     app.add_option("--lr", lr, "Adam learning rate");
     app.add_option("--seed", seed, "seed for data, initialisation and shuffling");
     app.add_flag("--quiet", quiet, "print only the final summary");
+    app.add_flag("--bench-line", bench_line,
+                 "end with one key=value line: median train-step ms and training seconds "
+                 "(bench/compare_python.sh)");
     app.add_option("--min-ratio", min_ratio,
                    "exit with status 1 unless accuracy >= this x the best achievable (tests)");
     CLI11_PARSE(app, argc, argv);
     manual_seed(seed);
 
-    // The sequence: a rule on the last two tokens, corrupted with probability `noise`.
-    std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<std::size_t> any(0, vocab - 1);
-    std::bernoulli_distribution corrupt(noise);
-    std::vector<std::int64_t> tokens{1, 2};
-    while (tokens.size() < length) {
-        auto t = static_cast<std::size_t>(tokens.back()),
-             t1 = static_cast<std::size_t>(tokens[tokens.size() - 2]);
-        std::size_t next = (3 * t + 5 * t1 + 1) % vocab;
-        tokens.push_back(static_cast<std::int64_t>(corrupt(rng) ? any(rng) : next));
-    }
+    std::mt19937_64 rng(seed);  // the sequence first, then each epoch's shuffle
+    std::vector<std::int64_t> tokens = make_tokens(vocab, length, noise, rng);
     std::size_t windows = length - context, n_train = windows * 4 / 5;
     auto batch_of = [&](std::size_t first, std::size_t count,
                         const std::vector<std::size_t>& order) {
@@ -83,13 +102,6 @@ int main(int argc, char** argv) {
         }
         return std::pair{tensor(std::move(x)), tensor(std::move(y))};
     };
-    auto accuracy = [](const Tensor& logits, const Tensor& y) {
-        auto predicted = max(logits, 1).second;
-        double hits = 0;
-        for (std::size_t i = 0; i < y.numel(); ++i)
-            hits += predicted.data<std::int64_t>()(i) == y.data<std::int64_t>()(i);
-        return hits / static_cast<double>(y.numel());
-    };
 
     auto model = std::make_shared<TokenModel>(vocab, context, 16, 64, 128);
     optim::Adam optimizer(model->parameters(), optim::AdamOptions(lr));
@@ -97,6 +109,7 @@ int main(int argc, char** argv) {
     std::iota(order.begin(), order.end(), 0);
     auto [val_x, val_y] = batch_of(n_train, windows - n_train, {});
     double val_accuracy = 0;
+    examples::StepClock timer;
     for (std::size_t epoch = 0; epoch < epochs; ++epoch) {
         std::shuffle(order.begin(), order.end(), rng);
         std::size_t steps = (n_train + batch - 1) / batch;
@@ -105,10 +118,12 @@ int main(int argc, char** argv) {
         for (std::size_t s = 0; s < steps; ++s) {
             std::size_t count = std::min(batch, n_train - s * batch);
             auto [x, y] = batch_of(s * batch, count, order);
+            timer.start_step();
             Tensor loss = cross_entropy((*model)(x), y);
             optimizer.zero_grad();
             loss.backward();
             optimizer.step();
+            timer.end_step();
             total += loss.item<double>() * static_cast<double>(count);
             bar.update(s + 1, loss.item<double>());
         }
@@ -119,9 +134,16 @@ int main(int argc, char** argv) {
             fmt::print("epoch {:>3}  train loss {:.4f}  val accuracy {:.3f}\n", epoch + 1,
                        total / double(n_train), val_accuracy);
     }
+    timer.end_run();
     // A corrupted token is right by chance 1/V of the time.
     double best = 1 - noise + noise / static_cast<double>(vocab);
     fmt::print("validation accuracy {:.3f} | best achievable {:.3f} | ratio {:.3f}\n", val_accuracy,
                best, val_accuracy / best);
+    if (bench_line)  // the last line, in the form bench/compare_python.sh parses from both programs
+        fmt::print(
+            "impl=xgrad example=train_tokens vocab={} context={} d_model=64 d_ff=128 batch={} "
+            "threads={} steps={} step_ms={:.4f} train_s={:.3f}\n",
+            vocab, context, batch, get_num_threads(), timer.step_ms.size(), timer.median_ms(),
+            timer.train_s);
     return val_accuracy / best < min_ratio ? 1 : 0;
 }
