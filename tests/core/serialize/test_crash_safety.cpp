@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xgrad/xgrad.hpp>
@@ -166,8 +167,22 @@ const xg::StateDict* read_back(const std::string& path, const xg::StateDict& a,
     return nullptr;
 }
 
+ino_t inode_of(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// Until the file at `path` is no longer inode `before` (a save renamed its
+// temporary over it), or 10 s.
+void wait_for_rename(const std::string& path, ino_t before) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (inode_of(path) == before && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+}
+
 // 200 rounds of: fork a child saving the checkpoint the file does not hold,
-// kill it after a random delay spread over 1.5 saves, load the file.
+// kill it after a random delay spread over 1.5 saves (every eighth round
+// after its first save has landed), load the file.
 void check_killed_saves(const std::string& extension) {
     const fs::path dir = scratch("killed" + extension);
     const std::string path = (dir / ("model" + extension)).string();
@@ -180,8 +195,12 @@ void check_killed_saves(const std::string& extension) {
     int old_seen = 0, new_seen = 0, left_temporary = 0;
     for (int round = 0; round < kRounds; ++round) {
         CAPTURE(round);
+        const ino_t before = inode_of(path);
         pid_t pid = start_saving(*other, path);
         REQUIRE(pid > 0);
+        // Every eighth round kills only after a save has landed (the file is a
+        // new inode), whatever the machine's load does to the calibrated time.
+        if (round % 8 == 7) wait_for_rename(path, before);
         std::this_thread::sleep_for(std::chrono::duration<double>(delay(rng)));
         ::kill(pid, SIGKILL);
         int status = 0;
