@@ -20,6 +20,7 @@
 #include "integer_ops.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -43,12 +44,15 @@ constexpr bool grad_is_g() {
 }
 
 // out[i] = forward(in[i]), through the vectorised kernels for an activation row.
+// Both split across threads (for_chunks; the activation kernels split themselves).
 template <class Rule, class T>
 void forward_loop(const Rule& rule, const T* in, T* out, std::size_t n) {
     if constexpr (requires { Rule::kKernel; }) {
         detail::activation_forward(Rule::kKernel, in, out, n);
     } else {
-        for (std::size_t i = 0; i < n; ++i) out[i] = rule.forward(in[i]);
+        detail::for_chunks(n, [&](std::size_t first, std::size_t count) {
+            for (std::size_t i = first; i < first + count; ++i) out[i] = rule.forward(in[i]);
+        });
     }
 }
 
@@ -57,10 +61,15 @@ template <class Rule, class T>
 void grad_loop(const Rule& rule, const T* s, const T* g, T* gx, std::size_t n) {
     if constexpr (requires { Rule::kKernel; }) {
         detail::activation_grad(Rule::kKernel, s, g, gx, n);
-    } else if constexpr (Rule::kSaves == Saves::Nothing) {
-        for (std::size_t i = 0; i < n; ++i) gx[i] = rule.grad(g[i]);
     } else {
-        for (std::size_t i = 0; i < n; ++i) gx[i] = rule.grad(s[i], g[i]);
+        detail::for_chunks(n, [&](std::size_t first, std::size_t count) {
+            for (std::size_t i = first; i < first + count; ++i) {
+                if constexpr (Rule::kSaves == Saves::Nothing)
+                    gx[i] = rule.grad(g[i]);
+                else
+                    gx[i] = rule.grad(s[i], g[i]);
+            }
+        });
     }
 }
 
@@ -217,13 +226,26 @@ xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F 
     T* o = out.data();
     const std::size_t size = out.size(), n = y_row ? y.size() : x.size();
     if (n == 0) return out;
-    for (std::size_t r = 0; r < size; r += n) {
-        if (y_row) {
-            for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[r + j], yp[j]);
-        } else {
-            for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[j], yp[r + j]);
-        }
+    if (size == n) {  // equal shapes
+        detail::for_chunks(n, [&](std::size_t first, std::size_t count) {
+            for (std::size_t j = first; j < first + count; ++j) o[j] = f(xp[j], yp[j]);
+        });
+        return out;
     }
+    // Rows across threads, each one loop over the repeated operand.
+    const auto rows = static_cast<std::int64_t>(size / n);
+    const auto grain = static_cast<std::int64_t>(
+        std::max<std::size_t>(1, static_cast<std::size_t>(kElementwiseGrain) / n));
+    parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
+        for (auto r = static_cast<std::size_t>(begin) * n; r < static_cast<std::size_t>(end) * n;
+             r += n) {
+            if (y_row) {
+                for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[r + j], yp[j]);
+            } else {
+                for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[j], yp[r + j]);
+            }
+        }
+    });
     return out;
 }
 
@@ -231,7 +253,7 @@ xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F 
 // operands are read before its outputs are written (ga or gb may be g's
 // buffer). x and y are null for a row that saves no inputs.
 template <class Rule, class T>
-void binary_grad_loop(const T* x, const T* y, const T* g, T* ga, T* gb, std::size_t n) {
+void binary_grad_chunk(const T* x, const T* y, const T* g, T* ga, T* gb, std::size_t n) {
     if constexpr (!Rule::kSavesInputs) {  // add passes g to both, sub negates it for b
         if constexpr (!Rule::kGradBIsG) {
             for (std::size_t i = 0; gb && i < n; ++i) gb[i] = Rule::grad_b(g[i]);
@@ -247,6 +269,15 @@ void binary_grad_loop(const T* x, const T* y, const T* g, T* ga, T* gb, std::siz
     } else if (gb) {
         for (std::size_t i = 0; i < n; ++i) gb[i] = Rule::grad_b(x[i], y[i], g[i]);
     }
+}
+
+// binary_grad_chunk across threads (for_chunks).
+template <class Rule, class T>
+void binary_grad_loop(const T* x, const T* y, const T* g, T* ga, T* gb, std::size_t n) {
+    detail::for_chunks(n, [=](std::size_t i, std::size_t m) {
+        binary_grad_chunk<Rule>(x ? x + i : x, y ? y + i : y, g + i, ga ? ga + i : ga,
+                                gb ? gb + i : gb, m);
+    });
 }
 
 // A saved operand's values at g's shape: its own array, or a broadcast copy.

@@ -12,6 +12,7 @@
 // gradient there (g * 0 passed on where h > 0 or NaN, else 0) differs between
 // them in the sign of zero, or when g is NaN or inf; so with dropout ReLU keeps
 // h too, and reads the mask off the output instead of hashing it again.
+#include <atomic>
 #include <type_traits>
 
 #include "buffer_cache.hpp"
@@ -21,6 +22,7 @@
 #include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -276,11 +278,17 @@ Tensor relu_result(const Tensor& result, const Tensor& h, const Mask& mask, T sc
             const T* yp = std::get<xt::xarray<T>>(*y).data();
             auto [gh] = autograd::elementwise_grads<T, 1>(
                 g, {{{true}}}, [&](const T* gp, std::array<T*, 1> out, std::size_t n) {
-                    bool any_nan;
-                    if constexpr (std::is_same_v<T, float>)
-                        any_nan = relu_dropout_backward_f32(gp, hp, yp, scale, out[0], n);
-                    else
-                        any_nan = relu_dropout_backward(gp, hp, yp, scale, out[0], n);
+                    std::atomic<bool> any_nan{false};
+                    detail::for_chunks(n, [&](std::size_t i, std::size_t m) {
+                        bool nan;
+                        if constexpr (std::is_same_v<T, float>)
+                            nan = relu_dropout_backward_f32(gp + i, hp + i, yp + i, scale,
+                                                            out[0] + i, m);
+                        else
+                            nan =
+                                relu_dropout_backward(gp + i, hp + i, yp + i, scale, out[0] + i, m);
+                        if (nan) any_nan.store(true, std::memory_order_relaxed);
+                    });
                     if (any_nan) relu_dropout_nan(mask, hp, scale, out[0], n);
                 });
             return autograd::Gradients{gh, Tensor()};
@@ -294,15 +302,19 @@ namespace detail {
 
 template <class T>
 void activation_forward(FusedActivation activation, const T* in, T* out, std::size_t n) {
-    forward(Pass<T>{activation, false, false, T(1)}, in, static_cast<const T*>(nullptr),
-            static_cast<const std::uint8_t*>(nullptr), out, n);
+    for_chunks(n, [&](std::size_t i, std::size_t m) {
+        forward(Pass<T>{activation, false, false, T(1)}, in + i, static_cast<const T*>(nullptr),
+                static_cast<const std::uint8_t*>(nullptr), out + i, m);
+    });
 }
 template <class T>
 void activation_grad(FusedActivation activation, const T* saved, const T* g, T* gx, std::size_t n) {
-    if constexpr (std::is_same_v<T, float>)
-        grad_f32(activation, saved, g, gx, n);
-    else
-        grad_kernel(activation, saved, g, gx, n);
+    for_chunks(n, [&](std::size_t i, std::size_t m) {
+        if constexpr (std::is_same_v<T, float>)
+            grad_f32(activation, saved + i, g + i, gx + i, m);
+        else
+            grad_kernel(activation, saved + i, g + i, gx + i, m);
+    });
 }
 template void activation_forward(FusedActivation, const float*, float*, std::size_t);
 template void activation_forward(FusedActivation, const double*, double*, std::size_t);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cpu_dispatch.hpp"
+#include "xgrad/parallel.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xg::detail {
@@ -34,20 +35,23 @@ Tensor masked_scale(const Tensor& x, const Mask& mask, double scale);
 
 // f(i, count, keep) over elements [first, first + n) of the mask in slices, i
 // counting from first, keep pointing at the slice's mask bytes (null without
-// dropout), made on the stack as needed.
+// dropout), made on the stack as needed. Slices run on xg::get_num_threads()
+// threads (for_chunks), so f must write only its own slice's elements.
 template <class F>
-void in_mask_slices(const Mask& mask, std::size_t first, std::size_t n, F&& f) {
-    if (!mask.active) return f(std::size_t(0), n, static_cast<const std::uint8_t*>(nullptr));
-    std::array<std::uint8_t, 4096> keep;
-    for (std::size_t i = 0; i < n; i += keep.size()) {
-        const std::size_t m = std::min(keep.size(), n - i);
-        keep_mask(mask.key, first + i, m, mask.threshold, keep.data());
-        f(i, m, static_cast<const std::uint8_t*>(keep.data()));
-    }
+void in_mask_slices(const Mask& mask, std::size_t first, std::size_t n, const F& f) {
+    for_chunks(n, [&](std::size_t begin, std::size_t count) {
+        if (!mask.active) return f(begin, count, static_cast<const std::uint8_t*>(nullptr));
+        std::array<std::uint8_t, 4096> keep;
+        for (std::size_t i = begin; i < begin + count; i += keep.size()) {
+            const std::size_t m = std::min(keep.size(), begin + count - i);
+            keep_mask(mask.key, first + i, m, mask.threshold, keep.data());
+            f(i, m, static_cast<const std::uint8_t*>(keep.data()));
+        }
+    });
 }
 template <class F>
-void in_mask_slices(const Mask& mask, std::size_t n, F&& f) {
-    in_mask_slices(mask, 0, n, std::forward<F>(f));
+void in_mask_slices(const Mask& mask, std::size_t n, const F& f) {
+    in_mask_slices(mask, 0, n, f);
 }
 
 // out = in * (kept ? scale : 0) over elements [first, first + n) of an active

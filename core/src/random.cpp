@@ -12,6 +12,7 @@
 // A single-threaded program is therefore reproducible from manual_seed alone;
 // threads that start drawing in a fixed order are too, and a thread that
 // needs its own reproducible stream calls manual_seed itself.
+#include <atomic>
 #include <cmath>
 #include <mutex>
 #include <random>
@@ -159,8 +160,9 @@ Tensor& Tensor::normal_(double mean, double std) {
 }
 
 namespace {
-int& thread_setting() {
-    static int threads = openblas_get_num_threads();
+// Atomic: the thread pool reads it on every large kernel, from any thread.
+std::atomic<int>& thread_setting() {
+    static std::atomic<int> threads{openblas_get_num_threads()};
     return threads;
 }
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "kernel_flags.hpp"
 #include "xgrad/error.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg::optim {
 
@@ -83,9 +84,13 @@ void adam_step(const Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Te
     T* max_data = s.amsgrad ? vmax.data<T>().data() : nullptr;
     detail::with_flag(s.amsgrad, [&](auto amsgrad) {
         detail::with_flag(s.coupled_decay, [&](auto coupled_decay) {
-            adam_kernel<T, amsgrad(), coupled_decay()>(p.data(), grad.data<T>().data(),
-                                                       m.data<T>().data(), v.data<T>().data(),
-                                                       max_data, p.size(), s);
+            T* pp = p.data();
+            const T* gp = grad.data<T>().data();
+            T *mp = m.data<T>().data(), *vp = v.data<T>().data();
+            xg::detail::for_chunks(p.size(), [&](std::size_t i, std::size_t n) {
+                adam_kernel<T, amsgrad(), coupled_decay()>(pp + i, gp + i, mp + i, vp + i,
+                                                           max_data ? max_data + i : nullptr, n, s);
+            });
         });
     });
 }

@@ -3,6 +3,7 @@
 
 #include "kernel_flags.hpp"
 #include "xgrad/error.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg::optim {
 
@@ -58,8 +59,12 @@ void sgd_step(const Tensor& param, const Tensor& grad, Tensor* buf, bool fresh_b
         detail::with_flag(b != nullptr, [&](auto momentum) {
             detail::with_flag(fresh_buf, [&](auto fresh) {
                 detail::with_flag(o.nesterov(), [&](auto nesterov) {
-                    sgd_kernel<T, decay(), momentum(), fresh(), nesterov()>(
-                        p.data(), grad.data<T>().data(), b, p.size(), o);
+                    T* pp = p.data();
+                    const T* gp = grad.data<T>().data();
+                    xg::detail::for_chunks(p.size(), [&](std::size_t i, std::size_t n) {
+                        sgd_kernel<T, decay(), momentum(), fresh(), nesterov()>(
+                            pp + i, gp + i, b ? b + i : nullptr, n, o);
+                    });
                 });
             });
         });

@@ -1,0 +1,163 @@
+// xg::parallel_for and the thread pool behind it (core/src/parallel.cpp): every
+// element exactly once, in chunks aligned to 64 elements; inline below the
+// grain, nested, or while another thread's job holds the pool; after a fork;
+// and the kernels split on it give the same bits on 1 and 2 threads.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xgrad/parallel.hpp>
+#include <xgrad/xgrad.hpp>
+
+// Each test file in a namespace of its own: they compile in batches (tests/CMakeLists.txt).
+namespace core_test_parallel {
+
+using xg::Tensor;
+
+namespace {
+
+// Sets xg's threads for a scope and puts the old count back.
+struct Threads {
+    int old = xg::get_num_threads();
+    explicit Threads(int n) { xg::set_num_threads(n); }
+    ~Threads() { xg::set_num_threads(old); }
+};
+
+using Chunks = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+// The chunks parallel_for hands out for [begin, end), sorted, and the threads
+// that ran them. With `threads` 2, each chunk waits (up to 10 s) for a second
+// thread to start one, so that the caller cannot take every chunk before a worker wakes.
+std::pair<Chunks, std::size_t> chunks_of(std::int64_t begin, std::int64_t end, std::int64_t grain,
+                                         int threads = 1) {
+    std::mutex m;
+    Chunks chunks;
+    std::vector<std::thread::id> ids;
+    std::atomic<int> started = 0;
+    xg::parallel_for(begin, end, grain, [&](std::int64_t b, std::int64_t e) {
+        ++started;
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (started < threads && std::chrono::steady_clock::now() < give_up)
+            std::this_thread::yield();
+        std::lock_guard lock(m);
+        chunks.emplace_back(b, e);
+        if (std::find(ids.begin(), ids.end(), std::this_thread::get_id()) == ids.end())
+            ids.push_back(std::this_thread::get_id());
+    });
+    std::sort(chunks.begin(), chunks.end());
+    return {chunks, ids.size()};
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+    return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+           std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
+}
+
+// 300K elements: several times kElementwiseGrain, and not a multiple of 64.
+const xg::Shape kShape{300, 1001};
+
+}  // namespace
+
+TEST_CASE("parallel_for covers the range once, in chunks aligned to 64 from begin") {
+    Threads two(2);
+    const std::int64_t begin = 5, end = 5 + 3 * xg::kElementwiseGrain + 7;
+    auto [chunks, threads] = chunks_of(begin, end, xg::kElementwiseGrain, 2);
+    REQUIRE(chunks.size() == 2);  // one per thread
+    CHECK(chunks.front().first == begin);
+    CHECK(chunks.back().second == end);
+    CHECK(chunks[0].second == chunks[1].first);
+    CHECK((chunks[0].second - begin) % 64 == 0);
+    CHECK(chunks[0].second - chunks[0].first >= xg::kElementwiseGrain);
+    CHECK(threads == 2);
+}
+
+TEST_CASE("parallel_for runs inline on one thread, below two grains and for an empty range") {
+    Threads two(2);
+    CHECK(chunks_of(0, 2 * 1000 - 1, 1000).first == Chunks{{0, 1999}});
+    CHECK(chunks_of(7, 7, 1).first.empty());
+    CHECK(chunks_of(9, 3, 1).first.empty());
+    Threads one(1);
+    CHECK(chunks_of(0, 100000, 10).first == Chunks{{0, 100000}});
+}
+
+TEST_CASE("a parallel_for inside another runs inline in the thread that calls it") {
+    Threads two(2);
+    std::atomic<int> inner_calls = 0, inner_chunks = 0;
+    xg::parallel_for(0, 4096, 1024, [&](std::int64_t, std::int64_t) {
+        ++inner_calls;
+        xg::parallel_for(0, 4096, 1024, [&](std::int64_t b, std::int64_t e) {
+            ++inner_chunks;
+            CHECK(b == 0);
+            CHECK(e == 4096);
+        });
+    });
+    CHECK(inner_calls == 2);
+    CHECK(inner_chunks == 2);  // one whole-range call in each outer chunk
+}
+
+TEST_CASE("threads calling parallel_for at once each get every element once") {
+    Threads two(2);
+    const std::int64_t n = 1 << 18;
+    std::vector<std::thread> callers;
+    std::vector<std::vector<int>> seen(4, std::vector<int>(n, 0));
+    for (int c = 0; c < 4; ++c) {
+        callers.emplace_back([&, c] {
+            for (int round = 0; round < 20; ++round) {
+                xg::parallel_for(0, n, 4096, [&](std::int64_t b, std::int64_t e) {
+                    for (std::int64_t i = b; i < e; ++i) ++seen[c][i];
+                });
+            }
+        });
+    }
+    for (auto& t : callers) t.join();
+    for (const auto& s : seen)
+        CHECK(std::all_of(s.begin(), s.end(), [](int v) { return v == 20; }));
+}
+
+TEST_CASE("a forked child runs parallel_for although it has none of its parent's threads") {
+    Threads two(2);
+    chunks_of(0, 1 << 20, 1024);  // the parent's pool exists
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        auto [chunks, threads] = chunks_of(0, 1 << 20, 1024, 2);
+        ::_exit(chunks.size() == 2 && threads == 2 ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("split kernels give the same bits on one and two threads") {
+    auto run = [](int threads) {
+        Threads t(threads);
+        xg::manual_seed(7);
+        Tensor h = xg::randn(kShape).requires_grad_();
+        Tensor v = xg::randn(kShape).requires_grad_();
+        Tensor row = xg::randn({kShape[1]}).requires_grad_();
+        Tensor y = xg::activation_dropout(h, v, xg::FusedActivation::GELU, 0.25, true);
+        Tensor z = xg::dropout(xg::exp(h * 0.1) * row + v, 0.5, true);
+        Tensor w = xg::activation_dropout(h, Tensor(), xg::FusedActivation::ReLU, 0.1, true);
+        (xg::sum(y * y) + xg::sum(z) + xg::sum(w * v)).backward();
+        // One Adam step on h (its moments are fresh: exp_avg and exp_avg_sq from this grad).
+        xg::optim::Adam adam({h}, xg::optim::AdamOptions(1e-2));
+        adam.step();
+        return std::vector<Tensor>{y, z, w, h.grad(), v.grad(), row.grad(), h.detach()};
+    };
+    auto one = run(1), two = run(2);
+    for (std::size_t i = 0; i < one.size(); ++i) {
+        CAPTURE(i);
+        CHECK(same_bits(one[i], two[i]));
+    }
+}
+
+}  // namespace core_test_parallel
