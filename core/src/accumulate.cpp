@@ -1,11 +1,10 @@
 // Gradient sums under the aliasing rule in accumulate.hpp.
 #include "accumulate.hpp"
 
-#include <xtensor/xnoalias.hpp>
-
 #include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg::autograd {
 
@@ -13,7 +12,12 @@ namespace {
 
 void accumulate(Tensor& sum, Tensor g, bool in_place_allowed) {
     if (!sum.defined()) {
-        sum = detail::sole_owner(g) ? std::move(g) : g.detach().clone();
+        if (detail::sole_owner(g))
+            sum = std::move(g);
+        else if (in_place_allowed)  // a leaf's .grad is added to in place later
+            sum = g.detach().clone();
+        else  // shared: added to out of place below, and no op writes over a shared grad_output
+            sum = g.detach();
         return;
     }
     if (!detail::same_shape(sum, g)) {
@@ -28,7 +32,11 @@ void accumulate(Tensor& sum, Tensor g, bool in_place_allowed) {
     }
     detail::visit_floating(sum, "backward", [&](auto& s) {
         using T = typename std::decay_t<decltype(s)>::value_type;
-        xt::noalias(s) += g.template data<T>();
+        T* sp = s.data();
+        const T* gp = g.template data<T>().data();
+        detail::for_chunks(s.size(), [=](std::size_t first, std::size_t count) {
+            for (std::size_t i = first; i < first + count; ++i) sp[i] += gp[i];
+        });
         return sum;
     });
 }

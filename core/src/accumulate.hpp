@@ -16,11 +16,14 @@ namespace xg::autograd {
 
 // The pending gradient of a node in a backward pass: pending += g. Adds in
 // place when pending is the sole handle to its storage, else makes a new sum;
-// an empty `pending` takes g itself when g is the sole handle, else a copy.
+// an empty `pending` takes g itself, sharing its buffer when others hold it (a
+// shared pending is only ever summed out of place, and no backward writes over
+// a grad_output it does not solely hold): a root's grad is not copied.
 void accumulate_pending(Tensor& pending, Tensor g);
 
 // A leaf's .grad += g, in place as PyTorch's AccumulateGrad does (a handle the
-// user holds to .grad sees the sum); an undefined .grad takes g as for pending.
+// user holds to .grad sees the sum); an undefined .grad takes g when it is the
+// sole handle, else a copy.
 void accumulate_grad(Tensor& grad, Tensor g);
 
 }  // namespace xg::autograd

@@ -65,6 +65,29 @@ TEST_CASE("backward(grad) on a non-scalar output") {
     CHECK_VALUES(x.grad(), (xt::xarray<double>{{2, 0, 12}, {0, -10, 12}}));  // 2x * g
 }
 
+TEST_CASE("backward(grad) neither copies nor writes over the grad the caller holds") {
+    // The root's pending gradient shares the caller's buffer (no copy); every
+    // op that writes over grad_output, and every sum, leaves a shared one alone,
+    // and a leaf's .grad is never the caller's buffer.
+    Tensor x = test::f64({{1, -2, 3}, {-4, 5, -6}}, true);
+    Tensor w = test::f64({{1, 2, 3}, {4, 5, 6}}, true);
+    Tensor g = test::f64({{1, 0, 2}, {0, -1, 1}});
+    const xt::xarray<double> g_before = test::values(g);
+    Tensor y = xg::relu(x) + x * w +
+               x;  // relu and mul write over a grad_output they own; add passes it on
+    y.backward(g);
+    CHECK_VALUES(g, g_before);
+    // relu'(x) g + w g + g
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{{3, 0, 10}, {0, -7, 7}}));
+    CHECK_VALUES(w.grad(), (xt::xarray<double>{{1, 0, 6}, {0, -5, -6}}));
+    Tensor z = test::f64({{1, 2}}, true);
+    Tensor h = test::f64({{3, 4}});
+    (z + 0.0).backward(h);  // z's gradient is h itself, passed on
+    CHECK(z.grad().data_ptr() != h.data_ptr());
+    z.grad().data<double>()(0, 0) = 100.0;
+    CHECK_VALUES(h, (xt::xarray<double>{{3, 4}}));
+}
+
 TEST_CASE("backward() on a one-element tensor that is not 0-d seeds with one") {
     Tensor x = test::f64(test::column({2.0}), true);
     Tensor y = x * x;  // shape [1, 1]
