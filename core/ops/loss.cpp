@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
@@ -39,14 +40,20 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
     return detail::visit_floating(input, "mse_loss", [&]<class T>(xt::xarray<T>& x) {
         auto diff = detail::empty_array<T>(x.shape());
         const T *in = x.data(), *tg = target.data<T>().data();
-        for (std::size_t i = 0, n = diff.size(); i < n; ++i) diff.data()[i] = in[i] - tg[i];
+        T* dp = diff.data();
+        detail::for_chunks(diff.size(), [=](std::size_t first, std::size_t count) {
+            for (std::size_t i = first; i < first + count; ++i) dp[i] = in[i] - tg[i];
+        });
         xt::xarray<T> out = detail::empty_array<T>(
             mode == Reduction::None ? detail::ArrayShape(x.shape()) : detail::ArrayShape{});
         if (mode == Reduction::None) {
-            for (std::size_t i = 0, n = diff.size(); i < n; ++i)
-                out.data()[i] = diff.data()[i] * diff.data()[i];
+            T* op = out.data();
+            detail::for_chunks(diff.size(), [=](std::size_t first, std::size_t count) {
+                for (std::size_t i = first; i < first + count; ++i) op[i] = dp[i] * dp[i];
+            });
         } else {
-            T total = std::inner_product(diff.begin(), diff.end(), diff.begin(), T(0));
+            T total =
+                detail::blocked_sum<T>(diff.size(), [dp](std::size_t i) { return dp[i] * dp[i]; });
             if (mode == Reduction::Mean) total /= static_cast<T>(diff.size());
             out() = total;
         }
@@ -69,20 +76,25 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                 const T* dp = d.data();
                 T* o = gi.data();
                 std::size_t n = gi.size();
-                if (mode == Reduction::None) {
-                    const T* gp = g.data();
-                    for (std::size_t i = 0; i < n; ++i) o[i] = T(2) * dp[i] * gp[i];
-                } else {
-                    T scale = T(2) * g();
-                    if (mode == Reduction::Mean) scale /= static_cast<T>(d.size());
-                    for (std::size_t i = 0; i < n; ++i) o[i] = scale * dp[i];
-                }
-                Tensor gt;
-                if (need_target) {
-                    auto neg = detail::empty_array<T>(d.shape());
-                    for (std::size_t i = 0; i < n; ++i) neg.data()[i] = -o[i];
-                    gt = wrap(std::move(neg));
-                }
+                const T* gp = g.data();
+                T scale = mode == Reduction::None ? T(0) : T(2) * g();
+                if (mode == Reduction::Mean) scale /= static_cast<T>(d.size());
+                // optional: a default xt::xarray allocates its one 0-d element.
+                std::optional<xt::xarray<T>> neg;
+                if (need_target) neg = detail::empty_array<T>(d.shape());
+                T* np = neg ? neg->data() : nullptr;
+                detail::for_chunks(n, [=](std::size_t first, std::size_t count) {
+                    const std::size_t end = first + count;
+                    if (mode == Reduction::None) {
+                        for (std::size_t i = first; i < end; ++i) o[i] = T(2) * dp[i] * gp[i];
+                    } else {
+                        for (std::size_t i = first; i < end; ++i) o[i] = scale * dp[i];
+                    }
+                    if (np) {
+                        for (std::size_t i = first; i < end; ++i) np[i] = -o[i];
+                    }
+                });
+                Tensor gt = neg ? wrap(std::move(*neg)) : Tensor();
                 Tensor gin = need_input ? wrap(std::move(gi)) : Tensor();
                 return autograd::Gradients{gin, gt};
             },

@@ -15,6 +15,7 @@
 #include "internal.hpp"
 #include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -46,6 +47,23 @@ void normalize_rows(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T*
     }
 }
 
+// dw[i] += g * xhat and db[i] += g over `rows` rows `stride` apart, columns
+// [0, width), the rows in order; dw or db is skipped when null.
+template <class T>
+void column_sums(const T* g, const T* xhat, T* dw, T* db, std::size_t rows, std::size_t width,
+                 std::size_t stride) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* gr = g + r * stride;
+        const T* hr = xhat + r * stride;
+        if (dw) {
+            for (std::size_t i = 0; i < width; ++i) dw[i] += gr[i] * hr[i];
+        }
+        if (db) {
+            for (std::size_t i = 0; i < width; ++i) db[i] += gr[i];
+        }
+    }
+}
+
 // Backward, row by row while the row is in cache: dx from gh = g * weight
 // (g without weight), and the weight and bias gradients summed over rows.
 // Each of d, dw and db is skipped when null.
@@ -64,12 +82,7 @@ void normalize_rows_grad(const T* g, const T* w, const T* xhat, const T* rstd, T
             const T s = rstd[r];  // a local: stores through dr could alias rstd
             for (std::size_t i = 0; i < n; ++i) dr[i] = s * (gh(i) - mean_gh - hr[i] * mean_ghx);
         }
-        if (dw) {
-            for (std::size_t i = 0; i < n; ++i) dw[i] += gr[i] * hr[i];
-        }
-        if (db) {
-            for (std::size_t i = 0; i < n; ++i) db[i] += gr[i];
-        }
+        column_sums(gr, hr, dw, db, 1, n, n);
     }
 }
 
@@ -105,22 +118,59 @@ XG_CLONES_V4_V3 void normalize_grad_f32(const float* g, const float* w, const fl
                                         std::size_t rows, std::size_t n) {
     normalize_grad(g, w, xhat, rstd, d, dw, db, rows, n);
 }
+XG_CLONES_V4_V3 void column_sums_f32(const float* g, const float* xhat, float* dw, float* db,
+                                     std::size_t rows, std::size_t width, std::size_t stride) {
+    column_sums(g, xhat, dw, db, rows, width, stride);
+}
 
+// Rows split across threads (for_rows), each row computed as on one thread.
 template <class T>
 void run_normalize(const T* x, const T* w, const T* b, T eps, T* xhat, T* y, T* rstd,
                    std::size_t rows, std::size_t n) {
-    if constexpr (std::is_same_v<T, float>)
-        normalize_f32(x, w, b, eps, xhat, y, rstd, rows, n);
-    else
-        normalize(x, w, b, eps, xhat, y, rstd, rows, n);
+    detail::for_rows(rows * n, n, [=](std::size_t first, std::size_t count) {
+        const std::size_t r = n ? first / n : 0, m = n ? count / n : rows;
+        if constexpr (std::is_same_v<T, float>)
+            normalize_f32(x + first, w, b, eps, xhat + first, y + first, rstd + r, m, n);
+        else
+            normalize(x + first, w, b, eps, xhat + first, y + first, rstd + r, m, n);
+    });
 }
+
+// One pass on one thread. On more, dw and db by columns and then dx by rows,
+// each column's rows still added in order: the same bits, for one more read of
+// g and xhat.
 template <class T>
 void run_normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T* d, T* dw, T* db,
                         std::size_t rows, std::size_t n) {
-    if constexpr (std::is_same_v<T, float>)
-        normalize_grad_f32(g, w, xhat, rstd, d, dw, db, rows, n);
-    else
-        normalize_grad(g, w, xhat, rstd, d, dw, db, rows, n);
+    auto grad = [](const T* g, const T* w, const T* xhat, const T* rstd, T* d, T* dw, T* db,
+                   std::size_t rows, std::size_t n) {
+        if constexpr (std::is_same_v<T, float>)
+            normalize_grad_f32(g, w, xhat, rstd, d, dw, db, rows, n);
+        else
+            normalize_grad(g, w, xhat, rstd, d, dw, db, rows, n);
+    };
+    if (get_num_threads() < 2 || rows * n < 2 * static_cast<std::size_t>(kElementwiseGrain))
+        return grad(g, w, xhat, rstd, d, dw, db, rows, n);
+    if (dw || db) {  // first: d may be written over g one day
+        const auto grain =
+            std::max<std::int64_t>(64, kElementwiseGrain / static_cast<std::int64_t>(rows));
+        detail::parallel_run(0, static_cast<std::int64_t>(n), grain, 64,
+                             [=](std::int64_t begin, std::int64_t end) {
+                                 const auto i = static_cast<std::size_t>(begin);
+                                 const auto width = static_cast<std::size_t>(end - begin);
+                                 if constexpr (std::is_same_v<T, float>)
+                                     column_sums_f32(g + i, xhat + i, dw ? dw + i : dw,
+                                                     db ? db + i : db, rows, width, n);
+                                 else
+                                     column_sums(g + i, xhat + i, dw ? dw + i : dw,
+                                                 db ? db + i : db, rows, width, n);
+                             });
+    }
+    if (!d) return;
+    detail::for_rows(rows * n, n, [=](std::size_t first, std::size_t count) {
+        grad(g + first, w, xhat + first, rstd + first / n, d + first, nullptr, nullptr, count / n,
+             n);
+    });
 }
 
 // layer_norm written with ops over the last k dims, for double backward by

@@ -15,6 +15,7 @@
 #include "reduction.hpp"
 #include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -128,19 +129,24 @@ XG_CLONES_V4_V3 void softmax_rows_grad_f32(bool log, const float* y, const float
                                            std::size_t size, std::size_t n) {
     log ? softmax_rows_grad<true>(y, g, d, size, n) : softmax_rows_grad<false>(y, g, d, size, n);
 }
+// Both with the rows split across threads (for_rows).
 template <bool Log, class T>
 void run_softmax_rows(const T* x, T* y, std::size_t size, std::size_t n) {
-    if constexpr (std::is_same_v<T, float>)
-        softmax_rows_f32(Log, x, y, size, n);
-    else
-        softmax_rows<Log>(x, y, size, n);
+    detail::for_rows(size, n, [=](std::size_t first, std::size_t count) {
+        if constexpr (std::is_same_v<T, float>)
+            softmax_rows_f32(Log, x + first, y + first, count, n);
+        else
+            softmax_rows<Log>(x + first, y + first, count, n);
+    });
 }
 template <bool Log, class T>
 void run_softmax_rows_grad(const T* y, const T* g, T* d, std::size_t size, std::size_t n) {
-    if constexpr (std::is_same_v<T, float>)
-        softmax_rows_grad_f32(Log, y, g, d, size, n);
-    else
-        softmax_rows_grad<Log>(y, g, d, size, n);
+    detail::for_rows(size, n, [=](std::size_t first, std::size_t count) {
+        if constexpr (std::is_same_v<T, float>)
+            softmax_rows_grad_f32(Log, y + first, g + first, d + first, count, n);
+        else
+            softmax_rows_grad<Log>(y + first, g + first, d + first, count, n);
+    });
 }
 
 // x with `axis` and the last axis swapped, as a contiguous copy; swapping

@@ -13,6 +13,7 @@
 #include "internal.hpp"
 #include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg::detail {
 
@@ -53,7 +54,7 @@ Tensor var_rows(const Tensor& x, std::size_t n, double correction) {
         const double divisor = std::max(static_cast<double>(n) - correction, 0.0);
         auto out = per_row<T>(rows);
         std::vector<double> means(rows);
-        for (std::size_t r = 0; r < rows; ++r) {
+        parallel_rows(rows, n, [&](std::size_t r) {
             const T* row = a.data() + r * n;
             const double m =
                 lane_sum<double>(n, [row](std::size_t j) { return double(row[j]); }) / double(n);
@@ -63,7 +64,7 @@ Tensor var_rows(const Tensor& x, std::size_t n, double correction) {
             });
             means[r] = m;
             out.data()[r] = static_cast<T>(squares / divisor);
-        }
+        });
         return autograd::make_result(
             wrap(std::move(out)), "VarBackward", {x},
             [saved = x.detach(), means = std::move(means), n, divisor](const Tensor& g) {
@@ -72,12 +73,12 @@ Tensor var_rows(const Tensor& x, std::size_t n, double correction) {
                         var_grad_op(autograd::saved_input(0, saved), g, n, divisor)};
                 auto grad = empty_array<T>(saved.shape());
                 const T *xv = saved.data<T>().data(), *gv = g.data<T>().data();
-                for (std::size_t r = 0; r < means.size(); ++r) {
+                parallel_rows(means.size(), n, [&](std::size_t r) {
                     const T scale = static_cast<T>(2.0 / divisor) * gv[r];
                     const T m = static_cast<T>(means[r]);
                     for (std::size_t j = 0; j < n; ++j)
                         grad.data()[r * n + j] = scale * (xv[r * n + j] - m);
-                }
+                });
                 return autograd::Gradients{wrap(std::move(grad))};
             },
             autograd::DoubleBackward::Supported);
@@ -90,14 +91,14 @@ Tensor logsumexp_rows(const Tensor& x, std::size_t n) {
     return visit_floating(x, "logsumexp", [&]<class T>(xt::xarray<T>& a) {
         const std::size_t rows = a.size() / n;
         auto out = per_row<T>(rows);
-        for (std::size_t r = 0; r < rows; ++r) {
+        parallel_rows(rows, n, [&](std::size_t r) {
             const T* row = a.data() + r * n;
             T m = row_max(row, n);
             if (std::isinf(m)) m = T(0);
             const T total =
                 lane_sum<T>(n, [row, m](std::size_t j) { return fast_exp(row[j] - m); });
             out.data()[r] = std::log(total) + m;
-        }
+        });
         Tensor result = wrap(std::move(out));
         return autograd::make_result(
             result, "LogsumexpBackward", {x},
@@ -108,10 +109,10 @@ Tensor logsumexp_rows(const Tensor& x, std::size_t n) {
                 auto grad = empty_array<T>(saved.shape());
                 const T *xv = saved.data<T>().data(), *gv = g.data<T>().data();
                 const T* ov = out.data<T>().data();
-                for (std::size_t r = 0; r < out.numel(); ++r) {
+                parallel_rows(out.numel(), n, [&](std::size_t r) {
                     for (std::size_t j = 0; j < n; ++j)
                         grad.data()[r * n + j] = gv[r] * fast_exp(xv[r * n + j] - ov[r]);
-                }
+                });
                 return autograd::Gradients{wrap(std::move(grad))};
             },
             autograd::DoubleBackward::Supported);

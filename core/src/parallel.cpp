@@ -24,8 +24,6 @@ namespace xg::detail {
 
 namespace {
 
-constexpr std::int64_t kAlign = 64;  // chunk boundaries, in elements from begin
-
 struct Job {
     std::int64_t begin, end, chunk, tasks;
     const void* f;
@@ -120,18 +118,18 @@ Pool& pool_of(int workers) {
 
 }  // namespace
 
-void parallel_run(std::int64_t begin, std::int64_t end, std::int64_t grain_size, const void* f,
-                  ChunkFn run) {
+void parallel_run(std::int64_t begin, std::int64_t end, std::int64_t grain_size, std::int64_t align,
+                  const void* f, ChunkFn run) {
     if (begin >= end) return;
     const std::int64_t n = end - begin, threads = get_num_threads();
     const std::int64_t grain = std::max<std::int64_t>(grain_size, 1);
     if (threads < 2 || n < 2 * grain || in_job) return run(f, begin, end);
     std::unique_lock lock(pool_mutex, std::try_to_lock);
     if (!lock.owns_lock()) return run(f, begin, end);  // another thread's job holds the pool
-    // One chunk per thread, rounded up to kAlign elements, at least grain.
+    // One chunk per thread, rounded up to a multiple of align.
     const std::int64_t tasks = std::min(threads, n / grain);
-    std::int64_t chunk = (n + tasks - 1) / tasks;
-    chunk = (chunk + kAlign - 1) / kAlign * kAlign;
+    const std::int64_t a = std::max<std::int64_t>(align, 1);
+    const std::int64_t chunk = ((n + tasks - 1) / tasks + a - 1) / a * a;
     const Job job{begin, end, chunk, (n + chunk - 1) / chunk, f, run};
     in_job = true;
     pool_of(static_cast<int>(threads) - 1).run(job);

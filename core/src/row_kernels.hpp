@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "vec_math.hpp"
+#include "xgrad/parallel.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xg::detail {
@@ -37,6 +38,29 @@ T lane_fold(std::size_t n, T init, F f, Op op) {
 template <class T, class F>
 T lane_sum(std::size_t n, F f) {
     return lane_fold(n, T(0), f, [](T a, T b) { return a + b; });
+}
+
+// The sum of f(j) over [0, n) in blocks whose size depends on n alone (at
+// least kElementwiseGrain elements, at most 256 blocks), each summed in lanes,
+// then the blocks' sums in order: the blocks split across threads, and the
+// result is the same bits on any number of threads.
+template <class T, class F>
+T blocked_sum(std::size_t n, F f) {
+    constexpr std::size_t kMaxBlocks = 256;
+    const std::size_t fair = ((n + kMaxBlocks - 1) / kMaxBlocks + 63) / 64 * 64;
+    const std::size_t block = std::max(static_cast<std::size_t>(kElementwiseGrain), fair);
+    const std::size_t blocks = (n + block - 1) / block;
+    std::array<T, kMaxBlocks> part;
+    parallel_for(0, static_cast<std::int64_t>(blocks), 1, [&](std::int64_t b, std::int64_t e) {
+        for (auto k = static_cast<std::size_t>(b); k < static_cast<std::size_t>(e); ++k) {
+            const std::size_t first = k * block;
+            part[k] = lane_sum<T>(std::min(block, n - first),
+                                  [&f, first](std::size_t j) { return f(first + j); });
+        }
+    });
+    T total = T(0);
+    for (std::size_t k = 0; k < blocks; ++k) total += part[k];
+    return total;
 }
 
 // The largest x[j]; NaNs are skipped, as they are by a serial std::max.

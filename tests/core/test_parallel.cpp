@@ -66,17 +66,46 @@ const xg::Shape kShape{300, 1001};
 
 }  // namespace
 
-TEST_CASE("parallel_for covers the range once, in chunks aligned to 64 from begin") {
+TEST_CASE("parallel_for covers the range once, one chunk per thread") {
     Threads two(2);
     const std::int64_t begin = 5, end = 5 + 3 * xg::kElementwiseGrain + 7;
     auto [chunks, threads] = chunks_of(begin, end, xg::kElementwiseGrain, 2);
-    REQUIRE(chunks.size() == 2);  // one per thread
+    REQUIRE(chunks.size() == 2);
     CHECK(chunks.front().first == begin);
     CHECK(chunks.back().second == end);
     CHECK(chunks[0].second == chunks[1].first);
-    CHECK((chunks[0].second - begin) % 64 == 0);
-    CHECK(chunks[0].second - chunks[0].first >= xg::kElementwiseGrain);
+    CHECK(chunks[0].second - chunks[0].first == (end - begin + 1) / 2);
     CHECK(threads == 2);
+}
+
+TEST_CASE("for_chunks splits at multiples of 64 elements, for_rows at whole rows") {
+    Threads two(2);
+    std::mutex m;
+    std::vector<std::pair<std::size_t, std::size_t>> chunks;
+    auto record = [&](std::size_t first, std::size_t count) {
+        std::lock_guard lock(m);
+        chunks.emplace_back(first, count);
+    };
+    const std::size_t n = 2 * xg::kElementwiseGrain + 1000;
+    xg::detail::for_chunks(n, record);
+    std::sort(chunks.begin(), chunks.end());
+    REQUIRE(chunks.size() == 2);
+    CHECK(chunks[0].first == 0);
+    CHECK(chunks[0].second % 64 == 0);
+    CHECK(chunks[0].second + chunks[1].second == n);
+    CHECK(chunks[1].first == chunks[0].second);
+
+    chunks.clear();
+    const std::size_t row = 1000, rows = 99;  // 99 rows of 1000: above two grains of 32K
+    xg::detail::for_rows(rows * row, row, record);
+    std::sort(chunks.begin(), chunks.end());
+    REQUIRE(chunks.size() == 2);
+    CHECK(chunks[0] == std::pair<std::size_t, std::size_t>{0, 50 * row});
+    CHECK(chunks[1] == std::pair<std::size_t, std::size_t>{50 * row, 49 * row});
+
+    chunks.clear();
+    xg::detail::for_rows(10 * row, row, record);  // 10K elements: one call
+    CHECK(chunks == std::vector<std::pair<std::size_t, std::size_t>>{{0, 10 * row}});
 }
 
 TEST_CASE("parallel_for runs inline on one thread, below two grains and for an empty range") {
@@ -137,23 +166,42 @@ TEST_CASE("a forked child runs parallel_for although it has none of its parent's
     CHECK(WEXITSTATUS(status) == 0);
 }
 
-TEST_CASE("split kernels give the same bits on one and two threads") {
-    auto run = [](int threads) {
-        Threads t(threads);
-        xg::manual_seed(7);
-        Tensor h = xg::randn(kShape).requires_grad_();
-        Tensor v = xg::randn(kShape).requires_grad_();
-        Tensor row = xg::randn({kShape[1]}).requires_grad_();
-        Tensor y = xg::activation_dropout(h, v, xg::FusedActivation::GELU, 0.25, true);
-        Tensor z = xg::dropout(xg::exp(h * 0.1) * row + v, 0.5, true);
-        Tensor w = xg::activation_dropout(h, Tensor(), xg::FusedActivation::ReLU, 0.1, true);
-        (xg::sum(y * y) + xg::sum(z) + xg::sum(w * v)).backward();
-        // One Adam step on h (its moments are fresh: exp_avg and exp_avg_sq from this grad).
-        xg::optim::Adam adam({h}, xg::optim::AdamOptions(1e-2));
-        adam.step();
-        return std::vector<Tensor>{y, z, w, h.grad(), v.grad(), row.grad(), h.detach()};
+// Every split kernel's forward and gradient, computed on `threads` threads.
+std::vector<Tensor> split_kernels(int threads) {
+    Threads t(threads);
+    xg::manual_seed(7);
+    Tensor h = xg::randn(kShape).requires_grad_();
+    Tensor v = xg::randn(kShape).requires_grad_();
+    Tensor row = xg::randn({kShape[1]}).requires_grad_();
+    Tensor w = xg::randn({kShape[1]}).requires_grad_();
+    Tensor b = xg::randn({kShape[1]}).requires_grad_();
+    std::vector<Tensor> out{
+        xg::activation_dropout(h, v, xg::FusedActivation::GELU, 0.25, true),
+        xg::dropout(xg::exp(h * 0.1) * row + v, 0.5, true),
+        xg::activation_dropout(h, Tensor(), xg::FusedActivation::ReLU, 0.1, true),
+        xg::softmax(h, 1),
+        xg::log_softmax(v, 1),
+        xg::layer_norm(h, {kShape[1]}, w, b),
+        xg::var(v, {1}),
+        xg::logsumexp(h, {1}),
+        xg::mse_loss(h, v),
+        xg::sum(h * h, {0}),
+        xg::sum(v, {1}),
     };
-    auto one = run(1), two = run(2);
+    Tensor loss = xg::zeros({});
+    for (const Tensor& o : out) loss = loss + xg::sum(o * o);
+    loss.backward();
+    // One Adam step on h (its moments are fresh: exp_avg and exp_avg_sq from this grad).
+    xg::optim::Adam adam({h}, xg::optim::AdamOptions(1e-2));
+    adam.step();
+    for (const Tensor& p : {h, v, row, w, b}) out.push_back(p.grad());
+    out.push_back(h.detach());
+    return out;
+}
+
+TEST_CASE("split kernels give the same bits on one and two threads") {
+    auto one = split_kernels(1), two = split_kernels(2);
+    REQUIRE(one.size() == two.size());
     for (std::size_t i = 0; i < one.size(); ++i) {
         CAPTURE(i);
         CHECK(same_bits(one[i], two[i]));
