@@ -281,11 +281,23 @@ void binary_grad_loop(const T* x, const T* y, const T* g, T* ga, T* gb, std::siz
 }
 
 // A saved operand's values at g's shape: its own array, or a broadcast copy.
+// A row repeated along g's leading dims (a bias) is copied row by row across
+// threads; other broadcasts go through xtensor.
 template <class T>
 const T* at_shape_of(const Tensor& g, const Tensor& operand, std::optional<xt::xarray<T>>& copy) {
     if (!operand.defined()) return nullptr;
-    if (detail::same_shape(g, operand)) return operand.data<T>().data();
-    copy = xt::xarray<T>(xt::broadcast(operand.data<T>(), g.data<T>().shape()));
+    const auto& values = operand.data<T>();
+    if (detail::same_shape(g, operand)) return values.data();
+    const auto& shape = g.data<T>().shape();
+    if (const std::size_t n = row_period(shape, values.shape())) {
+        copy = detail::empty_array<T>(shape);
+        const T* row = values.data();
+        T* out = copy->data();
+        detail::parallel_rows(copy->size() / n, n,
+                              [=](std::size_t r) { std::copy(row, row + n, out + r * n); });
+    } else {
+        copy = xt::xarray<T>(xt::broadcast(values, shape));
+    }
     return copy->data();
 }
 

@@ -14,6 +14,7 @@
 #include "buffer_cache.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -100,7 +101,10 @@ Tensor masked_grad(const Tensor& g, const xt::xarray<bool>& condition, bool keep
         const T* gp = gv.data();
         const bool* c = condition.data();
         T* out = picked.data();
-        for (std::size_t i = 0; i < picked.size(); ++i) out[i] = c[i] == keep ? gp[i] : T(0);
+        detail::for_chunks(picked.size(), [=](std::size_t first, std::size_t count) {
+            for (std::size_t i = first; i < first + count; ++i)
+                out[i] = c[i] == keep ? gp[i] : T(0);
+        });
         if (detail::same_shape(g, shape)) return detail::wrap(std::move(picked));
         return detail::wrap(detail::sum_to_shape(picked, shape));
     });
@@ -123,7 +127,10 @@ xt::xarray<T> select_values(const xt::xarray<bool>& c, const Tensor& a, const Te
     auto out = detail::empty_array<T>(shape);
     const T *ap = a.data<T>().data(), *bp = b.data<T>().data();
     const bool* cp = c.data();
-    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = cp[i] ? ap[i] : bp[i];
+    T* op = out.data();
+    detail::for_chunks(out.size(), [=](std::size_t first, std::size_t count) {
+        for (std::size_t i = first; i < first + count; ++i) op[i] = cp[i] ? ap[i] : bp[i];
+    });
     return out;
 }
 

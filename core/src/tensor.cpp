@@ -13,6 +13,7 @@
 #include "object_pool.hpp"
 #include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -225,7 +226,11 @@ template Tensor tensor<std::uint8_t>(xt::xarray<std::uint8_t>, bool);
 Tensor full(const Shape& shape, double value, Dtype dtype) {
     Tensor out = empty(shape, dtype);
     detail::visit_storage(out, [&]<class T>(xt::xarray<T>& a) {
-        std::fill(a.begin(), a.end(), detail::convert_element<T>(value));
+        const T v = detail::convert_element<T>(value);
+        T* p = a.data();
+        detail::for_chunks(a.size(), [=](std::size_t first, std::size_t count) {
+            std::fill_n(p + first, count, v);
+        });
     });
     return out;
 }
@@ -235,7 +240,7 @@ Tensor ones(const Shape& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
 
 Tensor empty(const Shape& shape, Dtype dtype) {
     return detail::visit_dtype(dtype, [&]<class T>(detail::TypeTag<T>) {
-        return detail::wrap(xt::xarray<T>::from_shape(shape));
+        return detail::wrap(detail::empty_array<T>(shape));  // from the buffer cache
     });
 }
 
