@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "internal.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg::detail {
 
@@ -49,11 +50,14 @@ xt::xarray<T> empty_array(std::initializer_list<std::size_t> shape) {
     return empty_array<T, std::initializer_list<std::size_t>>(shape);
 }
 
-// The same, zero-filled by a plain fill (xt::zeros assigns through an expression).
+// The same, zero-filled by a plain fill (xt::zeros assigns through an
+// expression), in chunks across threads.
 template <class T, class S>
 xt::xarray<T> zeros_array(const S& shape) {
     auto out = empty_array<T>(shape);
-    std::fill_n(out.data(), out.size(), T(0));
+    T* p = out.data();
+    for_chunks(out.size(),
+               [=](std::size_t first, std::size_t count) { std::fill_n(p + first, count, T(0)); });
     return out;
 }
 
