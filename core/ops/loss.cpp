@@ -166,15 +166,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
                 const std::int64_t* t = saved_t.data<std::int64_t>().data();
                 auto& g = grad.data<T>();
                 auto d = detail::empty_array<T>({n, classes});
-                for (std::size_t i = 0; i < n; ++i) {
+                T* dp = d.data();
+                detail::parallel_rows(n, classes, [&](std::size_t i) {  // rows across threads
                     T scale = mode == Reduction::None ? g(i) : g();
                     if (mode == Reduction::Mean) scale /= static_cast<T>(n);
                     const T* in = log_p + i * classes;
-                    T* row = d.data() + i * classes;
+                    T* row = dp + i * classes;
                     for (std::size_t c = 0; c < classes; ++c) row[c] = detail::fast_exp(in[c]);
                     row[t[i]] -= T(1);
                     for (std::size_t c = 0; c < classes; ++c) row[c] *= scale;
-                }
+                });
                 return autograd::Gradients{wrap(std::move(d)), Tensor()};
             },
             autograd::DoubleBackward::Supported);
