@@ -12,6 +12,7 @@
 #include "xgrad/nn.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/optim.hpp"
+#include "xgrad/parallel.hpp"
 #include "xgrad/removable_handle.hpp"
 #include "xgrad/serialize.hpp"
 #include "xgrad/state_dict.hpp"
