@@ -131,9 +131,11 @@ void parallel_run(std::int64_t begin, std::int64_t end, std::int64_t grain_size,
     const std::int64_t a = std::max<std::int64_t>(align, 1);
     const std::int64_t chunk = ((n + tasks - 1) / tasks + a - 1) / a * a;
     const Job job{begin, end, chunk, (n + chunk - 1) / chunk, f, run};
-    in_job = true;
+    struct InJob {  // cleared however run() ends (making the pool's threads may throw)
+        InJob() { in_job = true; }
+        ~InJob() { in_job = false; }
+    } in_this_job;
     pool_of(static_cast<int>(threads) - 1).run(job);
-    in_job = false;
 }
 
 }  // namespace xg::detail
