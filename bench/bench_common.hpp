@@ -196,12 +196,16 @@ double timed_steps(const EncoderConfig& c, F step) {
 // The kernels OpenBLAS picked (its own name for them), or "?" when not OpenBLAS.
 extern "C" char* openblas_get_corename(void) __attribute__((weak));
 
-inline void report_encoder(const char* impl, const EncoderConfig& c, double step_ms) {
+// allocs: operator new calls per steady-state step, or negative when not counted.
+inline void report_encoder(const char* impl, const EncoderConfig& c, double step_ms,
+                           double allocs = -1) {
     std::printf(
         "impl=%s d_model=%ld nhead=%ld d_ff=%ld batch=%ld seq=%ld threads=%d steps=%d "
-        "step_ms=%.3f peak_rss_mib=%.1f blas_core=%s\n",
+        "step_ms=%.3f peak_rss_mib=%.1f blas_core=%s",
         impl, c.d_model, c.nhead, c.d_ff, c.batch, c.seq, c.threads, c.steps, step_ms,
         peak_rss_mib(), openblas_get_corename ? openblas_get_corename() : "?");
+    if (allocs >= 0) std::printf(" allocs_per_step=%.1f", allocs);
+    std::printf("\n");
 }
 
 }  // namespace bench
