@@ -233,17 +233,12 @@ xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F 
         return out;
     }
     // Rows across threads, each one loop over the repeated operand.
-    const auto rows = static_cast<std::int64_t>(size / n);
-    const auto grain = static_cast<std::int64_t>(
-        std::max<std::size_t>(1, static_cast<std::size_t>(kElementwiseGrain) / n));
-    parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
-        for (auto r = static_cast<std::size_t>(begin) * n; r < static_cast<std::size_t>(end) * n;
-             r += n) {
-            if (y_row) {
-                for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[r + j], yp[j]);
-            } else {
-                for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[j], yp[r + j]);
-            }
+    detail::parallel_rows(size / n, n, [&](std::size_t row) {
+        const std::size_t r = row * n;
+        if (y_row) {
+            for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[r + j], yp[j]);
+        } else {
+            for (std::size_t j = 0; j < n; ++j) o[r + j] = f(xp[j], yp[r + j]);
         }
     });
     return out;

@@ -152,19 +152,13 @@ void run_normalize_grad(const T* g, const T* w, const T* xhat, const T* rstd, T*
     if (get_num_threads() < 2 || rows * n < 2 * static_cast<std::size_t>(kElementwiseGrain))
         return grad(g, w, xhat, rstd, d, dw, db, rows, n);
     if (dw || db) {  // first: d may be written over g one day
-        const auto grain =
-            std::max<std::int64_t>(64, kElementwiseGrain / static_cast<std::int64_t>(rows));
-        detail::parallel_run(0, static_cast<std::int64_t>(n), grain, 64,
-                             [=](std::int64_t begin, std::int64_t end) {
-                                 const auto i = static_cast<std::size_t>(begin);
-                                 const auto width = static_cast<std::size_t>(end - begin);
-                                 if constexpr (std::is_same_v<T, float>)
-                                     column_sums_f32(g + i, xhat + i, dw ? dw + i : dw,
-                                                     db ? db + i : db, rows, width, n);
-                                 else
-                                     column_sums(g + i, xhat + i, dw ? dw + i : dw,
-                                                 db ? db + i : db, rows, width, n);
-                             });
+        detail::for_columns(rows, n, [=](std::size_t i, std::size_t width) {
+            if constexpr (std::is_same_v<T, float>)
+                column_sums_f32(g + i, xhat + i, dw ? dw + i : dw, db ? db + i : db, rows, width,
+                                n);
+            else
+                column_sums(g + i, xhat + i, dw ? dw + i : dw, db ? db + i : db, rows, width, n);
+        });
     }
     if (!d) return;
     detail::for_rows(rows * n, n, [=](std::size_t first, std::size_t count) {

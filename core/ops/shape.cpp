@@ -71,23 +71,16 @@ xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& p
         const std::size_t rows = in_shape[n - 2], cols = in_shape[n - 1];
         const std::size_t strips = (cols + kTile - 1) / kTile,
                           matrices = out.size() / (rows * cols);
-        const auto grain =
-            std::max<std::int64_t>(1, kElementwiseGrain / static_cast<std::int64_t>(rows * kTile));
-        parallel_for(0, static_cast<std::int64_t>(matrices * strips), grain,
-                     [=](std::int64_t first, std::int64_t last_strip) {
-                         for (auto k = static_cast<std::size_t>(first);
-                              k < static_cast<std::size_t>(last_strip); ++k) {
-                             const std::size_t b = k / strips * rows * cols,
-                                               c0 = k % strips * kTile;
-                             const std::size_t c1 = std::min(cols, c0 + kTile);
-                             for (std::size_t r0 = 0; r0 < rows; r0 += kTile) {
-                                 const std::size_t r1 = std::min(rows, r0 + kTile);
-                                 for (std::size_t c = c0; c < c1; ++c)
-                                     for (std::size_t r = r0; r < r1; ++r)
-                                         o[b + c * rows + r] = in[b + r * cols + c];
-                             }
-                         }
-                     });
+        detail::parallel_rows(matrices * strips, rows * kTile, [=](std::size_t k) {
+            const std::size_t b = k / strips * rows * cols, c0 = k % strips * kTile;
+            const std::size_t c1 = std::min(cols, c0 + kTile);
+            for (std::size_t r0 = 0; r0 < rows; r0 += kTile) {
+                const std::size_t r1 = std::min(rows, r0 + kTile);
+                for (std::size_t c = c0; c < c1; ++c)
+                    for (std::size_t r = r0; r < r1; ++r)
+                        o[b + c * rows + r] = in[b + r * cols + c];
+            }
+        });
         return out;
     }
     const std::size_t last = out_shape[n - 1], step = stride[n - 1];

@@ -32,33 +32,26 @@ template <class T>
 void strided_rows(const T* from, T* to, const detail::DimSplit& split, std::size_t first,
                   std::size_t step, std::size_t rows, bool scatter) {
     // Each outer index o moves its own rows: the o's split across threads.
-    const auto per_outer =
-        static_cast<std::int64_t>(std::max<std::size_t>(split.size * split.inner, 1));
-    parallel_for(
-        0, static_cast<std::int64_t>(split.outer),
-        std::max<std::int64_t>(1, kElementwiseGrain / per_outer),
-        [=](std::int64_t begin, std::int64_t end) {
-            for (auto o = static_cast<std::size_t>(begin); o < static_cast<std::size_t>(end); ++o) {
-                if (split.inner == 1) {  // the last dim: single entries, a plain strided loop
-                    const std::size_t strided = o * split.size + first, packed = o * rows;
-                    for (std::size_t k = 0; k < rows; ++k) {
-                        if (scatter)
-                            to[strided + k * step] = from[packed + k];
-                        else
-                            to[packed + k] = from[strided + k * step];
-                    }
-                    continue;
-                }
-                for (std::size_t k = 0; k < rows; ++k) {
-                    const std::size_t strided = (o * split.size + first + k * step) * split.inner;
-                    const std::size_t packed = (o * rows + k) * split.inner;
-                    if (scatter)
-                        std::copy_n(from + packed, split.inner, to + strided);
-                    else
-                        std::copy_n(from + strided, split.inner, to + packed);
-                }
+    detail::parallel_rows(split.outer, split.size * split.inner, [=](std::size_t o) {
+        if (split.inner == 1) {  // the last dim: single entries, a plain strided loop
+            const std::size_t strided = o * split.size + first, packed = o * rows;
+            for (std::size_t k = 0; k < rows; ++k) {
+                if (scatter)
+                    to[strided + k * step] = from[packed + k];
+                else
+                    to[packed + k] = from[strided + k * step];
             }
-        });
+            return;
+        }
+        for (std::size_t k = 0; k < rows; ++k) {
+            const std::size_t strided = (o * split.size + first + k * step) * split.inner;
+            const std::size_t packed = (o * rows + k) * split.inner;
+            if (scatter)
+                std::copy_n(from + packed, split.inner, to + strided);
+            else
+                std::copy_n(from + strided, split.inner, to + packed);
+        }
+    });
 }
 
 // Python's bound rule: negative counts from the end, then clamp into [0, size].

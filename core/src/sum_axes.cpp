@@ -3,7 +3,7 @@
 //
 // Two shapes of reduction are the common ones, a bias's gradient ([rows, n]
 // summed over rows) and a sum over trailing dims; each of those is split
-// across threads (xg::parallel_for), every output element summed in the same
+// across threads (for_columns, parallel_rows), every output element summed in the same
 // order as the general loop would: the same bits on any number of threads.
 #include <algorithm>
 #include <cstdint>
@@ -43,17 +43,12 @@ std::optional<Blocks> two_blocks(const Shape& shape, const std::vector<bool>& re
 template <class T>
 void sum_blocks(const T* src, T* dst, const Blocks& b, std::size_t last) {
     if (b.leading_reduced) {
-        const auto grain = std::max<std::int64_t>(
-            64, kElementwiseGrain / static_cast<std::int64_t>(std::max<std::size_t>(b.outer, 1)));
-        parallel_run(0, static_cast<std::int64_t>(b.inner), grain, 64,
-                     [=](std::int64_t begin, std::int64_t end) {
-                         for (std::size_t r = 0; r < b.outer; ++r) {
-                             const T* row = src + r * b.inner;
-                             for (auto j = static_cast<std::size_t>(begin);
-                                  j < static_cast<std::size_t>(end); ++j)
-                                 dst[j] += row[j];
-                         }
-                     });
+        for_columns(b.outer, b.inner, [=](std::size_t first, std::size_t count) {
+            for (std::size_t r = 0; r < b.outer; ++r) {
+                const T* row = src + r * b.inner;
+                for (std::size_t j = first; j < first + count; ++j) dst[j] += row[j];
+            }
+        });
         return;
     }
     parallel_rows(b.outer, b.inner, [=](std::size_t o) {

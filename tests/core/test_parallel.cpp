@@ -78,7 +78,9 @@ TEST_CASE("parallel_for covers the range once, one chunk per thread") {
     CHECK(threads == 2);
 }
 
-TEST_CASE("for_chunks splits at multiples of 64 elements, for_rows at whole rows") {
+TEST_CASE(
+    "for_chunks splits at multiples of 64 elements, for_rows at whole rows, for_columns at 64 "
+    "columns") {
     Threads two(2);
     std::mutex m;
     std::vector<std::pair<std::size_t, std::size_t>> chunks;
@@ -102,6 +104,13 @@ TEST_CASE("for_chunks splits at multiples of 64 elements, for_rows at whole rows
     REQUIRE(chunks.size() == 2);
     CHECK(chunks[0] == std::pair<std::size_t, std::size_t>{0, 50 * row});
     CHECK(chunks[1] == std::pair<std::size_t, std::size_t>{50 * row, 49 * row});
+
+    chunks.clear();
+    xg::detail::for_columns(99, row, record);  // columns of the same array, multiples of 64
+    std::sort(chunks.begin(), chunks.end());
+    REQUIRE(chunks.size() == 2);
+    CHECK(chunks[0] == std::pair<std::size_t, std::size_t>{0, 512});
+    CHECK(chunks[1] == std::pair<std::size_t, std::size_t>{512, row - 512});
 
     chunks.clear();
     xg::detail::for_rows(10 * row, row, record);  // 10K elements: one call

@@ -64,6 +64,20 @@ void for_rows(std::size_t size, std::size_t n, const F& f) {
     });
 }
 
+// f(first, count) over the columns [0, width) of a [rows, width] array, for
+// loops that run down each column on its own (a sum over rows, column by
+// column): columns split across threads in multiples of 64 once there are
+// kElementwiseGrain elements, each column's rows taken in order as on one thread.
+template <class F>
+void for_columns(std::size_t rows, std::size_t width, const F& f) {
+    const auto grain = std::max<std::int64_t>(
+        64, kElementwiseGrain / static_cast<std::int64_t>(std::max<std::size_t>(rows, 1)));
+    parallel_run(0, static_cast<std::int64_t>(width), grain, 64,
+                 [&f](std::int64_t begin, std::int64_t end) {
+                     f(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin));
+                 });
+}
+
 // f(r) for each of `rows` rows of n elements, rows split as for_rows.
 template <class F>
 void parallel_rows(std::size_t rows, std::size_t n, const F& f) {
