@@ -1,11 +1,11 @@
-// The buffer cache (see buffer_cache.hpp): a bounded list of freed arrays,
-// newest last, matched by dtype and element count; the oldest go first.
+// The buffer cache (see buffer_cache.hpp): a bounded list of freed storages,
+// newest last, matched by dtype and element count; the oldest go first. The
+// list holds the storages themselves, so keeping and taking one moves a
+// pointer, not an array.
 #include "buffer_cache.hpp"
 
-#include <array>
 #include <cstdlib>
 #include <mutex>
-#include <optional>
 #include <vector>
 
 #include "object_pool.hpp"
@@ -15,12 +15,88 @@ namespace xg::detail {
 
 namespace {
 
+std::size_t bytes_of(const Storage& s) {
+    return std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); }, s);
+}
+
+std::size_t count_of(const Storage& s) {
+    return std::visit([](const auto& a) { return a.size(); }, s);
+}
+
+void destroy(Storage* s) {
+    s->~Storage();
+    pool_deallocate(s, sizeof(Storage));
+}
+
+// Freed storages, newest last, with what a lookup compares.
+class FreeList {
+public:
+    FreeList(const FreeList&) = delete;
+    FreeList& operator=(const FreeList&) = delete;
+    explicit FreeList(std::size_t reserve) { entries_.reserve(reserve); }
+    ~FreeList() {
+        for (const Entry& e : entries_) destroy(e.storage);
+    }
+
+    std::size_t size() const { return entries_.size(); }
+    std::size_t bytes() const { return bytes_; }
+
+    void push(Storage* s) {
+        entries_.push_back({s, s->index(), count_of(*s), bytes_of(*s)});
+        bytes_ += entries_.back().bytes;
+    }
+    // The newest storage of `dtype` with `count` elements, taken out; null if none.
+    Storage* take(std::size_t dtype, std::size_t count) {
+        for (std::size_t i = entries_.size(); i-- > 0;) {
+            if (entries_[i].dtype == dtype && entries_[i].count == count) return remove(i);
+        }
+        return nullptr;
+    }
+    Storage* take_oldest() { return remove(0); }
+    // The oldest entry of the newest one's dtype and count when more than
+    // `most` of them are kept, taken out; else null.
+    Storage* surplus_of_newest(std::size_t most) {
+        const Entry& newest = entries_.back();
+        std::size_t same = 0, oldest = 0;
+        for (std::size_t i = 0; i < entries_.size(); ++i) {
+            if (entries_[i].dtype == newest.dtype && entries_[i].count == newest.count &&
+                same++ == 0)
+                oldest = i;
+        }
+        return same > most ? remove(oldest) : nullptr;
+    }
+    // Every storage, taken out.
+    std::vector<Storage*> take_all() {
+        std::vector<Storage*> all;
+        for (const Entry& e : entries_) all.push_back(e.storage);
+        entries_.clear();
+        bytes_ = 0;
+        return all;
+    }
+
+private:
+    struct Entry {
+        Storage* storage;
+        std::size_t dtype, count, bytes;
+    };
+    Storage* remove(std::size_t i) {
+        Storage* s = entries_[i].storage;
+        bytes_ -= entries_[i].bytes;
+        entries_.erase(entries_.begin() + static_cast<long>(i));
+        return s;
+    }
+
+    std::vector<Entry> entries_;
+    std::size_t bytes_ = 0;
+};
+
+// Storages of at least kMinCachedBytes, shared by all threads.
 constexpr std::size_t kMaxSameSize = 8;
 
 struct Cache {
     std::mutex mutex;
-    std::vector<Storage> free;  // newest last
-    std::size_t bytes = 0, limit = 0;
+    FreeList free{64};
+    std::size_t limit = 0;
 
     Cache() {
         const char* mb = std::getenv("XGRAD_BUFFER_CACHE_MB");
@@ -33,100 +109,91 @@ Cache& cache() {
     return *instance;
 }
 
-std::size_t bytes_of(const Storage& s) {
-    return std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); }, s);
-}
-
-bool cacheable(const Storage& s) { return bytes_of(s) >= kMinCachedBytes; }
-
-// Arrays under kMinCachedBytes, per thread: at most kSmallEntries of them and
-// kSmallBytes in all, the oldest evicted first.
+// Storages under kMinCachedBytes, per thread: at most kSmallEntries of them
+// and kSmallBytes in all, the oldest evicted first.
 constexpr std::size_t kSmallEntries = 64, kSmallBytes = 1 << 20;
 
 struct SmallCache {
-    std::vector<Storage> free;  // newest last
-    std::size_t bytes = 0;
-    SmallCache() { free.reserve(kSmallEntries + 1); }
+    FreeList free{kSmallEntries + 1};
 };
 
-SmallCache* small_cache() { return per_thread<SmallCache>(); }
+void recycle_small(Storage* s) {
+    SmallCache* c = per_thread<SmallCache>();
+    if (!c || bytes_of(*s) == 0) return destroy(s);
+    c->free.push(s);
+    while (c->free.size() > kSmallEntries || c->free.bytes() > kSmallBytes)
+        destroy(c->free.take_oldest());
+}
 
-void recycle_small(Storage& s) {
-    SmallCache* c = small_cache();
-    const std::size_t n = bytes_of(s);
-    if (!c || n == 0) return;
-    c->free.push_back(std::move(s));
-    c->bytes += n;
-    while (c->free.size() > kSmallEntries || c->bytes > kSmallBytes) {
-        c->bytes -= bytes_of(c->free.front());
-        c->free.erase(c->free.begin());
+void recycle_large(Storage* s) {
+    std::vector<Storage*> dropped;  // destroyed after the lock is released
+    Cache& c = cache();
+    {
+        std::lock_guard lock(c.mutex);
+        if (bytes_of(*s) <= c.limit) {
+            c.free.push(std::exchange(s, nullptr));
+            // Buffers that ops did not take from the cache (a steady surplus of
+            // one size) must not pile up: keep at most kMaxSameSize of a size.
+            if (Storage* surplus = c.free.surplus_of_newest(kMaxSameSize))
+                dropped.push_back(surplus);
+            while (c.free.bytes() > c.limit) dropped.push_back(c.free.take_oldest());
+        }
     }
+    if (s) dropped.push_back(s);
+    for (Storage* d : dropped) destroy(d);
 }
 
 void recycle(Storage* s) {
-    std::vector<Storage> evicted;  // freed after the lock is released
-    if (!cacheable(*s)) {
-        recycle_small(*s);
-    } else {
-        Cache& c = cache();
-        std::size_t n = bytes_of(*s);
-        std::lock_guard lock(c.mutex);
-        if (n <= c.limit) {
-            std::size_t index = s->index();
-            c.free.push_back(std::move(*s));
-            c.bytes += n;
-            auto evict = [&](std::size_t i) {
-                c.bytes -= bytes_of(c.free[i]);
-                evicted.push_back(std::move(c.free[i]));
-                c.free.erase(c.free.begin() + static_cast<long>(i));
-            };
-            // Buffers that ops did not take from the cache (a steady surplus of
-            // one size) must not pile up: keep at most kMaxSameSize of a size.
-            std::size_t same = 0, oldest = 0;
-            for (std::size_t i = 0; i < c.free.size(); ++i) {
-                if (c.free[i].index() == index && bytes_of(c.free[i]) == n && same++ == 0)
-                    oldest = i;
-            }
-            if (same > kMaxSameSize) evict(oldest);
-            while (c.bytes > c.limit) evict(0);
-        }
-    }
-    s->~Storage();
-    pool_deallocate(s, sizeof(Storage));
+    if (bytes_of(*s) >= kMinCachedBytes)
+        recycle_large(s);
+    else
+        recycle_small(s);
+}
+
+template <class T>
+constexpr std::size_t dtype_index() {
+    return static_cast<std::size_t>(dtype_of<T>());
+}
+
+std::size_t count_of(const ArrayShape& shape) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+}
+
+// A taken storage's array with `shape` (same size: it keeps its buffer).
+template <class T>
+xt::xarray<T> reshaped(Storage* s, const ArrayShape& shape) {
+    xt::xarray<T> a = std::move(std::get<xt::xarray<T>>(*s));
+    destroy(s);
+    a.resize(shape);
+    return a;
 }
 
 }  // namespace
 
-std::shared_ptr<Storage> make_storage(Storage values) {
-    auto* storage = new (pool_allocate(sizeof(Storage))) Storage(std::move(values));
+std::shared_ptr<Storage> adopt_storage(Storage* storage) {
     return std::shared_ptr<Storage>(storage, recycle, PoolAllocator<Storage>());
-}
-
-// The most recently freed array of T with `shape`'s element count, moved out
-// of `free` and reshaped (same size: it keeps its buffer); nullopt if none.
-template <class T>
-std::optional<xt::xarray<T>> take_free(std::vector<Storage>& free, std::size_t& bytes,
-                                       const ArrayShape& shape) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= d;
-    for (std::size_t i = free.size(); i-- > 0;) {
-        auto* a = std::get_if<xt::xarray<T>>(&free[i]);
-        if (a == nullptr || a->size() != n) continue;
-        std::optional<xt::xarray<T>> found(std::move(*a));
-        free.erase(free.begin() + static_cast<long>(i));
-        bytes -= n * sizeof(T);
-        found->resize(shape);
-        return found;
-    }
-    return std::nullopt;
 }
 
 template <class T>
 xt::xarray<T> small_cached_array(const ArrayShape& shape) {
-    if (SmallCache* c = small_cache()) {
-        if (auto found = take_free<T>(c->free, c->bytes, shape)) return std::move(*found);
+    if (SmallCache* c = per_thread<SmallCache>()) {
+        if (Storage* s = c->free.take(dtype_index<T>(), count_of(shape)))
+            return reshaped<T>(s, shape);
     }
     return xt::xarray<T>::from_shape(shape);
+}
+
+template <class T>
+xt::xarray<T> cached_array(const ArrayShape& shape) {
+    Cache& c = cache();
+    Storage* s = nullptr;
+    {
+        std::lock_guard lock(c.mutex);
+        s = c.free.take(dtype_index<T>(), count_of(shape));
+    }
+    return s ? reshaped<T>(s, shape) : xt::xarray<T>::from_shape(shape);
 }
 
 template xt::xarray<float> small_cached_array<float>(const ArrayShape&);
@@ -139,17 +206,6 @@ template xt::xarray<std::int32_t> small_cached_array<std::int32_t>(const ArraySh
 template xt::xarray<std::int16_t> small_cached_array<std::int16_t>(const ArrayShape&);
 template xt::xarray<std::int8_t> small_cached_array<std::int8_t>(const ArrayShape&);
 template xt::xarray<std::uint8_t> small_cached_array<std::uint8_t>(const ArrayShape&);
-
-template <class T>
-xt::xarray<T> cached_array(const ArrayShape& shape) {
-    Cache& c = cache();
-    std::optional<xt::xarray<T>> found;
-    {
-        std::lock_guard lock(c.mutex);
-        found = take_free<T>(c.free, c.bytes, shape);
-    }
-    return found ? std::move(*found) : xt::xarray<T>::from_shape(shape);
-}
 
 template xt::xarray<float> cached_array<float>(const ArrayShape&);
 template xt::xarray<double> cached_array<double>(const ArrayShape&);
@@ -165,15 +221,17 @@ template xt::xarray<std::uint8_t> cached_array<std::uint8_t>(const ArrayShape&);
 std::size_t buffer_cache_bytes() {
     Cache& c = cache();
     std::lock_guard lock(c.mutex);
-    return c.bytes;
+    return c.free.bytes();
 }
 
 void clear_buffer_cache() {
-    std::vector<Storage> freed;
-    Cache& c = cache();
-    std::lock_guard lock(c.mutex);
-    freed.swap(c.free);
-    c.bytes = 0;
+    std::vector<Storage*> freed;
+    {
+        Cache& c = cache();
+        std::lock_guard lock(c.mutex);
+        freed = c.free.take_all();
+    }
+    for (Storage* s : freed) destroy(s);
 }
 
 bool sole_owner(const Tensor& t) {

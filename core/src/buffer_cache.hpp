@@ -18,10 +18,6 @@ namespace xg::detail {
 
 inline constexpr std::size_t kMinCachedBytes = 64 * 1024;
 
-// A shared storage for `values`; large ones return to the cache
-// when the last tensor that shares them dies.
-std::shared_ptr<Storage> make_storage(Storage values);
-
 // An array's own shape type: up to rank 4 it needs no heap allocation.
 using ArrayShape = xt::svector<std::size_t, 4>;
 

@@ -13,6 +13,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "object_pool.hpp"
 #include "xgrad/autograd.hpp"
 #include "xgrad/tensor.hpp"
 
@@ -59,9 +60,26 @@ struct TensorImpl {
 
 namespace detail {
 
+// A storage made in a pooled block, handed to a shared_ptr whose deleter
+// returns it to the buffer cache (buffer_cache.cpp) when the last tensor that
+// shares it dies.
+std::shared_ptr<Storage> adopt_storage(Storage* storage);
+
+// A shared storage for `values`, moved once, straight into its block.
 template <class T>
-Tensor wrap(xt::xarray<T> values) {
-    return tensor(std::move(values), false);
+std::shared_ptr<Storage> make_storage(xt::xarray<T>&& values) {
+    void* block = pool_allocate(sizeof(Storage));
+    return adopt_storage(new (block) Storage(std::in_place_type<xt::xarray<T>>, std::move(values)));
+}
+
+// A tensor over `storage` (shared, not copied), without history: a backward
+// closure's saved values as a tensor (autograd::saved_input takes one).
+Tensor tensor_of(std::shared_ptr<Storage> storage);
+
+// An op's result, without history.
+template <class T>
+Tensor wrap(xt::xarray<T>&& values) {
+    return tensor_of(make_storage(std::move(values)));
 }
 
 template <class T>
@@ -157,9 +175,6 @@ Tensor rounded(const Tensor& result, Dtype dtype);
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 
-// A tensor over `storage` (shared, not copied), without history: a backward
-// closure's saved values as a tensor (autograd::saved_input takes one).
-Tensor tensor_of(std::shared_ptr<Storage> storage);
 
 // x summed back to `shape`, which it was broadcast from, with ops (sum and
 // reshape), so that the result has a history: under create_graph, the
