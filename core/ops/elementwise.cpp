@@ -13,7 +13,7 @@
 #include <xtensor/xoperation.hpp>
 
 #include "buffer_cache.hpp"
-#include "cpu_dispatch.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
 #include "elementwise_rules.hpp"
 #include "grad_buffers.hpp"

@@ -16,7 +16,7 @@
 #include <type_traits>
 
 #include "buffer_cache.hpp"
-#include "cpu_dispatch.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
 #include "elementwise_rules.hpp"
 #include "grad_buffers.hpp"

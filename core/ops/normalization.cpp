@@ -11,7 +11,7 @@
 #include <type_traits>
 
 #include "buffer_cache.hpp"
-#include "cpu_dispatch.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "internal.hpp"
 #include "row_kernels.hpp"
 #include "xgrad/ops.hpp"

@@ -10,7 +10,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "buffer_cache.hpp"
-#include "cpu_dispatch.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "internal.hpp"
 #include "reduction.hpp"
 #include "row_kernels.hpp"

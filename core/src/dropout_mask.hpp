@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "cpu_dispatch.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/parallel.hpp"
 #include "xgrad/tensor.hpp"
 

@@ -11,20 +11,11 @@
 #include <vector>
 
 #include "xgrad/autograd.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/error.hpp"
 
-// The statistics loops run over millions of values on a sampled step: they are
-// compiled for AVX-512, AVX2 and baseline x86-64 and the loader picks one, as
-// core/src/cpu_dispatch.hpp does for the kernels (flatten: the templates they
-// call are compiled for each target too). Not under ThreadSanitizer (the
-// resolver runs before its runtime) nor with clang (the fuzzing build only,
-// which refuses flatten on clones).
-#if defined(__SANITIZE_THREAD__) || defined(__clang__)
-#define XG_STATS_CLONES
-#else
-#define XG_STATS_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-#endif
+// The statistics loops run over millions of values on a sampled step: they
+// are compiled for AVX-512, AVX2 and baseline x86-64 (XG_CLONES_V4_V3).
 
 namespace xg::inspect {
 
@@ -70,10 +61,10 @@ double lane_sum(std::size_t n, Term term) {
 }  // namespace
 
 namespace detail {
-XG_STATS_CLONES double squares(const float* v, std::size_t n) {
+XG_CLONES_V4_V3 double squares(const float* v, std::size_t n) {
     return lane_sum<float>(n, [v](std::size_t i) { return v[i] * v[i]; });
 }
-XG_STATS_CLONES double squares(const double* v, std::size_t n) {
+XG_CLONES_V4_V3 double squares(const double* v, std::size_t n) {
     return lane_sum<double>(n, [v](std::size_t i) { return v[i] * v[i]; });
 }
 }  // namespace detail
@@ -197,12 +188,12 @@ double deviations_and_histogram(const T* v, std::size_t n, double mean, Histogra
 }  // namespace
 
 namespace detail {
-XG_STATS_CLONES Moments fast_moments(const float* v, std::size_t n) { return moments(v, n); }
-XG_STATS_CLONES Moments fast_moments(const double* v, std::size_t n) { return moments(v, n); }
-XG_STATS_CLONES double fast_deviations(const float* v, std::size_t n, double mean, Histogram& h) {
+XG_CLONES_V4_V3 Moments fast_moments(const float* v, std::size_t n) { return moments(v, n); }
+XG_CLONES_V4_V3 Moments fast_moments(const double* v, std::size_t n) { return moments(v, n); }
+XG_CLONES_V4_V3 double fast_deviations(const float* v, std::size_t n, double mean, Histogram& h) {
     return deviations_and_histogram(v, n, mean, h);
 }
-XG_STATS_CLONES double fast_deviations(const double* v, std::size_t n, double mean, Histogram& h) {
+XG_CLONES_V4_V3 double fast_deviations(const double* v, std::size_t n, double mean, Histogram& h) {
     return deviations_and_histogram(v, n, mean, h);
 }
 }  // namespace detail

@@ -1,6 +1,8 @@
 // Function multiversioning for the hot loops: a marked function is compiled for
 // AVX-512 (x86-64-v4), AVX2 (x86-64-v3) and baseline x86-64, and the loader
-// picks one for the CPU through an ifunc resolver.
+// picks one for the CPU through an ifunc resolver. For the layers' own loops
+// (core's kernels, the optimizers' updates, the monitor's statistics), not
+// part of the API.
 //
 // XG_CLONES_V4: AVX-512 and baseline only (keep_mask: only AVX-512 has 64-bit
 // vector multiplies, so an AVX2 clone would gain nothing).
