@@ -16,7 +16,7 @@ constexpr bool kPooling = false;
 constexpr bool kPooling = true;
 #endif
 
-constexpr std::size_t kGranule = 16, kClasses = 32;  // blocks of 16, 32, ..., 512 bytes
+constexpr std::size_t kGranule = 16, kClasses = 40;  // blocks of 16, 32, ..., 640 bytes
 constexpr int kMaxFree = 4096;
 
 struct FreeBlock {

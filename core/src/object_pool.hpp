@@ -3,8 +3,8 @@
 // control block). A training step makes and frees the same few dozen of them
 // every step; reusing the blocks takes that malloc traffic off the hot path.
 //
-// Blocks come from ::operator new in 16-byte size classes up to 512 bytes (a
-// graph node with its saved versions and control block is over 400) and
+// Blocks come from ::operator new in 16-byte size classes up to 640 bytes (a
+// graph node with its saved versions and control block is over 500) and
 // go back to the free list of whichever thread frees them (every block of a
 // class is interchangeable), at most kMaxFree per class and thread; the rest
 // return to ::operator delete. Under AddressSanitizer the pool steps aside so

@@ -43,8 +43,9 @@ namespace autograd {
 using Gradients = detail::SmallVector<Tensor, 4>;
 
 // A node's backward: grad_output -> Gradients (or a std::vector<Tensor>).
-// Like a move-only std::function, but closures of up to 128 bytes (every
-// built-in op's) live inside it instead of in a heap allocation per node.
+// Like a move-only std::function, but closures of up to 192 bytes (every
+// built-in op's: a binary op's holds two saved tensors and two shapes) live
+// inside it instead of in a heap allocation per node.
 class BackwardFn {
 public:
     BackwardFn() = default;
@@ -82,7 +83,7 @@ public:
     }
 
 private:
-    static constexpr std::size_t kInline = 128;
+    static constexpr std::size_t kInline = 192;
     struct Ops {
         Gradients (*call)(void*, const Tensor&);
         void* (*move_to)(void* from, void* buffer);  // the target's new address
@@ -147,7 +148,7 @@ struct Node : std::enable_shared_from_this<Node> {
         std::weak_ptr<xg::Storage> storage;  // expired, or null for an undefined input
         std::uint64_t version = 0;
     };
-    detail::SmallVector<SavedVersion, 3> saved_versions;
+    detail::SmallVector<SavedVersion, 4> saved_versions;  // attention reads four
     Reads reads = Reads::Inputs;
     bool released = false;
     std::string creation;  // anomaly mode only: "in module <path>" where the op ran, else empty
