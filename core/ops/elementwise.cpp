@@ -13,12 +13,12 @@
 #include <xtensor/xoperation.hpp>
 
 #include "buffer_cache.hpp"
-#include "xgrad/detail/cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
 #include "elementwise_rules.hpp"
 #include "grad_buffers.hpp"
 #include "integer_ops.hpp"
 #include "internal.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/parallel.hpp"
 
@@ -191,10 +191,10 @@ Tensor unary(const Tensor& x, const Rule& rule) {
 // ---- binary rows ----
 
 // The gradient of a broadcast operand: g summed back to the operand's shape.
-Tensor reduce_to(const Tensor& g, const Shape& shape) {
+Tensor reduce_to(const Tensor& g, std::span<const std::size_t> shape) {
     if (detail::same_shape(g, shape)) return g;
     return detail::visit_floating(g, "backward", [&]<class T>(xt::xarray<T>& a) {
-        return wrap(detail::sum_to_shape(a, shape));
+        return wrap(detail::sum_to_shape(a, Shape(shape.begin(), shape.end())));
     });
 }
 
@@ -300,8 +300,8 @@ const T* at_shape_of(const Tensor& g, const Tensor& operand, std::optional<xt::x
 // of a broadcast operand (one that is g itself straight from g, uncopied).
 template <class Rule, class T>
 autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor& y,
-                                 const Shape& shape_a, const Shape& shape_b, bool need_a,
-                                 bool need_b) {
+                                 std::span<const std::size_t> shape_a,
+                                 std::span<const std::size_t> shape_b, bool need_a, bool need_b) {
     const bool full_a = detail::same_shape(g, shape_a), full_b = detail::same_shape(g, shape_b);
     Tensor ga, gb;
     if (Rule::kGradAIsG && need_a && !full_a) ga = reduce_to(g, shape_a);
@@ -324,12 +324,14 @@ autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor&
 // operands back in the graph, each summed back to its operand's shape.
 template <class Rule>
 autograd::Gradients binary_grads_with_ops(const Tensor& g, const Tensor& sa, const Tensor& sb,
-                                          const Shape& shape_a, const Shape& shape_b) {
+                                          std::span<const std::size_t> shape_a,
+                                          std::span<const std::size_t> shape_b) {
     Tensor x, y;
     if constexpr (Rule::kSavesInputs)
         x = autograd::saved_input(0, sa), y = autograd::saved_input(1, sb);
     auto [ga, gb] = Rule::grad_op(x, y, g);
-    return {detail::sum_to_op(ga, shape_a), detail::sum_to_op(gb, shape_b)};
+    return {detail::sum_to_op(ga, Shape(shape_a.begin(), shape_a.end())),
+            detail::sum_to_op(gb, Shape(shape_b.begin(), shape_b.end()))};
 }
 
 // out = Rule::forward(a, b) with broadcasting.
@@ -344,8 +346,11 @@ Tensor binary(const Tensor& a, const Tensor& b) {
     }
     if (a.dtype() != dtype || b.dtype() != dtype) return binary<Rule>(a.to(dtype), b.to(dtype));
     if (!is_floating_point(dtype)) return integer_binary<Rule>(a, b);
-    Shape shape_a = a.shape(), shape_b = b.shape();
-    detail::broadcast_shapes(shape_a, shape_b, Rule::kName);
+    const auto sizes_a = a.sizes(), sizes_b = b.sizes();
+    if (!std::ranges::equal(sizes_a, sizes_b))
+        detail::broadcast_shapes(a.shape(), b.shape(), Rule::kName);
+    detail::ArrayShape shape_a(sizes_a.begin(), sizes_a.end()),
+        shape_b(sizes_b.begin(), sizes_b.end());
     return detail::visit_floating(a, Rule::kName, [&]<class T>(xt::xarray<T>& av) {
         Tensor out = wrap(broadcast_apply(
             av, b.data<T>(), [](const auto& u, const auto& v) { return Rule::forward(u, v); }));

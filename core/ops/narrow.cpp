@@ -49,17 +49,20 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length)
     check(x.defined(), "narrow: expected a defined tensor (got an undefined one)");
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(narrow(detail::computable(x), dim, start, length), *to);
-    const Shape shape = x.shape();
-    check(!shape.empty(), "narrow: expected a tensor with at least 1 dimension (got {})",
-          shape_str(shape));
+    const auto sizes = x.sizes();
+    detail::ArrayShape shape(sizes.begin(), sizes.end());  // not const: the closure moves it
+    if (shape.empty())
+        fail("narrow: expected a tensor with at least 1 dimension (got {})", shape_str(x.shape()));
     const std::size_t axis = detail::normalize_dim(dim, shape.size(), "narrow");
     const auto size = static_cast<std::int64_t>(shape[axis]);
     if (start < 0) start += size;  // PyTorch wraps a negative start once
-    check(start >= 0 && length >= 0 && start + length <= size,
-          "narrow: expected 0 <= start and start + length <= {} in dim {} of {} (got start {}, "
-          "length {})",
-          size, dim, shape_str(shape), start, length);
-    Shape out_shape = shape;
+    if (start < 0 || length < 0 || start + length > size) {
+        fail(
+            "narrow: expected 0 <= start and start + length <= {} in dim {} of {} (got start {}, "
+            "length {})",
+            size, dim, shape_str(x.shape()), start, length);
+    }
+    detail::ArrayShape out_shape = shape;
     out_shape[axis] = static_cast<std::size_t>(length);
     const auto split = detail::split_at(shape, axis);
     const auto first = static_cast<std::size_t>(start), rows = static_cast<std::size_t>(length);
@@ -73,10 +76,11 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length)
         out, "NarrowBackward", {x},
         [shape, split, axis, first, rows](const Tensor& g) {
             if (autograd::creating_graph())
-                return std::vector<Tensor>{pasted_op(g, shape, axis, first)};
-            return std::vector<Tensor>{
+                return autograd::Gradients{
+                    pasted_op(g, Shape(shape.begin(), shape.end()), axis, first)};
+            return autograd::Gradients{
                 detail::visit_floating(g, "narrow", [&]<class T>(xt::xarray<T>& gv) {
-                    xt::xarray<T> grad = xt::zeros<T>(shape);
+                    auto grad = detail::zeros_array<T>(shape);
                     copy_rows(gv.data(), rows, 0, grad.data(), split.size, first, rows, split);
                     return wrap(std::move(grad));
                 })};
@@ -87,12 +91,13 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length)
 std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, int dim) {
     check(x.defined(), "chunk: expected a defined tensor (got an undefined one)");
     check(chunks > 0, "chunk: expected chunks > 0 (got {})", chunks);
-    check(x.dim() > 0, "chunk: expected a tensor with at least 1 dimension (got {})",
-          shape_str(x.shape()));
+    if (x.dim() == 0)
+        fail("chunk: expected a tensor with at least 1 dimension (got {})", shape_str(x.shape()));
     const auto size =
-        static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "chunk")]);
+        static_cast<std::int64_t>(x.sizes()[detail::normalize_dim(dim, x.dim(), "chunk")]);
     const std::int64_t step = std::max<std::int64_t>((size + chunks - 1) / chunks, 1);
     std::vector<Tensor> parts;
+    parts.reserve(static_cast<std::size_t>(std::max<std::int64_t>((size + step - 1) / step, 1)));
     for (std::int64_t start = 0; start < size || (size == 0 && parts.empty()); start += step) {
         parts.push_back(narrow(x, dim, start, std::min(step, size - start)));
     }

@@ -23,17 +23,19 @@ using detail::wrap;
 namespace {
 
 // Same values, new shape: reshape, unsqueeze and squeeze are all this.
-Tensor reshape_to(const Tensor& x, const Shape& shape, const char* op, const char* node) {
+Tensor reshape_to(const Tensor& x, std::span<const std::size_t> shape, const char* op,
+                  const char* node) {
     // A copy under a new shape: any dtype, storage ones too, exactly.
     Tensor out = detail::visit_storage(x, [&]<class T>(xt::xarray<T>& a) {
-        xt::xarray<T> copy = a;
-        copy.reshape(shape);
+        auto copy = detail::empty_array<T>(shape);
+        std::copy_n(a.data(), a.size(), copy.data());
         return wrap(std::move(copy));
     });
     // Backward is the op itself, so under create_graph it records as it should.
+    const auto sizes = x.sizes();
     return make_result(
         out, node, {x},
-        [in_shape = x.shape(), op, node](const Tensor& g) {
+        [in_shape = detail::ArrayShape(sizes.begin(), sizes.end()), op, node](const Tensor& g) {
             return autograd::Gradients{reshape_to(g, in_shape, op, node)};
         },
         autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
@@ -48,11 +50,11 @@ namespace detail {
 // tiles keep both sides in cache; otherwise rows of the output are gathered
 // from x at its stride.
 template <class T>
-xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& perm) {
+xt::xarray<T> permuted(const xt::xarray<T>& x, std::span<const std::size_t> perm) {
     const std::size_t n = perm.size();
     if (n == 0) return x;
-    Shape in_shape(x.shape().begin(), x.shape().end()), out_shape(n);
-    std::vector<std::size_t> in_stride(n), stride(n);  // stride: x's, along each out dim
+    const auto& in_shape = x.shape();
+    ArrayShape out_shape(n), in_stride(n), stride(n);  // stride: x's, along each out dim
     for (std::size_t d = n, step = 1; d-- > 0; step *= in_shape[d]) in_stride[d] = step;
     for (std::size_t i = 0; i < n; ++i) {
         out_shape[i] = in_shape[perm[i]];
@@ -90,10 +92,10 @@ xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& p
     return out;
 }
 
-template xt::xarray<float> permuted(const xt::xarray<float>&, const std::vector<std::size_t>&);
-template xt::xarray<double> permuted(const xt::xarray<double>&, const std::vector<std::size_t>&);
+template xt::xarray<float> permuted(const xt::xarray<float>&, std::span<const std::size_t>);
+template xt::xarray<double> permuted(const xt::xarray<double>&, std::span<const std::size_t>);
 template xt::xarray<std::int64_t> permuted(const xt::xarray<std::int64_t>&,
-                                           const std::vector<std::size_t>&);
+                                           std::span<const std::size_t>);
 
 }  // namespace detail
 
@@ -110,7 +112,7 @@ Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
         else
             known *= static_cast<std::size_t>(*it);
     }
-    Shape target;
+    detail::ArrayShape target;
     for (auto it = shape.begin(); it != shape.end(); ++it) {
         if (it != inferred)
             target.push_back(static_cast<std::size_t>(std::max<std::int64_t>(*it, 0)));
@@ -118,33 +120,48 @@ Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
             target.push_back(known == 0 ? 0 : numel / known);
     }
     valid = valid && product(target) == numel && (inferred == shape.end() || known != 0);
-    check(valid, "reshape: shape [{}] is invalid for a tensor of {} elements",
-          fmt::join(shape, ", "), numel);
+    if (!valid) {
+        fail("reshape: shape [{}] is invalid for a tensor of {} elements", fmt::join(shape, ", "),
+             numel);
+    }
     return reshape_to(x, target, "reshape", "ReshapeBackward");
 }
+
+namespace {
+
+// x with out dim i taken from x's dim perm[i] (a checked permutation); its
+// gradient is g permuted back. permute and transpose both record this.
+Tensor permuted_op(const Tensor& x, const detail::ArrayShape& perm, const char* node) {
+    Tensor out = detail::visit_any(
+        x, node, [&]<class T>(xt::xarray<T>& a) { return wrap(detail::permuted(a, perm)); });
+    detail::ArrayShape inverse(perm.size());
+    for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+    return make_result(
+        out, node, {x},
+        [inverse, node](const Tensor& g) {
+            return autograd::Gradients{permuted_op(g, inverse, node)};
+        },
+        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
+}
+
+}  // namespace
 
 Tensor permute(const Tensor& x, const std::vector<int>& dims) {
     check(x.defined(), "permute: expected a defined tensor (got an undefined one)");
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(permute(detail::computable(x), dims), *to);
-    std::size_t n = x.dim();
-    check(dims.size() == n, "permute: expected {} dims for a tensor of shape {} (got [{}])", n,
-          shape_str(x.shape()), fmt::join(dims, ", "));
-    std::vector<std::size_t> perm, inverse(n);
-    for (int d : dims) perm.push_back(detail::normalize_dim(d, n, "permute"));
-    std::vector<bool> seen(n, false);
-    for (std::size_t i = 0; i < n; ++i) {
-        check(!seen[perm[i]], "permute: expected each dim once (got [{}])", fmt::join(dims, ", "));
-        seen[perm[i]] = true;
-        inverse[perm[i]] = i;
+    const std::size_t n = x.dim();
+    if (dims.size() != n) {
+        fail("permute: expected {} dims for a tensor of shape {} (got [{}])", n,
+             shape_str(x.shape()), fmt::join(dims, ", "));
     }
-    Tensor out = detail::visit_any(
-        x, "permute", [&]<class T>(xt::xarray<T>& a) { return wrap(detail::permuted(a, perm)); });
-    std::vector<int> back(inverse.begin(), inverse.end());
-    return make_result(
-        out, "PermuteBackward", {x},
-        [back](const Tensor& g) { return autograd::Gradients{permute(g, back)}; },
-        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
+    detail::ArrayShape perm(n), seen(n, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+        perm[i] = detail::normalize_dim(dims[i], n, "permute");
+        if (seen[perm[i]]++ > 0)
+            fail("permute: expected each dim once (got [{}])", fmt::join(dims, ", "));
+    }
+    return permuted_op(x, perm, "PermuteBackward");
 }
 
 Tensor transpose(const Tensor& x, int dim0, int dim1) {
@@ -155,16 +172,10 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     std::size_t a = detail::normalize_dim(dim0, n, "transpose");
     std::size_t b = detail::normalize_dim(dim1, n, "transpose");
     if (n == 0) return x.clone();
-    std::vector<int> perm(n);
-    std::iota(perm.begin(), perm.end(), 0);
+    detail::ArrayShape perm(n);
+    std::iota(perm.begin(), perm.end(), std::size_t(0));
     std::swap(perm[a], perm[b]);
-    Tensor out = detail::visit_any(x, "transpose", [&]<class T>(xt::xarray<T>& v) {
-        return wrap(detail::permuted(v, std::vector<std::size_t>(perm.begin(), perm.end())));
-    });
-    return make_result(
-        out, "TransposeBackward", {x},
-        [dim0, dim1](const Tensor& g) { return autograd::Gradients{transpose(g, dim0, dim1)}; },
-        autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
+    return permuted_op(x, perm, "TransposeBackward");
 }
 
 Tensor unsqueeze(const Tensor& x, int dim) {

@@ -18,9 +18,6 @@ namespace xg::detail {
 
 inline constexpr std::size_t kMinCachedBytes = 64 * 1024;
 
-// An array's own shape type: up to rank 4 it needs no heap allocation.
-using ArrayShape = xt::svector<std::size_t, 4>;
-
 // An uninitialised large array of `shape`: a cached buffer of the same size if
 // there is one, else a fresh allocation (like xt::xarray<T>::from_shape).
 template <class T>

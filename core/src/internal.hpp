@@ -60,6 +60,10 @@ struct TensorImpl {
 
 namespace detail {
 
+// An array's own shape type: up to rank 4 it needs no heap allocation, so the
+// shapes an op works with on a training step's path are these, not Shapes.
+using ArrayShape = xt::svector<std::size_t, 4>;
+
 // A storage made in a pooled block, handed to a shared_ptr whose deleter
 // returns it to the buffer cache (buffer_cache.cpp) when the last tensor that
 // shares it dies.
@@ -175,7 +179,6 @@ Tensor rounded(const Tensor& result, Dtype dtype);
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 
-
 // x summed back to `shape`, which it was broadcast from, with ops (sum and
 // reshape), so that the result has a history: under create_graph, the
 // gradient of a broadcast operand (sum_to_shape's twin).
@@ -191,7 +194,7 @@ Tensor with_zero_derivative(const Tensor& value, const Tensor& on);
 // a.shape() == b.shape() (or == shape) without building a Shape: hot paths
 // compare shapes every step, and each Shape is a heap allocation.
 bool same_shape(const Tensor& a, const Tensor& b);
-bool same_shape(const Tensor& a, const Shape& shape);
+bool same_shape(const Tensor& a, std::span<const std::size_t> shape);
 
 // Maps a possibly negative dim into [0, ndim); error names the op.
 // `rank` is the tensor's rank for the message (unsqueeze accepts ndim + 1 positions).
@@ -215,11 +218,11 @@ std::vector<std::size_t> kept_strides(const Shape& shape, const std::vector<bool
 // its last dim), in order: start is the row's first element, offset where the
 // row begins in another array that advances by stride[d] along each dim d.
 template <class F>
-void for_each_row(const Shape& shape, const std::vector<std::size_t>& stride, F f) {
+void for_each_row(std::span<const std::size_t> shape, std::span<const std::size_t> stride, F f) {
     const std::size_t rank = shape.size(), last = shape[rank - 1];
     std::size_t size = 1;
     for (auto extent : shape) size *= extent;
-    std::vector<std::size_t> index(rank, 0);
+    ArrayShape index(rank, 0);
     std::size_t offset = 0;
     for (std::size_t start = 0; start < size; start += last) {
         f(start, offset);
@@ -241,7 +244,7 @@ xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
 // x's elements rearranged so that out dim i is x's dim perm[i], as a
 // contiguous array (core/ops/shape.cpp: permute and transpose).
 template <class T>
-xt::xarray<T> permuted(const xt::xarray<T>& x, const std::vector<std::size_t>& perm);
+xt::xarray<T> permuted(const xt::xarray<T>& x, std::span<const std::size_t> perm);
 
 // Sums a broadcast gradient back to `shape`: the one rule every broadcasting op uses.
 template <class T>
@@ -252,7 +255,7 @@ xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape);
 struct DimSplit {
     std::size_t outer = 1, size = 1, inner = 1;
 };
-DimSplit split_at(const Shape& shape, std::size_t dim);
+DimSplit split_at(std::span<const std::size_t> shape, std::size_t dim);
 
 }  // namespace detail
 }  // namespace xg

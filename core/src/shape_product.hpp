@@ -5,12 +5,13 @@
 #include <cstddef>
 #include <functional>
 #include <numeric>
+#include <span>
 
 #include "xgrad/tensor.hpp"
 
 namespace xg::detail {
 
-inline std::size_t product(const Shape& shape) {
+inline std::size_t product(std::span<const std::size_t> shape) {
     return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>());
 }
 

@@ -39,7 +39,7 @@ bool same_shape(const Tensor& a, const Tensor& b) {
         [](const auto& x, const auto& y) { return std::ranges::equal(x.shape(), y.shape()); },
         *a.impl()->storage, *b.impl()->storage);
 }
-bool same_shape(const Tensor& a, const Shape& shape) {
+bool same_shape(const Tensor& a, std::span<const std::size_t> shape) {
     return std::visit([&](const auto& x) { return std::ranges::equal(x.shape(), shape); },
                       *a.impl()->storage);
 }
@@ -323,8 +323,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     for (std::size_t i = 0; i < n; ++i) {
         std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
         std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-        check(da == db || da == 1 || db == 1, "{}: shapes {} and {} are not broadcastable", op,
-              shape_str(a), shape_str(b));
+        if (da != db && da != 1 && db != 1)
+            fail("{}: shapes {} and {} are not broadcastable", op, shape_str(a), shape_str(b));
         out[i] = da == 1 ? db : da;
     }
     return out;
@@ -348,7 +348,7 @@ xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape) {
 template xt::xarray<float> sum_to_shape(const xt::xarray<float>&, const Shape&);
 template xt::xarray<double> sum_to_shape(const xt::xarray<double>&, const Shape&);
 
-DimSplit split_at(const Shape& shape, std::size_t dim) {
+DimSplit split_at(std::span<const std::size_t> shape, std::size_t dim) {
     DimSplit s;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (i < dim)
