@@ -27,15 +27,22 @@ constexpr const char* kOp = "scaled_dot_product_attention";
 
 // q [..., L, E], k [..., S, E], v [..., S, Ev]: count batch entries.
 struct Dims {
-    Shape batch;
     std::size_t count = 1, L = 0, S = 0, E = 0, Ev = 0;
 };
+
+// The query's shape [..., L, E] with its last dim `last`: the scores' shape
+// [..., L, S] or the output's [..., L, Ev].
+detail::ArrayShape query_shape_with(std::span<const std::size_t> query, std::size_t last) {
+    detail::ArrayShape s(query.begin(), query.end());
+    s.back() = last;
+    return s;
+}
 
 Dims check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                   double dropout_p, bool is_causal) {
     detail::check_same_dtype(q, k, kOp);
     detail::check_same_dtype(q, v, kOp);
-    const Shape sq = q.shape(), sk = k.shape(), sv = v.shape();
+    const auto sq = q.sizes(), sk = k.sizes(), sv = v.sizes();
     const std::size_t rank = sq.size();
     const bool batch_equal = sk.size() == rank && sv.size() == rank && rank >= 2 &&
                              std::equal(sq.begin(), sq.end() - 2, sk.begin()) &&
@@ -44,30 +51,32 @@ Dims check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
         fail(
             "{}: expected query [..., L, E], key [..., S, E] and value [..., S, Ev] with the "
             "same leading dims (got {}, {} and {})",
-            kOp, shape_str(sq), shape_str(sk), shape_str(sv));
+            kOp, shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
     }
     check(dropout_p >= 0.0 && dropout_p <= 1.0, "{}: expected dropout_p in [0, 1] (got {})", kOp,
           dropout_p);
     Dims d;
-    d.batch.assign(sq.begin(), sq.end() - 2);
-    for (auto n : d.batch) d.count *= n;
+    for (std::size_t i = 0; i + 2 < rank; ++i) d.count *= sq[i];
     d.L = sq[rank - 2], d.E = sq[rank - 1], d.S = sk[rank - 2], d.Ev = sv[rank - 1];
     if (!mask.defined()) return d;
-    check(!is_causal, "{}: expected no attn_mask when is_causal is true (got one of shape {})", kOp,
-          shape_str(mask.shape()));
+    if (is_causal) {
+        fail("{}: expected no attn_mask when is_causal is true (got one of shape {})", kOp,
+             shape_str(mask.shape()));
+    }
     check(mask.dtype() == q.dtype(),
           "{}: expected a floating-point attn_mask of the query's dtype {} (got {})", kOp,
           dtype_name(q.dtype()), dtype_name(mask.dtype()));
-    Shape scores = d.batch;
-    scores.insert(scores.end(), {d.L, d.S});
-    const Shape ms = mask.shape();
+    const auto scores = query_shape_with(sq, d.S);
+    const auto ms = mask.sizes();
     bool fits = ms.size() <= scores.size();
     for (std::size_t i = 0; fits && i < ms.size(); ++i) {
         const std::size_t target = scores[scores.size() - ms.size() + i];
         fits = ms[i] == target || ms[i] == 1;
     }
-    check(fits, "{}: expected an attn_mask broadcastable to the scores' shape {} (got {})", kOp,
-          shape_str(scores), shape_str(ms));
+    if (!fits) {
+        fail("{}: expected an attn_mask broadcastable to the scores' shape {} (got {})", kOp,
+             shape_str(Shape(scores.begin(), scores.end())), shape_str(mask.shape()));
+    }
     return d;
 }
 
@@ -76,7 +85,8 @@ Dims check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
 // after query i) or an attn_mask without batch dims of its own (the common
 // [L, S] or [1, S]); else a broadcast copy of [count, L, S].
 template <class T>
-xt::xarray<T> score_mask(const Tensor& mask, bool is_causal, const Dims& d) {
+xt::xarray<T> score_mask(const Tensor& mask, bool is_causal, const Dims& d,
+                         std::span<const std::size_t> query) {
     auto shared = detail::empty_array<T>({d.L, d.S});
     if (is_causal) {
         for (std::size_t i = 0; i < d.L; ++i) {
@@ -85,7 +95,7 @@ xt::xarray<T> score_mask(const Tensor& mask, bool is_causal, const Dims& d) {
         }
         return shared;
     }
-    const Shape ms = mask.shape();
+    const auto ms = mask.sizes();
     const auto& m = mask.data<T>();
     if (ms.size() < 2 || m.size() == ms[ms.size() - 2] * ms.back()) {
         // Only its last two dims (each 1 or full) have extent.
@@ -97,9 +107,7 @@ xt::xarray<T> score_mask(const Tensor& mask, bool is_causal, const Dims& d) {
         }
         return shared;
     }
-    Shape scores = d.batch;
-    scores.insert(scores.end(), {d.L, d.S});
-    return xt::xarray<T>(xt::broadcast(m, scores));
+    return xt::xarray<T>(xt::broadcast(m, query_shape_with(query, d.S)));
 }
 
 // One call's fixed settings.
@@ -223,10 +231,9 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
         const Settings<T> c{d, T(1.0 / std::sqrt(double(d.E))),
                             dropout_p == 1.0 ? T(0) : T(1.0 / (1.0 - dropout_p)), mask};
         std::optional<xt::xarray<T>> scores_mask;
-        if (attn_mask.defined() || is_causal) scores_mask = score_mask<T>(attn_mask, is_causal, d);
-        Shape out_shape = d.batch;
-        out_shape.insert(out_shape.end(), {d.L, d.Ev});
-        auto out = detail::empty_array<T>(out_shape);
+        if (attn_mask.defined() || is_causal)
+            scores_mask = score_mask<T>(attn_mask, is_causal, d, query.sizes());
+        auto out = detail::empty_array<T>(query_shape_with(query.sizes(), d.Ev));
         auto p = detail::empty_array<T>({d.count, d.L, d.S});
         attention_forward(c, qv.data(), key.data<T>().data(), value.data<T>().data(),
                           scores_mask ? &*scores_mask : nullptr, p.data(), out.data());
@@ -259,9 +266,7 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
                 if (dk) grads[1] = detail::wrap(std::move(*dk));
                 if (dv) grads[2] = detail::wrap(std::move(*dv));
                 if (dm) {
-                    Shape scores = d.batch;
-                    scores.insert(scores.end(), {d.L, d.S});
-                    dm->reshape(scores);
+                    dm->reshape(query_shape_with(sq.sizes(), d.S));
                     grads[3] = detail::wrap(detail::sum_to_shape(*dm, sm.shape()));
                 }
                 return grads;

@@ -11,9 +11,9 @@
 #include <type_traits>
 
 #include "buffer_cache.hpp"
-#include "xgrad/detail/cpu_dispatch.hpp"
 #include "internal.hpp"
 #include "row_kernels.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/parallel.hpp"
 
@@ -182,6 +182,38 @@ Tensor layer_norm_composite(const Tensor& x, std::size_t k, const Tensor& weight
 
 }  // namespace
 
+// layer_norm's backward. It saves x-hat and 1/std as tensors, not arrays, so
+// that the closure fits BackwardFn's inline buffer: no allocation per step.
+template <class T>
+autograd::BackwardFn layer_norm_backward(const Tensor& input, const Tensor& weight,
+                                         const Tensor& bias, Tensor xhat, Tensor rstd,
+                                         std::size_t k, double eps) {
+    const bool need_x = input.requires_grad();
+    const bool need_w = weight.defined() && weight.requires_grad();
+    const bool need_b = bias.defined() && bias.requires_grad();
+    return [=, saved_x = input.detach(), saved_w = weight.defined() ? weight.detach() : Tensor(),
+            saved_b = bias.defined() ? bias.detach() : Tensor()](const Tensor& grad) {
+        if (autograd::creating_graph()) {
+            return autograd::recomputed_gradients(
+                grad, {saved_x, saved_w, saved_b}, [&](const std::vector<Tensor>& in) {
+                    return layer_norm_composite(in[0], k, in[1], in[2], eps);
+                });
+        }
+        const T* g = grad.data<T>().data();
+        const T* wv = saved_w.defined() ? saved_w.data<T>().data() : nullptr;
+        const auto& xh = xhat.data<T>();
+        const std::size_t rows = rstd.numel(), n = rows == 0 ? 0 : xh.size() / rows;
+        // Only the gradients asked for (a default xt::xarray would allocate one element).
+        Tensor gx = need_x ? detail::wrap(detail::empty_array<T>(xh.shape())) : Tensor();
+        Tensor gw = need_w ? detail::wrap(detail::zeros_array<T>(saved_w.sizes())) : Tensor();
+        Tensor gb = need_b ? detail::wrap(detail::zeros_array<T>(saved_b.sizes())) : Tensor();
+        auto out = [](Tensor& t) { return t.defined() ? t.data<T>().data() : nullptr; };
+        run_normalize_grad(g, wv, xh.data(), rstd.data<T>().data(), out(gx), out(gw), out(gb), rows,
+                           n);
+        return autograd::Gradients{gx, gw, gb};
+    };
+}
+
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight,
                   const Tensor& bias, double eps) {
     if (auto to = detail::storage_dtype(input, weight, bias)) {
@@ -190,59 +222,34 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                        detail::computable(bias), eps),
             *to);
     }
-    Shape shape = input.shape();
+    const auto shape = input.sizes();
     const std::size_t k = normalized_shape.size();
-    check(k > 0 && shape.size() >= k &&
-              std::equal(normalized_shape.begin(), normalized_shape.end(),
-                         shape.end() - static_cast<std::ptrdiff_t>(k)),
-          "layer_norm: expected input with shape [*, {}] (got {})",
-          fmt::join(normalized_shape, ", "), shape_str(shape));
+    if (k == 0 || shape.size() < k || !std::ranges::equal(normalized_shape, shape.last(k))) {
+        fail("layer_norm: expected input with shape [*, {}] (got {})",
+             fmt::join(normalized_shape, ", "), shape_str(input.shape()));
+    }
     for (const Tensor* p : {&weight, &bias}) {
         if (!p->defined()) continue;
         detail::check_same_dtype(input, *p, "layer_norm");
-        check(p->shape() == normalized_shape,
-              "layer_norm: expected weight and bias of shape {} (got {})",
-              shape_str(normalized_shape), shape_str(p->shape()));
+        if (!std::ranges::equal(p->sizes(), normalized_shape)) {
+            fail("layer_norm: expected weight and bias of shape {} (got {})",
+                 shape_str(normalized_shape), shape_str(p->shape()));
+        }
     }
     std::size_t n = 1;
     for (auto d : normalized_shape) n *= d;
     const std::size_t rows = n == 0 ? 0 : input.numel() / n;
     return detail::visit_floating(input, "layer_norm", [&]<class T>(xt::xarray<T>& xa) {
-        const T* x = xa.data();
         const T* w = weight.defined() ? weight.data<T>().data() : nullptr;
         const T* b = bias.defined() ? bias.data<T>().data() : nullptr;
         auto out = detail::empty_array<T>(shape);
         auto xhat = detail::empty_array<T>(shape);  // saved for backward
-        auto rstd = xt::xarray<T>::from_shape({rows});
-        run_normalize(x, w, b, T(eps), xhat.data(), out.data(), rstd.data(), rows, n);
-        const bool need_x = input.requires_grad();
-        const bool need_w = weight.defined() && weight.requires_grad();
-        const bool need_b = bias.defined() && bias.requires_grad();
+        auto rstd = detail::empty_array<T>({rows});
+        run_normalize(xa.data(), w, b, T(eps), xhat.data(), out.data(), rstd.data(), rows, n);
         return autograd::make_result(
             detail::wrap(std::move(out)), "LayerNormBackward", {input, weight, bias},
-            [=, xhat = std::move(xhat), rstd = std::move(rstd), saved_x = input.detach(),
-             saved_w = weight.defined() ? weight.detach() : Tensor(),
-             saved_b = bias.defined() ? bias.detach() : Tensor()](const Tensor& grad) {
-                if (autograd::creating_graph()) {
-                    return autograd::recomputed_gradients(
-                        grad, {saved_x, saved_w, saved_b}, [&](const std::vector<Tensor>& in) {
-                            return layer_norm_composite(in[0], k, in[1], in[2], eps);
-                        });
-                }
-                const T* g = grad.data<T>().data();
-                const T* wv = saved_w.defined() ? saved_w.data<T>().data() : nullptr;
-                xt::xarray<T> d, dw, db;
-                if (need_x) d = detail::empty_array<T>(shape);
-                if (need_w) dw = xt::zeros<T>(normalized_shape);
-                if (need_b) db = xt::zeros<T>(normalized_shape);
-                run_normalize_grad(g, wv, xhat.data(), rstd.data(), need_x ? d.data() : nullptr,
-                                   need_w ? dw.data() : nullptr, need_b ? db.data() : nullptr, rows,
-                                   n);
-                Tensor gx = need_x ? detail::wrap(std::move(d)) : Tensor();
-                Tensor gw = need_w ? detail::wrap(std::move(dw)) : Tensor();
-                Tensor gb = need_b ? detail::wrap(std::move(db)) : Tensor();
-                return autograd::Gradients{gx, gw, gb};
-            },
+            layer_norm_backward<T>(input, weight, bias, detail::wrap(std::move(xhat)),
+                                   detail::wrap(std::move(rstd)), k, eps),
             autograd::DoubleBackward::Supported);
     });
 }

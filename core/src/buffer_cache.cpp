@@ -10,6 +10,7 @@
 
 #include "object_pool.hpp"
 #include "per_thread.hpp"
+#include "xgrad/small_vector.hpp"
 
 namespace xg::detail {
 
@@ -91,7 +92,7 @@ private:
 };
 
 // Storages of at least kMinCachedBytes, shared by all threads.
-constexpr std::size_t kMaxSameSize = 8;
+constexpr std::size_t kMaxSameSize = 16;
 
 struct Cache {
     std::mutex mutex;
@@ -126,7 +127,7 @@ void recycle_small(Storage* s) {
 }
 
 void recycle_large(Storage* s) {
-    std::vector<Storage*> dropped;  // destroyed after the lock is released
+    SmallVector<Storage*, 4> dropped;  // destroyed after the lock is released
     Cache& c = cache();
     {
         std::lock_guard lock(c.mutex);
