@@ -34,12 +34,12 @@ void LayerNorm::reset_parameters() {
 }
 
 Tensor LayerNorm::forward(const Tensor& input) {
-    Shape shape = input.shape();
+    const auto shape = input.sizes();
     const std::size_t k = normalized_shape.size();
-    check(shape.size() >= k && std::equal(normalized_shape.begin(), normalized_shape.end(),
-                                          shape.end() - static_cast<std::ptrdiff_t>(k)),
-          "LayerNorm: expected input with shape [*, {}] (got {})",
-          fmt::join(normalized_shape, ", "), shape_str(shape));
+    if (shape.size() < k || !std::ranges::equal(normalized_shape, shape.last(k))) {
+        fail("LayerNorm: expected input with shape [*, {}] (got {})",
+             fmt::join(normalized_shape, ", "), shape_str(input.shape()));
+    }
     return layer_norm(input, normalized_shape, weight, bias, eps);
 }
 

@@ -88,17 +88,20 @@ std::tuple<Tensor, Tensor, Tensor> MultiheadAttention::project(const Tensor& que
     // Three GEMMs on slices of in_proj_weight (small) rather than one GEMM whose
     // [T, N, 3E] output would be sliced: slicing the activations costs a copy
     // each way and a zero-filled gradient per slice.
-    auto weights = chunk(in_proj_weight, 3, 0);
-    std::vector<Tensor> biases(3);
-    if (in_proj_bias.defined()) biases = chunk(in_proj_bias, 3, 0);
-    Tensor q = linear(query, weights[0], biases[0]);
-    Tensor k = linear(key, weights[1], biases[1]);
-    Tensor v = linear(value, weights[2], biases[2]);
+    // Rows [i E, (i + 1) E) of the packed weight and bias: chunk(.., 3, 0)[i].
+    const auto e = static_cast<std::int64_t>(embed_dim);
+    auto projected = [&](const Tensor& x, std::int64_t i) {
+        return linear(x, narrow(in_proj_weight, 0, i * e, e),
+                      in_proj_bias.defined() ? narrow(in_proj_bias, 0, i * e, e) : Tensor());
+    };
+    Tensor q = projected(query, 0);
+    Tensor k = projected(key, 1);
+    Tensor v = projected(value, 2);
+    static const std::vector<int> kBatchFirst{0, 2, 1, 3}, kSequenceFirst{1, 2, 0, 3};
     auto heads = [&](const Tensor& x) {
-        const Shape s = x.shape();
+        const auto s = x.sizes();
         Tensor split = reshape(x, dims({s[0], s[1], num_heads, head_dim}));
-        return permute(split,
-                       batch_first ? std::vector<int>{0, 2, 1, 3} : std::vector<int>{1, 2, 0, 3});
+        return permute(split, batch_first ? kBatchFirst : kSequenceFirst);
     };
     return {heads(q), heads(k), heads(v)};
 }
@@ -123,10 +126,12 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const
     check(query.defined() && key.defined() && value.defined(),
           "MultiheadAttention: expected query, key and value (got an undefined one)");
     const bool batched = query.dim() == 3;
-    check((batched || query.dim() == 2) && key.dim() == query.dim() && value.dim() == query.dim(),
-          "MultiheadAttention: expected query, key and value of rank 3 (or 2, unbatched) with "
-          "embed_dim {} last (got {}, {} and {})",
-          embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
+    if (!(batched || query.dim() == 2) || key.dim() != query.dim() || value.dim() != query.dim()) {
+        fail(
+            "MultiheadAttention: expected query, key and value of rank 3 (or 2, unbatched) with "
+            "embed_dim {} last (got {}, {} and {})",
+            embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
+    }
     // Unbatched [T, E] is one sequence: a batch of one, in the module's layout.
     const int batch_dim = batch_first ? 0 : 1, seq_dim = 1 - batch_dim;
     const bool self_attention = query.impl() == key.impl() && key.impl() == value.impl();
@@ -134,13 +139,15 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const
     Tensor q_in = batch_of(query);
     Tensor k_in = self_attention ? q_in : batch_of(key);
     Tensor v_in = self_attention ? q_in : batch_of(value);
-    const Shape qs = q_in.shape(), ks = k_in.shape(), vs = v_in.shape();
-    check(qs[2] == embed_dim && ks[2] == embed_dim && vs[2] == embed_dim &&
-              ks[batch_dim] == qs[batch_dim] && vs[batch_dim] == qs[batch_dim] &&
-              vs[seq_dim] == ks[seq_dim],
-          "MultiheadAttention: expected query [L, N, {0}] and key, value [S, N, {0}] (got {1}, "
-          "{2} and {3})",
-          embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
+    const auto qs = q_in.sizes(), ks = k_in.sizes(), vs = v_in.sizes();
+    if (qs[2] != embed_dim || ks[2] != embed_dim || vs[2] != embed_dim ||
+        ks[batch_dim] != qs[batch_dim] || vs[batch_dim] != qs[batch_dim] ||
+        vs[seq_dim] != ks[seq_dim]) {
+        fail(
+            "MultiheadAttention: expected query [L, N, {0}] and key, value [S, N, {0}] (got {1}, "
+            "{2} and {3})",
+            embed_dim, shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
+    }
     const std::size_t n = qs[batch_dim], l = qs[seq_dim], s = ks[seq_dim];
     auto [q, k, v] = project(q_in, k_in, v_in);
     Tensor mask = combined_mask(attn_mask, key_padding_mask, q.dtype(), n, l, s);
@@ -158,8 +165,8 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const
         heads = scaled_dot_product_attention(q, k, v, mask, p);
     }
     // [N, H, L, head_dim] back to the layout, heads side by side: [L, N, E] or [N, L, E].
-    Tensor joined =
-        permute(heads, batch_first ? std::vector<int>{0, 2, 1, 3} : std::vector<int>{2, 0, 1, 3});
+    static const std::vector<int> kBatchFirst{0, 2, 1, 3}, kSequenceFirst{2, 0, 1, 3};
+    Tensor joined = permute(heads, batch_first ? kBatchFirst : kSequenceFirst);
     Tensor out = (*out_proj)(reshape(joined, dims({qs[0], qs[1], embed_dim})));
     return {batched ? out : squeeze(out, batch_dim), weights};
 }

@@ -104,14 +104,16 @@ std::string quoted_names(const std::vector<std::string>& names) {
 
 Args bind_arguments(const Module& module, const Signature& signature,
                     const std::vector<std::string>& types, const Args& args, const Kwargs& kwargs) {
-    check(signature.size() == types.size(),
-          "{}: forward takes {} parameters but its signature names {}", module.name(), types.size(),
-          signature.size());
+    if (signature.size() != types.size()) {
+        fail("{}: forward takes {} parameters but its signature names {}", module.name(),
+             types.size(), signature.size());
+    }
     if (args.size() > signature.size()) {
         bad_call(module, signature, types, args, kwargs,
                  fmt::format("takes {} positional arguments but {} were given", signature.size(),
                              args.size()));
     }
+    if (kwargs.empty() && args.size() == signature.size()) return args;  // all by position
     std::vector<std::optional<Value>> bound(signature.size());
     for (std::size_t i = 0; i < args.size(); ++i) bound[i] = args[i];
     for (const auto& [name, value] : kwargs) {
@@ -129,6 +131,7 @@ Args bind_arguments(const Module& module, const Signature& signature,
     }
     std::vector<std::string> missing;
     Args values;
+    values.reserve(signature.size());
     for (std::size_t i = 0; i < signature.size(); ++i) {
         if (!bound[i] && !signature[i].default_value) missing.push_back(signature[i].name);
         if (missing.empty()) values.push_back(bound[i] ? *bound[i] : *signature[i].default_value);
