@@ -126,7 +126,7 @@ void attention_forward(const Settings<T>& c, const T* q, const T* k, const T* v,
                        const xt::xarray<T>* mask, T* p, T* out) {
     const Dims& d = c.d;
     const std::size_t ls = d.L * d.S;
-    auto dropped = detail::empty_array<T>({c.dropout.active ? ls : 0});
+    const detail::Scratch<T> dropped(c.dropout.active ? ls : 0);
     for (std::size_t b = 0; b < d.count; ++b) {
         T* pb = p + b * ls;
         blas::gemm<T>(false, true, d.L, d.S, d.E, c.scale, q + b * d.L * d.E, k + b * d.S * d.E,
@@ -154,8 +154,7 @@ void attention_backward(const Settings<T>& c, const T* q, const T* k, const T* v
                         const T* g, T* dq, T* dk, T* dv, T* dmask) {
     const Dims& d = c.d;
     const std::size_t ls = d.L * d.S;
-    auto dropped = detail::empty_array<T>({c.dropout.active ? ls : 0});
-    auto dscores = detail::empty_array<T>({ls});
+    const detail::Scratch<T> dropped(c.dropout.active ? ls : 0), dscores(ls);
     for (std::size_t b = 0; b < d.count; ++b) {
         const T *pb = p + b * ls, *gb = g + b * d.L * d.Ev, *vb = v + b * d.S * d.Ev;
         const T* weights = pb;

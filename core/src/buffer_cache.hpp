@@ -43,6 +43,19 @@ xt::xarray<T> empty_array(std::initializer_list<std::size_t> shape) {
     return empty_array<T, std::initializer_list<std::size_t>>(shape);
 }
 
+// A buffer of n elements that an op uses only inside itself. It goes back to
+// the cache when dropped, as a tensor's storage does; a plain empty_array
+// would be freed, and every call would allocate it again.
+template <class T>
+class Scratch {
+public:
+    explicit Scratch(std::size_t n) : holder_(wrap(empty_array<T>({n}))) {}
+    T* data() const { return holder_.data<T>().data(); }
+
+private:
+    Tensor holder_;
+};
+
 // The same, zero-filled by a plain fill (xt::zeros assigns through an
 // expression), in chunks across threads.
 template <class T, class S>
