@@ -74,8 +74,13 @@ Tensor additive(const Tensor& mask, Dtype dtype, const char* name) {
     return mask;
 }
 
-std::vector<std::int64_t> dims(std::initializer_list<std::size_t> sizes) {
-    return {sizes.begin(), sizes.end()};
+// reshape's sizes, in one vector per thread that each call refills: a fresh
+// vector would be a heap allocation per reshape per step. Use the result
+// before the next call (one per expression).
+const std::vector<std::int64_t>& dims(std::initializer_list<std::size_t> sizes) {
+    thread_local std::vector<std::int64_t> sizes_of_reshape;
+    sizes_of_reshape.assign(sizes.begin(), sizes.end());
+    return sizes_of_reshape;
 }
 
 }  // namespace

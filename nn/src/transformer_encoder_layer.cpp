@@ -3,6 +3,7 @@
 #include "xgrad/nn/transformer_encoder_layer.hpp"
 
 #include "layer_helpers.hpp"
+#include "xgrad/autograd.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg::nn {
@@ -66,6 +67,11 @@ Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_mas
 // self_attn is called as PyTorch calls it, masks by keyword, so its hooks see the same call.
 Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tensor& mask,
                                                      const Tensor& padding) {
+    // With no hook to see the call, forward directly (as Module::operator() does for
+    // one tensor): building the argument lists would cost allocations every step.
+    if (!self_attn->has_hooks() && !autograd::is_anomaly_enabled()) {
+        return (*dropout1)(self_attn->forward(x, x, x, padding, false, mask, true).first);
+    }
     Value out = self_attn->call(
         {x, x, x}, {{"attn_mask", mask}, {"key_padding_mask", padding}, {"need_weights", false}});
     return (*dropout1)(result_as<std::pair<Tensor, Tensor>>(*self_attn, out).first);
