@@ -13,7 +13,9 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-bench}
-rows="tiny:relu:1 small:relu:1 small:relu:2 medium:relu:1 medium:relu:2 medium:gelu:2 medium:swiglu:1 medium:swiglu:2 medium:geglu:2 large:relu:1 large:relu:2 large:swiglu:1 large:swiglu:2"
+# Small at every variant (issue 23's target); medium and large at the ones the README shows.
+small="small:relu:1 small:relu:2 small:gelu:1 small:gelu:2 small:silu:1 small:silu:2 small:swiglu:1 small:swiglu:2 small:geglu:1 small:geglu:2 small:reglu:1 small:reglu:2"
+rows="tiny:relu:1 $small medium:relu:1 medium:relu:2 medium:gelu:2 medium:swiglu:1 medium:swiglu:2 medium:geglu:2 large:relu:1 large:relu:2 large:swiglu:1 large:swiglu:2"
 rounds=1
 csv=""
 svg=""
