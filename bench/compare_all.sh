@@ -9,8 +9,9 @@
 #
 # Writes docs/performance.csv, docs/performance_python.csv and
 # docs/performance.svg and prints the three Markdown tables. OPENBLAS_CORETYPE
-# (Haswell: AVX2 kernels, SkylakeX: AVX-512), when exported, holds for every
-# program, xgrad's, libtorch's and PyTorch's alike (they share OpenBLAS).
+# (Haswell: AVX2 kernels, the default on a CPU with AVX2; SkylakeX: AVX-512)
+# holds for every program, xgrad's, libtorch's and PyTorch's alike (they share
+# OpenBLAS).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# OpenBLAS 0.3.21 does not know newer CPUs and falls back to SSE3 kernels
+# (Prescott): use its AVX2 ones unless told otherwise.
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=Haswell
+fi
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(date -u '+%Y-%m-%d %H:%M UTC')"
 "$root/bench/compare.sh" --rounds "$rounds" --csv "$root/docs/performance.csv"
 "$root/bench/compare_encoder.sh" --rounds "$rounds" --csv "$root/docs/performance.csv"
