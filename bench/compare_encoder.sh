@@ -57,7 +57,7 @@ awk '
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  { core = value("blas_core"); key = value("impl") " " value("threads"); ms[key] = ms[key] " " value("step_ms"); rss[key] = rss[key] " " value("peak_rss_mib") }
+  { core = value("blas_core"); key = value("impl") " " value("threads"); ms[key] = ms[key] " " value("step_ms"); rss[key] = rss[key] " " value("peak_rss_mib"); allocs[key] = allocs[key] " " value("allocs_per_step") }
   END {
     printf "OpenBLAS kernels: %s\n", core > "/dev/stderr"
     printf "%-9s %-7s %12s %12s\n", "impl", "threads", "step_ms", "peak_rss_mib" > "/dev/stderr"
@@ -65,8 +65,8 @@ awk '
       x = "xgrad " t; l = "libtorch " t
       printf "%-9s %-7d %12.1f %12.1f\n", "libtorch", t, median(ms[l]), median(rss[l]) > "/dev/stderr"
       printf "%-9s %-7d %12.1f %12.1f\n", "xgrad", t, median(ms[x]), median(rss[x]) > "/dev/stderr"
-      printf "xgrad / libtorch at %d thread(s): step %.2f, peak RSS %.2f\n", t,
-        median(ms[x]) / median(ms[l]), median(rss[x]) / median(rss[l]) > "/dev/stderr"
+      printf "xgrad / libtorch at %d thread(s): step %.2f, peak RSS %.2f; xgrad allocations per step %.1f\n", t,
+        median(ms[x]) / median(ms[l]), median(rss[x]) / median(rss[l]), median(allocs[x]) > "/dev/stderr"
       # compare.sh columns: size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,
       # xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss
       printf "encoder,relu,%d,256,1024,2048,%.1f,%.1f,,,,,%.1f,%.1f\n", t, median(ms[l]),
