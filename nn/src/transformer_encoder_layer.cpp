@@ -49,8 +49,14 @@ TransformerEncoderLayer::TransformerEncoderLayer(std::size_t d_model, std::size_
 Value TransformerEncoderLayer::forward_args(const Args& args, const Kwargs& kwargs) {
     static const Signature signature{
         "src", {"src_mask", Value()}, {"src_key_padding_mask", Value()}};
-    return invoke_forward<TransformerEncoderLayer>(*this, &TransformerEncoderLayer::forward,
-                                                   signature, args, kwargs);
+    using Forward =
+        Tensor (TransformerEncoderLayer::*)(const Tensor&, const Tensor&, const Tensor&);
+    return invoke_forward<TransformerEncoderLayer>(
+        *this, static_cast<Forward>(&TransformerEncoderLayer::forward), signature, args, kwargs);
+}
+
+Tensor TransformerEncoderLayer::forward(const Tensor& src) {
+    return forward(src, Tensor(), Tensor());
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_mask,

@@ -119,6 +119,39 @@ TEST_CASE("TransformerEncoderLayer: children, typed calls, clones and printing f
     CHECK(test::close(test::values(first), test::values(xg::narrow(typed, 1, 0, 1)), 1e-6, 1e-6));
 }
 
+// Without hooks, (*layer)(x) and self_attn run forward directly, building no
+// argument lists; with hooks the same calls reach them as PyTorch makes them.
+TEST_CASE("TransformerEncoderLayer: direct calls without hooks match the hooked calls") {
+    auto layer = std::make_shared<nn::TransformerEncoderLayer>(8, 2, 16);
+    layer->eval();
+    xg::Tensor x = test::randn64({5, 2, 8}).to(xg::kFloat32);
+    xg::Tensor direct = (*layer)(x);
+    CHECK(test::values(direct) == test::values(layer->call({x}).tensor()));
+    CHECK(test::values(direct) == test::values(layer->forward(x, xg::Tensor(), xg::Tensor())));
+
+    int layer_calls = 0;
+    std::vector<std::string> keywords;
+    auto on_layer = layer->register_forward_pre_hook([&](nn::Module&, const xg::Tensor& input) {
+        ++layer_calls;
+        CHECK(input.impl() == x.impl());
+    });
+    auto on_attention = layer->self_attn->register_forward_pre_hook(
+        [&](nn::Module&, const nn::Args& args, const nn::Kwargs& kwargs) {
+            CHECK(args.size() == 3);
+            for (const auto& [name, value] : kwargs) keywords.push_back(name);
+        },
+        false, true);
+    xg::Tensor hooked = (*layer)(x);
+    CHECK(layer_calls == 1);
+    CHECK(keywords == std::vector<std::string>{"attn_mask", "key_padding_mask", "need_weights"});
+    CHECK(test::values(hooked) == test::values(direct));
+    on_layer.remove();
+    on_attention.remove();
+    (*layer)(x);
+    CHECK(layer_calls == 1);
+    CHECK(keywords.size() == 3);
+}
+
 TEST_CASE("TransformerEncoder: layers are clones, printed and keyed as PyTorch's") {
     auto layer = std::make_shared<nn::TransformerEncoderLayer>(8, 2, 16);
     nn::TransformerEncoder encoder(layer, 2, std::make_shared<nn::LayerNorm>(xg::Shape{8}));

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "xgrad/nn/dropout.hpp"
 #include "xgrad/nn/feed_forward.hpp"
@@ -42,10 +43,16 @@ public:
 
     // Called as (*layer)(src, src_mask = {}, src_key_padding_mask = {}).
     using Module::forward;
+    Tensor forward(const Tensor& src) override;  // no masks
     Tensor forward(const Tensor& src, const Tensor& src_mask, const Tensor& src_key_padding_mask);
     template <class... A>
     Tensor operator()(const A&... args) {
-        return call_as<Tensor>(args...);
+        // A lone tensor takes Module's one-tensor call, which builds no argument
+        // list when no hook would see the call.
+        if constexpr (sizeof...(A) == 1 && (std::is_same_v<A, Tensor> && ...))
+            return Module::operator()(args...);
+        else
+            return call_as<Tensor>(args...);
     }
     Value forward_args(const Args& args, const Kwargs& kwargs) override;
 
