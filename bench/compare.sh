@@ -34,7 +34,10 @@ done
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DXGRAD_BUILD_BENCH=ON \
   -DXGRAD_BUILD_TESTS=OFF >/dev/null
 targets="ffn_step gemm_limit"
-if grep -q '^torch_step:' "$build/bench/Makefile" 2>/dev/null; then targets="$targets torch_step"; fi
+# torch_step exists when CMake found libtorch (libtorch-dev); any generator lists it.
+if cmake --build "$build" --target help 2>/dev/null | grep -qw torch_step; then
+  targets="$targets torch_step"
+fi
 if [ -n "$svg" ]; then targets="$targets perf_chart"; fi
 # shellcheck disable=SC2086
 cmake --build "$build" -j2 --target $targets >/dev/null
