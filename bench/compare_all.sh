@@ -25,11 +25,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# OpenBLAS 0.3.21 does not know newer CPUs and falls back to SSE3 kernels
-# (Prescott): use its AVX2 ones unless told otherwise.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
-  export OPENBLAS_CORETYPE=Haswell
-fi
+# shellcheck source=bench/openblas_coretype.sh
+. "$root/bench/openblas_coretype.sh"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(date -u '+%Y-%m-%d %H:%M UTC')"
 "$root/bench/compare.sh" --rounds "$rounds" --csv "$root/docs/performance.csv"
 "$root/bench/compare_encoder.sh" --rounds "$rounds" --csv "$root/docs/performance.csv"

@@ -38,13 +38,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# OpenBLAS 0.3.21 does not recognise this CPU and falls back to its slow generic kernels unless
-# told the core type. Both programs get their GEMMs from the same Debian OpenBLAS (PyTorch's
-# Linear calls it too), so setting it for both keeps the comparison fair; a value the caller
-# set wins, and a CPU without AVX2 could not run the Haswell kernels.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
-  export OPENBLAS_CORETYPE=Haswell
-fi
+# shellcheck source=bench/openblas_coretype.sh
+. "$root/bench/openblas_coretype.sh"
 
 bin=$build/examples
 if [ ! -x "$bin/train_ffn" ] || [ ! -x "$bin/train_tokens" ]; then

@@ -16,11 +16,11 @@
 #include <type_traits>
 
 #include "buffer_cache.hpp"
-#include "xgrad/detail/cpu_dispatch.hpp"
 #include "dropout_mask.hpp"
 #include "elementwise_rules.hpp"
 #include "grad_buffers.hpp"
 #include "internal.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/parallel.hpp"
 

@@ -10,10 +10,10 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "buffer_cache.hpp"
-#include "xgrad/detail/cpu_dispatch.hpp"
 #include "internal.hpp"
 #include "reduction.hpp"
 #include "row_kernels.hpp"
+#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/parallel.hpp"
 
