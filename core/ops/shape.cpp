@@ -131,15 +131,16 @@ namespace {
 
 // x with out dim i taken from x's dim perm[i] (a checked permutation); its
 // gradient is g permuted back. permute and transpose both record this.
-Tensor permuted_op(const Tensor& x, const detail::ArrayShape& perm, const char* node) {
+Tensor permuted_op(const Tensor& x, const detail::ArrayShape& perm, const char* op,
+                   const char* node) {
     Tensor out = detail::visit_any(
-        x, node, [&]<class T>(xt::xarray<T>& a) { return wrap(detail::permuted(a, perm)); });
+        x, op, [&]<class T>(xt::xarray<T>& a) { return wrap(detail::permuted(a, perm)); });
     detail::ArrayShape inverse(perm.size());
     for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
     return make_result(
         out, node, {x},
-        [inverse, node](const Tensor& g) {
-            return autograd::Gradients{permuted_op(g, inverse, node)};
+        [inverse, op, node](const Tensor& g) {
+            return autograd::Gradients{permuted_op(g, inverse, op, node)};
         },
         autograd::DoubleBackward::Supported, autograd::Reads::Nothing);
 }
@@ -161,7 +162,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
         if (seen[perm[i]]++ > 0)
             fail("permute: expected each dim once (got [{}])", fmt::join(dims, ", "));
     }
-    return permuted_op(x, perm, "PermuteBackward");
+    return permuted_op(x, perm, "permute", "PermuteBackward");
 }
 
 Tensor transpose(const Tensor& x, int dim0, int dim1) {
@@ -175,7 +176,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1) {
     detail::ArrayShape perm(n);
     std::iota(perm.begin(), perm.end(), std::size_t(0));
     std::swap(perm[a], perm[b]);
-    return permuted_op(x, perm, "TransposeBackward");
+    return permuted_op(x, perm, "transpose", "TransposeBackward");
 }
 
 Tensor unsqueeze(const Tensor& x, int dim) {

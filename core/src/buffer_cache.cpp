@@ -10,6 +10,7 @@
 
 #include "object_pool.hpp"
 #include "per_thread.hpp"
+#include "shape_product.hpp"
 #include "xgrad/small_vector.hpp"
 
 namespace xg::detail {
@@ -156,12 +157,6 @@ constexpr std::size_t dtype_index() {
     return static_cast<std::size_t>(dtype_of<T>());
 }
 
-std::size_t count_of(const ArrayShape& shape) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-}
-
 // A taken storage's array with `shape` (same size: it keeps its buffer).
 template <class T>
 xt::xarray<T> reshaped(Storage* s, const ArrayShape& shape) {
@@ -180,7 +175,7 @@ std::shared_ptr<Storage> adopt_storage(Storage* storage) {
 template <class T>
 xt::xarray<T> small_cached_array(const ArrayShape& shape) {
     if (SmallCache* c = per_thread<SmallCache>()) {
-        if (Storage* s = c->free.take(dtype_index<T>(), count_of(shape)))
+        if (Storage* s = c->free.take(dtype_index<T>(), product(shape)))
             return reshaped<T>(s, shape);
     }
     return xt::xarray<T>::from_shape(shape);
@@ -192,7 +187,7 @@ xt::xarray<T> cached_array(const ArrayShape& shape) {
     Storage* s = nullptr;
     {
         std::lock_guard lock(c.mutex);
-        s = c.free.take(dtype_index<T>(), count_of(shape));
+        s = c.free.take(dtype_index<T>(), product(shape));
     }
     return s ? reshaped<T>(s, shape) : xt::xarray<T>::from_shape(shape);
 }
