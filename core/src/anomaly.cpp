@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <string_view>
 #include <vector>
 
 #include "internal.hpp"
@@ -41,8 +42,8 @@ std::string creation_point() {
 void check_no_nan(const Node& node, const Gradients& input_grads) {
     for (std::size_t i = 0; i < input_grads.size(); ++i) {
         if (!input_grads[i].defined() || !has_nan(input_grads[i])) continue;
-        std::string op = node.name;
-        if (op.ends_with("Backward")) op.resize(op.size() - 8);
+        std::string_view op = node.name;
+        if (op.ends_with("Backward")) op.remove_suffix(8);
         throw Error(fmt::format(
             "Function '{}' returned nan values in its {}th output. Its forward op {} (gradient "
             "shape {}) was created {}.",

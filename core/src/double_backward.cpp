@@ -89,7 +89,7 @@ void refuse_double_backward(Node& node, const Tensor& grad_output, Gradients& in
     for (auto& edge : node.next) {
         if (edge) depends_on.push_back(with_history(grad_output, edge));
     }
-    const std::string name = node.name + "Backward";
+    const std::string name = std::string(node.name) + "Backward";
     for (Tensor& g : input_grads) {
         if (!g.defined()) continue;
         g = make_result(g, name.c_str(), depends_on, [op = node.name](const Tensor&) -> Gradients {

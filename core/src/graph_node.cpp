@@ -5,7 +5,13 @@
 // nested destructor call per node along a chain: a graph of 100,000 ops would
 // overflow the stack. ~Node therefore hands its edges to the outermost ~Node
 // running on this thread, which releases them one at a time.
+#include <array>
 #include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string_view>
+#include <unordered_set>
 
 #include "per_thread.hpp"
 #include "xgrad/autograd.hpp"
@@ -22,10 +28,39 @@ struct PendingFrees {
     std::vector<std::shared_ptr<Node>> nodes;
     bool draining = false;
 };
+
+// A node keeps its name as a view into a program-long set of names: op names
+// are few, and most pass 15 characters, where std::string would allocate for
+// every node. Each thread remembers its recent names by address, so an op that
+// passes a literal finds its name without the lock; the text is compared too,
+// because a caller's buffer can come back at the same address with other text.
+std::string_view intern(std::string_view name) {
+    struct Recent {
+        const char* data = nullptr;
+        std::string_view interned;
+    };
+    thread_local std::array<Recent, 64> recent{};
+    const auto address = reinterpret_cast<std::uintptr_t>(name.data());
+    auto& slot = recent[(address * 0x9E3779B97F4A7C15ull) >> 58];
+    if (slot.data == name.data() && slot.interned == name) return slot.interned;
+
+    // Never freed: nodes held by other statics may outlive this set.
+    static std::mutex mutex;
+    static auto* names = new std::unordered_set<std::string_view>();
+    std::lock_guard lock(mutex);
+    auto found = names->find(name);
+    if (found == names->end()) {
+        char* text = new char[name.size()];
+        std::memcpy(text, name.data(), name.size());
+        found = names->insert(std::string_view(text, name.size())).first;
+    }
+    slot = {name.data(), *found};
+    return slot.interned;
+}
 }  // namespace
 
-Node::Node(std::string name_, Edges next_, BackwardFn backward_)
-    : name(std::move(name_)),
+Node::Node(std::string_view name_, Edges next_, BackwardFn backward_)
+    : name(intern(name_)),
       next(std::move(next_)),
       backward(std::move(backward_)),
       sequence_nr(next_sequence_nr++) {

@@ -175,7 +175,7 @@ Tensor Tensor::to(Dtype target) const {
 
 std::string Tensor::grad_fn_name() const {
     auto& impl = checked_impl("grad_fn_name");
-    return impl.grad_fn ? impl.grad_fn->name : std::string();
+    return impl.grad_fn ? std::string(impl.grad_fn->name) : std::string();
 }
 
 const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const {

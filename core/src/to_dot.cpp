@@ -131,10 +131,10 @@ std::vector<std::string> node_label(const Node& node, const Names& names) {
     if (node.is_accumulator) {
         // The accumulator only points at its leaf; a leaf since dropped has no shape to show.
         if (auto leaf = node.output.lock()) return tensor_label(Tensor(leaf), names, "");
-        return {node.name};
+        return {std::string(node.name)};
     }
-    if (node.released) return {node.name, "(freed by backward)"};
-    return {node.name};
+    if (node.released) return {std::string(node.name), "(freed by backward)"};
+    return {std::string(node.name)};
 }
 
 Shape storage_shape(const Storage& storage) {

@@ -83,6 +83,14 @@ TEST_CASE(
     CHECK(allocations_per_step(block, {1024, 16}, 3, 3) == 0);
 }
 
+TEST_CASE("a steady-state TransformerEncoderLayer training step allocates nothing") {
+    // Attention, LayerNorm and the feed-forward part, with node names past
+    // std::string's 15 inline characters (LayerNormBackward and others).
+    auto layer = std::make_shared<xg::nn::TransformerEncoderLayer>(16, 4, 32, 0.1);
+    CHECK(allocations_per_step(*layer, {6, 2, 16}, 3, 5) == 0);
+    CHECK(allocations_per_step(*layer, {128, 8, 16}, 3, 3) == 0);  // cached large buffers
+}
+
 TEST_CASE("the counter sees allocations, so zero above means none") {
     long before = allocations.load();
     auto* p = new std::string(100, 'x');

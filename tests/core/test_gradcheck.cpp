@@ -1,5 +1,6 @@
 // Tests for xg::autograd::gradcheck (core/src/gradcheck.cpp) and make_result: every op
 // test leans on gradcheck, so it must be shown to say "no" to a wrong backward.
+#include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -90,6 +91,28 @@ TEST_CASE("make_result records nothing when no input requires grad") {
     CHECK_FALSE(y.requires_grad());
     CHECK(y.is_leaf());
     CHECK(y.grad_fn_name() == "");
+}
+
+TEST_CASE("make_result keeps its own copy of a name the caller rewrites") {
+    // Nodes keep interned names: a caller's buffer may be rewritten, or come back
+    // at the same address with other text, and each node keeps the name it got.
+    Tensor x = test::f64({1.0, 2.0}).requires_grad_();
+    std::string name = "CallerBufferNameBackward1";
+    auto record = [&] {
+        return xg::autograd::make_result(x.detach(), name.c_str(), {x},
+                                         [](const Tensor& g) { return std::vector<Tensor>{g}; });
+    };
+    Tensor first = record();
+    const char* address = name.c_str();
+    name.back() = '2';  // same buffer, other text
+    REQUIRE(name.c_str() == address);
+    Tensor second = record();
+    name = "Short";
+    Tensor third = record();
+    CHECK(first.grad_fn_name() == "CallerBufferNameBackward1");
+    CHECK(second.grad_fn_name() == "CallerBufferNameBackward2");
+    CHECK(third.grad_fn_name() == "Short");
+    CHECK(first.grad_fn()->name.data() != address);
 }
 
 TEST_CASE("gradcheck takes float32 inputs and skips int64 ones") {

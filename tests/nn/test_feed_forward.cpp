@@ -189,7 +189,7 @@ std::set<std::string> graph_names(const xg::Tensor& y) {
         auto node = pending.back();
         pending.pop_back();
         if (!node) continue;
-        names.insert(node->name);
+        names.emplace(node->name);
         for (const auto& next : node->next) pending.push_back(next);
     }
     return names;

@@ -9,6 +9,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -129,12 +130,12 @@ using NodeHook = std::function<void(const Tensor& grad_output)>;
 // leaves) and what its backward needs, never a TensorImpl: so no cycles.
 struct Node : std::enable_shared_from_this<Node> {
     using Edges = detail::SmallVector<std::shared_ptr<Node>, 4>;
-    Node(std::string name, Edges next, BackwardFn backward);
+    Node(std::string_view name, Edges next, BackwardFn backward);
     ~Node();
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
 
-    std::string name;
+    std::string_view name;             // interned: valid for the whole program
     Edges next;                        // one per input; null if it needs no grad
     BackwardFn backward;               // reset once the graph is freed
     std::weak_ptr<TensorImpl> output;  // for its hooks and retain_grad
@@ -221,7 +222,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
 enum class DoubleBackward { Unsupported, Supported };
 
 // Makes `value` the output of an op named `name` over `inputs`, recording a
-// node when grad mode is on and some input requires grad.
+// node when grad mode is on and some input requires grad. `name` may be any
+// string: the node keeps an interned copy.
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
                    BackwardFn backward,
                    DoubleBackward double_backward = DoubleBackward::Unsupported,
