@@ -12,12 +12,14 @@
 // is here. As in PyTorch, a 0-d tensor counts as a 1-d tensor of one entry
 // (its "nonempty" shape) when shapes are compared and walked.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
+#include "shape_product.hpp"
 #include "xgrad/ops.hpp"
 
 namespace xg {
@@ -69,33 +71,39 @@ void check_fits(const Shape& index, const Shape& other, std::size_t skip, const 
           skip < index.size() ? fmt::format(" outside dim {}", skip) : "", shape_str(index));
 }
 
-// f(x_offset, s_offset) for each position p of the index (walk shape
-// `index_shape`): x_offset is p with p[dim] replaced by index[p] in an array of
-// `x_shape`, s_offset is p itself in an array of `s_shape` (src, or an output).
-// Shapes are checked by the caller; each index value is checked here. Rows of
-// the index's last dim run as one loop, so the odometer turns once per row.
+// Rows [first, end) of a walk (see walk): f on each of their positions, in
+// order. A row holding an index outside [0, size of dim) is skipped whole;
+// the return value says whether there was one.
 template <class F>
-void walk(const Shape& index_shape, const Shape& x_shape, const Shape& s_shape, std::size_t dim,
-          const std::int64_t* index, const char* op, F f) {
-    std::size_t n = 1;
-    for (auto extent : index_shape) n *= extent;
-    if (n == 0) return;
+bool walk_rows(const Shape& index_shape, const std::vector<std::size_t>& xs,
+               const std::vector<std::size_t>& ss, std::size_t dim, std::size_t size,
+               const std::int64_t* index, std::size_t first, std::size_t end, const F& f) {
     const std::size_t rank = index_shape.size(), last = index_shape[rank - 1];
-    const auto xs = strides_of(x_shape), ss = strides_of(s_shape);
-    const std::size_t size = x_shape[dim], dim_stride = xs[dim];
+    const std::size_t dim_stride = xs[dim];
     const std::size_t x_step = dim == rank - 1 ? 0 : xs[rank - 1];  // along a row
-    std::vector<std::size_t> pos(rank, 0);
-    std::size_t x_base = 0, s_base = 0;  // x_base leaves dim out: the index supplies it
-    for (std::size_t start = 0; start < n; start += last) {
+    // An odometer over the leading dims, set to row `first`. x_base leaves dim
+    // out: the index supplies it.
+    detail::ArrayShape pos(rank, 0);
+    std::size_t x_base = 0, s_base = 0;
+    for (std::size_t d = rank - 1, r = first; d-- > 0; r /= index_shape[d]) {
+        pos[d] = r % index_shape[d];
+        x_base += d == dim ? 0 : pos[d] * xs[d];
+        s_base += pos[d] * ss[d];
+    }
+    bool all_in_range = true;
+    for (std::size_t r = first; r < end; ++r) {
         // The row's indices are checked first, so that the loop doing the work
         // has no call in it: with one, GCC kept j in memory (3x slower).
-        const std::int64_t* row = index + start;
+        const std::int64_t* row = index + r * last;
         bool bad = false;
         for (std::size_t j = 0; j < last; ++j) bad |= static_cast<std::uint64_t>(row[j]) >= size;
-        for (std::size_t j = 0; bad && j < last; ++j) checked_entry(row[j], size, dim, op);
-        for (std::size_t j = 0; j < last; ++j)
-            f(x_base + j * x_step + static_cast<std::size_t>(row[j]) * dim_stride, s_base + j);
-        for (std::size_t d = rank - 1; d-- > 0;) {  // odometer over the leading dims
+        if (bad) {
+            all_in_range = false;
+        } else {
+            for (std::size_t j = 0; j < last; ++j)
+                f(x_base + j * x_step + static_cast<std::size_t>(row[j]) * dim_stride, s_base + j);
+        }
+        for (std::size_t d = rank - 1; d-- > 0;) {
             const std::size_t step = d == dim ? 0 : xs[d];
             x_base += step;
             s_base += ss[d];
@@ -105,6 +113,40 @@ void walk(const Shape& index_shape, const Shape& x_shape, const Shape& s_shape, 
             pos[d] = 0;
         }
     }
+    return all_in_range;
+}
+
+// Which of its two offsets a walk's f writes at (see walk).
+enum class Writes { AtIndex, AtPosition };
+
+// f(x_offset, s_offset) for each position p of the index (walk shape
+// `index_shape`): x_offset is p with p[dim] replaced by index[p] in an array of
+// `x_shape`, s_offset is p itself in an array of `s_shape` (src, or an output).
+// Shapes are checked by the caller, index values here. The index's rows (its
+// last dim) split across threads when no two rows write at one place: always
+// when f writes at s_offset, and when dim is the last when it writes at
+// x_offset (two rows that differ only in dim would add into one row of x).
+// Each row runs in order as on one thread, so sums are the same bits.
+template <class F>
+void walk(const Shape& index_shape, const Shape& x_shape, const Shape& s_shape, std::size_t dim,
+          const std::int64_t* index, const char* op, Writes writes, const F& f) {
+    const std::size_t n = detail::product(index_shape);
+    if (n == 0) return;
+    const std::size_t rank = index_shape.size(), last = index_shape[rank - 1];
+    const auto xs = strides_of(x_shape), ss = strides_of(s_shape);
+    const std::size_t size = x_shape[dim];
+    std::atomic<bool> all_in_range{true};
+    auto run = [&](std::size_t first, std::size_t count) {
+        if (!walk_rows(index_shape, xs, ss, dim, size, index, first / last, (first + count) / last,
+                       f))
+            all_in_range.store(false, std::memory_order_relaxed);
+    };
+    if (writes == Writes::AtPosition || dim == rank - 1)
+        detail::for_rows(n, last, run);
+    else
+        run(0, n);
+    if (all_in_range.load()) return;
+    for (std::size_t i = 0; i < n; ++i) checked_entry(index[i], size, dim, op);  // throws
 }
 
 // to += alpha * value; bools add as a logical or, as in PyTorch.
@@ -132,6 +174,7 @@ xt::xarray<T> scattered(const T* from, const Shape& from_walk, std::size_t dim, 
     if (x_walk.empty()) x_walk.push_back(1);
     T* o = out.data();
     walk(walk_shape(index), x_walk, from_walk, dim, index.data<std::int64_t>().data(), op,
+         Writes::AtIndex,
          [o, from](std::size_t x_offset, std::size_t s_offset) { o[x_offset] += from[s_offset]; });
     return out;
 }
@@ -149,6 +192,7 @@ xt::xarray<T> gathered(const T* from, const Shape& from_walk, std::size_t dim, c
                                                : detail::zeros_array<T>(out_shape);
     T* o = out.data();
     walk(index_walk, from_walk, out_walk, dim, index.data<std::int64_t>().data(), op,
+         Writes::AtPosition,
          [o, from](std::size_t x_offset, std::size_t s_offset) { o[s_offset] = from[x_offset]; });
     return out;
 }
@@ -260,7 +304,7 @@ Tensor scatter_add(const Tensor& x, int dim, const Tensor& index, const Tensor& 
         xt::xarray<T> result = a;
         T* o = result.data();
         const T* s = src.data<T>().data();
-        walk(index_walk, x_walk, src_walk, d, idx, "scatter_add",
+        walk(index_walk, x_walk, src_walk, d, idx, "scatter_add", Writes::AtIndex,
              [&](std::size_t x_offset, std::size_t s_offset) {
                  add_scaled(o[x_offset], s[s_offset], T(1));
              });

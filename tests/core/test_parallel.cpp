@@ -201,6 +201,11 @@ std::vector<Tensor> split_kernels(int threads) {
         xg::transpose(v, 0, 1),
         h.slice(1, 1, std::nullopt, 3),
         xg::cross_entropy(v, xg::randint(0, std::int64_t(kShape[1]), {kShape[0]})),
+        xg::clamp(h, -0.5, 0.5),
+        // gather splits its rows; its gradient (a scatter) splits only along the last dim.
+        xg::gather(v, 1, xg::randint(0, std::int64_t(kShape[1]), kShape)),
+        xg::gather(h, 0, xg::randint(0, std::int64_t(kShape[0]), kShape)),
+        xg::scatter_add(h, 1, xg::randint(0, std::int64_t(kShape[1]), kShape), v),
     };
     Tensor loss = xg::zeros({});
     for (const Tensor& o : out) loss = loss + xg::sum(o * o);

@@ -257,6 +257,27 @@ TEST_CASE("int64 values gather and add; only floating inputs get gradients") {
     CHECK_VALUES(x.grad(), (xt::xarray<double>{{2, 2}, {2, 2}}));
 }
 
+TEST_CASE("gather and scatter_add split across threads still name the first bad index") {
+    // Large enough that the rows split across two threads: the bad rows are
+    // skipped where they are found, and the first bad index in the index's
+    // order is the one reported, as on one thread.
+    const int before = xg::get_num_threads();
+    xg::set_num_threads(2);
+    Tensor x = xg::zeros({512, 256});
+    Tensor index = xg::zeros({512, 256}, xg::kInt64);
+    auto* entries = index.data<std::int64_t>().data();
+    entries[511 * 256 + 3] = -4;  // last row: the second thread's chunk
+    entries[300 * 256 + 7] = 256;
+    CHECK_THROWS_WITH_AS(xg::gather(x, 1, index),
+                         "gather: expected an index in [0, 256) for dim 1 of size 256 (got 256)",
+                         xg::Error);
+    CHECK_THROWS_WITH_AS(
+        xg::scatter_add(x, 1, index, x),
+        "scatter_add: expected an index in [0, 256) for dim 1 of size 256 (got 256)", xg::Error);
+    CHECK(xg::sum(xg::abs(x)).item<float>() == 0.0f);  // scatter_add wrote into a copy
+    xg::set_num_threads(before);
+}
+
 TEST_CASE("gather op error messages") {
     Tensor x = xg::zeros({2, 3});
     // Indices: int64 only, each in [0, size) (PyTorch's CPU kernels take no negative ones).
