@@ -102,8 +102,10 @@ Tensor masked_grad(const Tensor& g, const xt::xarray<bool>& condition, bool keep
         const bool* c = condition.data();
         T* out = picked.data();
         detail::for_chunks(picked.size(), [=](std::size_t first, std::size_t count) {
-            for (std::size_t i = first; i < first + count; ++i)
-                out[i] = c[i] == keep ? gp[i] : T(0);
+            for (std::size_t i = first; i < first + count; ++i) {
+                const T v = gp[i];  // loaded always, so that GCC vectorises the select
+                out[i] = c[i] == keep ? v : T(0);
+            }
         });
         if (detail::same_shape(g, shape)) return detail::wrap(std::move(picked));
         return detail::wrap(detail::sum_to_shape(picked, shape));
@@ -126,10 +128,15 @@ xt::xarray<T> select_values(const xt::xarray<bool>& c, const Tensor& a, const Te
     }
     auto out = detail::empty_array<T>(shape);
     const T *ap = a.data<T>().data(), *bp = b.data<T>().data();
-    const bool* cp = c.data();
+    // Both sides loaded always, and the mask read as bytes: GCC vectorises
+    // neither a conditional load nor a select on a bool load.
+    const auto* cp = reinterpret_cast<const unsigned char*>(c.data());
     T* op = out.data();
     detail::for_chunks(out.size(), [=](std::size_t first, std::size_t count) {
-        for (std::size_t i = first; i < first + count; ++i) op[i] = cp[i] ? ap[i] : bp[i];
+        for (std::size_t i = first; i < first + count; ++i) {
+            const T x = ap[i], y = bp[i];
+            op[i] = cp[i] != 0 ? x : y;
+        }
     });
     return out;
 }
