@@ -2,6 +2,7 @@
 // squeezed back, leading (batch) dimensions broadcast. Every product is a BLAS gemm.
 #include "blas.hpp"
 #include "buffer_cache.hpp"
+#include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
 
@@ -239,8 +240,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                     }
                     gb = detail::wrap(std::move(d));
                 }
-                if (need_x) {  // dX = dY W
-                    auto d = detail::empty_array<T>(xv.shape());
+                if (need_x) {  // dX = dY W, over X's buffer if it may: dW has read X
+                    auto d = autograd::gradient_over_saved<T>(saved_x);
                     blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g, wv.data(),
                                   T(0), d.data());
                     gx = detail::wrap(std::move(d));

@@ -9,9 +9,10 @@
 // of the input it was saved for. Every other gradient is a fresh array from
 // the buffer cache. Kernels work element by element and read every operand's
 // element i before they write any output's element i, so an output over an
-// operand's buffer reads what a copy would have held. Backward closures never
-// take a buffer themselves: none depends on the order in which it reads its
-// operands, and accumulate.hpp never sees a buffer that two handles share.
+// operand's buffer reads what a copy would have held. One closure takes a
+// buffer itself, through gradient_over_saved: linear's, whose dX goes over its
+// saved X once dW has read it. accumulate.hpp never sees a buffer that two
+// handles share.
 #pragma once
 
 #include <algorithm>
@@ -43,6 +44,14 @@ xt::xarray<T> take_grad_output(const Tensor& g);
 template <class T>
 xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved);
 }  // namespace detail_grad
+
+// A buffer for the gradient of the input `saved` holds, of its shape, for a
+// backward that has done reading `saved`: saved's own buffer when the rule
+// allows (the peak of a step then holds one activation less), else a fresh one.
+template <class T>
+xt::xarray<T> gradient_over_saved(const std::shared_ptr<Storage>& saved) {
+    return detail_grad::take_saved<T>(saved);
+}
 
 // g as an input's gradient unchanged: its buffer under a handle of its own
 // when nobody else holds it (so the engine keeps it without a copy), else g.

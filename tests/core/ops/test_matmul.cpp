@@ -165,4 +165,48 @@ TEST_CASE("matmul error messages") {
     CHECK_THROWS_AS(xg::matmul(xg::zeros({2, 3}), xg::zeros({3, 2}, xg::kFloat64)), xg::Error);
 }
 
+TEST_CASE("linear's input gradient goes over its saved input only when nobody else holds it") {
+    // dX = dY W may take X's buffer once dW has read X (grad_buffers.hpp): the
+    // step's peak then holds one activation less. Never when the input is held
+    // elsewhere, or when retain_graph keeps the graph for a second backward.
+    Tensor leaf = test::randn64({5, 4}, 1).requires_grad_();
+    Tensor w = test::randn64({3, 4}, 2).requires_grad_();
+    Tensor b = test::randn64({3}, 3).requires_grad_();
+    const xt::xarray<double> expected_x = test::values(leaf) * 2.0;
+    auto run = [&](bool hold_x, bool retain) {
+        // x is an op's output (2 * leaf) whose backward notes where dX lives.
+        const double* got = nullptr;
+        Tensor x = xg::autograd::make_result(leaf.detach() * 2.0, "ProbeBackward", {leaf},
+                                             [&got](const Tensor& g) {
+                                                 got = g.data<double>().data();
+                                                 return std::vector<Tensor>{g * 2.0};
+                                             });
+        const double* buffer = x.data<double>().data();
+        Tensor loss = xg::sum(xg::linear(x, w, b));
+        Tensor kept = hold_x ? x : Tensor();
+        x = Tensor();
+        loss.backward(Tensor(), retain);
+        const bool reused = got == buffer;
+        if (hold_x) CHECK(xt::all(xt::equal(test::values(kept), expected_x)));
+        if (retain) {  // the saved input is intact: a second pass gives the same gradients
+            xt::xarray<double> first = test::values(w.grad());
+            w.mutable_grad() = Tensor();
+            loss.backward();
+            CHECK(xt::all(xt::equal(test::values(w.grad()), first)));
+        }
+        w.mutable_grad() = Tensor();
+        return reused;
+    };
+    CHECK(run(false, false));
+    CHECK_FALSE(run(true, false));
+    CHECK_FALSE(run(false, true));
+    // dX = dY W, with dY all ones, when it went over X (which nobody holds here).
+    leaf.mutable_grad() = Tensor();
+    xg::sum(xg::linear(leaf * 2.0, w, b)).backward();
+    xt::xarray<double> column_sums = xt::sum(test::values(w), {0});
+    for (std::size_t r = 0; r < 5; ++r)
+        for (std::size_t c = 0; c < 4; ++c)
+            CHECK(leaf.grad().data<double>()(r, c) == doctest::Approx(2.0 * column_sums(c)));
+}
+
 }  // namespace core_ops_test_matmul
