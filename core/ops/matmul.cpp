@@ -5,6 +5,7 @@
 #include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/parallel.hpp"
 
 namespace xg {
 
@@ -81,6 +82,30 @@ autograd::Gradients linear_grads_with_ops(const Tensor& grad, const Tensor& x, c
     if (need_w) gw = matmul(transpose(rows, 0, 1), reshape(x, {-1, in}));
     if (need_b) gb = sum(rows, {0});
     return {gx, gw, gb};
+}
+
+// Every row of out ([rows, n]) set to b ([n]), rows split across threads:
+// plain loops, as a memmove call per row costs more than a short row's copy.
+template <class T>
+void seed_rows(const T* b, T* out, std::size_t rows, std::size_t n) {
+    detail::for_rows(rows * n, n, [=](std::size_t first, std::size_t count) {
+        for (T* row = out + first; row != out + first + count; row += n)
+            for (std::size_t c = 0; c < n; ++c) row[c] = b[c];
+    });
+}
+
+// sums[c] = the sum of g's column c ([rows, n]), each column's rows in order on
+// any number of threads (columns split across them), so the same bits.
+template <class T>
+void column_sums(const T* g, T* sums, std::size_t rows, std::size_t n) {
+    detail::for_columns(rows, n, [=](std::size_t first, std::size_t count) {
+        T* s = sums + first;
+        for (std::size_t c = 0; c < count; ++c) s[c] = T(0);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* row = g + r * n + first;
+            for (std::size_t c = 0; c < count; ++c) s[c] += row[c];
+        }
+    });
 }
 
 }  // namespace
@@ -200,9 +225,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
         auto out = detail::empty_array<T>(out_shape);
         T beta = T(0);
         if (bias.defined()) {  // seed every row with the bias, then gemm accumulates onto it
-            const T* b = bias.data<T>().data();
-            for (std::size_t r = 0; r < rows; ++r)
-                std::copy_n(b, out_features, out.data() + r * out_features);
+            seed_rows(bias.data<T>().data(), out.data(), rows, out_features);
             beta = T(1);
         }
         blas::gemm<T>(false, true, rows, out_features, in_features, T(1), x.data(),
@@ -233,11 +256,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                 }
                 if (need_b) {  // db = column sums of dY
                     auto d = detail::empty_array<T>({out_features});
-                    std::fill(d.begin(), d.end(), T(0));
-                    for (std::size_t r = 0; r < rows; ++r) {
-                        for (std::size_t c = 0; c < out_features; ++c)
-                            d.data()[c] += g[r * out_features + c];
-                    }
+                    column_sums(g, d.data(), rows, out_features);
                     gb = detail::wrap(std::move(d));
                 }
                 if (need_x) {  // dX = dY W, over X's buffer if it may: dW has read X

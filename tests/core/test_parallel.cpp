@@ -184,7 +184,14 @@ std::vector<Tensor> split_kernels(int threads) {
     Tensor row = xg::randn({kShape[1]}).requires_grad_();
     Tensor w = xg::randn({kShape[1]}).requires_grad_();
     Tensor b = xg::randn({kShape[1]}).requires_grad_();
+    // linear's bias seeded by rows and its gradient summed by columns (300 x 256:
+    // both split). A zero weight keeps OpenBLAS out of the bits: its GEMMs are
+    // not the same bits on one and two threads.
+    Tensor lw = xg::zeros({256, kShape[1]});
+    Tensor lb = xg::randn({256}).requires_grad_();
+    Tensor lm = xg::randn({kShape[0], 256});
     std::vector<Tensor> out{
+        xg::linear(h, lw, lb) * lm,
         xg::activation_dropout(h, v, xg::FusedActivation::GELU, 0.25, true),
         xg::dropout(xg::exp(h * 0.1) * row + v, 0.5, true),
         xg::activation_dropout(h, Tensor(), xg::FusedActivation::ReLU, 0.1, true),
@@ -213,7 +220,7 @@ std::vector<Tensor> split_kernels(int threads) {
     // One Adam step on h (its moments are fresh: exp_avg and exp_avg_sq from this grad).
     xg::optim::Adam adam({h}, xg::optim::AdamOptions(1e-2));
     adam.step();
-    for (const Tensor& p : {h, v, row, w, b}) out.push_back(p.grad());
+    for (const Tensor& p : {h, v, row, w, b, lb}) out.push_back(p.grad());
     out.push_back(h.detach());
     return out;
 }
