@@ -46,7 +46,7 @@ steps_for() {
   case $1 in
     tiny) echo "--steps 2000 --warmup 200" ;;
     small) echo "--steps 100 --warmup 10" ;;
-    medium) echo "--steps 10 --warmup 3" ;;  # a gated step allocates once, in its third step
+    medium) echo "--steps 10 --warmup 3" ;;  # a gated step grows the object pool once, in its third
     *) echo "--steps 4 --warmup 3" ;;  # the first steps fill the caches and Adam state
   esac
 }
