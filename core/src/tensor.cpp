@@ -161,7 +161,11 @@ Tensor Tensor::clone() const {
     checked_impl("clone");
     Tensor copy = detail::visit_storage(*this, []<class T>(xt::xarray<T>& a) {
         auto values = detail::empty_array<T>(a.shape());
-        std::copy(a.begin(), a.end(), values.begin());
+        const T* from = a.data();
+        T* to = values.data();
+        detail::for_chunks(a.size(), [=](std::size_t first, std::size_t count) {
+            std::copy_n(from + first, count, to + first);
+        });
         return detail::wrap(std::move(values));
     });
     return autograd::make_result(

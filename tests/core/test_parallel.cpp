@@ -209,6 +209,7 @@ std::vector<Tensor> split_kernels(int threads) {
         h.slice(1, 1, std::nullopt, 3),
         xg::cross_entropy(v, xg::randint(0, std::int64_t(kShape[1]), {kShape[0]})),
         xg::clamp(h, -0.5, 0.5),
+        v.clone(),  // copied in chunks
         // gather splits its rows; its gradient (a scatter) splits only along the last dim.
         xg::gather(v, 1, xg::randint(0, std::int64_t(kShape[1]), kShape)),
         xg::gather(h, 0, xg::randint(0, std::int64_t(kShape[0]), kShape)),
