@@ -398,7 +398,7 @@ struct ClampRule {
     double lo, hi;
     template <class T> T forward(T a) const { return std::min(std::max(a, T(lo)), T(hi)); }
     // & rather than &&: no branch, so the loop vectorises (a random mask mispredicts)
-    template <class T> T grad(T a, T g) const { return (a >= T(lo)) & (a <= T(hi)) ? g : T(0); }
+    template <class T> T grad(T a, T g) const { return ((a >= T(lo)) & (a <= T(hi))) ? g : T(0); }
     static constexpr bool kPiecewiseLinear = true;
     Tensor grad_op(const Tensor& a, const Tensor& g) const { return masked_fill(g, logical_or(lt(a, lo), gt(a, hi)), 0.0); }
 };
