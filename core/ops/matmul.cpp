@@ -4,6 +4,7 @@
 #include "buffer_cache.hpp"
 #include "grad_buffers.hpp"
 #include "internal.hpp"
+#include "row_kernels.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/parallel.hpp"
 
@@ -99,12 +100,8 @@ void seed_rows(const T* b, T* out, std::size_t rows, std::size_t n) {
 template <class T>
 void column_sums(const T* g, T* sums, std::size_t rows, std::size_t n) {
     detail::for_columns(rows, n, [=](std::size_t first, std::size_t count) {
-        T* s = sums + first;
-        for (std::size_t c = 0; c < count; ++c) s[c] = T(0);
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* row = g + r * n + first;
-            for (std::size_t c = 0; c < count; ++c) s[c] += row[c];
-        }
+        std::fill_n(sums + first, count, T(0));
+        detail::add_columns(g + first, rows, n, sums + first, count);
     });
 }
 

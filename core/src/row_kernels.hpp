@@ -1,5 +1,6 @@
 // Loops over one contiguous row, shared by softmax, log_softmax, layer_norm, the
-// sums and cross_entropy. Written so GCC vectorises them: sums keep sixteen independent
+// sums and cross_entropy, and one down columns (sums over leading dims, a bias's
+// gradient). Written so GCC vectorises them: sums keep sixteen independent
 // partial sums (a fixed order, so the result does not depend on what the
 // vectoriser does) instead of one serial chain, and exp is fast_exp.
 #pragma once
@@ -64,6 +65,25 @@ T blocked_sum(std::size_t n, F f) {
 }
 
 // The largest x[j]; NaNs are skipped, as they are by a serial std::max.
+// dst[j] += the sum down column j of src, a [rows, stride] array, for the
+// columns [0, count) (src and dst point at the first), rows added in order.
+// Each pass over dst adds four rows: per column the same additions in the same
+// order as one row at a time, so the same bits, with a quarter of the passes
+// and four rows streaming at once.
+template <class T>
+void add_columns(const T* src, std::size_t rows, std::size_t stride, T* dst, std::size_t count) {
+    std::size_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const T* a = src + r * stride;
+        const T *b = a + stride, *c = b + stride, *d = c + stride;
+        for (std::size_t j = 0; j < count; ++j) dst[j] = (((dst[j] + a[j]) + b[j]) + c[j]) + d[j];
+    }
+    for (; r < rows; ++r) {
+        const T* a = src + r * stride;
+        for (std::size_t j = 0; j < count; ++j) dst[j] += a[j];
+    }
+}
+
 template <class T>
 T row_max(const T* x, std::size_t n) {
     return lane_fold(

@@ -44,10 +44,7 @@ template <class T>
 void sum_blocks(const T* src, T* dst, const Blocks& b, std::size_t last) {
     if (b.leading_reduced) {
         for_columns(b.outer, b.inner, [=](std::size_t first, std::size_t count) {
-            for (std::size_t r = 0; r < b.outer; ++r) {
-                const T* row = src + r * b.inner;
-                for (std::size_t j = first; j < first + count; ++j) dst[j] += row[j];
-            }
+            add_columns(src + first, b.outer, b.inner, dst + first, count);
         });
         return;
     }
