@@ -64,7 +64,6 @@ T blocked_sum(std::size_t n, F f) {
     return total;
 }
 
-// The largest x[j]; NaNs are skipped, as they are by a serial std::max.
 // dst[j] += the sum down column j of src, a [rows, stride] array, for the
 // columns [0, count) (src and dst point at the first), rows added in order.
 // Each pass over dst adds four rows: per column the same additions in the same
@@ -84,6 +83,7 @@ void add_columns(const T* src, std::size_t rows, std::size_t stride, T* dst, std
     }
 }
 
+// The largest x[j]; NaNs are skipped, as they are by a serial std::max.
 template <class T>
 T row_max(const T* x, std::size_t n) {
     return lane_fold(
