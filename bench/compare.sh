@@ -1,13 +1,14 @@
 #!/bin/sh
 # Builds the benchmarks and prints, for each row, the FFN training step in
-# libtorch, in xgrad and its GEMMs alone (the limit), run side by side, with
-# the ratios issue 8 sets targets for.
+# libtorch, in xgrad, its GEMMs alone (the limit) and the limit plus the step's
+# elementwise work as bare passes (the floor, step_floor.cpp), run side by
+# side, with the ratios issue 8 and issue 23 set targets for.
 #
 #   bench/compare.sh                       # the default rows below
 #   bench/compare.sh --rows "medium:relu:1 medium:relu:2" --rounds 3
 #   bench/compare.sh --csv docs/performance.csv --svg docs/performance.svg
 #
-# Each program prints medians over --steps steps; with --rounds R the three
+# Each program prints medians over --steps steps; with --rounds R the four
 # programs run in turn R times and the median of their medians is reported.
 set -eu
 
@@ -26,14 +27,14 @@ while [ $# -gt 0 ]; do
     --csv) csv=$2; shift 2 ;;
     --svg) svg=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DXGRAD_BUILD_BENCH=ON \
   -DXGRAD_BUILD_TESTS=OFF >/dev/null
-targets="ffn_step gemm_limit"
+targets="ffn_step gemm_limit step_floor"
 # torch_step exists when CMake found libtorch (libtorch-dev); any generator lists it.
 if cmake --build "$build" --target help 2>/dev/null | grep -qw torch_step; then
   targets="$targets torch_step"
@@ -58,7 +59,7 @@ for row in $rows; do
   export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
   round=0
   while [ "$round" -lt "$rounds" ]; do
-    for program in torch_step ffn_step gemm_limit; do
+    for program in torch_step ffn_step gemm_limit step_floor; do
       [ -x "$build/bench/$program" ] || continue
       # shellcheck disable=SC2046
       "$build/bench/$program" --size "$size" --variant "$variant" --threads "$threads" \
@@ -85,17 +86,18 @@ function med(key,   n, i, j, t, v) {
 function ms(x) { return x == "" ? "n/a" : (x < 0.1 ? sprintf("%.4f", x) : x < 10 ? sprintf("%.3f", x) : sprintf("%.1f", x)) }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b) }
 END {
-  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
-  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss" > csv
+  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | floor ms | floor / limit | xgrad / floor | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
+  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms" > csv
   for (r = 1; r <= nrows; r++) {
     row = order[r]; split(row, p, " ")
     t = med(row SUBSEP "libtorch" SUBSEP "step_ms"); x = med(row SUBSEP "xgrad" SUBSEP "step_ms"); l = med(row SUBSEP "limit" SUBSEP "step_ms")
     xf = med(row SUBSEP "xgrad" SUBSEP "forward_ms"); lf = med(row SUBSEP "limit" SUBSEP "forward_ms"); tf = med(row SUBSEP "libtorch" SUBSEP "forward_ms")
+    fl = med(row SUBSEP "floor" SUBSEP "step_ms")
     xa = med(row SUBSEP "xgrad" SUBSEP "allocs_per_step")
     xr = med(row SUBSEP "xgrad" SUBSEP "peak_rss_mib"); tr = med(row SUBSEP "libtorch" SUBSEP "peak_rss_mib")
-    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(x, l), ratio(x, t), ratio(t, l), ms(xf), ms(lf), ratio(xf, lf), xa, xr, (tr == "" ? "n/a" : tr)
-    if (csv != "") { split(dims[row], d, "/"); printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr >> csv }
+    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(x, l), ratio(x, t), ratio(t, l), ms(fl), ratio(fl, l), ratio(x, fl), ms(xf), ms(lf), ratio(xf, lf), xa, xr, (tr == "" ? "n/a" : tr)
+    if (csv != "") { split(dims[row], d, "/"); printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl >> csv }
   }
 }' "$results"
 
