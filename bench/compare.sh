@@ -86,18 +86,18 @@ function med(key,   n, i, j, t, v) {
 function ms(x) { return x == "" ? "n/a" : (x < 0.1 ? sprintf("%.4f", x) : x < 10 ? sprintf("%.3f", x) : sprintf("%.1f", x)) }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b) }
 END {
-  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | floor ms | floor / limit | xgrad / floor | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
-  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms" > csv
+  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | floor ms | floor / limit | xgrad / floor | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | fwd floor / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
+  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms,floor_fwd_ms" > csv
   for (r = 1; r <= nrows; r++) {
     row = order[r]; split(row, p, " ")
     t = med(row SUBSEP "libtorch" SUBSEP "step_ms"); x = med(row SUBSEP "xgrad" SUBSEP "step_ms"); l = med(row SUBSEP "limit" SUBSEP "step_ms")
     xf = med(row SUBSEP "xgrad" SUBSEP "forward_ms"); lf = med(row SUBSEP "limit" SUBSEP "forward_ms"); tf = med(row SUBSEP "libtorch" SUBSEP "forward_ms")
-    fl = med(row SUBSEP "floor" SUBSEP "step_ms")
+    fl = med(row SUBSEP "floor" SUBSEP "step_ms"); ff = med(row SUBSEP "floor" SUBSEP "forward_ms")
     xa = med(row SUBSEP "xgrad" SUBSEP "allocs_per_step")
     xr = med(row SUBSEP "xgrad" SUBSEP "peak_rss_mib"); tr = med(row SUBSEP "libtorch" SUBSEP "peak_rss_mib")
-    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(x, l), ratio(x, t), ratio(t, l), ms(fl), ratio(fl, l), ratio(x, fl), ms(xf), ms(lf), ratio(xf, lf), xa, xr, (tr == "" ? "n/a" : tr)
-    if (csv != "") { split(dims[row], d, "/"); printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl >> csv }
+    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(x, l), ratio(x, t), ratio(t, l), ms(fl), ratio(fl, l), ratio(x, fl), ms(xf), ms(lf), ratio(xf, lf), ratio(ff, lf), xa, xr, (tr == "" ? "n/a" : tr)
+    if (csv != "") { split(dims[row], d, "/"); printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl, ff >> csv }
   }
 }' "$results"
 
