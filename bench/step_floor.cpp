@@ -93,19 +93,19 @@ void run_row(bool forward, bool gate, const Row& r) {
 
 // The hidden layer's pass over every row (forward, or backward with dA in r.a),
 // compiled for AVX-512, AVX2 and baseline as xgrad's loops are.
+// keep: room for one row's mask (d_ff bytes).
 XG_CLONES_V4_V3 void hidden_pass(bool forward, const Layout& L, const Row& r,
-                                 const xg::detail::Mask& mask) {
-    std::array<std::uint8_t, 4096> keep;  // written by keep_mask before any read
+                                 const xg::detail::Mask& mask, std::uint8_t* keep) {
     for (int i = 0; i < L.T; ++i) {
         const std::size_t at = std::size_t(i) * std::size_t(L.f);
         if (mask.active)
-            xg::detail::keep_mask(mask.key, at, std::size_t(L.f), mask.threshold, keep.data());
+            xg::detail::keep_mask(mask.key, at, std::size_t(L.f), mask.threshold, keep);
         Row row = r;
         row.h += at;
         row.a += at;
         if (L.gate) row.v += at;
         if (L.gate && !forward) row.dv += at;
-        row.keep = mask.active ? keep.data() : nullptr;
+        row.keep = mask.active ? keep : nullptr;
         switch (L.act) {
             case Act::relu: run_row<xg::detail::ReluRule>(forward, L.gate, row); break;
             case Act::gelu: run_row<xg::detail::GeluRule>(forward, L.gate, row); break;
@@ -164,10 +164,6 @@ void seed_rows(float* out, const float* bias, int rows, int cols) {
         std::copy(bias, bias + cols, out + std::size_t(i) * std::size_t(cols));
 }
 
-}  // namespace
-
-namespace {
-
 const auto R = CblasRowMajor;
 const auto N = CblasNoTrans, Tr = CblasTrans;
 
@@ -182,6 +178,7 @@ struct Floor {
     double dropout;
     Param w1, b1, wv, bv, w2, b2;
     std::vector<float> x, t, h, v, a, y, dy, da, dv, dx;
+    std::vector<std::uint8_t> keep;  // one row of the dropout mask
     int steps = 0;
     bool time_passes = false;
     double pass_ms = 0;  // this step's time in the passes, when timed
@@ -204,7 +201,8 @@ struct Floor {
           dy(n(L.T, L.d)),
           da(n(L.T, L.f)),
           dv(n(L.T, L.f)),
-          dx(n(L.T, L.d)) {}
+          dx(n(L.T, L.d)),
+          keep(std::size_t(L.f)) {}
     static std::size_t n(int rows, int cols) { return std::size_t(rows) * std::size_t(cols); }
 
     template <class F>
@@ -232,7 +230,7 @@ struct Floor {
 
     void forward(const xg::detail::Mask& mask) {
         hidden_linears();
-        pass([&] { hidden_pass(true, L, row(a.data()), mask); });
+        pass([&] { hidden_pass(true, L, row(a.data()), mask, keep.data()); });
         pass([&] { seed_rows(y.data(), b2.p.data(), L.T, L.d); });
         gemm(N, Tr, L.T, L.d, L.f, a.data(), L.f, w2.p.data(), L.f, 1.f, y.data());
     }
@@ -247,7 +245,7 @@ struct Floor {
             r.dbv = bv.g.data();
             std::fill(b1.g.begin(), b1.g.end(), 0.0f);
             std::fill(bv.g.begin(), bv.g.end(), 0.0f);
-            hidden_pass(false, L, r, mask);
+            hidden_pass(false, L, r, mask, keep.data());
         });
         gemm(Tr, N, L.f, L.d, L.T, da.data(), L.f, x.data(), L.d, 0.f, w1.g.data());
         if (L.gate) gemm(Tr, N, L.f, L.d, L.T, dv.data(), L.f, x.data(), L.d, 0.f, wv.g.data());
