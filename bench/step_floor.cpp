@@ -37,8 +37,9 @@ struct Layout {
 // One row of the hidden layer; r.keep[j] scales by `scale` or drops.
 struct Row {
     const float *h, *v;  // v: the gate's linear, when gated
-    float *a, *dv, *db, *dbv;
-    const std::uint8_t* keep;
+    float* a;
+    float *dv = nullptr, *db = nullptr, *dbv = nullptr;  // backward only
+    const std::uint8_t* keep = nullptr;                  // set per row, with dropout
     float scale;
     int f;
 };
@@ -214,9 +215,8 @@ struct Floor {
     }
 
     Row row(float* out) const {
-        return {h.data(), v.data(), out,     nullptr,
-                nullptr,  nullptr,  nullptr, float(dropout == 1.0 ? 0.0 : 1.0 / (1.0 - dropout)),
-                L.f};
+        const double scale = dropout == 1.0 ? 0.0 : 1.0 / (1.0 - dropout);
+        return Row{.h = h.data(), .v = v.data(), .a = out, .scale = float(scale), .f = L.f};
     }
 
     // The hidden layer's linears: h (and v) = x W^T + b.
@@ -272,10 +272,13 @@ struct Floor {
     }
 };
 
+// The variant's activation, as ffn_step builds it; an unknown name ends the program, as there.
 Act act_of(const std::string& variant) {
+    if (variant == "relu" || variant == "reglu") return Act::relu;
     if (variant == "gelu" || variant == "geglu") return Act::gelu;
     if (variant == "silu" || variant == "swiglu") return Act::silu;
-    return Act::relu;
+    std::fprintf(stderr, "unknown variant '%s'\n", variant.c_str());
+    std::exit(2);
 }
 
 // Median over steps of the step's time, its passes credited a split over n threads.
