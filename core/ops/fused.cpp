@@ -352,11 +352,11 @@ Tensor activation_dropout(const Tensor& h, const Tensor& v, FusedActivation acti
         const std::size_t n = hv.size();
         const T* hp = hv.data();
         const T* vp = gated ? v.data<T>().data() : nullptr;
-        xt::xarray<T> out = detail::empty_array<T>(hv.shape());
+        Tensor result = detail::empty_tensor<T>(hv.shape());
+        T* out = result.data<T>().data();
         in_mask_slices(mask, n, [&](std::size_t first, std::size_t m, const std::uint8_t* keep) {
-            forward(pass, hp + first, vp ? vp + first : nullptr, keep, out.data() + first, m);
+            forward(pass, hp + first, vp ? vp + first : nullptr, keep, out + first, m);
         });
-        Tensor result = wrap(std::move(out));
         if (!record) return result;
 
         if (ungated_relu) return relu_result(result, h, mask, pass.scale);

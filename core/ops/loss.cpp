@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <optional>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
@@ -38,29 +37,29 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
              shape_str(input.shape()), shape_str(target.shape()));
     }
     return detail::visit_floating(input, "mse_loss", [&]<class T>(xt::xarray<T>& x) {
-        auto diff = detail::empty_array<T>(x.shape());
+        Tensor diff = detail::empty_tensor<T>(x.shape());
         const T *in = x.data(), *tg = target.data<T>().data();
-        T* dp = diff.data();
-        detail::for_chunks(diff.size(), [=](std::size_t first, std::size_t count) {
+        T* dp = diff.data<T>().data();
+        const std::size_t n = x.size();
+        detail::for_chunks(n, [=](std::size_t first, std::size_t count) {
             for (std::size_t i = first; i < first + count; ++i) dp[i] = in[i] - tg[i];
         });
-        xt::xarray<T> out = detail::empty_array<T>(
-            mode == Reduction::None ? detail::ArrayShape(x.shape()) : detail::ArrayShape{});
+        Tensor out = detail::empty_tensor<T>(mode == Reduction::None ? detail::ArrayShape(x.shape())
+                                                                     : detail::ArrayShape{});
+        T* op = out.data<T>().data();
         if (mode == Reduction::None) {
-            T* op = out.data();
-            detail::for_chunks(diff.size(), [=](std::size_t first, std::size_t count) {
+            detail::for_chunks(n, [=](std::size_t first, std::size_t count) {
                 for (std::size_t i = first; i < first + count; ++i) op[i] = dp[i] * dp[i];
             });
         } else {
-            T total =
-                detail::blocked_sum<T>(diff.size(), [dp](std::size_t i) { return dp[i] * dp[i]; });
-            if (mode == Reduction::Mean) total /= static_cast<T>(diff.size());
-            out() = total;
+            T total = detail::blocked_sum<T>(n, [dp](std::size_t i) { return dp[i] * dp[i]; });
+            if (mode == Reduction::Mean) total /= static_cast<T>(n);
+            *op = total;
         }
         bool need_input = input.requires_grad(), need_target = target.requires_grad();
         return make_result(
-            wrap(std::move(out)), "MseLossBackward", {input, target},
-            [mode, need_input, need_target, saved = wrap(std::move(diff)),
+            std::move(out), "MseLossBackward", {input, target},
+            [mode, need_input, need_target, saved = std::move(diff),
              saved_in = input.impl()->storage,
              saved_tg = target.impl()->storage](const Tensor& grad) {
                 if (autograd::creating_graph()) {
@@ -72,17 +71,15 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                 }
                 auto& d = saved.template data<T>();
                 auto& g = grad.data<T>();
-                auto gi = detail::empty_array<T>(d.shape());
+                Tensor gin = detail::empty_tensor<T>(d.shape());
                 const T* dp = d.data();
-                T* o = gi.data();
-                std::size_t n = gi.size();
+                T* o = gin.data<T>().data();
+                std::size_t n = d.size();
                 const T* gp = g.data();
                 T scale = mode == Reduction::None ? T(0) : T(2) * g();
                 if (mode == Reduction::Mean) scale /= static_cast<T>(d.size());
-                // optional: a default xt::xarray allocates its one 0-d element.
-                std::optional<xt::xarray<T>> neg;
-                if (need_target) neg = detail::empty_array<T>(d.shape());
-                T* np = neg ? neg->data() : nullptr;
+                Tensor gt = need_target ? detail::empty_tensor<T>(d.shape()) : Tensor();
+                T* np = need_target ? gt.data<T>().data() : nullptr;
                 detail::for_chunks(n, [=](std::size_t first, std::size_t count) {
                     const std::size_t end = first + count;
                     if (mode == Reduction::None) {
@@ -94,9 +91,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                         for (std::size_t i = first; i < end; ++i) np[i] = -o[i];
                     }
                 });
-                Tensor gt = neg ? wrap(std::move(*neg)) : Tensor();
-                Tensor gin = need_input ? wrap(std::move(gi)) : Tensor();
-                return autograd::Gradients{gin, gt};
+                return autograd::Gradients{need_input ? gin : Tensor(), gt};
             },
             autograd::DoubleBackward::Supported);
     });

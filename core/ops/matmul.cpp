@@ -219,18 +219,19 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
         const std::size_t rows = in_features == 0 ? x.size() : x.size() / in_features;
         auto out_shape = si;  // an svector: no allocation up to rank 4
         out_shape.back() = out_features;
-        auto out = detail::empty_array<T>(out_shape);
+        Tensor out = detail::empty_tensor<T>(out_shape);
+        T* op = out.data<T>().data();
         T beta = T(0);
         if (bias.defined()) {  // seed every row with the bias, then gemm accumulates onto it
-            seed_rows(bias.data<T>().data(), out.data(), rows, out_features);
+            seed_rows(bias.data<T>().data(), op, rows, out_features);
             beta = T(1);
         }
         blas::gemm<T>(false, true, rows, out_features, in_features, T(1), x.data(),
-                      weight.data<T>().data(), beta, out.data());
+                      weight.data<T>().data(), beta, op);
         bool need_x = input.requires_grad(), need_w = weight.requires_grad();
         bool need_b = bias.defined() && bias.requires_grad();
         return autograd::make_result(
-            detail::wrap(std::move(out)), "LinearBackward", {input, weight, bias},
+            std::move(out), "LinearBackward", {input, weight, bias},
             // Saves the storages themselves: detached handles would cost an allocation each.
             [rows, in_features, out_features, need_x, need_w, need_b,
              saved_x = input.impl()->storage,
@@ -246,15 +247,13 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                 const auto& wv = std::get<xt::xarray<T>>(*saved_w);
                 Tensor gx, gw, gb;
                 if (need_w) {  // dW = dY^T X
-                    auto d = detail::empty_array<T>({out_features, in_features});
+                    gw = detail::empty_tensor<T>({out_features, in_features});
                     blas::gemm<T>(true, false, out_features, in_features, rows, T(1), g, xv.data(),
-                                  T(0), d.data());
-                    gw = detail::wrap(std::move(d));
+                                  T(0), gw.data<T>().data());
                 }
                 if (need_b) {  // db = column sums of dY
-                    auto d = detail::empty_array<T>({out_features});
-                    column_sums(g, d.data(), rows, out_features);
-                    gb = detail::wrap(std::move(d));
+                    gb = detail::empty_tensor<T>({out_features});
+                    column_sums(g, gb.data<T>().data(), rows, out_features);
                 }
                 if (need_x) {  // dX = dY W, over X's buffer if it may: dW has read X
                     auto d = autograd::gradient_over_saved<T>(saved_x);

@@ -166,6 +166,19 @@ xt::xarray<T> reshaped(Storage* s, const ArrayShape& shape) {
     return a;
 }
 
+// A cached storage of T with `count` elements, still constructed; null if none.
+template <class T>
+Storage* take_cached(std::size_t count) {
+    const std::size_t dtype = dtype_index<T>();
+    if (count * sizeof(T) < kMinCachedBytes) {
+        SmallCache* c = per_thread<SmallCache>();
+        return c ? c->free.take(dtype, count) : nullptr;
+    }
+    Cache& c = cache();
+    std::lock_guard lock(c.mutex);
+    return c.free.take(dtype, count);
+}
+
 }  // namespace
 
 std::shared_ptr<Storage> adopt_storage(Storage* storage) {
@@ -173,35 +186,21 @@ std::shared_ptr<Storage> adopt_storage(Storage* storage) {
 }
 
 template <class T>
-xt::xarray<T> small_cached_array(const ArrayShape& shape) {
-    if (SmallCache* c = per_thread<SmallCache>()) {
-        if (Storage* s = c->free.take(dtype_index<T>(), product(shape)))
-            return reshaped<T>(s, shape);
+Tensor empty_tensor(const ArrayShape& shape) {
+    const std::size_t n = product(shape);
+    if (Storage* s = n == 0 ? nullptr : take_cached<T>(n)) {
+        std::get<xt::xarray<T>>(*s).resize(shape);
+        s->version = 0;
+        return tensor_of(adopt_storage(s));
     }
-    return xt::xarray<T>::from_shape(shape);
+    return wrap(xt::xarray<T>::from_shape(shape));
 }
 
 template <class T>
 xt::xarray<T> cached_array(const ArrayShape& shape) {
-    Cache& c = cache();
-    Storage* s = nullptr;
-    {
-        std::lock_guard lock(c.mutex);
-        s = c.free.take(dtype_index<T>(), product(shape));
-    }
+    Storage* s = take_cached<T>(product(shape));
     return s ? reshaped<T>(s, shape) : xt::xarray<T>::from_shape(shape);
 }
-
-template xt::xarray<float> small_cached_array<float>(const ArrayShape&);
-template xt::xarray<double> small_cached_array<double>(const ArrayShape&);
-template xt::xarray<std::int64_t> small_cached_array<std::int64_t>(const ArrayShape&);
-template xt::xarray<bool> small_cached_array<bool>(const ArrayShape&);
-template xt::xarray<Half> small_cached_array<Half>(const ArrayShape&);
-template xt::xarray<BFloat16> small_cached_array<BFloat16>(const ArrayShape&);
-template xt::xarray<std::int32_t> small_cached_array<std::int32_t>(const ArrayShape&);
-template xt::xarray<std::int16_t> small_cached_array<std::int16_t>(const ArrayShape&);
-template xt::xarray<std::int8_t> small_cached_array<std::int8_t>(const ArrayShape&);
-template xt::xarray<std::uint8_t> small_cached_array<std::uint8_t>(const ArrayShape&);
 
 template xt::xarray<float> cached_array<float>(const ArrayShape&);
 template xt::xarray<double> cached_array<double>(const ArrayShape&);
@@ -213,6 +212,17 @@ template xt::xarray<std::int32_t> cached_array<std::int32_t>(const ArrayShape&);
 template xt::xarray<std::int16_t> cached_array<std::int16_t>(const ArrayShape&);
 template xt::xarray<std::int8_t> cached_array<std::int8_t>(const ArrayShape&);
 template xt::xarray<std::uint8_t> cached_array<std::uint8_t>(const ArrayShape&);
+
+template Tensor empty_tensor<float>(const ArrayShape&);
+template Tensor empty_tensor<double>(const ArrayShape&);
+template Tensor empty_tensor<std::int64_t>(const ArrayShape&);
+template Tensor empty_tensor<bool>(const ArrayShape&);
+template Tensor empty_tensor<Half>(const ArrayShape&);
+template Tensor empty_tensor<BFloat16>(const ArrayShape&);
+template Tensor empty_tensor<std::int32_t>(const ArrayShape&);
+template Tensor empty_tensor<std::int16_t>(const ArrayShape&);
+template Tensor empty_tensor<std::int8_t>(const ArrayShape&);
+template Tensor empty_tensor<std::uint8_t>(const ArrayShape&);
 
 std::size_t buffer_cache_bytes() {
     Cache& c = cache();

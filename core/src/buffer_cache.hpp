@@ -3,7 +3,8 @@
 // its mmap threshold (at most 32 MiB) back to the kernel, so each step paid for
 // zero-filled pages again (~10^5 page faults per step at d_ff 4096). Storages of
 // at least kMinBytes go back to this cache instead, and ops take their outputs
-// from it with empty_array: same element count and dtype, contents undefined.
+// from it with empty_tensor or empty_array: same element count and dtype,
+// contents undefined.
 #pragma once
 
 #include <algorithm>
@@ -18,15 +19,19 @@ namespace xg::detail {
 
 inline constexpr std::size_t kMinCachedBytes = 64 * 1024;
 
-// An uninitialised large array of `shape`: a cached buffer of the same size if
+// An uninitialised array of `shape`: a cached buffer of the same size if
 // there is one, else a fresh allocation (like xt::xarray<T>::from_shape).
+// Arrays under kMinCachedBytes come from this thread's own small cache: no
+// lock, and a training step's small arrays (bias gradients, losses) stop
+// costing a heap allocation each.
 template <class T>
 xt::xarray<T> cached_array(const ArrayShape& shape);
-// The same for arrays under kMinCachedBytes, from this thread's own small
-// cache: no lock, and a training step's small arrays (bias gradients, losses)
-// stop costing a heap allocation each.
+
+// An uninitialised tensor of `shape`, without history: a cached storage kept
+// whole (its array only takes the shape), so an op's output costs no moves of
+// the array and no new storage; else a fresh allocation.
 template <class T>
-xt::xarray<T> small_cached_array(const ArrayShape& shape);
+Tensor empty_tensor(const ArrayShape& shape);
 
 // An uninitialised array of any shape, from the cache that fits its size.
 template <class T, class S>
@@ -35,7 +40,6 @@ xt::xarray<T> empty_array(const S& shape) {
     for (auto d : shape) n *= d;
     ArrayShape s(shape.begin(), shape.end());
     if (n == 0) return xt::xarray<T>::from_shape(s);
-    if (n * sizeof(T) < kMinCachedBytes) return small_cached_array<T>(s);
     return cached_array<T>(s);
 }
 template <class T>

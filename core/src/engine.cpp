@@ -136,9 +136,10 @@ void add_gradient(Tensor& pending, Tensor g, bool create_graph, bool into_leaf) 
 Tensor ones_seed(const Tensor& root) {
     if (compute_dtype(root.dtype()) != root.dtype()) return ones(root.shape(), root.dtype());
     return detail::visit_floating(root, "backward", [&]<class T>(xt::xarray<T>& a) {
-        auto ones = detail::empty_array<T>(a.shape());
-        std::fill(ones.begin(), ones.end(), T(1));
-        return detail::wrap(std::move(ones));
+        Tensor ones = detail::empty_tensor<T>(a.shape());
+        auto& values = ones.data<T>();
+        std::fill(values.begin(), values.end(), T(1));
+        return ones;
     });
 }
 

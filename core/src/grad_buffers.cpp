@@ -16,10 +16,9 @@ xt::xarray<T> move_out(xt::xarray<T>& values) {
 namespace detail_grad {
 
 template <class T>
-xt::xarray<T> take_grad_output(const Tensor& g) {
-    auto& values = g.data<T>();
-    if (!detail::sole_owner(g)) return detail::empty_array<T>(values.shape());
-    return move_out(values);
+Tensor take_grad_output(const Tensor& g) {
+    if (!detail::sole_owner(g)) return detail::empty_tensor<T>(g.data<T>().shape());
+    return detail::tensor_of(g.impl()->storage);
 }
 
 template <class T>
@@ -30,18 +29,15 @@ xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved) {
     return move_out(values);
 }
 
-template xt::xarray<float> take_grad_output<float>(const Tensor&);
-template xt::xarray<double> take_grad_output<double>(const Tensor&);
+template Tensor take_grad_output<float>(const Tensor&);
+template Tensor take_grad_output<double>(const Tensor&);
 template xt::xarray<float> take_saved<float>(const std::shared_ptr<Storage>&);
 template xt::xarray<double> take_saved<double>(const std::shared_ptr<Storage>&);
 
 }  // namespace detail_grad
 
 Tensor pass_on(const Tensor& g) {
-    if (!detail::sole_owner(g) || !is_floating_point(g.dtype())) return g;
-    return detail::visit_floating(g, "backward", [&]<class T>(xt::xarray<T>&) {
-        return detail::wrap(detail_grad::take_grad_output<T>(g));
-    });
+    return detail::sole_owner(g) ? detail::tensor_of(g.impl()->storage) : g;
 }
 
 }  // namespace xg::autograd

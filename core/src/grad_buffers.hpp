@@ -19,7 +19,6 @@
 #include <array>
 #include <cstddef>
 #include <memory>
-#include <optional>
 
 #include "buffer_cache.hpp"
 #include "internal.hpp"
@@ -37,10 +36,14 @@ struct GradSlot {
 };
 
 namespace detail_grad {
-// Both move a buffer out only when nothing else can see it (the rule above),
-// else return a fresh array of its shape; grad_buffers.cpp.
+// grad_output's buffer under a handle of its own when nothing else can see it
+// (the rule above; the engine drops grad_output right after the call), else a
+// fresh tensor of its shape; grad_buffers.cpp.
 template <class T>
-xt::xarray<T> take_grad_output(const Tensor& g);
+Tensor take_grad_output(const Tensor& g);
+// The saved value's buffer moved out when nothing else can see it, else a
+// fresh array of its shape. Moved, not shared: the node keeps `saved` until
+// its gradients are delivered, and they must be the only handle then.
 template <class T>
 xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved);
 }  // namespace detail_grad
@@ -67,37 +70,33 @@ std::array<Tensor, N> elementwise_grads(const Tensor& g, const std::array<GradSl
                                         Kernel&& kernel) {
     const auto& values = g.data<T>();
     const T* gp = values.data();
-    const std::size_t n = values.size();  // values may be emptied below; gp stays valid
-    std::size_t over_g = N;               // the slot that gets grad_output's buffer
+    const std::size_t n = values.size();
+    std::size_t over_g = N;  // the slot that gets grad_output's buffer
     for (std::size_t i = 0; i < N && over_g == N; ++i) {
         if (slots[i].needed && slots[i].is_g) over_g = i;
     }
     for (std::size_t i = 0; i < N && over_g == N; ++i) {
         if (slots[i].needed && !slots[i].saved) over_g = i;
     }
-    // optional: a default xt::xarray allocates its one 0-d element.
-    std::array<std::optional<xt::xarray<T>>, N> out;
+    std::array<Tensor, N> grads;
     std::array<T*, N> computed{};
     for (std::size_t i = 0; i < N; ++i) {
         if (!slots[i].needed || i == over_g) continue;
-        out[i] = slots[i].saved ? detail_grad::take_saved<T>(*slots[i].saved)
-                                : detail::empty_array<T>(values.shape());
+        grads[i] = slots[i].saved ? detail::wrap(detail_grad::take_saved<T>(*slots[i].saved))
+                                  : detail::empty_tensor<T>(values.shape());
+        T* p = grads[i].template data<T>().data();
         if (slots[i].is_g)
-            std::copy(gp, gp + n, out[i]->data());
+            std::copy(gp, gp + n, p);
         else
-            computed[i] = out[i]->data();
+            computed[i] = p;
     }
-    std::array<Tensor, N> grads;
     if (over_g != N && slots[over_g].is_g) {
         grads[over_g] = pass_on(g);
     } else if (over_g != N) {
-        out[over_g] = detail_grad::take_grad_output<T>(g);  // last: it may empty g
-        computed[over_g] = out[over_g]->data();
+        grads[over_g] = detail_grad::take_grad_output<T>(g);
+        computed[over_g] = grads[over_g].template data<T>().data();
     }
     kernel(gp, computed, n);
-    for (std::size_t i = 0; i < N; ++i) {
-        if (out[i]) grads[i] = detail::wrap(std::move(*out[i]));
-    }
     return grads;
 }
 

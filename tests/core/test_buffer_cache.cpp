@@ -1,7 +1,7 @@
 // Tests for the buffer cache (core/src/buffer_cache.cpp): large buffers freed by
 // tensors come back to the next ops of that size, and the cache stays bounded; small
 // arrays come back from the calling thread's small-array cache, only for the same
-// size and dtype.
+// size and dtype; empty_tensor reuses a freed storage itself.
 #include <cstddef>
 
 #include <doctest/doctest.h>
@@ -59,6 +59,33 @@ TEST_CASE("small arrays come back from this thread's small-array cache") {
     CHECK(static_cast<const void*>(d.data<double>().data()) != static_cast<const void*>(freed_a));
     for (std::size_t n = 1; n <= 200; ++n) Tensor t = xg::relu(xg::ones({n}));
     CHECK(xt::all(xt::equal(xg::relu(xg::ones({7, 7})).data<float>(), 1.0f)));
+}
+
+TEST_CASE("empty_tensor takes a freed storage whole, as a fresh tensor of the new shape") {
+    const float* freed = nullptr;
+    {
+        Tensor x = xg::ones({4, 6});
+        x.add_(1.0);  // the freed storage's version is not 0
+        x.mul_(3.0);
+        CHECK(x.version() == 2);
+        freed = x.data<float>().data();
+    }
+    Tensor t = xg::detail::empty_tensor<float>({3, 8});
+    CHECK(t.data<float>().data() == freed);
+    CHECK(t.shape() == xg::Shape{3, 8});
+    CHECK(t.version() == 0);
+    CHECK_FALSE(t.requires_grad());
+    CHECK_FALSE(t.grad_fn());
+    // Its strides are the new shape's: element [r, c] is at r * 8 + c.
+    float* p = t.data<float>().data();
+    for (int i = 0; i < 24; ++i) p[i] = static_cast<float>(i);
+    CHECK(t.index({2, 5}).item<float>() == 21.0f);
+    CHECK(xg::sum(t, {1}).data<float>() == xt::xarray<float>{28.0f, 92.0f, 156.0f});
+    // No freed storage of that size and dtype: a fresh one.
+    Tensor d = xg::detail::empty_tensor<double>({3, 8});
+    CHECK(static_cast<const void*>(d.data<double>().data()) != static_cast<const void*>(freed));
+    CHECK(d.shape() == xg::Shape{3, 8});
+    CHECK(xg::detail::empty_tensor<float>({0, 5}).shape() == xg::Shape{0, 5});
 }
 
 }  // namespace core_test_buffer_cache
