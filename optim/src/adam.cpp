@@ -116,6 +116,11 @@ void adam_step(const Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Te
 void Adam::update() {
     for (auto& group : param_groups()) {
         const auto& o = static_cast<const AdamOptions&>(group.options());
+        const auto [beta1, beta2] = o.betas();
+        // A group's parameters mostly share their step count: their bias
+        // corrections (two pow calls, the update's dearest scalars) are
+        // computed again only when it changes.
+        double corrected_step = 0.0, bias_correction1 = 0.0, bias_correction2 = 0.0;
         for (const Tensor& param : group.params()) {
             Tensor grad = checked_grad(param);
             if (!grad.defined()) continue;
@@ -128,9 +133,11 @@ void Adam::update() {
                 state.max_exp_avg_sq = zeros(param.shape(), param.dtype());
             }
             state.step += 1.0;
-            const auto [beta1, beta2] = o.betas();
-            const double bias_correction1 = 1.0 - std::pow(beta1, state.step);
-            const double bias_correction2 = 1.0 - std::pow(beta2, state.step);
+            if (state.step != corrected_step) {
+                corrected_step = state.step;
+                bias_correction1 = 1.0 - std::pow(beta1, state.step);
+                bias_correction2 = 1.0 - std::pow(beta2, state.step);
+            }
             const AdamScalars s{beta1,
                                 beta2,
                                 o.eps(),
