@@ -1,6 +1,11 @@
 // One FFN training step in xgrad: forward, MSE loss, backward, Adam, zero_grad;
 // and forward-only inference (eval, NoGradGuard). Prints one key=value line.
 //   ffn_step --size medium --variant swiglu --threads 2 --steps 20
+//   ffn_step --size tiny --steps 100000 --phases 1   # and a line of each phase's median
+#include <array>
+#include <string>
+#include <vector>
+
 #include <xgrad/nn.hpp>
 #include <xgrad/optim.hpp>
 #include <xgrad/xgrad.hpp>
@@ -8,6 +13,40 @@
 #include "bench_common.hpp"
 
 namespace {
+
+// Takes `--phases N` out of argv (bench::parse reads the rest).
+bool take_phases_flag(int& argc, char** argv) {
+    bool phases = false;
+    int kept = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string(argv[i]) == "--phases" && i + 1 < argc)
+            phases = std::string(argv[++i]) != "0";
+        else
+            argv[kept++] = argv[i];
+    }
+    argc = kept;
+    return phases;
+}
+
+// The training step's phases timed one by one (medians over the steps, in µs),
+// and the training-mode forward again without a graph: the difference is what
+// recording the graph costs. Each timer read adds its own ~20 ns.
+template <class Step>
+void report_phases(const bench::Config& c, Step& phase_step) {
+    const char* names[] = {"forward", "loss", "backward", "step", "zero_grad", "forward_no_graph"};
+    std::vector<std::vector<double>> times(6);
+    for (int i = 0; i < c.warmup + c.steps; ++i) {
+        std::array<bench::Clock::time_point, 7> at{};
+        phase_step(at);
+        if (i < c.warmup) continue;
+        for (std::size_t k = 0; k < 6; ++k)
+            times[k].push_back(
+                std::chrono::duration<double, std::micro>(at[k + 1] - at[k]).count());
+    }
+    std::printf("phases_us");
+    for (std::size_t k = 0; k < 6; ++k) std::printf(" %s=%.2f", names[k], bench::median(times[k]));
+    std::printf("\n");
+}
 
 std::shared_ptr<xg::nn::FeedForward> make_ffn(const bench::Config& c) {
     auto d = static_cast<std::size_t>(c.d_model), f = static_cast<std::size_t>(c.d_ff);
@@ -27,6 +66,7 @@ std::shared_ptr<xg::nn::FeedForward> make_ffn(const bench::Config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    const bool phases = take_phases_flag(argc, argv);
     bench::Config c = bench::parse(argc, argv);
     xg::set_num_threads(c.threads);
     xg::manual_seed(0);
@@ -47,6 +87,26 @@ int main(int argc, char** argv) {
     double allocs = 0, faults = 0;
     ffn->train();
     double step_ms = bench::timed(c, c.steps, step, &allocs, &faults);
+    auto phase_step = [&](std::array<bench::Clock::time_point, 7>& at) {
+        at[0] = bench::Clock::now();
+        xg::Tensor y = (*ffn)(x);
+        at[1] = bench::Clock::now();
+        xg::Tensor loss = xg::mse_loss(y, target);
+        at[2] = bench::Clock::now();
+        loss.backward();
+        at[3] = bench::Clock::now();
+        adam.step();
+        at[4] = bench::Clock::now();
+        adam.zero_grad();
+        if (c.input_grad) x.mutable_grad() = xg::Tensor();
+        at[5] = bench::Clock::now();
+        {
+            xg::NoGradGuard no_graph;
+            (*ffn)(x);
+        }
+        at[6] = bench::Clock::now();
+    };
+    if (phases) report_phases(c, phase_step);
 
     ffn->eval();
     double forward_ms = 0;
