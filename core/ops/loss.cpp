@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "buffer_cache.hpp"
+#include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "loss_helpers.hpp"
 #include "row_kernels.hpp"
@@ -71,15 +72,17 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                 }
                 auto& d = saved.template data<T>();
                 auto& g = grad.data<T>();
-                Tensor gin = detail::empty_tensor<T>(d.shape());
                 const T* dp = d.data();
-                T* o = gin.data<T>().data();
-                std::size_t n = d.size();
+                const std::size_t n = d.size();
                 const T* gp = g.data();
                 T scale = mode == Reduction::None ? T(0) : T(2) * g();
-                if (mode == Reduction::Mean) scale /= static_cast<T>(d.size());
+                if (mode == Reduction::Mean) scale /= static_cast<T>(n);
                 Tensor gt = need_target ? detail::empty_tensor<T>(d.shape()) : Tensor();
                 T* np = need_target ? gt.data<T>().data() : nullptr;
+                // The input's gradient over the saved difference when the rule
+                // allows (grad_buffers.hpp): each element is read before it is written.
+                Tensor gin = autograd::gradient_over_saved<T>(saved.impl()->storage);
+                T* o = gin.data<T>().data();
                 detail::for_chunks(n, [=](std::size_t first, std::size_t count) {
                     const std::size_t end = first + count;
                     if (mode == Reduction::None) {

@@ -256,10 +256,9 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                     column_sums(g, gb.data<T>().data(), rows, out_features);
                 }
                 if (need_x) {  // dX = dY W, over X's buffer if it may: dW has read X
-                    auto d = autograd::gradient_over_saved<T>(saved_x);
+                    gx = autograd::gradient_over_saved<T>(saved_x);
                     blas::gemm<T>(false, false, rows, in_features, out_features, T(1), g, wv.data(),
-                                  T(0), d.data());
-                    gx = detail::wrap(std::move(d));
+                                  T(0), gx.data<T>().data());
                 }
                 return autograd::Gradients{gx, gw, gb};
             },

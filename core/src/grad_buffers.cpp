@@ -22,17 +22,17 @@ Tensor take_grad_output(const Tensor& g) {
 }
 
 template <class T>
-xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved) {
+Tensor take_saved(const std::shared_ptr<Storage>& saved) {
     auto& values = std::get<xt::xarray<T>>(*saved);
     if (!backward_frees_saved_values() || saved.use_count() != 1)
-        return detail::empty_array<T>(values.shape());
-    return move_out(values);
+        return detail::empty_tensor<T>(values.shape());
+    return detail::wrap(move_out(values));
 }
 
 template Tensor take_grad_output<float>(const Tensor&);
 template Tensor take_grad_output<double>(const Tensor&);
-template xt::xarray<float> take_saved<float>(const std::shared_ptr<Storage>&);
-template xt::xarray<double> take_saved<double>(const std::shared_ptr<Storage>&);
+template Tensor take_saved<float>(const std::shared_ptr<Storage>&);
+template Tensor take_saved<double>(const std::shared_ptr<Storage>&);
 
 }  // namespace detail_grad
 

@@ -9,9 +9,10 @@
 // of the input it was saved for. Every other gradient is a fresh array from
 // the buffer cache. Kernels work element by element and read every operand's
 // element i before they write any output's element i, so an output over an
-// operand's buffer reads what a copy would have held. One closure takes a
-// buffer itself, through gradient_over_saved: linear's, whose dX goes over its
-// saved X once dW has read it. accumulate.hpp never sees a buffer that two
+// operand's buffer reads what a copy would have held. Two closures take a
+// buffer themselves, through gradient_over_saved: linear's, whose dX goes over
+// its saved X once dW has read it, and mse_loss's, whose input gradient goes
+// over the saved difference. accumulate.hpp never sees a buffer that two
 // handles share.
 #pragma once
 
@@ -42,17 +43,17 @@ namespace detail_grad {
 template <class T>
 Tensor take_grad_output(const Tensor& g);
 // The saved value's buffer moved out when nothing else can see it, else a
-// fresh array of its shape. Moved, not shared: the node keeps `saved` until
+// fresh tensor of its shape. Moved, not shared: the node keeps `saved` until
 // its gradients are delivered, and they must be the only handle then.
 template <class T>
-xt::xarray<T> take_saved(const std::shared_ptr<Storage>& saved);
+Tensor take_saved(const std::shared_ptr<Storage>& saved);
 }  // namespace detail_grad
 
 // A buffer for the gradient of the input `saved` holds, of its shape, for a
 // backward that has done reading `saved`: saved's own buffer when the rule
 // allows (the peak of a step then holds one activation less), else a fresh one.
 template <class T>
-xt::xarray<T> gradient_over_saved(const std::shared_ptr<Storage>& saved) {
+Tensor gradient_over_saved(const std::shared_ptr<Storage>& saved) {
     return detail_grad::take_saved<T>(saved);
 }
 
@@ -82,7 +83,7 @@ std::array<Tensor, N> elementwise_grads(const Tensor& g, const std::array<GradSl
     std::array<T*, N> computed{};
     for (std::size_t i = 0; i < N; ++i) {
         if (!slots[i].needed || i == over_g) continue;
-        grads[i] = slots[i].saved ? detail::wrap(detail_grad::take_saved<T>(*slots[i].saved))
+        grads[i] = slots[i].saved ? detail_grad::take_saved<T>(*slots[i].saved)
                                   : detail::empty_tensor<T>(values.shape());
         T* p = grads[i].template data<T>().data();
         if (slots[i].is_g)

@@ -46,6 +46,25 @@ TEST_CASE("mse_loss gradient by hand: 2 (input - target) / n") {
     CHECK_VALUES(target.grad(), xt::xarray<double>(-expected));  // targets get the negation
 }
 
+TEST_CASE(
+    "mse_loss backward twice with retain_graph: the saved difference is kept for the second") {
+    // Without retain_graph the input's gradient is written over the saved
+    // difference; with it, the second pass must still read the difference.
+    Tensor input = test::f64({{1, 2, 3}, {4, 5, 6}}, true);
+    Tensor target = test::f64({{1, 0, 3}, {2, 5, 9}});
+    for (const char* reduction : {"mean", "sum", "none"}) {
+        CAPTURE(reduction);
+        input.mutable_grad() = Tensor();
+        Tensor loss = xg::mse_loss(input, target, reduction);
+        if (loss.dim() > 0) loss = xg::sum(loss);
+        loss.backward({}, true);
+        loss.backward();
+        const double n = std::string(reduction) == "mean" ? 6.0 : 1.0;
+        xt::xarray<double> once = xt::xarray<double>{{0, 2, 0}, {2, 0, -3}} * (2.0 / n);
+        CHECK_VALUES(input.grad(), xt::xarray<double>(2.0 * once));
+    }
+}
+
 TEST_CASE("cross_entropy matches PyTorch") {
     Tensor logits = test::f64(ref::ce_logits);
     Tensor targets = test::i64(ref::ce_targets);
