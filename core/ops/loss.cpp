@@ -60,7 +60,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
         bool need_input = input.requires_grad(), need_target = target.requires_grad();
         return make_result(
             std::move(out), "MseLossBackward", {input, target},
-            [mode, need_input, need_target, saved = std::move(diff),
+            [mode, need_input, need_target, saved_diff = diff.impl()->storage,
              saved_in = input.impl()->storage,
              saved_tg = target.impl()->storage](const Tensor& grad) {
                 if (autograd::creating_graph()) {
@@ -70,7 +70,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                     const Tensor gi = (2.0 / n) * d * grad;
                     return autograd::Gradients{gi, -gi};
                 }
-                auto& d = saved.template data<T>();
+                auto& d = std::get<xt::xarray<T>>(*saved_diff);
                 auto& g = grad.data<T>();
                 const T* dp = d.data();
                 const std::size_t n = d.size();
@@ -81,7 +81,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
                 T* np = need_target ? gt.data<T>().data() : nullptr;
                 // The input's gradient over the saved difference when the rule
                 // allows (grad_buffers.hpp): each element is read before it is written.
-                Tensor gin = autograd::gradient_over_saved<T>(saved.impl()->storage);
+                Tensor gin = autograd::gradient_over_saved<T>(saved_diff);
                 T* o = gin.data<T>().data();
                 detail::for_chunks(n, [=](std::size_t first, std::size_t count) {
                     const std::size_t end = first + count;

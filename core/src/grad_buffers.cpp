@@ -17,8 +17,7 @@ namespace detail_grad {
 
 template <class T>
 Tensor take_grad_output(const Tensor& g) {
-    if (!detail::sole_owner(g)) return detail::empty_tensor<T>(g.data<T>().shape());
-    return detail::tensor_of(g.impl()->storage);
+    return detail::sole_owner(g) ? pass_on(g) : detail::empty_tensor<T>(g.data<T>().shape());
 }
 
 template <class T>
