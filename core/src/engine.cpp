@@ -52,40 +52,47 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
     return accumulator;
 }
 
+// make_result's inputs come as a vector of tensors or a braced list of references.
+const Tensor& input_of(const Tensor& t) { return t; }
+const Tensor& input_of(InputRef ref) { return *ref.tensor; }
+
 // The versions of what the node's backward reads, as they are now.
-void note_versions(Node& node, const Tensor& value, const Tensor* inputs, std::size_t count,
-                   Reads reads) {
+template <class Inputs>
+void note_versions(Node& node, const Tensor& value, const Inputs& inputs, Reads reads) {
     node.reads = reads;
     if (reads == Reads::Output) {
         const auto& storage = value.impl()->storage;
         node.saved_versions.push_back({storage, storage->version});
     } else if (reads == Reads::Inputs) {
-        for (const Tensor* input = inputs; input != inputs + count; ++input) {
-            if (!input->defined()) {
+        for (const auto& ref : inputs) {
+            const Tensor& input = input_of(ref);
+            if (!input.defined()) {
                 node.saved_versions.push_back({});
                 continue;
             }
-            const auto& storage = input->impl()->storage;
+            const auto& storage = input.impl()->storage;
             node.saved_versions.push_back({storage, storage->version});
         }
     }
 }
 
-Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t count,
-              BackwardFn backward, DoubleBackward double_backward, Reads reads) {
+template <class Inputs>
+Tensor record(Tensor value, const char* name, const Inputs& inputs, BackwardFn backward,
+              DoubleBackward double_backward, Reads reads) {
     if (!GradMode::is_enabled()) return value;
     Node::Edges next;
-    next.reserve(count);
+    next.reserve(inputs.size());
     bool any = false;
-    for (const Tensor* input = inputs; input != inputs + count; ++input) {
-        bool needs = input->defined() && input->requires_grad();
-        next.push_back(needs ? gradient_edge(*input) : nullptr);
+    for (const auto& ref : inputs) {
+        const Tensor& input = input_of(ref);
+        bool needs = input.defined() && input.requires_grad();
+        next.push_back(needs ? gradient_edge(input) : nullptr);
         any = any || needs;
     }
     if (!any) return value;
     auto node = detail::make_pooled<Node>(name, std::move(next), std::move(backward));
     node->differentiable = double_backward == DoubleBackward::Supported;
-    note_versions(*node, value, inputs, count, reads);
+    note_versions(*node, value, inputs, reads);
     if (is_anomaly_enabled()) node->creation = creation_point();
     node->output = value.impl_ptr();
     value.impl()->grad_fn = std::move(node);
@@ -97,14 +104,12 @@ Tensor record(Tensor value, const char* name, const Tensor* inputs, std::size_t 
 
 Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& inputs,
                    BackwardFn backward, DoubleBackward double_backward, Reads reads) {
-    return record(std::move(value), name, inputs.data(), inputs.size(), std::move(backward),
-                  double_backward, reads);
+    return record(std::move(value), name, inputs, std::move(backward), double_backward, reads);
 }
 
-Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
+Tensor make_result(Tensor value, const char* name, std::initializer_list<InputRef> inputs,
                    BackwardFn backward, DoubleBackward double_backward, Reads reads) {
-    return record(std::move(value), name, inputs.begin(), inputs.size(), std::move(backward),
-                  double_backward, reads);
+    return record(std::move(value), name, inputs, std::move(backward), double_backward, reads);
 }
 
 namespace {

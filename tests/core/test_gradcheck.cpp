@@ -49,6 +49,28 @@ TEST_CASE("make_result builds a custom op whose backward the engine calls") {
                           {test::randn64({3})}));
 }
 
+TEST_CASE("make_result's braced inputs may be temporaries with a history, or undefined") {
+    Tensor x = test::f64({1.0, -2.0}, true);
+    Tensor w = test::f64({3.0, 4.0}, true);
+    Tensor value;
+    {
+        xg::NoGradGuard no_grad;
+        value = x * w * 2.0;
+    }
+    // The middle input is a temporary with a history of its own; the last is undefined.
+    Tensor y =
+        xg::autograd::make_result(value, "TwoInputs", {x, w * 2.0, Tensor()}, [&](const Tensor& g) {
+            return std::vector<Tensor>{g * (w * 2.0).detach(), g * x.detach(), Tensor()};
+        });
+    REQUIRE(y.grad_fn()->next.size() == 3);
+    CHECK(y.grad_fn()->next[0]->is_accumulator);
+    CHECK(y.grad_fn()->next[1]->name == "MulBackward");
+    CHECK(y.grad_fn()->next[2] == nullptr);
+    xg::sum(y).backward();
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{6.0, 8.0}));   // d/dx of x * (2w)
+    CHECK_VALUES(w.grad(), (xt::xarray<double>{2.0, -4.0}));  // through 2w: 2 x
+}
+
 TEST_CASE("gradcheck rejects a wrong backward") {
     Tensor x = test::randn64({3});
     CHECK_FALSE(test::gradcheck(

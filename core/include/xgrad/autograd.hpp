@@ -228,8 +228,15 @@ Tensor make_result(Tensor value, const char* name, const std::vector<Tensor>& in
                    BackwardFn backward,
                    DoubleBackward double_backward = DoubleBackward::Unsupported,
                    Reads reads = Reads::Inputs);
+// One input in make_result's braced list, by reference: make_result reads its
+// inputs during the call only, and copying a handle would cost two atomic
+// reference-count updates per input and op.
+struct InputRef {
+    InputRef(const Tensor& t) : tensor(&t) {}  // NOLINT: implicit, for {a, b}
+    const Tensor* tensor;
+};
 // The same for a braced list of inputs, without building a vector.
-Tensor make_result(Tensor value, const char* name, std::initializer_list<Tensor> inputs,
+Tensor make_result(Tensor value, const char* name, std::initializer_list<InputRef> inputs,
                    BackwardFn backward,
                    DoubleBackward double_backward = DoubleBackward::Unsupported,
                    Reads reads = Reads::Inputs);
