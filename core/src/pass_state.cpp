@@ -7,11 +7,11 @@
 namespace xg::autograd {
 
 PassState::Slot& PassState::operator[](Node* node) {
-    if (2 * (used_ + 1) > slots_.size()) grow();
+    if (2 * (occupied_.size() + 1) > slots_.size()) grow();
     Slot* slot = probe(slots_, node);
     if (slot->node == nullptr) {
         slot->node = node;
-        ++used_;
+        occupied_.push_back(static_cast<std::size_t>(slot - slots_.data()));
     }
     return *slot;
 }
@@ -42,14 +42,12 @@ void PassState::clear() {
     roots.clear();
     reachable.clear();
     ready_.clear();
-    if (slots_.size() > 4096 && 16 * used_ < slots_.size()) {
+    if (slots_.size() > 4096 && 16 * occupied_.size() < slots_.size()) {
         std::vector<Slot>().swap(slots_);
     } else {
-        for (Slot& slot : slots_) {
-            if (slot.node) slot = Slot{};
-        }
+        for (std::size_t i : occupied_) slots_[i] = Slot{};
     }
-    used_ = 0;
+    occupied_.clear();
 }
 
 PassState::Slot* PassState::probe(std::vector<Slot>& slots, Node* node) {
@@ -62,8 +60,10 @@ PassState::Slot* PassState::probe(std::vector<Slot>& slots, Node* node) {
 
 void PassState::grow() {
     std::vector<Slot> bigger(std::max<std::size_t>(64, 2 * slots_.size()));
-    for (Slot& slot : slots_) {
-        if (slot.node) *probe(bigger, slot.node) = std::move(slot);
+    for (std::size_t& i : occupied_) {
+        Slot* moved = probe(bigger, slots_[i].node);
+        *moved = std::move(slots_[i]);
+        i = static_cast<std::size_t>(moved - bigger.data());
     }
     slots_.swap(bigger);
 }

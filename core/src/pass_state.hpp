@@ -45,7 +45,7 @@ private:
     std::vector<Node*> ready_;  // a heap on sequence_nr
     // Open addressing with linear probing: size 0 or a power of two, at most half full.
     std::vector<Slot> slots_;
-    std::size_t used_ = 0;
+    std::vector<std::size_t> occupied_;  // the slots in use, so clear() visits only those
 };
 
 // A PassState from this thread's spares (a hook may start a nested backward),
