@@ -85,13 +85,15 @@ autograd::Gradients linear_grads_with_ops(const Tensor& grad, const Tensor& x, c
     return {gx, gw, gb};
 }
 
-// Every row of out ([rows, n]) set to b ([n]), rows split across threads:
-// plain loops, as a memmove call per row costs more than a short row's copy.
+// Every row of out ([rows, n]) set to b ([n]), rows split across threads. A
+// memcpy per row: an inlined copy loop took 3.2-5.1 % of the tiny step (d_ff 64)
+// depending on where unrelated code placed it; libc's copy does not move, and
+// took 2.6 %.
 template <class T>
 void seed_rows(const T* b, T* out, std::size_t rows, std::size_t n) {
     detail::for_rows(rows * n, n, [=](std::size_t first, std::size_t count) {
         for (T* row = out + first; row != out + first + count; row += n)
-            for (std::size_t c = 0; c < n; ++c) row[c] = b[c];
+            std::memcpy(row, b, n * sizeof(T));
     });
 }
 
