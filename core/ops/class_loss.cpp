@@ -42,10 +42,12 @@ ClassLayout class_layout(const Tensor& input, const Tensor& target, const Tensor
           "{}: expected defined input and target (got an undefined one)", op);
     const Shape in = input.shape(), ts = target.shape();
     check(!in.empty(), "{}: expected input [N, C, d1, ...] or [C] (got [])", op);
-    check(is_floating_point(input.dtype()), "{}: expected a floating-point input (got {})", op,
-          dtype_name(input.dtype()));
-    check(target.dtype() == kInt64, "{}: expected int64 class indices as target (got {})", op,
-          dtype_name(target.dtype()));
+    if (!is_floating_point(input.dtype())) {
+        fail("{}: expected a floating-point input (got {})", op, dtype_name(input.dtype()));
+    }
+    if (target.dtype() != kInt64) {
+        fail("{}: expected int64 class indices as target (got {})", op, dtype_name(target.dtype()));
+    }
     const std::size_t class_dim = in.size() == 1 ? 0 : 1;
     Shape expected = in;
     expected.erase(expected.begin() + static_cast<std::ptrdiff_t>(class_dim));

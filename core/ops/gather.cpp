@@ -44,8 +44,9 @@ std::vector<std::size_t> strides_of(const Shape& shape) {
 
 void check_index(const Tensor& index, const char* op) {
     check(index.defined(), "{}: expected a defined index (got an undefined one)", op);
-    check(index.dtype() == kInt64, "{}: expected an int64 index (got {})", op,
-          dtype_name(index.dtype()));
+    if (index.dtype() != kInt64) {
+        fail("{}: expected an int64 index (got {})", op, dtype_name(index.dtype()));
+    }
 }
 
 // k as an entry of a dim of `size` entries; PyTorch's CPU kernels take no
@@ -62,13 +63,17 @@ std::size_t checked_entry(std::int64_t k, std::size_t size, std::size_t dim, con
 // torch.scatter_add require, so each walk stays inside both tensors.
 void check_fits(const Shape& index, const Shape& other, std::size_t skip, const char* op,
                 const char* name) {
-    check(index.size() == other.size(), "{}: expected an index with as many dims as {} {} (got {})",
-          op, name, shape_str(other), shape_str(index));
+    if (index.size() != other.size()) {
+        fail("{}: expected an index with as many dims as {} {} (got {})", op, name,
+             shape_str(other), shape_str(index));
+    }
     bool fits = true;
     for (std::size_t i = 0; i < index.size(); ++i)
         fits = fits && (i == skip || index[i] <= other[i]);
-    check(fits, "{}: expected an index no larger than {} {}{} (got {})", op, name, shape_str(other),
-          skip < index.size() ? fmt::format(" outside dim {}", skip) : "", shape_str(index));
+    if (!fits) {
+        fail("{}: expected an index no larger than {} {}{} (got {})", op, name, shape_str(other),
+             skip < index.size() ? fmt::format(" outside dim {}", skip) : "", shape_str(index));
+    }
 }
 
 // Rows [first, end) of a walk (see walk): f on each of their positions, in
@@ -226,8 +231,9 @@ Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(index_select(detail::computable(x), dim, index), *to);
     check_index(index, "index_select");
-    check(index.dim() <= 1, "index_select: expected a 1-d or 0-d index (got {})",
-          shape_str(index.shape()));
+    if (index.dim() > 1) {
+        fail("index_select: expected a 1-d or 0-d index (got {})", shape_str(index.shape()));
+    }
     const std::size_t d = detail::normalize_dim(dim, x.dim(), "index_select");
     const std::size_t n = index.numel();
     Shape out_shape = x.shape();
@@ -330,8 +336,9 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
     check(x.defined() && source.defined(),
           "index_add: expected a defined x and source (got an undefined tensor)");
     check_index(index, "index_add");
-    check(index.dim() <= 1, "index_add: expected a 1-d or 0-d index (got {})",
-          shape_str(index.shape()));
+    if (index.dim() > 1) {
+        fail("index_add: expected a 1-d or 0-d index (got {})", shape_str(index.shape()));
+    }
     detail::check_same_dtype(x, source, "index_add");
     if (auto to = detail::storage_dtype(x, source)) {
         return detail::rounded(
@@ -344,8 +351,10 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
     const Shape x_walk = walk_shape(x);
     Shape expected = x_walk;
     expected[d] = n;
-    check(walk_shape(source) == expected, "index_add: expected a source of shape {} (got {})",
-          shape_str(expected), shape_str(source.shape()));
+    if (walk_shape(source) != expected) {
+        fail("index_add: expected a source of shape {} (got {})", shape_str(expected),
+             shape_str(source.shape()));
+    }
     const auto split = detail::split_at(x_walk, d);
     const std::int64_t* idx = index.data<std::int64_t>().data();
     Tensor out = detail::visit_any(x, "index_add", [&]<class T>(xt::xarray<T>& a) {
@@ -379,8 +388,9 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
 
 Tensor one_hot(const Tensor& x, std::int64_t num_classes) {
     check(x.defined(), "one_hot: expected a defined tensor (got an undefined one)");
-    check(x.dtype() == kInt64, "one_hot: expected an int64 tensor of class indices (got {})",
-          dtype_name(x.dtype()));
+    if (x.dtype() != kInt64) {
+        fail("one_hot: expected an int64 tensor of class indices (got {})", dtype_name(x.dtype()));
+    }
     const auto& v = x.data<std::int64_t>();
     if (v.size() == 0) {
         check(num_classes > 0,

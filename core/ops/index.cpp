@@ -38,12 +38,14 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
           "embedding: expected a defined weight and defined indices (got an undefined tensor)");
     if (auto to = detail::storage_dtype(weight))
         return detail::rounded(embedding(detail::computable(weight), indices), *to);
-    check(indices.dtype() == kInt64, "embedding: expected int64 indices (got {})",
-          dtype_name(indices.dtype()));
+    if (indices.dtype() != kInt64) {
+        fail("embedding: expected int64 indices (got {})", dtype_name(indices.dtype()));
+    }
     Shape sw = weight.shape();
-    check(sw.size() == 2,
-          "embedding: expected a 2-d weight [num_embeddings, embedding_dim] (got {})",
-          shape_str(sw));
+    if (sw.size() != 2) {
+        fail("embedding: expected a 2-d weight [num_embeddings, embedding_dim] (got {})",
+             shape_str(sw));
+    }
     const std::size_t num = sw[0], dim = sw[1];
     const auto& idx = indices.data<std::int64_t>();
     for (std::int64_t i : idx) {
@@ -83,8 +85,9 @@ namespace {
 Shape masked_shape(const Tensor& condition, const Tensor& a, const Tensor* b, const char* op) {
     check(condition.defined() && a.defined() && (b == nullptr || b->defined()),
           "{}: expected defined tensors (got an undefined one)", op);
-    check(condition.dtype() == kBool, "{}: expected a bool mask (got {})", op,
-          dtype_name(condition.dtype()));
+    if (condition.dtype() != kBool) {
+        fail("{}: expected a bool mask (got {})", op, dtype_name(condition.dtype()));
+    }
     Shape shape = detail::broadcast_shapes(condition.shape(), a.shape(), op);
     return b ? detail::broadcast_shapes(shape, b->shape(), op) : shape;
 }

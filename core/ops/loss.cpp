@@ -126,11 +126,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const std::str
     if (auto to = detail::storage_dtype(logits))
         return detail::rounded(cross_entropy(detail::computable(logits), targets, reduction), *to);
     Shape ls = logits.shape(), ts = targets.shape();
-    check(targets.dtype() == kInt64, "cross_entropy: expected int64 targets (got {})",
-          dtype_name(targets.dtype()));
-    check(ls.size() == 2 && ts.size() == 1 && ts[0] == ls[0],
-          "cross_entropy: expected logits [N, C] and targets [N] (got {} and {})", shape_str(ls),
-          shape_str(ts));
+    if (targets.dtype() != kInt64) {
+        fail("cross_entropy: expected int64 targets (got {})", dtype_name(targets.dtype()));
+    }
+    if (!(ls.size() == 2 && ts.size() == 1 && ts[0] == ls[0])) {
+        fail("cross_entropy: expected logits [N, C] and targets [N] (got {} and {})", shape_str(ls),
+             shape_str(ts));
+    }
     std::size_t n = ls[0], classes = ls[1];
     const std::int64_t* target = targets.data<std::int64_t>().data();
     for (std::size_t i = 0; i < n; ++i) {

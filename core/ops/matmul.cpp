@@ -114,15 +114,18 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     if (auto to = detail::storage_dtype(a, b))
         return detail::rounded(matmul(detail::computable(a), detail::computable(b)), *to);
     Shape sa = a.shape(), sb = b.shape();
-    check(!sa.empty() && !sb.empty(),
-          "matmul: expected tensors with at least 1 dimension (got {} and {})", shape_str(sa),
-          shape_str(sb));
+    if (sa.empty() || sb.empty()) {
+        fail("matmul: expected tensors with at least 1 dimension (got {} and {})", shape_str(sa),
+             shape_str(sb));
+    }
     // Promote 1-D operands: a vector on the left is a row, on the right a column.
     Shape pa = sa.size() == 1 ? Shape{1, sa[0]} : sa;
     Shape pb = sb.size() == 1 ? Shape{sb[0], 1} : sb;
     std::size_t m = pa[pa.size() - 2], k = pa.back(), n = pb.back();
-    check(k == pb[pb.size() - 2], "matmul: shapes {} and {} cannot be multiplied ({} != {})",
-          shape_str(sa), shape_str(sb), k, pb[pb.size() - 2]);
+    if (k != pb[pb.size() - 2]) {
+        fail("matmul: shapes {} and {} cannot be multiplied ({} != {})", shape_str(sa),
+             shape_str(sb), k, pb[pb.size() - 2]);
+    }
     Shape batch_a(pa.begin(), pa.end() - 2), batch_b(pb.begin(), pb.end() - 2);
     Shape batch;
     try {

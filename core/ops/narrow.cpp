@@ -123,8 +123,10 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<std::int64_t>& size
         static_cast<std::int64_t>(x.shape()[detail::normalize_dim(dim, x.dim(), "split")]);
     std::int64_t total = 0;
     for (std::int64_t s : sizes) total += s;
-    check(total == size, "split: expected sizes summing to {} (dim {} of {}) (got {})", size, dim,
-          shape_str(x.shape()), total);
+    if (total != size) {
+        fail("split: expected sizes summing to {} (dim {} of {}) (got {})", size, dim,
+             shape_str(x.shape()), total);
+    }
     std::vector<Tensor> parts;
     std::int64_t start = 0;
     for (std::int64_t s : sizes)

@@ -140,9 +140,10 @@ Tensor expand(const Tensor& x, const std::vector<std::int64_t>& sizes) {
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(expand(detail::computable(x), sizes), *to);
     const Shape shape = x.shape();
-    check(sizes.size() >= shape.size(),
-          "expand: expected at least {} sizes for a tensor of shape {} (got [{}])", shape.size(),
-          shape_str(shape), fmt::join(sizes, ", "));
+    if (sizes.size() < shape.size()) {
+        fail("expand: expected at least {} sizes for a tensor of shape {} (got [{}])", shape.size(),
+             shape_str(shape), fmt::join(sizes, ", "));
+    }
     const std::size_t lead = sizes.size() - shape.size();
     Shape padded(lead, 1), reps(sizes.size(), 1);
     padded.insert(padded.end(), shape.begin(), shape.end());
@@ -163,9 +164,10 @@ Tensor expand(const Tensor& x, const std::vector<std::int64_t>& sizes) {
 Tensor repeat(const Tensor& x, const std::vector<std::int64_t>& repeats) {
     check(x.defined(), "repeat: expected a defined tensor (got an undefined one)");
     const Shape shape = x.shape();
-    check(repeats.size() >= shape.size(),
-          "repeat: expected at least {} repeats for a tensor of shape {} (got [{}])", shape.size(),
-          shape_str(shape), fmt::join(repeats, ", "));
+    if (repeats.size() < shape.size()) {
+        fail("repeat: expected at least {} repeats for a tensor of shape {} (got [{}])",
+             shape.size(), shape_str(shape), fmt::join(repeats, ", "));
+    }
     check(std::all_of(repeats.begin(), repeats.end(), [](std::int64_t r) { return r >= 0; }),
           "repeat: expected repeats >= 0 (got [{}])", fmt::join(repeats, ", "));
     Shape padded(repeats.size() - shape.size(), 1);  // extra repeats tile new leading dims
@@ -210,9 +212,10 @@ Tensor roll(const Tensor& x, const std::vector<std::int64_t>& shifts,
           "roll: expected one shift per dim, or one shift and no dims (got {} shifts and {} dims)",
           shifts.size(), dims.size());
     const Shape shape = x.shape();
-    check(dims.empty() || !shape.empty(),
-          "roll: expected a tensor with at least 1 dimension to roll along dims (got {})",
-          shape_str(shape));
+    if (!dims.empty() && shape.empty()) {
+        fail("roll: expected a tensor with at least 1 dimension to roll along dims (got {})",
+             shape_str(shape));
+    }
     // No dims: the flattened tensor rolls as one dim.
     std::vector<detail::DimSplit> splits;
     if (dims.empty()) splits.push_back({1, x.numel(), 1});

@@ -66,8 +66,10 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
     double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
     if (x.defined() && !is_floating_point(x.dtype())) {
         // PyTorch: a sum of int64 (or bool, counted) stays int64; a mean has no dtype.
-        check(!mean, "mean: expected a floating-point tensor (got {}); convert it with to() first",
-              dtype_name(x.dtype()));
+        if (mean) {
+            fail("mean: expected a floating-point tensor (got {}); convert it with to() first",
+                 dtype_name(x.dtype()));
+        }
         const Tensor values = x.to(kInt64);
         const std::int64_t* in = values.data<std::int64_t>().data();
         xt::xarray<std::int64_t> out = xt::zeros<std::int64_t>({r.out_numel});
@@ -271,8 +273,9 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int dim, bool keepdim) {
     std::size_t axis = detail::normalize_dim(dim, shape.size(), "max");
     Shape out_shape = shape;
     if (!shape.empty()) {
-        check(shape[axis] > 0, "max: expected a non-empty dim {} (got shape {})", dim,
-              shape_str(shape));
+        if (shape[axis] <= 0) {
+            fail("max: expected a non-empty dim {} (got shape {})", dim, shape_str(shape));
+        }
         if (keepdim)
             out_shape[axis] = 1;
         else

@@ -223,8 +223,9 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
     const Tensor& first = tensors.front();
     check(first.defined(), "cat: expected defined tensors (got an undefined one)");
     Shape shape = first.shape();
-    check(!shape.empty(), "cat: expected tensors with at least 1 dimension (got {})",
-          shape_str(shape));
+    if (shape.empty()) {
+        fail("cat: expected tensors with at least 1 dimension (got {})", shape_str(shape));
+    }
     std::size_t axis = detail::normalize_dim(dim, shape.size(), "cat");
     std::vector<std::size_t> sizes;
     for (const Tensor& t : tensors) {
@@ -234,8 +235,10 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
         for (std::size_t i = 0; compatible && i < s.size(); ++i) {
             compatible = i == axis || s[i] == shape[i];
         }
-        check(compatible, "cat: expected tensors of shape {} except in dim {} (got {})",
-              shape_str(shape), dim, shape_str(s));
+        if (!compatible) {
+            fail("cat: expected tensors of shape {} except in dim {} (got {})", shape_str(shape),
+                 dim, shape_str(s));
+        }
         sizes.push_back(s[axis]);
     }
     Shape out_shape = shape;
@@ -295,10 +298,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
 Tensor stack(const std::vector<Tensor>& tensors, int dim) {
     check(!tensors.empty(), "stack: expected a non-empty list of tensors (got none)");
     for (const Tensor& t : tensors) {
-        check(t.defined() && t.shape() == tensors.front().shape(),
-              "stack: expected tensors of one shape {} (got {})",
-              shape_str(tensors.front().shape()),
-              t.defined() ? shape_str(t.shape()) : "an undefined one");
+        if (!(t.defined() && t.shape() == tensors.front().shape())) {
+            fail("stack: expected tensors of one shape {} (got {})",
+                 shape_str(tensors.front().shape()),
+                 t.defined() ? shape_str(t.shape()) : "an undefined one");
+        }
     }
     const int axis =
         static_cast<int>(detail::normalize_dim(dim, tensors.front().dim() + 1, "stack"));
@@ -337,16 +341,19 @@ Tensor unflatten(const Tensor& x, int dim, const std::vector<std::int64_t>& size
 // x + zeros(shape): the broadcasting add's gradient sums back to x's shape.
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
     check(x.defined(), "broadcast_to: expected a defined tensor (got an undefined one)");
-    check(detail::broadcast_shapes(x.shape(), shape, "broadcast_to") == shape,
-          "broadcast_to: cannot broadcast {} to {}", shape_str(x.shape()), shape_str(shape));
+    if (detail::broadcast_shapes(x.shape(), shape, "broadcast_to") != shape) {
+        fail("broadcast_to: cannot broadcast {} to {}", shape_str(x.shape()), shape_str(shape));
+    }
     return x + zeros(shape, x.dtype());
 }
 
 namespace {
 // x where the [rows, cols] mask of its last two dims holds, else 0 (NaN too).
 Tensor triangle(const Tensor& x, std::int64_t diagonal, bool lower, const char* op) {
-    check(x.defined() && x.dim() >= 2, "{}: expected a tensor with at least 2 dimensions (got {})",
-          op, x.defined() ? shape_str(x.shape()) : "an undefined one");
+    if (!(x.defined() && x.dim() >= 2)) {
+        fail("{}: expected a tensor with at least 2 dimensions (got {})", op,
+             x.defined() ? shape_str(x.shape()) : "an undefined one");
+    }
     const Shape shape = x.shape();
     const std::size_t rows = shape[shape.size() - 2], cols = shape.back();
     xt::xarray<bool> keep = xt::xarray<bool>::from_shape({rows, cols});

@@ -95,9 +95,10 @@ Tensor clamped_norm(const Tensor& x, std::size_t dim, double eps) {
 Tensor cosine_similarity(const Tensor& x1, const Tensor& x2, int dim, double eps) {
     const char* op = "cosine_similarity";
     check(x1.defined() && x2.defined(), "{}: expected defined tensors (got an undefined one)", op);
-    check(is_floating_point(x1.dtype()) && x1.dtype() == x2.dtype(),
-          "{}: expected floating-point x1 and x2 of one dtype (got {} and {})", op,
-          dtype_name(x1.dtype()), dtype_name(x2.dtype()));
+    if (!(is_floating_point(x1.dtype()) && x1.dtype() == x2.dtype())) {
+        fail("{}: expected floating-point x1 and x2 of one dtype (got {} and {})", op,
+             dtype_name(x1.dtype()), dtype_name(x2.dtype()));
+    }
     const Shape shape = detail::broadcast_shapes(x1.shape(), x2.shape(), op);
     check(!shape.empty(), "{}: expected x1 and x2 with at least one dim (got [] and [])", op);
     const std::size_t d = detail::normalize_dim(dim, shape.size(), op);
@@ -114,9 +115,10 @@ Tensor cosine_embedding_loss(const Tensor& input1, const Tensor& input2, const T
     const char* op = "cosine_embedding_loss";
     check(input1.defined() && input2.defined() && target.defined(),
           "{}: expected defined tensors (got an undefined one)", op);
-    check(is_floating_point(input1.dtype()) && input1.dtype() == input2.dtype(),
-          "{}: expected floating-point inputs of one dtype (got {} and {})", op,
-          dtype_name(input1.dtype()), dtype_name(input2.dtype()));
+    if (!(is_floating_point(input1.dtype()) && input1.dtype() == input2.dtype())) {
+        fail("{}: expected floating-point inputs of one dtype (got {} and {})", op,
+             dtype_name(input1.dtype()), dtype_name(input2.dtype()));
+    }
     check(target.dtype() != kBool,
           "{}: expected a target of 1s and -1s, int64 or floating (got bool)", op);
     const Shape s1 = input1.shape(), s2 = input2.shape(), ts = target.shape();

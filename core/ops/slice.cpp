@@ -81,8 +81,9 @@ Tensor Tensor::slice(int dim, std::optional<std::int64_t> start, std::optional<s
     if (auto to = detail::storage_dtype(*this))
         return detail::rounded(detail::computable(*this).slice(dim, start, end, step), *to);
     const Shape in_shape = shape();
-    check(!in_shape.empty(), "slice: expected a tensor with at least 1 dimension (got {})",
-          shape_str(in_shape));
+    if (in_shape.empty()) {
+        fail("slice: expected a tensor with at least 1 dimension (got {})", shape_str(in_shape));
+    }
     const std::size_t axis = detail::normalize_dim(dim, in_shape.size(), "slice");
     check(step > 0, "slice: expected step > 0 (got {})", step);
     const auto size = static_cast<std::int64_t>(in_shape[axis]);
@@ -176,9 +177,10 @@ Tensor take_masked(const Tensor& x, std::size_t d, const Tensor& mask) {
     check(!mask_shape.empty(), "index: expected a bool mask with at least 1 dimension (got 0-d)");
     const bool fits = std::equal(mask_shape.begin(), mask_shape.end(),
                                  shape.begin() + static_cast<std::ptrdiff_t>(d));
-    check(fits,
-          "index: the mask of shape {} does not match the dims from {} of a tensor of shape {}",
-          shape_str(mask_shape), d, shape_str(shape));
+    if (!fits) {
+        fail("index: the mask of shape {} does not match the dims from {} of a tensor of shape {}",
+             shape_str(mask_shape), d, shape_str(shape));
+    }
     std::vector<std::int64_t> positions;
     const auto& flags = mask.data<bool>();
     for (std::size_t i = 0; i < flags.size(); ++i) {
@@ -204,9 +206,10 @@ Tensor Tensor::index(const std::vector<indexing::TensorIndex>& indices) const {
         tensors += i.kind() == Kind::Tensor;
         if (i.kind() == Kind::Tensor) {
             const Dtype dt = i.tensor().defined() ? i.tensor().dtype() : kFloat32;
-            check(dt == kInt64 || dt == kBool,
-                  "index: expected int64 or bool index tensors (got {})",
-                  i.tensor().defined() ? dtype_name(dt) : "an undefined one");
+            if (dt != kInt64 && dt != kBool) {
+                fail("index: expected int64 or bool index tensors (got {})",
+                     i.tensor().defined() ? dtype_name(dt) : "an undefined one");
+            }
         }
     }
     check(ellipses <= 1, "index: an index can only have a single ellipsis (got {})", ellipses);

@@ -430,10 +430,12 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     std::vector<Tensor> captured(inputs.size());
     run_pass(outputs.data(), seeds.data(), outputs.size(), options, &captured);
     for (std::size_t i = 0; i < captured.size(); ++i) {
-        check(captured[i].defined() || allow_unused,
-              "grad: input {} (shape {}) appears not to have been used in the graph; pass "
-              "allow_unused=true if this is intended",
-              i, shape_str(inputs[i].shape()));
+        if (!captured[i].defined() && !allow_unused) {
+            fail(
+                "grad: input {} (shape {}) appears not to have been used in the graph; pass "
+                "allow_unused=true if this is intended",
+                i, shape_str(inputs[i].shape()));
+        }
     }
     return captured;
 }

@@ -56,9 +56,10 @@ Tensor& in_place(Tensor& self, const char* name, bool reads_self,
              shape_str(self.shape()), shape_str(result.shape()));
     }
     if (result.dtype() != self.dtype()) {
-        check(is_floating_point(self.dtype()) || !is_floating_point(result.dtype()),
-              "{}: result type {} can't be cast to the desired output type {}", name,
-              dtype_name(result.dtype()), dtype_name(self.dtype()));
+        if (!is_floating_point(self.dtype()) && is_floating_point(result.dtype())) {
+            fail("{}: result type {} can't be cast to the desired output type {}", name,
+                 dtype_name(result.dtype()), dtype_name(self.dtype()));
+        }
         result = result.to(self.dtype());
     }
     overwrite(self, result);

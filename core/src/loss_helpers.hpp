@@ -35,18 +35,20 @@ inline Tensor reduced(const Tensor& losses, const std::string& reduction, const 
 }
 
 inline void check_pair(const Tensor& input, const Tensor& target, const char* op) {
-    check(input.defined() && target.defined() && input.shape() == target.shape(),
-          "{}: expected input and target of one shape (got {} and {})", op,
-          input.defined() ? shape_str(input.shape()) : "undefined",
-          target.defined() ? shape_str(target.shape()) : "undefined");
+    if (!(input.defined() && target.defined() && input.shape() == target.shape())) {
+        fail("{}: expected input and target of one shape (got {} and {})", op,
+             input.defined() ? shape_str(input.shape()) : "undefined",
+             target.defined() ? shape_str(target.shape()) : "undefined");
+    }
 }
 
 // check_pair, and both floating-point of one dtype.
 inline void check_floating_pair(const Tensor& input, const Tensor& target, const char* op) {
     check_pair(input, target, op);
-    check(is_floating_point(input.dtype()) && input.dtype() == target.dtype(),
-          "{}: expected floating-point input and target of one dtype (got {} and {})", op,
-          dtype_name(input.dtype()), dtype_name(target.dtype()));
+    if (!(is_floating_point(input.dtype()) && input.dtype() == target.dtype())) {
+        fail("{}: expected floating-point input and target of one dtype (got {} and {})", op,
+             dtype_name(input.dtype()), dtype_name(target.dtype()));
+    }
 }
 
 }  // namespace xg::detail::loss

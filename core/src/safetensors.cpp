@@ -125,9 +125,10 @@ Spec parse_spec(const std::string& path, const std::string& key, const Json& ent
     check(spec.begin <= spec.end && spec.end <= data_size,
           "load: '{}': tensor '{}' has data_offsets [{}, {}] outside the {} data bytes", path, key,
           spec.begin, spec.end, data_size);
-    check(spec.end - spec.begin == nbytes,
-          "load: '{}': tensor '{}' of shape {} and dtype {} needs {} bytes (got {})", path, key,
-          shape_str(spec.shape), dtype_code(spec.dtype), nbytes, spec.end - spec.begin);
+    if (spec.end - spec.begin != nbytes) {
+        fail("load: '{}': tensor '{}' of shape {} and dtype {} needs {} bytes (got {})", path, key,
+             shape_str(spec.shape), dtype_code(spec.dtype), nbytes, spec.end - spec.begin);
+    }
     return spec;
 }
 

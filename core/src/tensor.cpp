@@ -121,9 +121,10 @@ Tensor& Tensor::requires_grad_(bool requires_grad) {
           "requires_grad_: only leaf tensors can stop requiring grad (got one made by {}); use "
           "detach()",
           grad_fn_name());
-    check(!requires_grad || is_floating_point(dtype()),
-          "requires_grad_: only floating-point tensors can require gradients (got {})",
-          dtype_name(dtype()));
+    if (requires_grad && !is_floating_point(dtype())) {
+        fail("requires_grad_: only floating-point tensors can require gradients (got {})",
+             dtype_name(dtype()));
+    }
     impl.requires_grad = requires_grad;
     return *this;
 }
@@ -276,8 +277,9 @@ Tensor arange(std::int64_t start, std::int64_t end, std::int64_t step, Dtype dty
 
 Tensor linspace(double start, double end, std::int64_t steps, Dtype dtype) {
     check(steps >= 0, "linspace: expected a non-negative number of steps (got {})", steps);
-    check(is_floating_point(dtype), "linspace: expected a floating dtype (got {})",
-          dtype_name(dtype));
+    if (!is_floating_point(dtype)) {
+        fail("linspace: expected a floating dtype (got {})", dtype_name(dtype));
+    }
     auto values = xt::xarray<double>::from_shape({static_cast<std::size_t>(steps)});
     const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
     for (std::int64_t i = 0; i < steps; ++i) {
@@ -304,8 +306,10 @@ namespace detail {
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
     check(a.defined() && b.defined(), "{}: expected defined tensors (got an undefined one)", op);
-    check(a.dtype() == b.dtype(), "{}: expected operands of the same dtype (got {} and {})", op,
-          dtype_name(a.dtype()), dtype_name(b.dtype()));
+    if (a.dtype() != b.dtype()) {
+        fail("{}: expected operands of the same dtype (got {} and {})", op, dtype_name(a.dtype()),
+             dtype_name(b.dtype()));
+    }
 }
 
 std::size_t normalize_dim(int dim, std::size_t ndim, const char* op) {

@@ -270,11 +270,13 @@ StateDict build_state_dict(const ByteSource& source, const Value& top, const Loa
         auto [at, added] = index.emplace(view.id(), views.size());
         if (added) {
             total += view.nbytes;  // no overflow: each is below 2^63, the sum below the limit
-            check(total <= limit,
-                  "load: '{}': tensor '{}' of shape {} takes the tensors to {} bytes (expected at "
-                  "most {}, 64 MiB plus 1032 times the file's size: every view is copied, "
-                  "expanded ones in full)",
-                  path, key, shape_str(view.shape), total, limit);
+            if (total > limit) {
+                fail(
+                    "load: '{}': tensor '{}' of shape {} takes the tensors to {} bytes (expected "
+                    "at most {}, 64 MiB plus 1032 times the file's size: every view is copied, "
+                    "expanded ones in full)",
+                    path, key, shape_str(view.shape), total, limit);
+            }
             views.push_back(std::move(view));
             views_of[storage.text].push_back(&views.back());
         }

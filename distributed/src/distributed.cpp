@@ -150,13 +150,16 @@ void in_chunks(const Tensor& tensor, F&& f) {
 Tensor& all_reduce(Tensor& tensor, ReduceOp op) {
     MPI_Comm comm = communicator("all_reduce");
     check(tensor.defined(), "all_reduce: expected a defined tensor (got an undefined one)");
-    check(compute_dtype(tensor.dtype()) == tensor.dtype() || !is_floating_point(tensor.dtype()),
-          "all_reduce: expected a float32 or float64 tensor, which MPI can add (got {}; reduce "
-          "it in float32 with .to(xg::kFloat32))",
-          dtype_name(tensor.dtype()));
-    check(op != ReduceOp::Avg || is_floating_point(tensor.dtype()),
-          "all_reduce: expected a floating-point tensor for ReduceOp::Avg (got {})",
-          dtype_name(tensor.dtype()));
+    if (compute_dtype(tensor.dtype()) != tensor.dtype() && is_floating_point(tensor.dtype())) {
+        fail(
+            "all_reduce: expected a float32 or float64 tensor, which MPI can add (got {}; reduce "
+            "it in float32 with .to(xg::kFloat32))",
+            dtype_name(tensor.dtype()));
+    }
+    if (op == ReduceOp::Avg && !is_floating_point(tensor.dtype())) {
+        fail("all_reduce: expected a floating-point tensor for ReduceOp::Avg (got {})",
+             dtype_name(tensor.dtype()));
+    }
     MPI_Op mpi_op = op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Min ? MPI_MIN : MPI_SUM;
     in_chunks(tensor, [&](void* data, int count) {
         check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, count, detail::mpi_type(tensor.dtype()), mpi_op,
@@ -188,11 +191,13 @@ Tensor& broadcast(Tensor& tensor, int root) {
                   header[1] == static_cast<std::int64_t>(tensor.numel()),
         all_match = 0;
     check_mpi(MPI_Allreduce(&matches, &all_match, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
-    check(all_match,
-          "broadcast: expected a {} tensor of {} elements on every rank, as on root {} (got {} of "
-          "{} on rank {}{})",
-          dtype_name(static_cast<Dtype>(header[0])), header[1], root, dtype_name(tensor.dtype()),
-          tensor.numel(), rank(), matches ? ", and a mismatch on another rank" : "");
+    if (!all_match) {
+        fail(
+            "broadcast: expected a {} tensor of {} elements on every rank, as on root {} (got {} "
+            "of {} on rank {}{})",
+            dtype_name(static_cast<Dtype>(header[0])), header[1], root, dtype_name(tensor.dtype()),
+            tensor.numel(), rank(), matches ? ", and a mismatch on another rank" : "");
+    }
     in_chunks(tensor, [&](void* data, int count) {
         check_mpi(MPI_Bcast(data, count, detail::mpi_type(tensor.dtype()), root, comm),
                   "MPI_Bcast");

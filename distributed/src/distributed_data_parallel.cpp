@@ -182,11 +182,13 @@ struct DistributedDataParallel::Reducer {
         Bucket& b = buckets[bi];
         std::size_t bytes = params[i].numel() * dist::detail::element_size(b.dtype);
         if (grad) {
-            check(grad->dtype() == b.dtype && grad->numel() == params[i].numel(),
-                  "DistributedDataParallel: expected a {} gradient of shape {} for {} (got {} of "
-                  "shape {})",
-                  dtype_name(b.dtype), shape_str(params[i].shape()), names[i],
-                  dtype_name(grad->dtype()), shape_str(grad->shape()));
+            if (!(grad->dtype() == b.dtype && grad->numel() == params[i].numel())) {
+                fail(
+                    "DistributedDataParallel: expected a {} gradient of shape {} for {} (got {} of "
+                    "shape {})",
+                    dtype_name(b.dtype), shape_str(params[i].shape()), names[i],
+                    dtype_name(grad->dtype()), shape_str(grad->shape()));
+            }
             if (bytes) std::memcpy(data_of(b, member), dist::detail::raw_data(*grad), bytes);
             // Reduce the whole .grad, as PyTorch does: what no_sync() accumulated
             // locally gets averaged too, and an averaged .grad stays averaged.
@@ -289,9 +291,10 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<Module> module,
 
     for (auto& [name, p] : named_parameters()) {
         if (!p.requires_grad()) continue;
-        check(is_floating_point(p.dtype()),
-              "DistributedDataParallel: expected floating-point parameters (got {} for {})",
-              dtype_name(p.dtype()), name);
+        if (!is_floating_point(p.dtype())) {
+            fail("DistributedDataParallel: expected floating-point parameters (got {} for {})",
+                 dtype_name(p.dtype()), name);
+        }
         r.params.push_back(p);
         r.names.push_back(name);
     }

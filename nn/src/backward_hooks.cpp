@@ -21,10 +21,11 @@ void check_replacement(const Module& module, const char* hook, const char* grads
     for (std::size_t i = 0; i < original.size(); ++i) {
         const Tensor &expected = original[i], &got = replaced[i];
         if (!expected.defined() || !got.defined()) continue;
-        check(got.dtype() == expected.dtype() && got.shape() == expected.shape(),
-              "{}: {} has changed {} {} (was {} {} got {} {})", module.name(), hook, grads, i,
-              dtype_name(expected.dtype()), shape_str(expected.shape()), dtype_name(got.dtype()),
-              shape_str(got.shape()));
+        if (!(got.dtype() == expected.dtype() && got.shape() == expected.shape())) {
+            fail("{}: {} has changed {} {} (was {} {} got {} {})", module.name(), hook, grads, i,
+                 dtype_name(expected.dtype()), shape_str(expected.shape()), dtype_name(got.dtype()),
+                 shape_str(got.shape()));
+        }
     }
 }
 

@@ -301,8 +301,9 @@ void Module::convert_tensors(Dtype dtype, bool floating_only) {
 }
 
 Module& Module::to(Dtype dtype) {
-    check(is_floating_point(dtype), "Module.to: expected a floating-point dtype (got {})",
-          dtype_name(dtype));
+    if (!is_floating_point(dtype)) {
+        fail("Module.to: expected a floating-point dtype (got {})", dtype_name(dtype));
+    }
     convert_tensors(dtype, true);
     return *this;
 }
@@ -312,9 +313,10 @@ Module& Module::type(Dtype dtype) {
     // point. Checked for every parameter first, so a refused call changes nothing.
     if (!is_floating_point(dtype)) {
         for (const auto& [name, p] : named_parameters()) {
-            check(!p.requires_grad(),
-                  "{}.type: parameter '{}' requires grad and must stay floating point (got {})",
-                  this->name(), name, dtype_name(dtype));
+            if (p.requires_grad()) {
+                fail("{}.type: parameter '{}' requires grad and must stay floating point (got {})",
+                     this->name(), name, dtype_name(dtype));
+            }
         }
     }
     convert_tensors(dtype, false);

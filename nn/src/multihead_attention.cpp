@@ -69,8 +69,10 @@ Tensor additive(const Tensor& mask, Dtype dtype, const char* name) {
         return masked_fill(zeros(mask.shape(), dtype), mask,
                            -std::numeric_limits<double>::infinity());
     }
-    check(mask.dtype() == dtype, "MultiheadAttention: expected {} to be bool or {} (got {})", name,
-          dtype_name(dtype), dtype_name(mask.dtype()));
+    if (mask.dtype() != dtype) {
+        fail("MultiheadAttention: expected {} to be bool or {} (got {})", name, dtype_name(dtype),
+             dtype_name(mask.dtype()));
+    }
     return mask;
 }
 

@@ -182,14 +182,16 @@ Orthogonal::Orthogonal(Shape shape, OrthogonalMap orthogonal_map, bool use_trivi
     : shape(std::move(shape)),
       orthogonal_map(orthogonal_map),
       use_trivialization(use_trivialization) {
-    check(this->shape.size() == 2, "Orthogonal: expected the shape of a matrix (got {})",
-          shape_str(this->shape));
+    if (this->shape.size() != 2) {
+        fail("Orthogonal: expected the shape of a matrix (got {})", shape_str(this->shape));
+    }
     if (use_trivialization) base = register_buffer("base", Tensor());
 }
 
 Tensor Orthogonal::forward(const Tensor& x) {
-    check(x.dim() == 2, "Orthogonal: expected a matrix (got a tensor of shape {})",
-          shape_str(x.shape()));
+    if (x.dim() != 2) {
+        fail("Orthogonal: expected a matrix (got a tensor of shape {})", shape_str(x.shape()));
+    }
     check(!use_trivialization || base.defined(),
           "Orthogonal: expected the buffer base, which right_inverse sets, to be defined (got "
           "an undefined tensor)");
@@ -217,8 +219,10 @@ Tensor Orthogonal::forward(const Tensor& x) {
 }
 
 Value Orthogonal::right_inverse(const Tensor& q) {
-    check(q.shape() == shape, "Orthogonal: expected a matrix of shape {} (got {})",
-          shape_str(shape), shape_str(q.shape()));
+    if (q.shape() != shape) {
+        fail("Orthogonal: expected a matrix of shape {} (got {})", shape_str(shape),
+             shape_str(q.shape()));
+    }
     const bool first = !registered_;
     registered_ = true;
     NoGradGuard no_grad;

@@ -191,8 +191,9 @@ Module& orthogonal(Module& module, const std::string& name,
     check(weight.defined(),
           "orthogonal: expected a parameter or buffer named '{}' in {} (got none)", name,
           module.name());
-    check(weight.dim() == 2, "orthogonal: expected a matrix (got a tensor of shape {})",
-          shape_str(weight.shape()));
+    if (weight.dim() != 2) {
+        fail("orthogonal: expected a matrix (got a tensor of shape {})", shape_str(weight.shape()));
+    }
     // Appended to other parametrizations, right_inverse never runs to set the
     // base (PyTorch then fails at the first use of the tensor).
     check(!use_trivialization || !parametrize::is_parametrized(module, name),

@@ -119,9 +119,10 @@ std::pair<Tensor, bool> find_tensor(const Module& module, const std::string& nam
 // PyTorch's consistency checks: `what` must keep the tensor's dtype and shape.
 void check_like(const Value& result, Dtype dtype, const Shape& shape, const std::string& at,
                 const std::string& what) {
-    check(result.is_tensor(),
-          "register_parametrization: expected {} to return a Tensor for {} (got {})", what, at,
-          result.describe());
+    if (!result.is_tensor()) {
+        fail("register_parametrization: expected {} to return a Tensor for {} (got {})", what, at,
+             result.describe());
+    }
     const Tensor& t = result.tensor();
     if (t.dtype() != dtype) {
         fail(
@@ -254,25 +255,31 @@ void ParametrizationList::register_originals(const Value& inverted, const Tensor
     };
     if (inverted.is_tensor()) {
         const Tensor& fresh = inverted.tensor();
-        check(fresh.dtype() == original.dtype(),
-              "register_parametrization: expected right_inverse to keep the dtype of {}, {}, when "
-              "it returns one tensor (got {})",
-              where, dtype_name(original.dtype()), dtype_name(fresh.dtype()));
+        if (fresh.dtype() != original.dtype()) {
+            fail(
+                "register_parametrization: expected right_inverse to keep the dtype of {}, {}, "
+                "when it returns one tensor (got {})",
+                where, dtype_name(original.dtype()), dtype_name(fresh.dtype()));
+        }
         is_tensor_ = true;
         if (fresh.impl() != original.impl()) original.set_data(fresh.detach());
         keep("original", original);
         return;
     }
-    check(inverted.is_list(),
-          "register_parametrization: expected right_inverse to return a Tensor or a tuple of "
-          "Tensors for {} (got {})",
-          where, inverted.describe());
+    if (!inverted.is_list()) {
+        fail(
+            "register_parametrization: expected right_inverse to return a Tensor or a tuple of "
+            "Tensors for {} (got {})",
+            where, inverted.describe());
+    }
     const Value::List& items = inverted.list();
     for (std::size_t i = 0; i < items.size(); ++i) {
-        check(items[i].is_tensor(),
-              "register_parametrization: expected right_inverse to return Tensors for {} (got {} "
-              "at position {})",
-              where, items[i].describe(), i);
+        if (!items[i].is_tensor()) {
+            fail(
+                "register_parametrization: expected right_inverse to return Tensors for {} (got {} "
+                "at position {})",
+                where, items[i].describe(), i);
+        }
     }
     is_tensor_ = false;
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -283,9 +290,10 @@ void ParametrizationList::register_originals(const Value& inverted, const Tensor
 Tensor ParametrizationList::forward() {
     Value x = (*this)[0]->call(Args(originals_.begin(), originals_.end()));
     for (std::size_t i = 1; i < size(); ++i) x = (*this)[i]->call(Args{x});
-    check(x.is_tensor(),
-          "ParametrizationList: expected the parametrizations to return a Tensor (got {})",
-          x.describe());
+    if (!x.is_tensor()) {
+        fail("ParametrizationList: expected the parametrizations to return a Tensor (got {})",
+             x.describe());
+    }
     return x.tensor();
 }
 
@@ -306,8 +314,10 @@ void ParametrizationList::right_inverse(const Tensor& value) {
               "ParametrizationList.right_inverse: expected every parametrization to implement "
               "right_inverse (got {} without one)",
               p->name());
-        check(x.is_tensor(), "ParametrizationList.right_inverse: expected a Tensor for {} (got {})",
-              p->name(), x.describe());
+        if (!x.is_tensor()) {
+            fail("ParametrizationList.right_inverse: expected a Tensor for {} (got {})", p->name(),
+                 x.describe());
+        }
         x = inverse->right_inverse(x.tensor());
     }
     Value::List items;
@@ -323,9 +333,10 @@ void ParametrizationList::right_inverse(const Tensor& value) {
     }
     // Every value checked before any is set, so a refused one changes nothing.
     for (std::size_t i = 0; i < items.size(); ++i) {
-        check(items[i].is_tensor() && items[i].tensor().dtype() == originals_[i].dtype(),
-              "ParametrizationList.right_inverse: expected a {} Tensor for original {} (got {})",
-              dtype_name(originals_[i].dtype()), i, items[i].describe());
+        if (!(items[i].is_tensor() && items[i].tensor().dtype() == originals_[i].dtype())) {
+            fail("ParametrizationList.right_inverse: expected a {} Tensor for original {} (got {})",
+                 dtype_name(originals_[i].dtype()), i, items[i].describe());
+        }
     }
     for (std::size_t i = 0; i < items.size(); ++i)
         originals_[i].set_data(items[i].tensor().detach());

@@ -179,23 +179,28 @@ std::optional<StateDict> Adam::get_param_state(const Tensor& param) const {
 void Adam::check_param_state(const Tensor& param, const StateDict& state,
                              const std::string& where) const {
     for (const char* required : {"step", "exp_avg", "exp_avg_sq"}) {
-        check(state.contains(required), "{}: expected '{}' in the state (got keys [{}])", where,
-              required, fmt::join(state.keys(), ", "));
+        if (!state.contains(required)) {
+            fail("{}: expected '{}' in the state (got keys [{}])", where, required,
+                 fmt::join(state.keys(), ", "));
+        }
     }
     for (const auto& [key, value] : state) {
         check(key == "step" || key == "exp_avg" || key == "exp_avg_sq" || key == "max_exp_avg_sq",
               "{}: expected step, exp_avg, exp_avg_sq or max_exp_avg_sq (got '{}')", where, key);
         check(value.defined(), "{}: expected a defined {} (got an undefined tensor)", where, key);
         if (key == "step") {
-            check(value.numel() == 1, "{}: expected a one-element step (got shape {})", where,
-                  shape_str(value.shape()));
+            if (value.numel() != 1) {
+                fail("{}: expected a one-element step (got shape {})", where,
+                     shape_str(value.shape()));
+            }
             const double step = value.item<double>();
             check(step >= 0.0 && step == std::floor(step),
                   "{}: expected a whole, non-negative step (got {})", where, step);
         } else {
-            check(is_floating_point(value.dtype()) && value.shape() == param.shape(),
-                  "{}: expected a floating-point {} of shape {} (got {} {})", where, key,
-                  shape_str(param.shape()), dtype_name(value.dtype()), shape_str(value.shape()));
+            if (!(is_floating_point(value.dtype()) && value.shape() == param.shape())) {
+                fail("{}: expected a floating-point {} of shape {} (got {} {})", where, key,
+                     shape_str(param.shape()), dtype_name(value.dtype()), shape_str(value.shape()));
+            }
         }
     }
 }

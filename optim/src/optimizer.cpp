@@ -113,9 +113,10 @@ void Optimizer::add_group(OptimizerParamGroup group) {
         check(p.defined(),
               "{}: expected defined parameters (got an undefined one at {} of group {})", name_, i,
               index);
-        check(is_floating_point(p.dtype()),
-              "{}: expected floating-point parameters (got {} at {} of group {})", name_,
-              dtype_name(p.dtype()), i, index);
+        if (!is_floating_point(p.dtype())) {
+            fail("{}: expected floating-point parameters (got {} at {} of group {})", name_,
+                 dtype_name(p.dtype()), i, index);
+        }
         check_updatable(p, "", i, index);
         check(p.is_leaf(), "{}: expected leaf tensors (got a non-leaf at {} of group {})", name_, i,
               index);
@@ -155,10 +156,12 @@ void Optimizer::zero_grad(bool set_to_none) {
 // mixed-precision training keeps float32 weights and converts them to save.
 void Optimizer::check_updatable(const Tensor& p, const char* when, std::size_t i,
                                 std::size_t group) const {
-    check(compute_dtype(p.dtype()) == p.dtype(),
-          "{}{}: expected float32 or float64 parameters (got {} at {} of group {}); train in "
-          "float32 and convert to save (Module::bfloat16(), Tensor::to)",
-          name_, when, dtype_name(p.dtype()), i, group);
+    if (compute_dtype(p.dtype()) != p.dtype()) {
+        fail(
+            "{}{}: expected float32 or float64 parameters (got {} at {} of group {}); train in "
+            "float32 and convert to save (Module::bfloat16(), Tensor::to)",
+            name_, when, dtype_name(p.dtype()), i, group);
+    }
 }
 
 Tensor Optimizer::checked_grad(const Tensor& param) const {

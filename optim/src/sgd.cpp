@@ -109,11 +109,13 @@ void SGD::check_param_state(const Tensor& param, const StateDict& state,
                             const std::string& where) const {
     for (const auto& [key, value] : state) {
         check(key == "momentum_buffer", "{}: expected only momentum_buffer (got '{}')", where, key);
-        check(value.defined() && value.shape() == param.shape() && is_floating_point(value.dtype()),
-              "{}: expected a floating-point momentum_buffer of shape {} (got {})", where,
-              shape_str(param.shape()),
-              value.defined() ? shape_str(value.shape()) + " " + dtype_name(value.dtype())
-                              : std::string("an undefined tensor"));
+        if (!(value.defined() && value.shape() == param.shape() &&
+              is_floating_point(value.dtype()))) {
+            fail("{}: expected a floating-point momentum_buffer of shape {} (got {})", where,
+                 shape_str(param.shape()),
+                 value.defined() ? shape_str(value.shape()) + " " + dtype_name(value.dtype())
+                                 : std::string("an undefined tensor"));
+        }
     }
 }
 

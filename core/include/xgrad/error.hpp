@@ -15,14 +15,16 @@ public:
     explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
-// Throws xg::Error with fmt-formatted text when `condition` is false.
+// Throws xg::Error with fmt-formatted text when `condition` is false. Its
+// arguments are built on every call, passed or not: a message that prints
+// shapes or dtype names belongs in fail(), behind the test.
 template <class... Args>
 void check(bool condition, fmt::format_string<Args...> format, Args&&... args) {
     if (!condition) throw Error(fmt::format(format, std::forward<Args>(args)...));
 }
 
-// The same, for a test already made: when building the message's arguments
-// costs allocations (shapes), call it only once the check has failed.
+// The same, for a test already made: `if (!ok) fail(...)` builds the message's
+// arguments (shape_str, dtype_name: strings) only once the check has failed.
 template <class... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
     throw Error(fmt::format(format, std::forward<Args>(args)...));
