@@ -152,12 +152,11 @@ Tensor unary(const Tensor& x, const Rule& rule) {
         return detail::rounded(unary(detail::computable(x), rule), *to);
     if (x.defined() && !is_floating_point(x.dtype())) return integer_unary(x, rule);
     return detail::visit_floating(x, rule.kName, [&]<class T>(xt::xarray<T>& a) {
-        auto y = detail::empty_array<T>(a.shape());
-        forward_loop(rule, a.data(), y.data(), y.size());
-        Tensor result = wrap(std::move(y));
+        Tensor result = detail::empty_tensor<T>(a.shape());
+        forward_loop(rule, a.data(), result.data<T>().data(), a.size());
         if constexpr (grad_is_g<Rule>()) {
             return make_result(
-                result, rule.kNode, {x},
+                std::move(result), rule.kNode, {x},
                 [](const Tensor& g) {
                     if (autograd::creating_graph()) return autograd::Gradients{g};
                     return autograd::Gradients{autograd::pass_on(g)};
@@ -168,8 +167,8 @@ Tensor unary(const Tensor& x, const Rule& rule) {
             if constexpr (Rule::kSaves != Saves::Nothing)
                 saved = (Rule::kSaves == Saves::Output ? result : x).impl()->storage;
             return make_result(
-                result, rule.kNode, {x},
-                [rule, saved](const Tensor& g) {
+                std::move(result), rule.kNode, {x},
+                [rule, saved = std::move(saved)](const Tensor& g) {
                     if constexpr (kHasGradOp<Rule>) {
                         if (autograd::creating_graph())
                             return autograd::Gradients{grad_with_ops(rule, saved, g)};
@@ -212,19 +211,19 @@ std::size_t row_period(const A& full, const B& row) {
     return n;
 }
 
-// f(x, y) elementwise with NumPy broadcasting. f takes scalars or xtensor
-// expressions alike. Equal shapes, and one operand repeating along the
-// other's leading dims (a bias row), take one raw loop; other broadcasts go
-// through xtensor.
+// f(x, y) elementwise with NumPy broadcasting, as a tensor without history. f
+// takes scalars or xtensor expressions alike. Equal shapes, and one operand
+// repeating along the other's leading dims (a bias row), take one raw loop;
+// other broadcasts go through xtensor.
 template <class T, class F>
-xt::xarray<T> broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F f) {
+Tensor broadcast_apply(const xt::xarray<T>& x, const xt::xarray<T>& y, F f) {
     const bool y_row = row_period(x.shape(), y.shape()) != 0;
     const bool x_row = !y_row && row_period(y.shape(), x.shape()) != 0;
-    if (!y_row && !x_row) return xt::xarray<T>(f(x, y));
-    auto out = detail::empty_array<T>(y_row ? x.shape() : y.shape());
+    if (!y_row && !x_row) return wrap(xt::xarray<T>(f(x, y)));
+    Tensor out = detail::empty_tensor<T>(y_row ? x.shape() : y.shape());
     const T *xp = x.data(), *yp = y.data();
-    T* o = out.data();
-    const std::size_t size = out.size(), n = y_row ? y.size() : x.size();
+    T* o = out.data<T>().data();
+    const std::size_t size = y_row ? x.size() : y.size(), n = y_row ? y.size() : x.size();
     if (n == 0) return out;
     if (size == n) {  // equal shapes
         detail::for_chunks(n, [&](std::size_t first, std::size_t count) {
@@ -279,11 +278,12 @@ void binary_grad_loop(const T* x, const T* y, const T* g, T* ga, T* gb, std::siz
 // A row repeated along g's leading dims (a bias) is copied row by row across
 // threads; other broadcasts go through xtensor.
 template <class T>
-const T* at_shape_of(const Tensor& g, const Tensor& operand, std::optional<xt::xarray<T>>& copy) {
-    if (!operand.defined()) return nullptr;
-    const auto& values = operand.data<T>();
-    if (detail::same_shape(g, operand)) return values.data();
+const T* at_shape_of(const Tensor& g, const std::shared_ptr<Storage>& operand,
+                     std::optional<xt::xarray<T>>& copy) {
+    if (!operand) return nullptr;
+    const auto& values = std::get<xt::xarray<T>>(*operand);
     const auto& shape = g.data<T>().shape();
+    if (std::ranges::equal(values.shape(), shape)) return values.data();
     if (const std::size_t n = row_period(shape, values.shape())) {
         copy = detail::empty_array<T>(shape);
         const T* row = values.data();
@@ -299,7 +299,8 @@ const T* at_shape_of(const Tensor& g, const Tensor& operand, std::optional<xt::x
 // A binary row's backward: gradients at g's shape, summed back to the shape
 // of a broadcast operand (one that is g itself straight from g, uncopied).
 template <class Rule, class T>
-autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor& y,
+autograd::Gradients binary_grads(const Tensor& g, const std::shared_ptr<Storage>& x,
+                                 const std::shared_ptr<Storage>& y,
                                  std::span<const std::size_t> shape_a,
                                  std::span<const std::size_t> shape_b, bool need_a, bool need_b) {
     const bool full_a = detail::same_shape(g, shape_a), full_b = detail::same_shape(g, shape_b);
@@ -323,12 +324,15 @@ autograd::Gradients binary_grads(const Tensor& g, const Tensor& x, const Tensor&
 // binary_grads with ops, for double backward: the row's grad_op on the saved
 // operands back in the graph, each summed back to its operand's shape.
 template <class Rule>
-autograd::Gradients binary_grads_with_ops(const Tensor& g, const Tensor& sa, const Tensor& sb,
+autograd::Gradients binary_grads_with_ops(const Tensor& g, const std::shared_ptr<Storage>& sa,
+                                          const std::shared_ptr<Storage>& sb,
                                           std::span<const std::size_t> shape_a,
                                           std::span<const std::size_t> shape_b) {
     Tensor x, y;
-    if constexpr (Rule::kSavesInputs)
-        x = autograd::saved_input(0, sa), y = autograd::saved_input(1, sb);
+    if constexpr (Rule::kSavesInputs) {
+        x = autograd::saved_input(0, detail::tensor_of(sa));
+        y = autograd::saved_input(1, detail::tensor_of(sb));
+    }
     auto [ga, gb] = Rule::grad_op(x, y, g);
     return {detail::sum_to_op(ga, Shape(shape_a.begin(), shape_a.end())),
             detail::sum_to_op(gb, Shape(shape_b.begin(), shape_b.end()))};
@@ -352,13 +356,14 @@ Tensor binary(const Tensor& a, const Tensor& b) {
     detail::ArrayShape shape_a(sizes_a.begin(), sizes_a.end()),
         shape_b(sizes_b.begin(), sizes_b.end());
     return detail::visit_floating(a, Rule::kName, [&]<class T>(xt::xarray<T>& av) {
-        Tensor out = wrap(broadcast_apply(
-            av, b.data<T>(), [](const auto& u, const auto& v) { return Rule::forward(u, v); }));
-        Tensor sa, sb;  // what backward reads, if anything
-        if constexpr (Rule::kSavesInputs) sa = a.detach(), sb = b.detach();
+        Tensor out = broadcast_apply(
+            av, b.data<T>(), [](const auto& u, const auto& v) { return Rule::forward(u, v); });
+        std::shared_ptr<Storage> sa, sb;  // what backward reads, if anything
+        if constexpr (Rule::kSavesInputs) sa = a.impl()->storage, sb = b.impl()->storage;
         return make_result(
-            out, Rule::kNode, {a, b},
-            [sa, sb, shape_a, shape_b, need_a = a.requires_grad(),
+            std::move(out), Rule::kNode, {a, b},
+            [sa = std::move(sa), sb = std::move(sb), shape_a = std::move(shape_a),
+             shape_b = std::move(shape_b), need_a = a.requires_grad(),
              need_b = b.requires_grad()](const Tensor& g) {
                 if (autograd::creating_graph())
                     return binary_grads_with_ops<Rule>(g, sa, sb, shape_a, shape_b);
