@@ -77,7 +77,7 @@ void note_versions(Node& node, const Tensor& value, const Inputs& inputs, Reads 
 }
 
 template <class Inputs>
-Tensor record(Tensor value, const char* name, const Inputs& inputs, BackwardFn backward,
+Tensor record(Tensor value, const char* name, const Inputs& inputs, BackwardFn&& backward,
               DoubleBackward double_backward, Reads reads) {
     if (!GradMode::is_enabled()) return value;
     Node::Edges next;

@@ -59,7 +59,7 @@ std::string_view intern(std::string_view name) {
 }
 }  // namespace
 
-Node::Node(std::string_view name_, Edges next_, BackwardFn backward_)
+Node::Node(std::string_view name_, Edges&& next_, BackwardFn&& backward_)
     : name(intern(name_)),
       next(std::move(next_)),
       backward(std::move(backward_)),

@@ -130,7 +130,9 @@ using NodeHook = std::function<void(const Tensor& grad_output)>;
 // leaves) and what its backward needs, never a TensorImpl: so no cycles.
 struct Node : std::enable_shared_from_this<Node> {
     using Edges = detail::SmallVector<std::shared_ptr<Node>, 4>;
-    Node(std::string_view name, Edges next, BackwardFn backward);
+    // Takes its edges and closure by reference to move them once: a closure
+    // held inline moves member by member, its saved handles and shapes included.
+    Node(std::string_view name, Edges&& next, BackwardFn&& backward);
     ~Node();
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
