@@ -1,5 +1,7 @@
 // matmul with torch.matmul's rules: 1-D operands are promoted to matrices and
 // squeezed back, leading (batch) dimensions broadcast. Every product is a BLAS gemm.
+#include <cstring>
+
 #include "blas.hpp"
 #include "buffer_cache.hpp"
 #include "grad_buffers.hpp"

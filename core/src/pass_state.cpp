@@ -44,10 +44,11 @@ void PassState::clear() {
     ready_.clear();
     if (slots_.size() > 4096 && 16 * occupied_.size() < slots_.size()) {
         std::vector<Slot>().swap(slots_);
+        std::vector<std::size_t>().swap(occupied_);
     } else {
         for (std::size_t i : occupied_) slots_[i] = Slot{};
+        occupied_.clear();
     }
-    occupied_.clear();
 }
 
 PassState::Slot* PassState::probe(std::vector<Slot>& slots, Node* node) {
