@@ -27,7 +27,7 @@ void check_nonempty(const detail::Reduction& r, const char* op, const char* cont
     for (std::size_t d = 0; d < r.in_shape.size(); ++d) {
         if (r.reduced[d] && r.in_shape[d] == 0) {
             fail("{}: expected a non-empty reduced dim {}{} (got shape {})", op, d, context,
-                 shape_str(r.in_shape));
+                 shape_str(detail::to_shape(r.in_shape)));
         }
     }
 }
@@ -47,7 +47,7 @@ xt::xarray<T> share_among_ties(const detail::Reduction& r, const T* g, Hit hit) 
 // The reduction's output with its reduced dims back as size 1: the layout the
 // `o` of detail::Reduction::for_each indexes, which broadcasts against the input.
 Shape kept_shape(const detail::Reduction& r) {
-    Shape kept = r.in_shape;
+    Shape kept = detail::to_shape(r.in_shape);
     for (std::size_t d = 0; d < kept.size(); ++d) {
         if (r.reduced[d]) kept[d] = 1;
     }

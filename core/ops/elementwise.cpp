@@ -193,7 +193,7 @@ Tensor unary(const Tensor& x, const Rule& rule) {
 Tensor reduce_to(const Tensor& g, std::span<const std::size_t> shape) {
     if (detail::same_shape(g, shape)) return g;
     return detail::visit_floating(g, "backward", [&]<class T>(xt::xarray<T>& a) {
-        return wrap(detail::sum_to_shape(a, Shape(shape.begin(), shape.end())));
+        return wrap(detail::sum_to_shape(a, shape));
     });
 }
 
@@ -352,7 +352,7 @@ Tensor binary(const Tensor& a, const Tensor& b) {
     if (!is_floating_point(dtype)) return integer_binary<Rule>(a, b);
     const auto sizes_a = a.sizes(), sizes_b = b.sizes();
     if (!std::ranges::equal(sizes_a, sizes_b))
-        detail::broadcast_shapes(a.shape(), b.shape(), Rule::kName);
+        detail::broadcast_shapes(sizes_a, sizes_b, Rule::kName);
     detail::ArrayShape shape_a(sizes_a.begin(), sizes_a.end()),
         shape_b(sizes_b.begin(), sizes_b.end());
     return detail::visit_floating(a, Rule::kName, [&]<class T>(xt::xarray<T>& av) {

@@ -33,7 +33,7 @@ Tensor spread_op(const Tensor& g, const Reduction& r, double scale) {
     std::vector<std::int64_t> kept;
     for (std::size_t d = 0; d < r.in_shape.size(); ++d)
         kept.push_back(r.reduced[d] ? 1 : static_cast<std::int64_t>(r.in_shape[d]));
-    Tensor spread = broadcast_to(reshape(g, kept), r.in_shape);
+    Tensor spread = broadcast_to(reshape(g, kept), detail::to_shape(r.in_shape));
     return scale == 1.0 ? spread : spread * scale;
 }
 
@@ -58,9 +58,9 @@ Tensor max_grad_op(const Tensor& g, const Tensor& indices, const detail::DimSpli
 }
 
 // sum or mean over `axes`; the gradient spreads g (times `scale`) back over them.
-Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool keepdim, bool mean,
+Tensor reduce_sum(const Tensor& x, std::span<const std::size_t> axes, bool keepdim, bool mean,
                   const char* op) {
-    const Reduction r = make_reduction(x.shape(), axes, keepdim);
+    Reduction r = make_reduction(x.sizes(), axes, keepdim);
     std::size_t count = 1;
     for (auto axis : axes) count *= r.in_shape[axis];
     double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
@@ -79,11 +79,15 @@ Tensor reduce_sum(const Tensor& x, const std::vector<std::size_t>& axes, bool ke
     }
     return detail::visit_floating(x, op, [&]<class T>(xt::xarray<T>& a) {
         xt::xarray<T> out = detail::sum_axes(a, r.reduced);
-        if (mean) out *= T(scale);
+        if (mean) {
+            for (T& v : out) v *= T(scale);
+        }
         out.reshape(r.out_shape);
         return make_result(
             wrap(std::move(out)), mean ? "MeanBackward" : "SumBackward", {x},
-            [r, scale](const Tensor& g) {
+            // r moved in, not copied from a const: a closure whose move may throw
+            // (a const svector's copy) is kept on the heap, one allocation per call.
+            [r = std::move(r), scale](const Tensor& g) {
                 if (autograd::creating_graph()) return autograd::Gradients{spread_op(g, r, scale)};
                 return autograd::Gradients{
                     wrap(detail::spread_axes(g.data<T>(), r.in_shape, r.reduced, T(scale)))};
@@ -371,7 +375,7 @@ namespace {
 
 // n when the sorted `axes` are x's trailing dims, x is floating and not empty:
 // the length of the contiguous rows var_rows and logsumexp_rows reduce; else 0.
-std::size_t trailing_row_length(const Tensor& x, const std::vector<std::size_t>& axes) {
+std::size_t trailing_row_length(const Tensor& x, std::span<const std::size_t> axes) {
     if (!is_floating_point(x.dtype()) || axes.empty() || x.numel() == 0) return 0;
     const Shape shape = x.shape();
     std::size_t n = 1;
@@ -396,7 +400,7 @@ Tensor var(const Tensor& x, const std::vector<int>& dims, double correction, boo
     check(x.defined(), "var: expected a defined tensor (got an undefined one)");
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(var(detail::computable(x), dims, correction, keepdim), *to);
-    const std::vector<std::size_t> axes = normalize_dims(dims, x.dim(), "var");
+    const detail::ArrayShape axes = normalize_dims(dims, x.dim(), "var");
     if (const std::size_t n = trailing_row_length(x, axes))
         return rows_to_shape(detail::var_rows(x, n, correction), x.shape(), axes.size(), keepdim);
     std::size_t n = 1;
@@ -418,7 +422,7 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
     check(x.defined(), "logsumexp: expected a defined tensor (got an undefined one)");
     if (auto to = detail::storage_dtype(x))
         return detail::rounded(logsumexp(detail::computable(x), dims, keepdim), *to);
-    const std::vector<std::size_t> trailing = normalize_dims(dims, x.dim(), "logsumexp");
+    const detail::ArrayShape trailing = normalize_dims(dims, x.dim(), "logsumexp");
     if (const std::size_t n = trailing_row_length(x, trailing))
         return rows_to_shape(detail::logsumexp_rows(x, n), x.shape(), trailing.size(), keepdim);
     Tensor m = x.detach();
@@ -429,7 +433,7 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& dims, bool keepdim) {
     Tensor out = log(sum(exp(x - m), dims, true)) + m;
     if (keepdim || x.dim() == 0) return out;
     std::vector<std::int64_t> kept;
-    const std::vector<std::size_t> axes = normalize_dims(dims, x.dim(), "logsumexp");
+    const detail::ArrayShape axes = normalize_dims(dims, x.dim(), "logsumexp");
     for (std::size_t d = 0; d < x.dim(); ++d) {
         if (std::find(axes.begin(), axes.end(), d) == axes.end())
             kept.push_back(static_cast<std::int64_t>(x.shape()[d]));

@@ -63,6 +63,8 @@ namespace detail {
 // An array's own shape type: up to rank 4 it needs no heap allocation, so the
 // shapes an op works with on a training step's path are these, not Shapes.
 using ArrayShape = xt::svector<std::size_t, 4>;
+// One flag per dim (the dims a reduction sums over), inline as ArrayShape is.
+using DimFlags = xt::svector<bool, 4>;
 
 // A storage made in a pooled block, handed to a shared_ptr whose deleter
 // returns it to the buffer cache (buffer_cache.cpp) when the last tensor that
@@ -202,17 +204,18 @@ std::size_t normalize_dim(int dim, std::size_t ndim, const char* op);
 std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t rank);
 
 // NumPy broadcasting of two shapes; error names the op and both shapes.
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+Shape broadcast_shapes(std::span<const std::size_t> a, std::span<const std::size_t> b,
+                       const char* op);
 
 // Sums `values` over the axes flagged in `reduced`, keeping them as size 1.
 // Hand-rolled: xt::sum's immediate mode mis-sizes results on xarray in 0.24.
 template <class T>
-xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced);
+xt::xarray<T> sum_axes(const xt::xarray<T>& values, std::span<const bool> reduced);
 
 // The strides of `shape` once the dims flagged in `reduced` are summed away
 // (each kept as size 1): 0 along a reduced dim. sum_axes' output and
 // spread_axes' input are laid out by these.
-std::vector<std::size_t> kept_strides(const Shape& shape, const std::vector<bool>& reduced);
+ArrayShape kept_strides(std::span<const std::size_t> shape, std::span<const bool> reduced);
 
 // f(start, offset) for each row of a non-empty array of `shape` (a run along
 // its last dim), in order: start is the row's first element, offset where the
@@ -238,8 +241,8 @@ void for_each_row(std::span<const std::size_t> shape, std::span<const std::size_
 // The gradient of sum_axes: each element of `shape` gets the sum it went
 // into (summed holds them, summed away dims of size 1), times scale.
 template <class T>
-xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
-                          const std::vector<bool>& reduced, T scale);
+xt::xarray<T> spread_axes(const xt::xarray<T>& summed, std::span<const std::size_t> shape,
+                          std::span<const bool> reduced, T scale);
 
 // x's elements rearranged so that out dim i is x's dim perm[i], as a
 // contiguous array (core/ops/shape.cpp: permute and transpose).
@@ -248,7 +251,7 @@ xt::xarray<T> permuted(const xt::xarray<T>& x, std::span<const std::size_t> perm
 
 // Sums a broadcast gradient back to `shape`: the one rule every broadcasting op uses.
 template <class T>
-xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape);
+xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, std::span<const std::size_t> shape);
 
 // Splits `shape` around `dim` into the outer, dim and inner extents that
 // dim-wise kernels (softmax, max, cat) loop over.

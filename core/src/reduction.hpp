@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "internal.hpp"
@@ -11,9 +12,8 @@
 namespace xg::detail {
 
 // Sorted, de-duplicated, non-negative axes; an empty list means every axis.
-inline std::vector<std::size_t> normalize_dims(const std::vector<int>& dims, std::size_t ndim,
-                                               const char* op) {
-    std::vector<std::size_t> axes;
+inline ArrayShape normalize_dims(const std::vector<int>& dims, std::size_t ndim, const char* op) {
+    ArrayShape axes;
     for (int d : dims) axes.push_back(detail::normalize_dim(d, ndim, op));
     if (dims.empty()) {
         for (std::size_t i = 0; i < ndim; ++i) axes.push_back(i);
@@ -25,10 +25,11 @@ inline std::vector<std::size_t> normalize_dims(const std::vector<int>& dims, std
     return axes;
 }
 
-// A reduction over some axes: the output's shape, and where each input entry goes.
+// A reduction over some axes: the output's shape, and where each input entry
+// goes. Inline up to rank 4, so a reduction and the closure that keeps it allocate nothing.
 struct Reduction {
-    Shape in_shape, out_shape;  // out_shape drops the reduced dims unless keepdim
-    std::vector<bool> reduced;  // per input dim
+    ArrayShape in_shape, out_shape;  // out_shape drops the reduced dims unless keepdim
+    DimFlags reduced;                // per input dim
     std::size_t out_numel = 1;
 
     // f(i, o) for every input offset i and the output offset o it reduces into
@@ -39,7 +40,7 @@ struct Reduction {
         for (auto extent : in_shape) numel *= extent;
         if (numel == 0) return;
         if (in_shape.empty()) return f(std::size_t{0}, std::size_t{0});
-        const std::vector<std::size_t> stride = detail::kept_strides(in_shape, reduced);
+        const ArrayShape stride = detail::kept_strides(in_shape, reduced);
         const std::size_t last = in_shape.back(), step = stride.back();
         detail::for_each_row(in_shape, stride, [&](std::size_t start, std::size_t offset) {
             for (std::size_t k = 0; k < last; ++k) f(start + k, offset + k * step);
@@ -47,9 +48,9 @@ struct Reduction {
     }
 };
 
-inline Reduction make_reduction(const Shape& shape, const std::vector<std::size_t>& axes,
-                                bool keepdim) {
-    Reduction r{shape, {}, std::vector<bool>(shape.size(), false)};
+inline Reduction make_reduction(std::span<const std::size_t> shape,
+                                std::span<const std::size_t> axes, bool keepdim) {
+    Reduction r{ArrayShape(shape.begin(), shape.end()), {}, DimFlags(shape.size(), false)};
     for (auto axis : axes) r.reduced[axis] = true;
     for (std::size_t d = 0; d < shape.size(); ++d) {
         if (!r.reduced[d]) r.out_numel *= shape[d];

@@ -24,7 +24,8 @@ struct Blocks {
     bool leading_reduced;
     std::size_t outer, inner;
 };
-std::optional<Blocks> two_blocks(const Shape& shape, const std::vector<bool>& reduced) {
+std::optional<Blocks> two_blocks(std::span<const std::size_t> shape,
+                                 std::span<const bool> reduced) {
     std::size_t k = 0;
     while (k < shape.size() && reduced[k] == reduced[0]) ++k;
     if (k == 0 || k == shape.size()) return std::nullopt;
@@ -73,8 +74,8 @@ void spread_blocks(const T* src, T* dst, const Blocks& b, T scale) {
 
 }  // namespace
 
-std::vector<std::size_t> kept_strides(const Shape& shape, const std::vector<bool>& reduced) {
-    std::vector<std::size_t> stride(shape.size(), 0);
+ArrayShape kept_strides(std::span<const std::size_t> shape, std::span<const bool> reduced) {
+    ArrayShape stride(shape.size(), 0);
     for (std::size_t d = shape.size(), step = 1; d-- > 0;) {
         if (!reduced[d]) {
             stride[d] = step;
@@ -85,20 +86,21 @@ std::vector<std::size_t> kept_strides(const Shape& shape, const std::vector<bool
 }
 
 template <class T>
-xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& reduced) {
-    const Shape shape(values.shape().begin(), values.shape().end());
-    Shape out_shape = shape;
+xt::xarray<T> sum_axes(const xt::xarray<T>& values, std::span<const bool> reduced) {
+    const std::span<const std::size_t> shape(values.shape().begin(), values.shape().end());
+    if (shape.empty()) return values;
+    ArrayShape out_shape(shape.begin(), shape.end());
     for (std::size_t d = 0; d < shape.size(); ++d) {
         if (reduced[d]) out_shape[d] = 1;
     }
-    xt::xarray<T> out = xt::zeros<T>(out_shape);
-    if (shape.empty()) return values;
+    xt::xarray<T> out = empty_array<T>(out_shape);
+    std::fill(out.begin(), out.end(), T(0));
     if (values.size() == 0) return out;
     if (auto blocks = two_blocks(shape, reduced)) {
         sum_blocks(values.data(), out.data(), *blocks, shape.back());
         return out;
     }
-    const std::vector<std::size_t> stride = kept_strides(shape, reduced);
+    const ArrayShape stride = kept_strides(shape, reduced);
     const std::size_t last = shape.back();
     const T* src = values.data();
     T* dst = out.data();
@@ -113,12 +115,12 @@ xt::xarray<T> sum_axes(const xt::xarray<T>& values, const std::vector<bool>& red
     return out;
 }
 
-template xt::xarray<float> sum_axes(const xt::xarray<float>&, const std::vector<bool>&);
-template xt::xarray<double> sum_axes(const xt::xarray<double>&, const std::vector<bool>&);
+template xt::xarray<float> sum_axes(const xt::xarray<float>&, std::span<const bool>);
+template xt::xarray<double> sum_axes(const xt::xarray<double>&, std::span<const bool>);
 
 template <class T>
-xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
-                          const std::vector<bool>& reduced, T scale) {
+xt::xarray<T> spread_axes(const xt::xarray<T>& summed, std::span<const std::size_t> shape,
+                          std::span<const bool> reduced, T scale) {
     auto out = empty_array<T>(shape);
     if (out.size() == 0) return out;
     if (shape.empty()) {
@@ -131,7 +133,7 @@ xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
         spread_blocks(src, dst, *blocks, scale);
         return out;
     }
-    const std::vector<std::size_t> stride = kept_strides(shape, reduced);
+    const ArrayShape stride = kept_strides(shape, reduced);
     const std::size_t last = shape.back();
     for_each_row(shape, stride, [&](std::size_t start, std::size_t offset) {
         T* row = dst + start;
@@ -145,9 +147,9 @@ xt::xarray<T> spread_axes(const xt::xarray<T>& summed, const Shape& shape,
     return out;
 }
 
-template xt::xarray<float> spread_axes(const xt::xarray<float>&, const Shape&,
-                                       const std::vector<bool>&, float);
-template xt::xarray<double> spread_axes(const xt::xarray<double>&, const Shape&,
-                                        const std::vector<bool>&, double);
+template xt::xarray<float> spread_axes(const xt::xarray<float>&, std::span<const std::size_t>,
+                                       std::span<const bool>, float);
+template xt::xarray<double> spread_axes(const xt::xarray<double>&, std::span<const std::size_t>,
+                                        std::span<const bool>, double);
 
 }  // namespace xg::detail

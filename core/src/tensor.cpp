@@ -325,36 +325,38 @@ std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t
                                             : dim);  // -1 of a 0-d tensor is 0
 }
 
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+Shape broadcast_shapes(std::span<const std::size_t> a, std::span<const std::size_t> b,
+                       const char* op) {
     std::size_t n = std::max(a.size(), b.size());
     Shape out(n);
     for (std::size_t i = 0; i < n; ++i) {
         std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
         std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
         if (da != db && da != 1 && db != 1)
-            fail("{}: shapes {} and {} are not broadcastable", op, shape_str(a), shape_str(b));
+            fail("{}: shapes {} and {} are not broadcastable", op, shape_str(to_shape(a)),
+                 shape_str(to_shape(b)));
         out[i] = da == 1 ? db : da;
     }
     return out;
 }
 
 template <class T>
-xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, const Shape& shape) {
+xt::xarray<T> sum_to_shape(const xt::xarray<T>& grad, std::span<const std::size_t> shape) {
     if (std::equal(grad.shape().begin(), grad.shape().end(), shape.begin(), shape.end())) {
         return grad;
     }
     std::size_t lead = grad.dimension() - shape.size();
-    std::vector<bool> reduced(grad.dimension());
+    DimFlags reduced(grad.dimension(), false);
     for (std::size_t i = 0; i < grad.dimension(); ++i) {
         reduced[i] = i < lead || (shape[i - lead] == 1 && grad.shape()[i] != 1);
     }
     xt::xarray<T> out = sum_axes(grad, reduced);
-    out.reshape(shape);
+    out.reshape(ArrayShape(shape.begin(), shape.end()));
     return out;
 }
 
-template xt::xarray<float> sum_to_shape(const xt::xarray<float>&, const Shape&);
-template xt::xarray<double> sum_to_shape(const xt::xarray<double>&, const Shape&);
+template xt::xarray<float> sum_to_shape(const xt::xarray<float>&, std::span<const std::size_t>);
+template xt::xarray<double> sum_to_shape(const xt::xarray<double>&, std::span<const std::size_t>);
 
 DimSplit split_at(std::span<const std::size_t> shape, std::size_t dim) {
     DimSplit s;

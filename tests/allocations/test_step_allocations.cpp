@@ -91,6 +91,24 @@ TEST_CASE("a steady-state TransformerEncoderLayer training step allocates nothin
     CHECK(allocations_per_step(*layer, {128, 8, 16}, 3, 3) == 0);  // cached large buffers
 }
 
+TEST_CASE("a custom loss of elementwise ops, sum and mean allocates nothing once warm") {
+    // The ops a hand-written loss is made of, forward and backward: binary rows
+    // of one shape, unary rows, and reductions over some dims and over all.
+    const std::vector<int> rows{1};  // built once: the dims argument is the caller's vector
+    xg::Tensor y = xg::randn({8, 16}).requires_grad_();
+    xg::Tensor target = xg::randn({8, 16});
+    auto step = [&] {
+        xg::Tensor d = y - target;
+        xg::Tensor loss = xg::mean(xg::sum(xg::abs(d) * d + xg::exp(d), rows)) + xg::sum(d * d);
+        loss.backward();
+        y.mutable_grad() = xg::Tensor();
+    };
+    for (int i = 0; i < 3; ++i) step();
+    long before = allocations.load();
+    for (int i = 0; i < 5; ++i) step();
+    CHECK(allocations.load() - before == 0);
+}
+
 TEST_CASE("the counter sees allocations, so zero above means none") {
     long before = allocations.load();
     auto* p = new std::string(100, 'x');
