@@ -23,7 +23,7 @@ namespace {
 template <class F>
 Tensor on_common(const Tensor& a, const Tensor& b, const char* op, F f) {
     check(a.defined() && b.defined(), "{}: expected defined tensors (got an undefined one)", op);
-    detail::broadcast_shapes(a.shape(), b.shape(), op);  // throws, naming both shapes
+    detail::check_broadcastable(a.sizes(), b.sizes(), op);  // throws, naming both shapes
     if (detail::storage_dtype(a, b))
         return on_common(detail::computable(a), detail::computable(b), op, f);
     const bool same = a.dtype() == b.dtype();

@@ -352,7 +352,7 @@ Tensor binary(const Tensor& a, const Tensor& b) {
     if (!is_floating_point(dtype)) return integer_binary<Rule>(a, b);
     const auto sizes_a = a.sizes(), sizes_b = b.sizes();
     if (!std::ranges::equal(sizes_a, sizes_b))
-        detail::broadcast_shapes(sizes_a, sizes_b, Rule::kName);
+        detail::check_broadcastable(sizes_a, sizes_b, Rule::kName);
     detail::ArrayShape shape_a(sizes_a.begin(), sizes_a.end()),
         shape_b(sizes_b.begin(), sizes_b.end());
     return detail::visit_floating(a, Rule::kName, [&]<class T>(xt::xarray<T>& av) {

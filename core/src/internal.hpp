@@ -206,6 +206,9 @@ std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t
 // NumPy broadcasting of two shapes; error names the op and both shapes.
 Shape broadcast_shapes(std::span<const std::size_t> a, std::span<const std::size_t> b,
                        const char* op);
+// The same test without building the shape (which would allocate).
+void check_broadcastable(std::span<const std::size_t> a, std::span<const std::size_t> b,
+                         const char* op);
 
 // Sums `values` over the axes flagged in `reduced`, keeping them as size 1.
 // Hand-rolled: xt::sum's immediate mode mis-sizes results on xarray in 0.24.

@@ -325,17 +325,32 @@ std::size_t normalize_dim(int dim, std::size_t ndim, const char* op, std::size_t
                                             : dim);  // -1 of a 0-d tensor is 0
 }
 
-Shape broadcast_shapes(std::span<const std::size_t> a, std::span<const std::size_t> b,
-                       const char* op) {
-    std::size_t n = std::max(a.size(), b.size());
-    Shape out(n);
+namespace {
+// Dim i of `shape` aligned right to rank n: 1 where shape has no such leading dim.
+std::size_t aligned_dim(std::span<const std::size_t> shape, std::size_t n, std::size_t i) {
+    return i < n - shape.size() ? 1 : shape[i - (n - shape.size())];
+}
+}  // namespace
+
+void check_broadcastable(std::span<const std::size_t> a, std::span<const std::size_t> b,
+                         const char* op) {
+    const std::size_t n = std::max(a.size(), b.size());
     for (std::size_t i = 0; i < n; ++i) {
-        std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-        std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+        const std::size_t da = aligned_dim(a, n, i), db = aligned_dim(b, n, i);
         if (da != db && da != 1 && db != 1)
             fail("{}: shapes {} and {} are not broadcastable", op, shape_str(to_shape(a)),
                  shape_str(to_shape(b)));
-        out[i] = da == 1 ? db : da;
+    }
+}
+
+Shape broadcast_shapes(std::span<const std::size_t> a, std::span<const std::size_t> b,
+                       const char* op) {
+    check_broadcastable(a, b, op);
+    const std::size_t n = std::max(a.size(), b.size());
+    Shape out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t da = aligned_dim(a, n, i);
+        out[i] = da == 1 ? aligned_dim(b, n, i) : da;
     }
     return out;
 }

@@ -93,15 +93,18 @@ TEST_CASE("a steady-state TransformerEncoderLayer training step allocates nothin
 
 TEST_CASE("a custom loss of elementwise ops, sum and mean allocates nothing once warm") {
     // The ops a hand-written loss is made of, forward and backward: binary rows
-    // of one shape, unary rows, and reductions over some dims and over all.
+    // of one shape and with a broadcast row, unary rows, and reductions over
+    // some dims and over all.
     const std::vector<int> rows{1};  // built once: the dims argument is the caller's vector
     xg::Tensor y = xg::randn({8, 16}).requires_grad_();
     xg::Tensor target = xg::randn({8, 16});
+    xg::Tensor shift = xg::randn({16}).requires_grad_();
     auto step = [&] {
-        xg::Tensor d = y - target;
+        xg::Tensor d = y - target + shift;
         xg::Tensor loss = xg::mean(xg::sum(xg::abs(d) * d + xg::exp(d), rows)) + xg::sum(d * d);
         loss.backward();
         y.mutable_grad() = xg::Tensor();
+        shift.mutable_grad() = xg::Tensor();
     };
     for (int i = 0; i < 3; ++i) step();
     long before = allocations.load();
