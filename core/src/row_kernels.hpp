@@ -41,12 +41,13 @@ T lane_sum(std::size_t n, F f) {
     return lane_fold(n, T(0), f, [](T a, T b) { return a + b; });
 }
 
-// The sum of f(j) over [0, n) in blocks whose size depends on n alone (at
-// least kElementwiseGrain elements, at most 256 blocks), each summed in lanes,
-// then the blocks' sums in order: the blocks split across threads, and the
-// result is the same bits on any number of threads.
+// The sum over [0, n) in blocks whose size depends on n alone (at least
+// kElementwiseGrain elements, at most 256 blocks): block_sum(first, count)
+// returns one block's sum (lane_sum, so a fixed order), then the blocks' sums
+// are added in order. The blocks split across threads, and the result is the
+// same bits on any number of threads.
 template <class T, class F>
-T blocked_sum(std::size_t n, F f) {
+T blocked_sum(std::size_t n, F block_sum) {
     constexpr std::size_t kMaxBlocks = 256;
     const std::size_t fair = ((n + kMaxBlocks - 1) / kMaxBlocks + 63) / 64 * 64;
     const std::size_t block = std::max(static_cast<std::size_t>(kElementwiseGrain), fair);
@@ -55,8 +56,7 @@ T blocked_sum(std::size_t n, F f) {
     parallel_for(0, static_cast<std::int64_t>(blocks), 1, [&](std::int64_t b, std::int64_t e) {
         for (auto k = static_cast<std::size_t>(b); k < static_cast<std::size_t>(e); ++k) {
             const std::size_t first = k * block;
-            part[k] = lane_sum<T>(std::min(block, n - first),
-                                  [&f, first](std::size_t j) { return f(first + j); });
+            part[k] = block_sum(first, std::min(block, n - first));
         }
     });
     T total = T(0);
