@@ -8,7 +8,6 @@
 #include "grad_buffers.hpp"
 #include "internal.hpp"
 #include "row_kernels.hpp"
-#include "xgrad/detail/cpu_dispatch.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/parallel.hpp"
 
@@ -111,25 +110,12 @@ void seed_rows(const T* b, T* out, std::size_t rows, std::size_t n) {
 }
 
 // sums[c] = the sum of g's column c ([rows, n]), each column's rows in order on
-// any number of threads (columns split across them), so the same bits. The
-// loop is compiled for AVX2 and AVX-512 as well (cpu_dispatch.hpp).
-template <class T>
-void columns_summed(const T* g, std::size_t rows, std::size_t stride, T* sums, std::size_t count) {
-    std::fill_n(sums, count, T(0));
-    detail::add_columns(g, rows, stride, sums, count);
-}
-XG_CLONES_V4_V3 void column_sums_pass(const float* g, std::size_t rows, std::size_t stride,
-                                      float* sums, std::size_t count) {
-    columns_summed(g, rows, stride, sums, count);
-}
-XG_CLONES_V4_V3 void column_sums_pass(const double* g, std::size_t rows, std::size_t stride,
-                                      double* sums, std::size_t count) {
-    columns_summed(g, rows, stride, sums, count);
-}
+// any number of threads (columns split across them), so the same bits.
 template <class T>
 void column_sums(const T* g, T* sums, std::size_t rows, std::size_t n) {
     detail::for_columns(rows, n, [=](std::size_t first, std::size_t count) {
-        column_sums_pass(g + first, rows, n, sums + first, count);
+        std::fill_n(sums + first, count, T(0));
+        detail::add_columns(g + first, rows, n, sums + first, count);
     });
 }
 
