@@ -552,10 +552,12 @@ std::uint64_t dropout_threshold(double p) {
     return static_cast<std::uint64_t>(p * 9007199254740992.0);  // p * 2^53
 }
 
-// The hash needs 64-bit multiplies, which only AVX-512 does in vector
-// registers; on such CPUs the x86-64-v4 clone runs.
-XG_CLONES_V4 void keep_mask(std::uint64_t key, std::size_t first, std::size_t n,
-                            std::uint64_t threshold, std::uint8_t* keep) {
+// The hash needs 64-bit multiplies. AVX-512 has them in vector registers; AVX2
+// builds each from three 32-bit ones, which is still twice as fast as the
+// baseline's scalar loop (2048 elements: 0.69 us AVX-512, 1.55 AVX2, 3.07
+// baseline, on this project's VM).
+XG_CLONES_V4_V3 void keep_mask(std::uint64_t key, std::size_t first, std::size_t n,
+                               std::uint64_t threshold, std::uint8_t* keep) {
     for (std::size_t i = 0; i < n; ++i)
         keep[i] = (mix(key + (first + i) * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold;
 }

@@ -4,25 +4,26 @@
 // (core's kernels, the optimizers' updates, the monitor's statistics), not
 // part of the API.
 //
-// XG_CLONES_V4: AVX-512 and baseline only (keep_mask: only AVX-512 has 64-bit
-// vector multiplies, so an AVX2 clone would gain nothing).
 // XG_CLONES_V4_V3: all three, with flatten so the templates a clone calls are
 // compiled for its target too. Clang refuses flatten on a multiversioned
 // function; there (the fuzzing build only) the clones call baseline templates.
 //
 // None under ThreadSanitizer: the resolver runs during relocation, before the
 // TSan runtime is up, and crashes in its instrumentation.
+//
+// XG_CLONES_AVX2_AT_MOST (CMake's XGRAD_AVX2_CLONES_AT_MOST, for benchmarks):
+// no AVX-512 clone, so an AVX-512 machine runs the AVX2 code that CPUs without
+// AVX-512 run, and that path can be measured there.
 #pragma once
 
 #if defined(__SANITIZE_THREAD__)
-#define XG_CLONES_V4
 #define XG_CLONES_V4_V3
+#elif defined(XG_CLONES_AVX2_AT_MOST)
+#define XG_CLONES_V4_V3 __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
 #elif defined(__clang__)
-#define XG_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "default")))
 #define XG_CLONES_V4_V3 \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
-#define XG_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "default")))
 #define XG_CLONES_V4_V3 \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #endif
