@@ -554,12 +554,15 @@ std::uint64_t dropout_threshold(double p) {
 
 // The hash needs 64-bit multiplies. AVX-512 has them in vector registers; AVX2
 // builds each from three 32-bit ones, which is still twice as fast as the
-// baseline's scalar loop (2048 elements: 0.69 us AVX-512, 1.55 AVX2, 3.07
-// baseline, on this project's VM).
+// baseline's scalar loop. Element i hashes key + i * step (mod 2^64), carried
+// as a running sum: one multiply fewer per element, the same values. 2048
+// elements on this project's VM: 0.59 us AVX-512, 1.32 AVX2, 2.81 baseline
+// (0.68, 1.53 and 2.87 with the multiply).
 XG_CLONES_V4_V3 void keep_mask(std::uint64_t key, std::size_t first, std::size_t n,
                                std::uint64_t threshold, std::uint8_t* keep) {
-    for (std::size_t i = 0; i < n; ++i)
-        keep[i] = (mix(key + (first + i) * 0x9e3779b97f4a7c15ULL) >> 11) >= threshold;
+    constexpr std::uint64_t kStep = 0x9e3779b97f4a7c15ULL;
+    std::uint64_t z = key + first * kStep;
+    for (std::size_t i = 0; i < n; ++i, z += kStep) keep[i] = (mix(z) >> 11) >= threshold;
 }
 
 }  // namespace detail
