@@ -1,7 +1,7 @@
 // Dropout's mask, shared by the dropout op, the fused feed-forward op and
 // attention's weights, so they draw the same stream: element i of the mask for `key` survives when
-// a 53-bit hash of (key, i) is at least p * 2^53. Counter-based, so any slice of the mask can be
-// made on its own, in any order.
+// 32 bits of a hash of (key, i / 2) (the low half for even i, the high half for odd) are at least
+// p * 2^32. Counter-based, so any slice of the mask can be made on its own, in any order.
 #pragma once
 
 #include <algorithm>

@@ -19,6 +19,7 @@
 #include <xtensor/xoperation.hpp>
 
 #include "core/reference/reference_values.hpp"
+#include "dropout_mask.hpp"
 #include "helpers.hpp"
 #include "internal.hpp"  // TensorImpl: which buffer a tensor holds
 
@@ -420,22 +421,49 @@ TEST_CASE("dropout keeps the documented counter-based mask and reuses it in back
         Tensor x = xg::tensor<float>(xv, true);
         Tensor y = xg::dropout(x, p, true);
         xg::sum(y).backward();
-        // mask[i] = splitmix64(key + i * golden) >> 11 >= p * 2^53, as before the rewrite.
+        // mask[i] = half i % 2 of splitmix64(key + (i / 2) * golden) >= p * 2^32.
         const float scale = float(1.0 / (1.0 - p));
-        const auto threshold = static_cast<std::uint64_t>(p * 9007199254740992.0);
+        const auto threshold = static_cast<std::uint64_t>(p * 4294967296.0);
         bool forward_ok = true, backward_ok = true;
         for (std::size_t i = 0; i < xv.size(); ++i) {
-            std::uint64_t z = key + i * 0x9e3779b97f4a7c15ULL;
+            std::uint64_t z = key + (i / 2) * 0x9e3779b97f4a7c15ULL;
             z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
             z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
             z ^= z >> 31;
-            float m = (z >> 11) >= threshold ? scale : 0.0f;
+            const std::uint64_t bits = i % 2 == 0 ? z & 0xffffffffu : z >> 32;
+            float m = bits >= threshold ? scale : 0.0f;
             forward_ok = forward_ok && y.data<float>().data()[i] == xv.data()[i] * m;
             backward_ok = backward_ok && x.grad().data<float>().data()[i] == m;
         }
         CHECK(forward_ok);
         CHECK(backward_ok);
     }
+}
+
+TEST_CASE("a slice of the dropout mask is that part of the whole mask, at any start") {
+    // Elements pair up on one hash (an even element and the odd one after it),
+    // so slices that start or end inside a pair take the right half.
+    const std::uint64_t key = 0x1234567890abcdefULL, threshold = xg::detail::dropout_threshold(0.3);
+    std::vector<std::uint8_t> whole(4099), slice(4099);
+    xg::detail::keep_mask(key, 0, whole.size(), threshold, whole.data());
+    for (std::size_t first : {0, 1, 2, 3, 101, 4094}) {
+        for (std::size_t n : {0, 1, 2, 3, 4, 5}) {
+            CAPTURE(first);
+            CAPTURE(n);
+            std::fill(slice.begin(), slice.end(), std::uint8_t(7));
+            xg::detail::keep_mask(key, first, n, threshold, slice.data());
+            CHECK(std::equal(slice.begin(), slice.begin() + long(n), whole.begin() + long(first)));
+            CHECK(slice[n] == 7);  // nothing written past the slice
+        }
+    }
+    // About 1 - p of the elements survive (p = 0.3: 0.7 +- 0.0215 is 3 sigma at 4099).
+    const double kept = double(std::count(whole.begin(), whole.end(), 1)) / double(whole.size());
+    CHECK(std::abs(kept - 0.7) < 0.0215);
+    // p = 0 keeps every element, p = 1 none.
+    xg::detail::keep_mask(key, 0, whole.size(), xg::detail::dropout_threshold(0.0), whole.data());
+    CHECK(std::count(whole.begin(), whole.end(), 1) == long(whole.size()));
+    xg::detail::keep_mask(key, 0, whole.size(), xg::detail::dropout_threshold(1.0), whole.data());
+    CHECK(std::count(whole.begin(), whole.end(), 0) == long(whole.size()));
 }
 
 TEST_CASE("mul of equal shapes matches the broadcasting rule, for either input alone") {
