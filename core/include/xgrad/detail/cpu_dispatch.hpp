@@ -16,16 +16,18 @@
 // AVX-512 run, and that path can be measured there.
 #pragma once
 
+#if defined(XG_CLONES_AVX2_AT_MOST)
+#define XG_CLONE_TARGETS "arch=x86-64-v3", "default"
+#else
+#define XG_CLONE_TARGETS "arch=x86-64-v4", "arch=x86-64-v3", "default"
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #define XG_CLONES_V4_V3
-#elif defined(XG_CLONES_AVX2_AT_MOST)
-#define XG_CLONES_V4_V3 __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
 #elif defined(__clang__)
-#define XG_CLONES_V4_V3 \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define XG_CLONES_V4_V3 __attribute__((target_clones(XG_CLONE_TARGETS)))
 #else
-#define XG_CLONES_V4_V3 \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+#define XG_CLONES_V4_V3 __attribute__((target_clones(XG_CLONE_TARGETS), flatten))
 #endif
 
 // Before a loop whose elements are independent although its pointers may alias
