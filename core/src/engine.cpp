@@ -1,8 +1,9 @@
 // The autograd engine: recording nodes while ops run, and walking them back.
 //
-// Ownership runs one way only: a tensor owns the node that made it, a node owns
-// the nodes of its inputs. Nodes see tensors through weak pointers (for hooks
-// and retain_grad), so dropping the last output handle frees the whole graph.
+// Ownership runs one way only: a tensor owns the node that made it (a leaf,
+// the node that accumulates its gradient), a node owns the nodes of its inputs.
+// Nodes see tensors through weak pointers (for hooks and retain_grad), so
+// dropping the last output handle frees the whole graph.
 //
 // The backward pass is run_pass below; the machinery it leans on lives beside
 // it: pass_state.hpp (per-node bookkeeping, reused between passes),
@@ -44,12 +45,8 @@ namespace {
 std::shared_ptr<Node> gradient_edge(const Tensor& t) {
     TensorImpl& impl = *t.impl();
     if (impl.grad_fn) return impl.grad_fn;
-    if (auto existing = impl.grad_accumulator.lock()) return existing;
-    auto accumulator = detail::make_pooled<Node>("AccumulateGrad", Node::Edges{}, BackwardFn{});
-    accumulator->is_accumulator = true;
-    accumulator->output = t.impl_ptr();
-    impl.grad_accumulator = accumulator;
-    return accumulator;
+    if (!impl.grad_accumulator) impl.grad_accumulator = make_accumulator(t.impl_ptr());
+    return impl.grad_accumulator;
 }
 
 // make_result's inputs come as a vector of tensors or a braced list of references.
@@ -353,9 +350,10 @@ struct PassModes {
 
 // The backward pass: seed the roots, count each node's dependencies, then run
 // every node once all the nodes that use its output have delivered their
-// gradients (Kahn's topological order; among ready nodes the latest-created
-// runs first, as in PyTorch). Without retain_graph each node is released
-// right after it ran, so saved values are freed as the walk goes.
+// gradients (Kahn's topological order; among ready nodes an accumulator runs
+// first, then the latest-created, as in PyTorch). Without retain_graph each
+// node is released right after it ran, so saved values are freed as the walk
+// goes.
 void run_pass(const Tensor* roots, const Tensor* grads, std::size_t count,
               const PassOptions& options, std::vector<Tensor>* captured) {
     PassModes modes(options);

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "internal.hpp"
 #include "per_thread.hpp"
 #include "xgrad/autograd.hpp"
 
@@ -67,8 +68,16 @@ Node::Node(std::string_view name_, Edges&& next_, BackwardFn&& backward_)
     ++live_nodes;
 }
 
+std::shared_ptr<Node> make_accumulator(const std::shared_ptr<TensorImpl>& leaf) {
+    auto accumulator = detail::make_pooled<Node>("AccumulateGrad", Node::Edges{}, BackwardFn{});
+    accumulator->is_accumulator = true;
+    accumulator->output = leaf;
+    --live_nodes;  // it lives with its leaf: live_count() counts the nodes of graphs
+    return accumulator;
+}
+
 Node::~Node() {
-    --live_nodes;
+    if (!is_accumulator) --live_nodes;
     if (next.empty()) return;
     PendingFrees* pending = detail::per_thread<PendingFrees>();
     if (!pending) return;  // thread exit: edges are released the recursive way

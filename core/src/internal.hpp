@@ -52,11 +52,20 @@ struct TensorImpl {
     bool requires_grad = false;
     Tensor grad;
     std::shared_ptr<autograd::Node> grad_fn;
-    std::weak_ptr<autograd::Node> grad_accumulator;  // leaves: reused by every graph
+    // A leaf's AccumulateGrad (autograd::make_accumulator), made at its first
+    // use in a graph and kept with the leaf: every step's graph reuses it
+    // instead of making and freeing one (it sees the leaf through a weak
+    // pointer, so this makes no cycle).
+    std::shared_ptr<autograd::Node> grad_accumulator;
     bool retains_grad = false;
     std::vector<std::pair<std::uint64_t, TensorHook>> hooks;
     std::uint64_t next_hook_id = 0;
 };
+
+namespace autograd {
+// The node that hands the gradients reaching `leaf` to its .grad (graph_node.cpp).
+std::shared_ptr<Node> make_accumulator(const std::shared_ptr<TensorImpl>& leaf);
+}  // namespace autograd
 
 namespace detail {
 

@@ -17,17 +17,21 @@ PassState::Slot& PassState::operator[](Node* node) {
 }
 
 namespace {
-bool created_earlier(const Node* a, const Node* b) { return a->sequence_nr < b->sequence_nr; }
+// The heap's order: true when `a` runs after `b`.
+bool runs_after(const Node* a, const Node* b) {
+    if (a->is_accumulator != b->is_accumulator) return b->is_accumulator;
+    return a->sequence_nr < b->sequence_nr;
+}
 }  // namespace
 
 void PassState::push_ready(Node* node) {
     ready_.push_back(node);
-    std::push_heap(ready_.begin(), ready_.end(), created_earlier);
+    std::push_heap(ready_.begin(), ready_.end(), runs_after);
 }
 
 Node* PassState::pop_ready() {
     if (ready_.empty()) return nullptr;
-    std::pop_heap(ready_.begin(), ready_.end(), created_earlier);
+    std::pop_heap(ready_.begin(), ready_.end(), runs_after);
     Node* node = ready_.back();
     ready_.pop_back();
     return node;

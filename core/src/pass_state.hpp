@@ -31,6 +31,8 @@ public:
 
     // Ready nodes come out latest-created first, as in PyTorch: a node's
     // consumers were created after it, so a chain runs in reverse order.
+    // Accumulators come out before any other node, as PyTorch's AccumulateGrad
+    // does: a leaf's .grad is final as soon as every gradient for it arrived.
     void push_ready(Node* node);
     Node* pop_ready();  // nullptr when none is ready
     bool is_root(const Node* node) const;

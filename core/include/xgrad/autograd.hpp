@@ -160,7 +160,8 @@ struct Node : std::enable_shared_from_this<Node> {
     // pass without retain_graph frees each node this way once it ran.
     void release();
 
-    // How many nodes are alive right now; tests use it to prove graphs are freed.
+    // How many nodes of graphs are alive right now (not counting the
+    // accumulators that leaves keep); tests use it to prove graphs are freed.
     static long live_count();
 };
 
