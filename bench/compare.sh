@@ -9,7 +9,10 @@
 #   bench/compare.sh --csv docs/performance.csv --svg docs/performance.svg
 #
 # Each program prints medians over --steps steps; with --rounds R the four
-# programs run in turn R times and the median of their medians is reported.
+# programs run in turn R times (the tiny row, which takes seconds, 5 R times)
+# and the median of their medians is reported. A ratio is the median of each
+# round's ratio, whose two runs were seconds apart: a VM's slow spell then
+# slows both sides of a ratio rather than one.
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +30,7 @@ while [ $# -gt 0 ]; do
     --csv) csv=$2; shift 2 ;;
     --svg) svg=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,13 +55,21 @@ steps_for() {
   esac
 }
 
+rounds_for() {
+  case $1 in
+    tiny) echo $((5 * rounds)) ;;
+    *) echo "$rounds" ;;
+  esac
+}
+
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for row in $rows; do
   size=${row%%:*}; rest=${row#*:}; variant=${rest%%:*}; threads=${rest#*:}
   export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
   round=0
-  while [ "$round" -lt "$rounds" ]; do
+  row_rounds=$(rounds_for "$size")
+  while [ "$round" -lt "$row_rounds" ]; do
     for program in torch_step ffn_step gemm_limit step_floor; do
       [ -x "$build/bench/$program" ] || continue
       # shellcheck disable=SC2046
@@ -69,12 +80,20 @@ for row in $rows; do
   done
 done
 
-# One table row per (size, variant, threads): medians over rounds of each value.
+# One table row per (size, variant, threads): medians over rounds of each
+# value, and of each round's ratio (every program adds one value per round, so
+# the i-th values of two programs come from the same round).
 awk -v csv="$csv" '
-function med(key,   n, i, j, t, v) {
-  n = split(vals[key], v, " ")
+function median(v, n,   i, j, t) {
   for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
   return n == 0 ? "" : (n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2)
+}
+function med(key,   n, v) { n = split(vals[key], v, " "); return median(v, n) }
+function ratio(a, b,   na, nb, va, vb, r, i, m) {
+  na = split(vals[a], va, " "); nb = split(vals[b], vb, " ")
+  m = 0
+  for (i = 1; i <= na && i <= nb; i++) if (vb[i] > 0) r[++m] = va[i] / vb[i]
+  return m == 0 ? "n/a" : sprintf("%.2f", median(r, m))
 }
 {
   delete f
@@ -84,11 +103,10 @@ function med(key,   n, i, j, t, v) {
   for (k in f) if (k ~ /_ms$|allocs|rss/) vals[row SUBSEP f["impl"] SUBSEP k] = vals[row SUBSEP f["impl"] SUBSEP k] " " f[k]
 }
 function ms(x) { return x == "" ? "n/a" : (x < 0.1 ? sprintf("%.4f", x) : x < 10 ? sprintf("%.3f", x) : sprintf("%.1f", x)) }
-function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b) }
 END {
   print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | floor ms | floor / limit | xgrad / floor | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | fwd floor / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
   print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms,floor_fwd_ms" > csv
+  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms,floor_fwd_ms,xgrad_limit,libtorch_limit" > csv
   for (r = 1; r <= nrows; r++) {
     row = order[r]; split(row, p, " ")
     t = med(row SUBSEP "libtorch" SUBSEP "step_ms"); x = med(row SUBSEP "xgrad" SUBSEP "step_ms"); l = med(row SUBSEP "limit" SUBSEP "step_ms")
@@ -96,8 +114,13 @@ END {
     fl = med(row SUBSEP "floor" SUBSEP "step_ms"); ff = med(row SUBSEP "floor" SUBSEP "forward_ms")
     xa = med(row SUBSEP "xgrad" SUBSEP "allocs_per_step")
     xr = med(row SUBSEP "xgrad" SUBSEP "peak_rss_mib"); tr = med(row SUBSEP "libtorch" SUBSEP "peak_rss_mib")
-    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(x, l), ratio(x, t), ratio(t, l), ms(fl), ratio(fl, l), ratio(x, fl), ms(xf), ms(lf), ratio(xf, lf), ratio(ff, lf), xa, xr, (tr == "" ? "n/a" : tr)
-    if (csv != "") { split(dims[row], d, "/"); printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl, ff >> csv }
+    X = row SUBSEP "xgrad" SUBSEP; L = row SUBSEP "limit" SUBSEP; T = row SUBSEP "libtorch" SUBSEP; F = row SUBSEP "floor" SUBSEP
+    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(X "step_ms", L "step_ms"), ratio(X "step_ms", T "step_ms"), ratio(T "step_ms", L "step_ms"), ms(fl), ratio(F "step_ms", L "step_ms"), ratio(X "step_ms", F "step_ms"), ms(xf), ms(lf), ratio(X "forward_ms", L "forward_ms"), ratio(F "forward_ms", L "forward_ms"), xa, xr, (tr == "" ? "n/a" : tr)
+    if (csv != "") {
+      xl = ratio(X "step_ms", L "step_ms"); tl = ratio(T "step_ms", L "step_ms")
+      split(dims[row], d, "/")
+      printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl, ff, (xl == "n/a" ? "" : xl), (tl == "n/a" ? "" : tl) >> csv
+    }
   }
 }' "$results"
 

@@ -38,10 +38,15 @@ int main(int argc, char** argv) {
         add(torch, f[6]);
         add(ours, f[7]);
         add(limit, f[8]);
-        if (!f[8].empty()) {
-            if (!f[6].empty()) add(torch_ratio, std::to_string(std::stod(f[6]) / std::stod(f[8])));
-            add(ours_ratio, std::to_string(std::stod(f[7]) / std::stod(f[8])));
-        }
+        // compare.sh's ratios (the median of each round's) where the CSV has
+        // them, else the ratio of the medians.
+        auto ratio = [&f](std::size_t column, std::size_t of) {
+            if (f.size() > column && !f[column].empty()) return f[column];
+            if (f[of].empty() || f[8].empty()) return std::string();
+            return std::to_string(std::stod(f[of]) / std::stod(f[8]));
+        };
+        add(torch_ratio, ratio(17, 6));
+        add(ours_ratio, ratio(16, 7));
         sizes.push_back(f[0]);
     }
     // "tiny, small, medium x3, large x2": the rows, grouped by size.
