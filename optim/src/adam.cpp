@@ -113,14 +113,17 @@ void adam_step(const Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Te
 
 }  // namespace
 
+const Adam::BiasCorrections& Adam::bias_corrections(double beta1, double beta2, double step) {
+    BiasCorrections& c = corrections_;
+    if (c.beta1 != beta1 || c.beta2 != beta2 || c.step != step)
+        c = {beta1, beta2, step, 1.0 - std::pow(beta1, step), 1.0 - std::pow(beta2, step)};
+    return c;
+}
+
 void Adam::update() {
     for (auto& group : param_groups()) {
         const auto& o = static_cast<const AdamOptions&>(group.options());
         const auto [beta1, beta2] = o.betas();
-        // A group's parameters mostly share their step count: their bias
-        // corrections (two pow calls, the update's dearest scalars) are
-        // computed again only when it changes.
-        double corrected_step = 0.0, bias_correction1 = 0.0, bias_correction2 = 0.0;
         for (const Tensor& param : group.params()) {
             Tensor grad = checked_grad(param);
             if (!grad.defined()) continue;
@@ -133,17 +136,13 @@ void Adam::update() {
                 state.max_exp_avg_sq = zeros(param.shape(), param.dtype());
             }
             state.step += 1.0;
-            if (state.step != corrected_step) {
-                corrected_step = state.step;
-                bias_correction1 = 1.0 - std::pow(beta1, state.step);
-                bias_correction2 = 1.0 - std::pow(beta2, state.step);
-            }
+            const BiasCorrections& c = bias_corrections(beta1, beta2, state.step);
             const AdamScalars s{beta1,
                                 beta2,
                                 o.eps(),
                                 o.weight_decay(),
-                                o.lr() / bias_correction1,
-                                std::sqrt(bias_correction2),
+                                o.lr() / c.first,
+                                std::sqrt(c.second),
                                 1.0 - o.lr() * o.weight_decay(),
                                 !decoupled_ && o.weight_decay() != 0.0,
                                 decoupled_,

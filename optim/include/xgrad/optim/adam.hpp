@@ -64,8 +64,18 @@ private:
         Tensor exp_avg, exp_avg_sq, max_exp_avg_sq;  // the last only with amsgrad
     };
 
+    // 1 - beta1^step and 1 - beta2^step for the step, betas and results last
+    // asked for: parameters and steps mostly share them, and the two pow calls
+    // were the update's dearest scalars.
+    struct BiasCorrections {
+        double beta1 = -1.0, beta2 = -1.0, step = -1.0;
+        double first = 0.0, second = 0.0;
+    };
+    const BiasCorrections& bias_corrections(double beta1, double beta2, double step);
+
     bool decoupled_;
     std::unordered_map<const TensorImpl*, ParamState> state_;
+    BiasCorrections corrections_;
 };
 
 }  // namespace xg::optim
