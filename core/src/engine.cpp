@@ -241,16 +241,19 @@ void check_hook_result(const Tensor& grad, const Tensor& replaced, std::uint64_t
     }
 }
 
-// Step 3a: the tensor's hooks see (and may replace) the gradient of the tensor
-// `node` made; a leaf's gradient then goes to .grad, as does a retained one
+// Step 3a: the hooks registered on the tensor `node` made, while `node` made
+// it, see (and may replace) its gradient; a leaf's gradient then goes to
+// .grad, as does a retained one, for the tensor's latest values only
 // (backward() only: grad() returns gradients and leaves .grad alone).
 void run_tensor_hooks(Node& node, Tensor& grad, const PassOptions& options) {
+    if (!node.is_accumulator && !node.output_watched) return;  // nothing to see: skip the lock
     auto output = node.output.lock();
     if (!output) return;
     if (!output->hooks.empty()) {
-        for (auto& [id, hook] : std::vector(output->hooks)) {  // a hook may remove hooks
-            if (Tensor replaced = hook(grad); replaced.defined()) {
-                check_hook_result(grad, replaced, id);
+        for (auto& hook : std::vector(output->hooks)) {  // a hook may remove hooks
+            if (hook.node.lock().get() != &node) continue;
+            if (Tensor replaced = hook.fn(grad); replaced.defined()) {
+                check_hook_result(grad, replaced, hook.id);
                 grad = std::move(replaced);
             }
         }
@@ -258,7 +261,7 @@ void run_tensor_hooks(Node& node, Tensor& grad, const PassOptions& options) {
     if (options.capturing()) return;
     if (node.is_accumulator) {
         add_gradient(output->grad, std::move(grad), options.create_graph, true);
-    } else if (output->retains_grad) {
+    } else if (output->retains_grad && output->grad_fn.get() == &node) {
         add_gradient(output->grad, options.create_graph ? grad : grad.detach().clone(),
                      options.create_graph, true);
     }

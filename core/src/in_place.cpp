@@ -67,7 +67,11 @@ Tensor& in_place(Tensor& self, const char* name, bool reads_self,
     TensorImpl& impl = *self.impl();
     impl.grad_fn = result.impl()->grad_fn;  // null when nothing led to the values (fill_)
     impl.requires_grad = impl.grad_fn != nullptr;
-    if (impl.grad_fn) impl.grad_fn->output = self.impl_ptr();
+    if (impl.grad_fn) {
+        impl.grad_fn->output = self.impl_ptr();
+        // Hooks stay with the nodes they were registered on; retain_grad moves on.
+        impl.grad_fn->output_watched = impl.grad_fn->output_watched || impl.retains_grad;
+    }
     return self;
 }
 

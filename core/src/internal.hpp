@@ -58,7 +58,16 @@ struct TensorImpl {
     // pointer, so this makes no cycle).
     std::shared_ptr<autograd::Node> grad_accumulator;
     bool retains_grad = false;
-    std::vector<std::pair<std::uint64_t, TensorHook>> hooks;
+    // A hook belongs to the node that made the tensor when it was registered
+    // (a leaf's: its accumulator), as in PyTorch: after an in-place op it
+    // sees the gradient of the values it was registered on. The weak pointer
+    // also keeps that node's address from being reused.
+    struct Hook {
+        std::uint64_t id;
+        TensorHook fn;
+        std::weak_ptr<autograd::Node> node;
+    };
+    std::vector<Hook> hooks;
     std::uint64_t next_hook_id = 0;
 };
 

@@ -139,7 +139,10 @@ void Tensor::retain_grad() const {
     auto& impl = checked_impl("retain_grad");
     check(impl.requires_grad,
           "retain_grad: expected a tensor that requires grad (got one that does not)");
-    if (impl.grad_fn) impl.retains_grad = true;  // leaves keep their grad anyway
+    if (impl.grad_fn) {  // leaves keep their grad anyway
+        impl.retains_grad = true;
+        impl.grad_fn->output_watched = true;
+    }
 }
 
 bool Tensor::retains_grad() const { return checked_impl("retains_grad").retains_grad; }
@@ -197,11 +200,16 @@ RemovableHandle Tensor::add_hook(TensorHook hook) const {
     check(impl.requires_grad,
           "register_hook: expected a tensor that requires grad (got one that does not)");
     std::uint64_t id = impl.next_hook_id++;
-    impl.hooks.emplace_back(id, std::move(hook));
+    // The hook runs with the node that now makes the tensor: its grad_fn, or
+    // for a leaf its accumulator (made now if it is not yet).
+    std::shared_ptr<autograd::Node>& node = impl.grad_fn ? impl.grad_fn : impl.grad_accumulator;
+    if (!node) node = autograd::make_accumulator(impl_);
+    node->output_watched = true;
+    impl.hooks.push_back({id, std::move(hook), node});
     // The handle holds the tensor weakly: it must not keep the graph alive.
     return RemovableHandle([weak = std::weak_ptr<TensorImpl>(impl_), id] {
         if (auto target = weak.lock()) {
-            std::erase_if(target->hooks, [id](const auto& entry) { return entry.first == id; });
+            std::erase_if(target->hooks, [id](const auto& entry) { return entry.id == id; });
         }
     });
 }

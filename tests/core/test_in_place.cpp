@@ -149,4 +149,30 @@ TEST_CASE("optimizer steps update parameters without tripping the version checks
     CHECK(lin->weight.version() == 0);  // optimizers write as under NoGradGuard, unversioned
 }
 
+// A tensor hook stays with the values it was registered on, and retain_grad
+// follows the tensor: PyTorch 1.13's values (tests/core/reference/gen_in_place_hooks.py).
+// y = 2x, then y *= 3, loss = sum(y * [1, 10]).
+TEST_CASE("hooks and retain_grad across an in-place op see the gradients PyTorch's do") {
+    Tensor x = test::f64({1.0, 2.0}, true);
+    Tensor weights = test::f64({1.0, 10.0});
+    std::vector<std::vector<double>> before, after;
+    auto record = [](std::vector<std::vector<double>>& into) {
+        return [&into](const Tensor& g) {
+            const auto& v = g.data<double>();
+            into.emplace_back(v.begin(), v.end());
+        };
+    };
+    Tensor y = x * 2.0;
+    auto hb = y.register_hook(record(before));
+    y.retain_grad();
+    y.mul_(3.0);
+    auto ha = y.register_hook(record(after));
+    xg::sum(y * weights).backward();
+    // Once each: the old values' gradient is 3 times the new one's.
+    CHECK(before == std::vector<std::vector<double>>{{3.0, 30.0}});
+    CHECK(after == std::vector<std::vector<double>>{{1.0, 10.0}});
+    CHECK_VALUES(y.grad(), (xt::xarray<double>{1.0, 10.0}));
+    CHECK_VALUES(x.grad(), (xt::xarray<double>{6.0, 60.0}));
+}
+
 }  // namespace core_test_in_place

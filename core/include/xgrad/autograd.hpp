@@ -141,9 +141,12 @@ struct Node : std::enable_shared_from_this<Node> {
     Edges next;                        // one per input; null if it needs no grad
     BackwardFn backward;               // reset once the graph is freed
     std::weak_ptr<TensorImpl> output;  // for its hooks and retain_grad
-    std::uint64_t sequence_nr;         // later nodes run first, as in PyTorch
-    bool is_accumulator = false;       // a leaf's AccumulateGrad: hands its gradient to .grad
-    bool differentiable = false;       // its backward records a graph under create_graph
+    // Whether output may have hooks or retain its grad: only then does
+    // backward look at it (set when one is added; accumulators always look).
+    bool output_watched = false;
+    std::uint64_t sequence_nr;    // later nodes run first, as in PyTorch
+    bool is_accumulator = false;  // a leaf's AccumulateGrad: hands its gradient to .grad
+    bool differentiable = false;  // its backward records a graph under create_graph
     // The values its backward reads, at the versions they had when it was
     // recorded (one per input, or the output alone, as `reads` says): an
     // in-place op on them since is an error.
