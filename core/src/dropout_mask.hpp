@@ -22,6 +22,13 @@ std::uint64_t dropout_threshold(double p);
 void keep_mask(std::uint64_t key, std::size_t first, std::size_t n, std::uint64_t threshold,
                std::uint8_t* keep);
 
+// keep_mask's two loops (dropout_mask.cpp), for tests: the compiler's clones,
+// and the AVX2 loop by hand (false, having done nothing, on a CPU without AVX2).
+void keep_mask_clones(std::uint64_t key, std::size_t first, std::size_t n, std::uint64_t threshold,
+                      std::uint8_t* keep);
+bool keep_mask_avx2(std::uint64_t key, std::size_t first, std::size_t n, std::uint64_t threshold,
+                    std::uint8_t* keep);
+
 // The dropout mask of one call: its key and threshold, or none. Backward makes
 // the mask again from these instead of keeping a byte per element.
 struct Mask {
