@@ -143,15 +143,15 @@ double timed(const Config& c, int steps, F body, double* allocs_per_call = nullp
     return median(times);
 }
 
-// One machine-readable line; compare.sh reads the key=value pairs.
+// One machine-readable line; compare.sh reads the key=value pairs (`more`: further pairs).
 inline void report(const char* impl, const Config& c, double step_ms, double forward_ms,
-                   double allocs, double faults) {
+                   double allocs, double faults, const char* more = "") {
     std::printf(
         "impl=%s size=%s variant=%s d_model=%ld d_ff=%ld tokens=%ld threads=%d steps=%d "
         "step_ms=%.4f forward_ms=%.4f allocs_per_step=%.1f faults_per_step=%.1f "
-        "peak_rss_mib=%.1f\n",
+        "peak_rss_mib=%.1f%s\n",
         impl, c.size.c_str(), c.variant.c_str(), c.d_model, c.d_ff, c.tokens, c.threads, c.steps,
-        step_ms, forward_ms, allocs, faults, peak_rss_mib());
+        step_ms, forward_ms, allocs, faults, peak_rss_mib(), more);
 }
 
 // The Transformer encoder layer step (encoder_step.cpp, torch_encoder_step.cpp):

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Builds the benchmarks and prints, for each row, the FFN training step in
 # libtorch, in xgrad, its GEMMs alone (the limit) and the limit plus the step's
-# elementwise work as bare passes (the floor, step_floor.cpp), run side by
-# side, with the ratios issue 8 and issue 23 set targets for.
+# elementwise work as bare passes (the floor, step_floor.cpp: at n threads its
+# passes credited a perfect split, and split for real), run side by side, with
+# the ratios issue 8 and issue 23 set targets for.
 #
 #   bench/compare.sh                       # the default rows below
 #   bench/compare.sh --rows "medium:relu:1 medium:relu:2" --rounds 3
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --csv) csv=$2; shift 2 ;;
     --svg) svg=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -104,22 +105,23 @@ function ratio(a, b,   na, nb, va, vb, r, i, m) {
 }
 function ms(x) { return x == "" ? "n/a" : (x < 0.1 ? sprintf("%.4f", x) : x < 10 ? sprintf("%.3f", x) : sprintf("%.1f", x)) }
 END {
-  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | floor ms | floor / limit | xgrad / floor | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | fwd floor / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
-  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms,floor_fwd_ms,xgrad_limit,libtorch_limit" > csv
+  print "| size (d_model/d_ff/tokens) | variant | threads | libtorch step ms | xgrad step ms | GEMMs alone ms | xgrad / limit | xgrad / libtorch | libtorch / limit | floor ms | floor / limit | xgrad / floor | split floor / limit | xgrad fwd ms | fwd limit ms | xgrad fwd / limit | fwd floor / limit | xgrad allocs/step | peak RSS MiB xgrad / libtorch |"
+  print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  if (csv != "") print "size,variant,threads,d_model,d_ff,tokens,libtorch_ms,xgrad_ms,limit_ms,xgrad_fwd_ms,limit_fwd_ms,libtorch_fwd_ms,xgrad_rss,libtorch_rss,floor_ms,floor_fwd_ms,xgrad_limit,libtorch_limit,split_floor_ms,split_floor_fwd_ms" > csv
   for (r = 1; r <= nrows; r++) {
     row = order[r]; split(row, p, " ")
     t = med(row SUBSEP "libtorch" SUBSEP "step_ms"); x = med(row SUBSEP "xgrad" SUBSEP "step_ms"); l = med(row SUBSEP "limit" SUBSEP "step_ms")
     xf = med(row SUBSEP "xgrad" SUBSEP "forward_ms"); lf = med(row SUBSEP "limit" SUBSEP "forward_ms"); tf = med(row SUBSEP "libtorch" SUBSEP "forward_ms")
     fl = med(row SUBSEP "floor" SUBSEP "step_ms"); ff = med(row SUBSEP "floor" SUBSEP "forward_ms")
+    sl = med(row SUBSEP "floor" SUBSEP "split_step_ms"); sf = med(row SUBSEP "floor" SUBSEP "split_forward_ms")
     xa = med(row SUBSEP "xgrad" SUBSEP "allocs_per_step")
     xr = med(row SUBSEP "xgrad" SUBSEP "peak_rss_mib"); tr = med(row SUBSEP "libtorch" SUBSEP "peak_rss_mib")
     X = row SUBSEP "xgrad" SUBSEP; L = row SUBSEP "limit" SUBSEP; T = row SUBSEP "libtorch" SUBSEP; F = row SUBSEP "floor" SUBSEP
-    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(X "step_ms", L "step_ms"), ratio(X "step_ms", T "step_ms"), ratio(T "step_ms", L "step_ms"), ms(fl), ratio(F "step_ms", L "step_ms"), ratio(X "step_ms", F "step_ms"), ms(xf), ms(lf), ratio(X "forward_ms", L "forward_ms"), ratio(F "forward_ms", L "forward_ms"), xa, xr, (tr == "" ? "n/a" : tr)
+    printf "| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", p[1], dims[row], p[2], p[3], ms(t), ms(x), ms(l), ratio(X "step_ms", L "step_ms"), ratio(X "step_ms", T "step_ms"), ratio(T "step_ms", L "step_ms"), ms(fl), ratio(F "step_ms", L "step_ms"), ratio(X "step_ms", F "step_ms"), ratio(F "split_step_ms", L "step_ms"), ms(xf), ms(lf), ratio(X "forward_ms", L "forward_ms"), ratio(F "forward_ms", L "forward_ms"), xa, xr, (tr == "" ? "n/a" : tr)
     if (csv != "") {
       xl = ratio(X "step_ms", L "step_ms"); tl = ratio(T "step_ms", L "step_ms")
       split(dims[row], d, "/")
-      printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl, ff, (xl == "n/a" ? "" : xl), (tl == "n/a" ? "" : tl) >> csv
+      printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", p[1], p[2], p[3], d[1], d[2], d[3], t, x, l, xf, lf, tf, xr, tr, fl, ff, (xl == "n/a" ? "" : xl), (tl == "n/a" ? "" : tl), sl, sf >> csv
     }
   }
 }' "$results"

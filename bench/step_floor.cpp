@@ -8,21 +8,25 @@
 //   backward  the activation's gradient and its column sums (db1, dbv), one pass
 //   Adam      one pass per parameter, PyTorch's order of operations (as xgrad's)
 // The passes use xgrad's activation rules and dropout hash, so they do the
-// arithmetic xgrad does. With --threads n the GEMMs run on n OpenBLAS
-// threads and the passes on one; the reported floor credits the passes a perfect
-// split (their time / n, timed inside the step), so it stays a lower bound.
+// arithmetic xgrad does. With --threads n the GEMMs run on n OpenBLAS threads
+// and the passes on one; the floor (step_ms, forward_ms) credits the passes a
+// perfect split (their time / n, timed inside the step), so it stays a lower
+// bound. The split floor (split_step_ms, split_forward_ms) instead splits each
+// pass over at least two of xgrad's grains into n blocks on xgrad's pool, as
+// xgrad's own loops split: what such loops get from this machine's cores and
+// memory. At one thread the two are the same.
 //   step_floor --size small --variant gelu --threads 2
 #include <array>
 #include <cmath>
 #include <cstdint>
 
 #include <cblas.h>
+#include <xgrad/parallel.hpp>
+#include <xgrad/tensor.hpp>
 
 #include "bench_common.hpp"
 #include "dropout_mask.hpp"
 #include "elementwise_rules.hpp"
-
-extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace {
 
@@ -92,12 +96,13 @@ void run_row(bool forward, bool gate, const Row& r) {
         r.keep ? run.template operator()<false, true>() : run.template operator()<false, false>();
 }
 
-// The hidden layer's pass over every row (forward, or backward with dA in r.a),
-// compiled for AVX-512, AVX2 and baseline as xgrad's loops are.
+// The hidden layer's pass over rows [first, last) (forward, or backward with dA
+// in r.a), compiled for AVX-512, AVX2 and baseline as xgrad's loops are.
 // keep: room for one row's mask (d_ff bytes).
 XG_CLONES_V4_V3 void hidden_pass(bool forward, const Layout& L, const Row& r,
-                                 const xg::detail::Mask& mask, std::uint8_t* keep) {
-    for (int i = 0; i < L.T; ++i) {
+                                 const xg::detail::Mask& mask, std::uint8_t* keep, int first,
+                                 int last) {
+    for (int i = first; i < last; ++i) {
         const std::size_t at = std::size_t(i) * std::size_t(L.f);
         if (mask.active)
             xg::detail::keep_mask(mask.key, at, std::size_t(L.f), mask.threshold, keep);
@@ -115,14 +120,15 @@ XG_CLONES_V4_V3 void hidden_pass(bool forward, const Layout& L, const Row& r,
     }
 }
 
-// dY = 2 (y - t) / n over [T, d], its column sums into db, and the loss.
+// dY = 2 (y - t) / n over rows [first, last) of [T, d], their column sums into
+// db; returns their sum of squares.
 XG_CLONES_V4_V3 float loss_pass(const Layout& L, const float* y, const float* t, float* dy,
-                                float* db) {
+                                float* db, int first, int last) {
     const std::size_t n = std::size_t(L.T) * std::size_t(L.d);
     const float factor = 2.0f / float(n);
     std::array<float, 16> lanes{};
     for (int c = 0; c < L.d; ++c) db[c] = 0.0f;
-    for (int i = 0; i < L.T; ++i) {
+    for (int i = first; i < last; ++i) {
         const std::size_t at = std::size_t(i) * std::size_t(L.d);
         for (int c = 0; c < L.d; ++c) {
             const float diff = y[at + c] - t[at + c];
@@ -133,7 +139,7 @@ XG_CLONES_V4_V3 float loss_pass(const Layout& L, const float* y, const float* t,
     }
     float sum = 0.0f;
     for (float lane : lanes) sum += lane;
-    return sum / float(n);
+    return sum;
 }
 
 struct Param {
@@ -153,16 +159,21 @@ XG_CLONES_V4_V3 void adam_update(float* __restrict p, const float* __restrict g,
     }
 }
 
-void adam_pass(Param& q, int step) {
-    const float bc2_sqrt = float(std::sqrt(1.0 - std::pow(0.999, step)));
-    const float neg_step_size = float(-1e-4 / (1.0 - std::pow(0.9, step)));
-    adam_update(q.p.data(), q.g.data(), q.m.data(), q.v.data(), q.p.size(), bc2_sqrt,
-                neg_step_size);
+// Runs body(first, last, k) over [0, count) in `blocks` contiguous blocks on
+// xgrad's pool, block k on one thread.
+template <class F>
+void split(std::size_t count, int blocks, const F& body) {
+    if (blocks == 1) return body(std::size_t(0), count, 0);
+    xg::parallel_for(0, blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (auto k = begin; k < end; ++k)
+            body(count * std::size_t(k) / std::size_t(blocks),
+                 count * std::size_t(k + 1) / std::size_t(blocks), int(k));
+    });
 }
 
-void seed_rows(float* out, const float* bias, int rows, int cols) {
-    for (int i = 0; i < rows; ++i)
-        std::copy(bias, bias + cols, out + std::size_t(i) * std::size_t(cols));
+void seed_rows(float* out, const float* bias, std::size_t first, std::size_t last, int cols) {
+    for (std::size_t i = first; i < last; ++i)
+        std::copy(bias, bias + cols, out + i * std::size_t(cols));
 }
 
 const auto R = CblasRowMajor;
@@ -177,16 +188,20 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int rows, int cols, int k, con
 struct Floor {
     Layout L;
     double dropout;
+    int threads;
     Param w1, b1, wv, bv, w2, b2;
     std::vector<float> x, t, h, v, a, y, dy, da, dv, dx;
-    std::vector<std::uint8_t> keep;  // one row of the dropout mask
+    // Per block: one row of the dropout mask, and column sums (db1, dbv, db2) to add up.
+    std::vector<std::uint8_t> keep;
+    std::vector<float> sums, parts;  // parts: each block's sum of squares
     int steps = 0;
-    bool time_passes = false;
-    double pass_ms = 0;  // this step's time in the passes, when timed
+    bool split_passes = false;  // else the passes run on one thread, timed
+    double pass_ms = 0;         // this step's time in the passes, at n > 1 threads
 
-    Floor(const Layout& l, double p)
+    Floor(const Layout& l, double p, int n_threads)
         : L(l),
           dropout(p),
+          threads(n_threads),
           w1(n(L.f, L.d)),
           b1(n(L.f, 1)),
           wv(n(L.gate ? L.f : 0, L.d)),
@@ -203,12 +218,21 @@ struct Floor {
           da(n(L.T, L.f)),
           dv(n(L.T, L.f)),
           dx(n(L.T, L.d)),
-          keep(std::size_t(L.f)) {}
+          keep(n(n_threads, L.f)),
+          sums(n(n_threads, 2 * L.f + L.d)),
+          parts(std::size_t(n_threads)) {}
     static std::size_t n(int rows, int cols) { return std::size_t(rows) * std::size_t(cols); }
+
+    // How many blocks a pass over `elements` splits into: xgrad's rule (two grains).
+    int blocks(std::size_t elements) const {
+        const bool big = elements >= std::size_t(2 * xg::kElementwiseGrain);
+        return split_passes && big ? threads : 1;
+    }
+    float* sums_of(int k) { return sums.data() + n(k, 2 * L.f + L.d); }
 
     template <class F>
     void pass(const F& f) {
-        if (!time_passes) return f();
+        if (split_passes || threads == 1) return f();
         const auto start = bench::Clock::now();
         f();
         pass_ms += bench::ms_since(start);
@@ -219,38 +243,94 @@ struct Floor {
         return Row{.h = h.data(), .v = v.data(), .a = out, .scale = float(scale), .f = L.f};
     }
 
+    void seed(std::vector<float>& out, const Param& bias, int rows, int cols) {
+        pass([&] {
+            split(std::size_t(rows), blocks(n(rows, cols)), [&](std::size_t b, std::size_t e, int) {
+                seed_rows(out.data(), bias.p.data(), b, e, cols);
+            });
+        });
+    }
+
     // The hidden layer's linears: h (and v) = x W^T + b.
     void hidden_linears() {
-        pass([&] { seed_rows(h.data(), b1.p.data(), L.T, L.f); });
+        seed(h, b1, L.T, L.f);
         gemm(N, Tr, L.T, L.f, L.d, x.data(), L.d, w1.p.data(), L.d, 1.f, h.data());
         if (!L.gate) return;
-        pass([&] { seed_rows(v.data(), bv.p.data(), L.T, L.f); });
+        seed(v, bv, L.T, L.f);
         gemm(N, Tr, L.T, L.f, L.d, x.data(), L.d, wv.p.data(), L.d, 1.f, v.data());
+    }
+
+    // The hidden pass forward, or backward with dA in da (each block's column
+    // sums in its own rows of `sums`, added up after).
+    void hidden(bool forward, const xg::detail::Mask& mask) {
+        const int k_blocks = blocks(n(L.T, L.f));
+        pass([&] {
+            split(std::size_t(L.T), k_blocks, [&](std::size_t b, std::size_t e, int k) {
+                Row r = row(forward ? a.data() : da.data());
+                if (!forward) {
+                    r.dv = dv.data();
+                    r.db = sums_of(k);
+                    r.dbv = r.db + L.f;
+                    std::fill(r.db, r.db + 2 * L.f, 0.0f);
+                }
+                hidden_pass(forward, L, r, mask, keep.data() + n(k, L.f), int(b), int(e));
+            });
+            if (!forward) add_sums(k_blocks, 0, b1.g, L.gate ? &bv.g : nullptr);
+        });
+    }
+
+    // g (and g2) = the blocks' column sums at offset `at` (and at + L.f).
+    void add_sums(int k_blocks, std::size_t at, std::vector<float>& g, std::vector<float>* g2) {
+        for (std::size_t j = 0; j < g.size(); ++j) {
+            float s = 0.0f, s2 = 0.0f;
+            for (int k = 0; k < k_blocks; ++k) {
+                s += sums_of(k)[at + j];
+                if (g2) s2 += sums_of(k)[at + std::size_t(L.f) + j];
+            }
+            g[j] = s;
+            if (g2) (*g2)[j] = s2;
+        }
     }
 
     void forward(const xg::detail::Mask& mask) {
         hidden_linears();
-        pass([&] { hidden_pass(true, L, row(a.data()), mask, keep.data()); });
-        pass([&] { seed_rows(y.data(), b2.p.data(), L.T, L.d); });
+        hidden(true, mask);
+        seed(y, b2, L.T, L.d);
         gemm(N, Tr, L.T, L.d, L.f, a.data(), L.f, w2.p.data(), L.f, 1.f, y.data());
+    }
+
+    float loss() {
+        const int k_blocks = blocks(n(L.T, L.d));
+        split(std::size_t(L.T), k_blocks, [&](std::size_t b, std::size_t e, int k) {
+            float* db = sums_of(k) + 2 * L.f;
+            parts[std::size_t(k)] = loss_pass(L, y.data(), t.data(), dy.data(), db, int(b), int(e));
+        });
+        add_sums(k_blocks, 2 * std::size_t(L.f), b2.g, nullptr);
+        float sum = 0.0f;
+        for (int k = 0; k < k_blocks; ++k) sum += parts[std::size_t(k)];
+        return sum / float(n(L.T, L.d));
     }
 
     void backward(const xg::detail::Mask& mask) {
         gemm(Tr, N, L.d, L.f, L.T, dy.data(), L.d, a.data(), L.f, 0.f, w2.g.data());
         gemm(N, N, L.T, L.f, L.d, dy.data(), L.d, w2.p.data(), L.f, 0.f, da.data());
-        pass([&] {
-            Row r = row(da.data());
-            r.dv = dv.data();
-            r.db = b1.g.data();
-            r.dbv = bv.g.data();
-            std::fill(b1.g.begin(), b1.g.end(), 0.0f);
-            std::fill(bv.g.begin(), bv.g.end(), 0.0f);
-            hidden_pass(false, L, r, mask, keep.data());
-        });
+        hidden(false, mask);
         gemm(Tr, N, L.f, L.d, L.T, da.data(), L.f, x.data(), L.d, 0.f, w1.g.data());
         if (L.gate) gemm(Tr, N, L.f, L.d, L.T, dv.data(), L.f, x.data(), L.d, 0.f, wv.g.data());
         gemm(N, N, L.T, L.d, L.f, da.data(), L.f, w1.p.data(), L.d, 0.f, dx.data());
         if (L.gate) gemm(N, N, L.T, L.d, L.f, dv.data(), L.f, wv.p.data(), L.d, 1.f, dx.data());
+    }
+
+    // Adam on every parameter, each split as an elementwise loop.
+    void adam() {
+        const float bc2_sqrt = float(std::sqrt(1.0 - std::pow(0.999, steps)));
+        const float neg_step_size = float(-1e-4 / (1.0 - std::pow(0.9, steps)));
+        for (Param* q : {&w1, &b1, &wv, &bv, &w2, &b2}) {
+            split(q->p.size(), blocks(q->p.size()), [&](std::size_t b, std::size_t e, int) {
+                adam_update(q->p.data() + b, q->g.data() + b, q->m.data() + b, q->v.data() + b,
+                            e - b, bc2_sqrt, neg_step_size);
+            });
+        }
     }
 
     void step() {
@@ -258,12 +338,9 @@ struct Floor {
         const xg::detail::Mask mask{dropout > 0, std::uint64_t(++steps),
                                     xg::detail::dropout_threshold(dropout)};
         forward(mask);
-        pass([&] { loss_pass(L, y.data(), t.data(), dy.data(), b2.g.data()); });
+        pass([&] { (void)loss(); });
         backward(mask);
-        pass([&] {
-            for (Param* q : {&w1, &b1, &wv, &bv, &w2, &b2})
-                if (!q->p.empty()) adam_pass(*q, steps);
-        });
+        pass([&] { adam(); });
     }
 
     void inference() {
@@ -281,11 +358,11 @@ Act act_of(const std::string& variant) {
     std::exit(2);
 }
 
-// Median over steps of the step's time, its passes credited a split over n threads.
+// Median over steps of the step's time; unless split, its passes (timed on one
+// thread) credited a perfect split over n threads.
 template <class F>
 double floor_ms(const bench::Config& c, Floor& s, const F& body) {
-    const double idle = 1.0 - 1.0 / c.threads;
-    s.time_passes = c.threads > 1;
+    const double idle = s.split_passes ? 0.0 : 1.0 - 1.0 / c.threads;
     for (int i = 0; i < c.warmup; ++i) body();
     std::vector<double> times;
     for (int i = 0; i < c.steps; ++i) {
@@ -304,10 +381,20 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "step_floor: only --input-grad 1 (x needs a gradient)\n");
         return 2;
     }
-    openblas_set_num_threads(c.threads);
+    xg::set_num_threads(c.threads);  // OpenBLAS's threads and xgrad's pool
     const Layout L{int(c.tokens), int(c.d_model), int(c.d_ff), act_of(c.variant), bench::gated(c)};
-    Floor s(L, c.dropout);
+    Floor s(L, c.dropout, c.threads);
+    s.split_passes = false;
     const double step_ms = floor_ms(c, s, [&] { s.step(); });
     const double forward_ms = floor_ms(c, s, [&] { s.inference(); });
-    bench::report("floor", c, step_ms, forward_ms, 0, 0);
+    double split_step_ms = step_ms, split_forward_ms = forward_ms;
+    if (c.threads > 1) {
+        s.split_passes = true;
+        split_step_ms = floor_ms(c, s, [&] { s.step(); });
+        split_forward_ms = floor_ms(c, s, [&] { s.inference(); });
+    }
+    char split[96];
+    std::snprintf(split, sizeof split, " split_step_ms=%.4f split_forward_ms=%.4f", split_step_ms,
+                  split_forward_ms);
+    bench::report("floor", c, step_ms, forward_ms, 0, 0, split);
 }
