@@ -84,7 +84,8 @@ struct SiluRule {
     }
 };
 
-// x * Phi(x); d/dx = Phi(x) + x * phi(x).
+// x * Phi(x); d/dx = Phi(x) + x * phi(x). With t = x / sqrt(2), Phi(x) is
+// (1 + erf(t)) / 2 and phi(x) is e^(-t^2) / sqrt(2 pi): one call gives both.
 struct GeluRule {
     static constexpr const char *kName = "gelu", *kNode = "GeluBackward";
     static constexpr Saves kSaves = Saves::Input;
@@ -96,8 +97,8 @@ struct GeluRule {
     template <class T>
     static T grad(T a, T g) {
         const T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-        return g * (T(0.5) * (T(1) + fast_erf(a * T(std::numbers::sqrt2 / 2))) +
-                    a * inv_sqrt_2pi * fast_exp(T(-0.5) * a * a));
+        const auto [erf, gauss] = fast_erf_gauss(a * T(std::numbers::sqrt2 / 2));
+        return g * (T(0.5) * (T(1) + erf) + a * inv_sqrt_2pi * gauss);
     }
     static Tensor grad_op(const Tensor& a, const Tensor& g) {
         const double inv_sqrt_2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;

@@ -45,11 +45,18 @@ inline float fast_exp(float x) {
     return p * s1 * s2;
 }
 
+// erf(x) and e^(-x^2), the Gaussian that erf integrates, together: the erf
+// computes the Gaussian on its way, and GELU's gradient needs both.
+template <class T>
+struct ErfGauss {
+    T erf, gauss;
+};
+
 // erf for float, within 2 ulp of std::erf (tests/core/test_vec_math.cpp):
 // x + x A(x^2) below 0.921875, else 1 - e^(-x^2) B(x - 2), B fitted to
 // erfc(x) e^(x^2). scripts/fit_erf.py fits both polynomials and prints them.
 // Both branches are computed and one selected, so the loop stays vectorised.
-inline float fast_erf(float x) {
+inline ErfGauss<float> fast_erf_gauss(float x) {
     constexpr float kSmall[] = {0.128379166f,   -0.376126349f,    0.112837136f,   -0.0268602408f,
                                 0.00520283589f, -0.000816078391f, 8.43876842e-05f};
     constexpr float kLarge[] = {0.255395681f,     -0.106796414f,    0.0418024808f,
@@ -61,14 +68,17 @@ inline float fast_erf(float x) {
     float p = kSmall[6];
     for (int k = 5; k >= 0; --k) p = p * a2 + kSmall[k];
     const float small = a + a * p;
-    // Past 3.95 erf rounds to 1; clamping keeps e^(-x^2) B finite (NaN stays NaN).
-    const float c = a > 3.95f ? 3.95f : a;
-    const float u = c - 2.0f;
+    // Past 3.95 erf rounds to 1, as does 1 - e^(-x^2) B(1.95) there; clamping
+    // keeps B finite (NaN stays NaN).
+    const float u = (a > 3.95f ? 3.95f : a) - 2.0f;
     float q = kLarge[11];
     for (int k = 10; k >= 0; --k) q = q * u + kLarge[k];
-    const float large = 1.0f - fast_exp(-(c * c)) * q;
-    return std::copysign(a < 0.921875f ? small : large, x);
+    const float gauss = fast_exp(-a2);
+    const float large = 1.0f - gauss * q;
+    return {std::copysign(a < 0.921875f ? small : large, x), gauss};
 }
+
+inline float fast_erf(float x) { return fast_erf_gauss(x).erf; }
 
 // tanh for float, within 1.2 ulp of the exact value (glibc's tanhf: 2.2;
 // tests/core/test_vec_math.cpp):
@@ -93,6 +103,7 @@ inline float fast_tanh(float x) {
 // nothing hot runs in double.
 inline double fast_exp(double x) { return std::exp(x); }
 inline double fast_erf(double x) { return std::erf(x); }
+inline ErfGauss<double> fast_erf_gauss(double x) { return {std::erf(x), std::exp(-x * x)}; }
 inline double fast_tanh(double x) { return std::tanh(x); }
 
 }  // namespace xg::detail

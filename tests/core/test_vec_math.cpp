@@ -1,5 +1,6 @@
 // fast_exp and fast_erf (core/src/vec_math.hpp) against libm, at most 1 ulp
-// apart, and fast_tanh against the exact tanh, at most 1.2 ulp,
+// apart, fast_erf_gauss's e^(-x^2) against exp, and fast_tanh against the
+// exact tanh, at most 1.2 ulp,
 // over a sweep of the whole range where exp is neither 0 nor inf in float, and
 // the same special values.
 #include <algorithm>
@@ -101,6 +102,37 @@ TEST_CASE("fast_erf is within 1 ulp of std::erf, and keeps its special values") 
     CHECK(std::signbit(xg::detail::fast_erf(-0.0f)));
     CHECK(std::isnan(xg::detail::fast_erf(std::numeric_limits<float>::quiet_NaN())));
     CHECK(xg::detail::fast_erf(0.5) == std::erf(0.5));  // double goes to libm
+}
+
+TEST_CASE("fast_erf_gauss gives fast_erf's erf and e^(-x^2) as exactly as x^2 rounds") {
+    // x^2 rounded to float is off by up to 2^-24 x^2, which moves e^(-x^2) by
+    // as much relatively: up to x^2 of its ulps. fast_exp adds one. Up to 10.5,
+    // past which e^(-x^2) is 0 in float.
+    double worst = 0;
+    float worst_at = 0;
+    for (std::uint32_t bits = 0; bits < 0x41280000u; bits += 151) {
+        for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
+            const auto [erf, gauss] = xg::detail::fast_erf_gauss(x);
+            REQUIRE(std::bit_cast<std::uint32_t>(erf) ==
+                    std::bit_cast<std::uint32_t>(xg::detail::fast_erf(x)));
+            const double expected = std::exp(-double(x) * double(x));
+            const float rounded = float(expected);
+            const double ulp = std::max(std::abs(std::nextafter(rounded, 2.0f) - rounded), 1e-45f);
+            const double excess = std::abs(gauss - expected) / ulp - double(x) * double(x);
+            if (excess > worst) worst = excess, worst_at = x;
+        }
+    }
+    INFO("worst at x = ", worst_at);
+    CHECK(worst <= 2.0);
+
+    const float inf = std::numeric_limits<float>::infinity();
+    CHECK(xg::detail::fast_erf_gauss(0.0f).gauss == 1.0f);
+    CHECK(xg::detail::fast_erf_gauss(inf).gauss == 0.0f);
+    CHECK(xg::detail::fast_erf_gauss(-inf).gauss == 0.0f);
+    CHECK(std::isnan(xg::detail::fast_erf_gauss(std::numeric_limits<float>::quiet_NaN()).gauss));
+    const auto in_double = xg::detail::fast_erf_gauss(0.5);  // double goes to libm
+    CHECK(in_double.erf == std::erf(0.5));
+    CHECK(in_double.gauss == std::exp(-0.25));
 }
 
 TEST_CASE("fast_tanh is within 1.2 ulp of the exact tanh, and keeps its special values") {
