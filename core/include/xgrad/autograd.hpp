@@ -124,8 +124,6 @@ private:
 // gradient follows from grad_output alone), or its own output (exp, softmax).
 enum class Reads { Inputs, Nothing, Output };
 
-using NodeHook = std::function<void(const Tensor& grad_output)>;
-
 // One recorded op. A node owns the nodes of its inputs (edges point towards the
 // leaves) and what its backward needs, never a TensorImpl: so no cycles.
 struct Node : std::enable_shared_from_this<Node> {
