@@ -110,11 +110,12 @@ TEST_CASE("fast_erf_gauss gives fast_erf's erf and e^(-x^2) as exactly as x^2 ro
     // past which e^(-x^2) is 0 in float.
     double worst = 0;
     float worst_at = 0;
+    long other_erf = 0;  // counted, not checked each time: 14 million inputs
     for (std::uint32_t bits = 0; bits < 0x41280000u; bits += 151) {
         for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
             const auto [erf, gauss] = xg::detail::fast_erf_gauss(x);
-            REQUIRE(std::bit_cast<std::uint32_t>(erf) ==
-                    std::bit_cast<std::uint32_t>(xg::detail::fast_erf(x)));
+            other_erf += std::bit_cast<std::uint32_t>(erf) !=
+                         std::bit_cast<std::uint32_t>(xg::detail::fast_erf(x));
             const double expected = std::exp(-double(x) * double(x));
             const float rounded = float(expected);
             const double ulp = std::max(std::abs(std::nextafter(rounded, 2.0f) - rounded), 1e-45f);
@@ -124,6 +125,7 @@ TEST_CASE("fast_erf_gauss gives fast_erf's erf and e^(-x^2) as exactly as x^2 ro
     }
     INFO("worst at x = ", worst_at);
     CHECK(worst <= 2.0);
+    CHECK(other_erf == 0);
 
     const float inf = std::numeric_limits<float>::infinity();
     CHECK(xg::detail::fast_erf_gauss(0.0f).gauss == 1.0f);
